@@ -1,0 +1,97 @@
+/*
+ * http_client.h: one asynchronous HTTP/1.1 client for everything in tlsfront that speaks
+ * HTTP (ACME, the --ask gate). libuv TCP, OpenSSL for https (certificate and hostname
+ * verification against the system store plus an optional extra CA file), responses parsed
+ * with llhttp (fixed-length, chunked and close-delimited bodies, split across any read
+ * boundary), keep-alive connection reuse per origin, a per-request timeout, a body size cap,
+ * DNS through uv_getaddrinfo. Lives on one loop and must only be used from that loop's thread.
+ * Never blocks the loop.
+ */
+#ifndef TF_HTTP_CLIENT_H
+#define TF_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tf_http_header {
+    char *name;   /* as received; compare case-insensitively */
+    char *value;
+};
+
+/* A complete response. Owned by the client; valid only during the callback. */
+struct tf_http_response {
+    int status;
+    struct tf_http_header *headers;
+    int n_headers;
+    char *body;        /* NUL-terminated for convenience (not counted in body_len) */
+    size_t body_len;
+};
+
+/* First header with this name (case-insensitive), or NULL. */
+const char *tf_http_response_header(const struct tf_http_response *r, const char *name);
+
+struct tf_http_request {
+    const char *method;               /* "GET", "POST", "HEAD" */
+    const char *url;                  /* http:// or https://, absolute */
+    const char *content_type;         /* NULL = no body header */
+    const void *body;                 /* copied by tf_http_request() */
+    size_t body_len;
+    const struct tf_http_header *headers; /* extra request headers, copied */
+    int n_headers;
+    uint32_t timeout_ms;              /* whole request incl. DNS/connect; 0 = 30000 */
+    size_t max_body;                  /* 0 = 1 MiB; larger bodies fail with TF_ETOOBIG */
+};
+
+/*
+ * Completion: err is 0 with resp set for any HTTP status (the caller judges the status), or a
+ * negative code (UV_E* for DNS/connect/IO, TF_ETIMEDOUT, TF_ETOOBIG, TF_EPROTO for a response
+ * llhttp rejects, TF_ETLS for a handshake or verification failure, UV_ECANCELED) with resp NULL.
+ * Called exactly once per accepted request, always from a loop callback (never from inside
+ * tf_http_request()).
+ */
+typedef void (*tf_http_cb)(int err, const struct tf_http_response *resp, void *arg);
+
+struct tf_http_client;
+struct tf_http_req;
+
+/* Create a client on loop. extra_ca_file may be NULL. Returns NULL with err filled. */
+struct tf_http_client *tf_http_client_new(uv_loop_t *loop, const char *extra_ca_file, char *err,
+                                          size_t errlen);
+
+/* Start a request. Returns 0 and (optionally) a handle for tf_http_cancel(), or a negative
+ * code for bad arguments (malformed URL: TF_EINVAL); on failure cb is never called. */
+int tf_http_request(struct tf_http_client *c, const struct tf_http_request *req, tf_http_cb cb,
+                    void *arg, struct tf_http_req **handle);
+
+/* Cancel a request in flight: its callback runs once with UV_ECANCELED (from a loop callback).
+ * The handle is invalid after the callback. */
+void tf_http_cancel(struct tf_http_req *h);
+
+/* Cancel every request (their callbacks run with UV_ECANCELED), close pooled connections and
+ * free the client once all its handles are closed; done (may be NULL) is called then. */
+void tf_http_client_close(struct tf_http_client *c, void (*done)(void *arg), void *arg);
+
+/*
+ * The response parser on its own (llhttp), for unit tests and for the client itself. Feed
+ * any split of the bytes; tf_http_parser_done() is true once a whole response was parsed.
+ */
+struct tf_http_parser;
+struct tf_http_parser *tf_http_parser_new(size_t max_body, bool head_request);
+/* Returns 0, or TF_EPROTO / TF_ETOOBIG. */
+int tf_http_parser_feed(struct tf_http_parser *p, const char *data, size_t len);
+/* Signal EOF (for close-delimited bodies). Returns 0 or TF_EPROTO if the response is cut. */
+int tf_http_parser_eof(struct tf_http_parser *p);
+bool tf_http_parser_done(const struct tf_http_parser *p);
+/* The parsed response (borrowed from p), valid once done. keep_alive tells if the connection
+ * may be reused. */
+const struct tf_http_response *tf_http_parser_response(const struct tf_http_parser *p,
+                                                       bool *keep_alive);
+void tf_http_parser_free(struct tf_http_parser *p);
+
+/* Parse a Retry-After value (delta-seconds or an HTTP-date) relative to now (unix seconds).
+ * Returns the delay in seconds (>= 0), or -1 when absent/unparseable. */
+int64_t tf_http_retry_after(const char *value, int64_t now);
+
+#endif

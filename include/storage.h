@@ -1,0 +1,102 @@
+/*
+ * storage.h: where tlsfront keeps what it must not lose (ACME account keys, issued
+ * certificates and keys, their metadata), behind a small asynchronous interface so that a
+ * shared store for several tlsfront nodes can be added later without touching the ACME or
+ * TLS code. Keys are relative slash-separated paths of [a-z0-9._-] segments (no "..", no
+ * empty segment), e.g. "acme/<ca-id>/account.key", "certs/example.com/cert.pem".
+ *
+ * Every call is asynchronous: the callback runs later on the store's loop, exactly once,
+ * never from inside the call. The filesystem implementation does its I/O on libuv's thread
+ * pool: writes are atomic (temp file, fsync, rename, fsync directory), secret values 0600,
+ * directories 0700.
+ */
+#ifndef TF_STORAGE_H
+#define TF_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct tf_storage;
+
+/* err: 0, UV_ENOENT (no such key), or another negative code. data is owned by the callback
+ * (free() it) and NUL-terminated beyond len. */
+typedef void (*tf_storage_get_cb)(int err, char *data, size_t len, void *arg);
+typedef void (*tf_storage_done_cb)(int err, void *arg);
+/* keys: owned by the callback (free each and the array). */
+typedef void (*tf_storage_list_cb)(int err, char **keys, int n, void *arg);
+
+struct tf_storage_ops {
+    int (*get)(struct tf_storage *s, const char *key, tf_storage_get_cb cb, void *arg);
+    int (*put)(struct tf_storage *s, const char *key, const void *data, size_t len, bool secret,
+               tf_storage_done_cb cb, void *arg);
+    int (*list)(struct tf_storage *s, const char *prefix, tf_storage_list_cb cb, void *arg);
+    int (*del)(struct tf_storage *s, const char *key, tf_storage_done_cb cb, void *arg);
+    /* Try to take the named lock for lease_s seconds, waiting up to wait_ms for a holder
+     * (another process or node) to let go. cb: 0 = held by us, TF_EBUSY = still held
+     * elsewhere after wait_ms. A lease that is not renewed expires (a crashed holder does
+     * not block forever). */
+    int (*lock)(struct tf_storage *s, const char *name, uint32_t lease_s, uint32_t wait_ms,
+                tf_storage_done_cb cb, void *arg);
+    int (*unlock)(struct tf_storage *s, const char *name, tf_storage_done_cb cb, void *arg);
+    /* Wait for every callback in flight, then free s; done may be NULL. */
+    void (*close)(struct tf_storage *s, void (*done)(void *arg), void *arg);
+};
+
+struct tf_storage {
+    const struct tf_storage_ops *ops;
+    uv_loop_t *loop;
+};
+
+/* Start calls: each returns 0 (cb will run) or a negative code (cb never runs: bad key). */
+static inline int tf_storage_get(struct tf_storage *s, const char *key, tf_storage_get_cb cb,
+                                 void *arg)
+{
+    return s->ops->get(s, key, cb, arg);
+}
+static inline int tf_storage_put(struct tf_storage *s, const char *key, const void *data,
+                                 size_t len, bool secret, tf_storage_done_cb cb, void *arg)
+{
+    return s->ops->put(s, key, data, len, secret, cb, arg);
+}
+static inline int tf_storage_list(struct tf_storage *s, const char *prefix, tf_storage_list_cb cb,
+                                  void *arg)
+{
+    return s->ops->list(s, prefix, cb, arg);
+}
+static inline int tf_storage_del(struct tf_storage *s, const char *key, tf_storage_done_cb cb,
+                                 void *arg)
+{
+    return s->ops->del(s, key, cb, arg);
+}
+static inline int tf_storage_lock(struct tf_storage *s, const char *name, uint32_t lease_s,
+                                  uint32_t wait_ms, tf_storage_done_cb cb, void *arg)
+{
+    return s->ops->lock(s, name, lease_s, wait_ms, cb, arg);
+}
+static inline int tf_storage_unlock(struct tf_storage *s, const char *name, tf_storage_done_cb cb,
+                                    void *arg)
+{
+    return s->ops->unlock(s, name, cb, arg);
+}
+static inline void tf_storage_close(struct tf_storage *s, void (*done)(void *arg), void *arg)
+{
+    s->ops->close(s, done, arg);
+}
+
+/* True when key is a valid storage key (see above). */
+bool tf_storage_key_valid(const char *key);
+
+/*
+ * The filesystem store rooted at dir. Creates dir (0700) if missing and checks, synchronously
+ * (start-up only), that it is a writable directory; returns NULL with err filled ("storage
+ * DIR: not writable: Permission denied") otherwise.
+ */
+struct tf_storage *tf_storage_fs_new(uv_loop_t *loop, const char *dir, char *err, size_t errlen);
+
+/* Synchronous helpers for start-up and the `tlsfront certs` command (never on a loop). */
+int tf_storage_fs_read_sync(const char *dir, const char *key, char **data, size_t *len);
+int tf_storage_fs_list_sync(const char *dir, const char *prefix, char ***keys, int *n);
+
+#endif

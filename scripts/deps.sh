@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install every Debian package tlsfront's build, tests and demo need. Idempotent: installs
+# only what is missing, and runs `apt-get update` only when something must be installed.
+# Usage: scripts/deps.sh [extra-package ...]   (bench/run.sh passes its own extras)
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  libuv1-dev libssl-dev libcjson-dev node-llhttp libpsl-dev publicsuffix
+  openssl curl ca-certificates python3 python3-cryptography
+  pebble procps iproute2 util-linux
+)
+PKGS+=("$@")
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install what the tests need, build tlsfront twice (release with -Werror, and ASan+UBSan),
+# and run every test through ctest in both builds. Exit code: non-zero if anything failed.
+# Usage: scripts/test.sh [--fast]   (--fast: skip the sanitizer build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+bash scripts/deps.sh
+
+JOBS=$(nproc)
+FAST=0
+[ "${1:-}" = "--fast" ] && FAST=1
+
+echo "== build (release, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLSFRONT_WERROR=ON >/dev/null
+cmake --build build -j"$JOBS"
+
+rc=0
+echo "== ctest (release)"
+(cd build && ctest --output-on-failure -j2 --timeout 600) || rc=1
+
+if [ "$FAST" -eq 0 ]; then
+  echo "== build (ASan+UBSan)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTLSFRONT_SANITIZE=ON \
+        -DTLSFRONT_WERROR=ON >/dev/null
+  cmake --build build-asan -j"$JOBS"
+  echo "== ctest (ASan+UBSan)"
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=23"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  (cd build-asan && ctest --output-on-failure -j2 --timeout 900) || rc=1
+fi
+
+if [ "$rc" -ne 0 ]; then
+  echo "test.sh: FAILED"
+else
+  echo "test.sh: all tests passed"
+fi
+exit "$rc"
