@@ -13,7 +13,8 @@
 #define TF_ALPN01_PROTO "acme-tls/1"
 
 /* Build the challenge certificate. On success returns 0 and new references in *cert and
- * *key (caller frees). Returns TF_ETLS on failure (error queue left for the caller). */
+ * *key (caller frees). Returns TF_ETLS on failure (error queue left for the caller), or
+ * TF_EINVAL if name is not a valid DNS name or key_authorization is empty. */
 int tf_alpn01_make_cert(const char *name, const char *key_authorization, X509 **cert,
                         EVP_PKEY **key);
 

@@ -113,6 +113,7 @@ struct tf_config {
 
     /* HTTP redirect (#7) */
     char *redirect_http;
+    struct sockaddr_storage redirect_http_addr; /* parsed --redirect-http; ":PORT" = [::] */
 };
 
 /* Result of loading: on failure, err holds one line naming the flag/key and the problem. */
@@ -128,6 +129,8 @@ struct tf_config_result {
  * Parse argv (without the subcommand), the environment (envp, NULL-terminated "K=V") and
  * the JSON file named by -c/--config/TLSFRONT_CONFIG. Returns 0 and sets res->cfg (refcount
  * 1), or TF_EINVAL with res->err set. Does no network I/O; reads only the config file.
+ * argv[0] is a program or subcommand name and is skipped, as with getopt. --help and
+ * --version print to stdout and return 0 with res->cfg NULL and res->help/res->version set.
  */
 int tf_config_load(int argc, char **argv, char **envp, struct tf_config_result *res);
 

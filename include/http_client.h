@@ -61,7 +61,9 @@ struct tf_http_client *tf_http_client_new(uv_loop_t *loop, const char *extra_ca_
                                           size_t errlen);
 
 /* Start a request. Returns 0 and (optionally) a handle for tf_http_cancel(), or a negative
- * code for bad arguments (malformed URL: TF_EINVAL); on failure cb is never called. */
+ * code for bad arguments (malformed URL, CR/LF in a header, bad method: TF_EINVAL; the client
+ * is closing: TF_ECLOSED); on failure cb is never called. A request that fails on a reused
+ * keep-alive connection before any response byte arrived is retried once on a fresh one. */
 int tf_http_request(struct tf_http_client *c, const struct tf_http_request *req, tf_http_cb cb,
                     void *arg, struct tf_http_req **handle);
 
@@ -89,6 +91,30 @@ bool tf_http_parser_done(const struct tf_http_parser *p);
 const struct tf_http_response *tf_http_parser_response(const struct tf_http_parser *p,
                                                        bool *keep_alive);
 void tf_http_parser_free(struct tf_http_parser *p);
+
+/*
+ * An absolute http(s) URL split for the client (and its tests). tf_http_url_parse() accepts
+ * "http://" and "https://" (scheme case-insensitive), a host name, an IPv4 literal or a
+ * bracketed IPv6 literal, an optional port, and a path with query; it drops the fragment and
+ * rejects user info, empty hosts, bad ports and control or space characters with TF_EINVAL.
+ * On success the strings belong to *out; release them with tf_http_url_clear().
+ */
+struct tf_http_url {
+    bool tls;          /* https */
+    bool host_is_ip;   /* an IPv4 or IPv6 literal: no SNI, IP address check */
+    char *host;        /* lower-cased; an IPv6 literal without its brackets */
+    uint16_t port;     /* explicit, or 80 / 443 */
+    char *path;        /* path and query, at least "/" */
+};
+int tf_http_url_parse(const char *url, struct tf_http_url *out);
+void tf_http_url_clear(struct tf_http_url *u);
+
+/* Serialise rq for u: request line, Host (with the port unless default), User-Agent,
+ * Content-Type, Content-Length (for a body or POST/PUT/PATCH), rq's extra headers, the body.
+ * Returns 0 with *out (caller frees) and *out_len, or TF_EINVAL for a method that is not a
+ * token, CR/LF in a header, or an extra Host/Content-Length/Transfer-Encoding header. */
+int tf_http_request_serialize(const struct tf_http_request *rq, const struct tf_http_url *u,
+                              char **out, size_t *out_len);
 
 /* Parse a Retry-After value (delta-seconds or an HTTP-date) relative to now (unix seconds).
  * Returns the delay in seconds (>= 0), or -1 when absent/unparseable. */

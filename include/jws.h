@@ -13,6 +13,8 @@
 #include "config.h" /* enum tf_key_type */
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 char *tf_b64url_encode(const void *data, size_t len);
@@ -26,6 +28,10 @@ EVP_PKEY *tf_key_generate(enum tf_key_type type);
 char *tf_key_to_pem(EVP_PKEY *key);
 /* Parse a PEM private key (PKCS#8, SEC1 EC or PKCS#1 RSA). */
 EVP_PKEY *tf_key_from_pem(const char *pem, size_t len);
+
+/* The JWS "alg" for key: "ES256" for EC P-256, "RS256" for RSA, NULL for anything else (other
+ * curves and key types are unsupported). The string is static. */
+const char *tf_jws_alg(EVP_PKEY *key);
 
 /* The public JWK as canonical JSON: required members only, lexicographic order, no
  * whitespace (RFC 7638 §3): {"crv":"P-256","kty":"EC","x":..,"y":..} or {"e":..,"kty":"RSA","n":..}. */
@@ -53,5 +59,15 @@ char *tf_jws_eab(const char *eab_kid, const unsigned char *hmac_key, size_t hmac
 /* A DER CSR for names (first is the subject CN too; all are dNSName SANs), signed with key,
  * returned base64url-encoded as newOrder/finalize want it. */
 char *tf_csr_b64url(EVP_PKEY *key, const char *const *names, int n_names);
+
+/* Helpers shared by the CSR and the TLS-ALPN-01 certificate (alpn01_cert.c). */
+/* True if name can be a dNSName: 1..253 characters of letters, digits, '-', '.', '_' and '*'
+ * (A-labels only; IDNs must already be punycode). */
+bool tf_dns_name_valid(const char *name);
+/* A subjectAltName extension listing every name as a dNSName (non-critical), or NULL. */
+X509_EXTENSION *tf_x509_san_ext(const char *const *names, int n_names);
+/* Adds CN=cn to xn when it fits the X.520 64-character limit; longer names are skipped since
+ * the SAN carries them (CAs accept an empty subject). Returns 0, TF_EINVAL or TF_ETLS. */
+int tf_x509_name_add_cn(X509_NAME *xn, const char *cn);
 
 #endif

@@ -1,0 +1,26 @@
+/*
+ * name.h: DNS names as tlsfront sees them in SNI, routes and gates. Normalisation (lower
+ * case, one trailing dot stripped) and validation (LDH labels of 1..63, total <= 253, at
+ * least two labels, no IP literals, no empty labels), and one-label wildcard matching.
+ * Pure functions, no allocation.
+ */
+#ifndef TF_NAME_H
+#define TF_NAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TF_NAME_MAX 253
+
+/* Normalise in[0..len) into out (capacity >= TF_NAME_MAX + 1). Returns 0, or TF_EINVAL when
+ * the name is not a valid host name (see above); out is then an empty string. */
+int tf_name_normalize(const char *in, size_t len, char *out);
+
+/* True when pattern ("a.example.com" or "*.example.com", already lower-case) matches the
+ * normalised name; a wildcard covers exactly one label. */
+bool tf_name_match(const char *pattern, const char *name);
+
+/* True when pattern is a valid route/allow pattern: a valid name, or "*." + a valid name. */
+bool tf_name_pattern_valid(const char *pattern);
+
+#endif

@@ -1,0 +1,56 @@
+/*
+ * server.h: the root object. Owns the control loop (signals, reload, ticket rotation, and
+ * later ACME and the admin endpoint), the current config and certificate snapshots, the
+ * TLS context and the workers. Nothing on the data path runs here.
+ */
+#ifndef TF_SERVER_H
+#define TF_SERVER_H
+
+#include "certstore.h"
+#include "config.h"
+#include "mailbox.h"
+#include "stats.h"
+#include "tickets.h"
+#include "worker.h"
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+enum tf_server_msg {
+    TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
+};
+
+struct tf_server {
+    uv_loop_t loop;                /* the control loop (main thread) */
+    int argc;
+    char **argv;                   /* borrowed from main, for reload */
+    char **envp;
+
+    struct tf_config *cfg;         /* current config (one reference) */
+    SSL_CTX *ssl_ctx;              /* current TLS context (one reference) */
+    struct tf_certstore *static_certs; /* from --certs */
+    struct tf_certstore *certs;    /* what workers serve (one reference) */
+    struct tf_ticket_ring *tickets;
+
+    struct tf_worker *workers;
+    int n_workers;
+    int **fds;                     /* [worker][listener] listening sockets until handed over */
+
+    struct tf_mailbox mbox;        /* workers -> control loop */
+    uv_signal_t sig_term, sig_int, sig_hup, sig_pipe;
+    uv_timer_t ticket_timer, grace_timer;
+
+    bool draining, reloading;
+    int workers_idle;
+    int exit_code;
+
+    struct tf_stats stats;         /* shared atomics */
+};
+
+/* Load certificates, bind listeners, start workers. Returns 0, or an exit code (1 runtime
+ * failure, 2 configuration) after logging one line. Takes a reference on cfg. */
+int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char **argv, char **envp);
+/* Run the control loop until shutdown; returns the process exit code. */
+int tf_server_run(struct tf_server *s);
+
+#endif

@@ -1,0 +1,24 @@
+/*
+ * stats.h: process-wide counters, updated with relaxed atomics from any worker and read by
+ * the admin endpoint. Counters only ever grow, except gauges marked as such.
+ */
+#ifndef TF_STATS_H
+#define TF_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct tf_stats {
+    atomic_int conns_open;              /* gauge: accepted and not yet closed */
+    atomic_ullong conns_total;
+    atomic_ullong conns_refused;        /* closed at accept: max_connections */
+    atomic_ullong hs_ok, hs_failed, hs_timeout, hs_resumed;
+    atomic_ullong hs_tls12, hs_tls13;
+    atomic_ullong bytes_in, bytes_out;  /* plaintext client->backend, backend->client */
+    atomic_ullong backend_errors;
+    atomic_llong refuse_logged_ms;      /* rate limit for the max_connections log line */
+};
+
+#define TF_STAT_ADD(s, field, v) atomic_fetch_add_explicit(&(s)->field, (v), memory_order_relaxed)
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * worker.h: one worker = one thread, one libuv loop, its own SO_REUSEPORT listening sockets
+ * and every connection accepted on them, from accept to close. A worker reads only its own
+ * snapshot references (config, certificate store, ticket keys), which the control loop
+ * replaces by message; it never touches another worker's objects.
+ */
+#ifndef TF_WORKER_H
+#define TF_WORKER_H
+
+#include "certstore.h"
+#include "config.h"
+#include "mailbox.h"
+#include "tickets.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <uv.h>
+
+struct tf_server;
+struct tf_conn;
+
+enum tf_worker_msg {
+    TF_WMSG_CONFIG = 1, /* ptr: struct tf_config * (reference moves to the worker), ptr2: SSL_CTX * (ref moves) */
+    TF_WMSG_CERTS,      /* ptr: struct tf_certstore * (reference moves) */
+    TF_WMSG_TICKETS,    /* ptr: struct tf_ticket_ring * (reference moves) */
+    TF_WMSG_DRAIN,      /* stop accepting; report idle when the last connection closes */
+    TF_WMSG_STOP,       /* close every connection and end the loop */
+};
+
+struct tf_worker {
+    struct tf_server *server;       /* borrowed: only its immutable fields and atomics */
+    int id;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    struct tf_mailbox mbox;         /* control loop -> this worker */
+    uv_tcp_t *listeners;            /* n_listeners, owned; fds handed over by the server */
+    int *fds;
+    int n_listeners;
+    int listeners_open;             /* pending listener close callbacks */
+
+    /* Snapshots: one reference each, touched only on this worker's thread. */
+    struct tf_config *cfg;
+    SSL_CTX *ssl_ctx;
+    struct tf_certstore *certs;
+    struct tf_ticket_ring *tickets;
+
+    struct tf_conn *conns;          /* intrusive list of live connections */
+    int n_conns;
+    uint64_t next_conn_id;
+    bool draining, stopping;
+    char scratch[65536];            /* read/transfer buffer: data never outlives a callback */
+};
+
+/* Set up w (loop, mailbox, listeners from fds) on the calling thread and start its thread.
+ * cfg/ctx/certs/tickets: new references for the worker. Returns 0 or a libuv error. */
+int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds, int n_fds,
+                    struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
+                    struct tf_ticket_ring *tickets);
+/* Post a message from the control loop. Returns false if the worker is gone (msg unchanged). */
+bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2);
+/* Join the thread after TF_WMSG_STOP and free what the worker owned. */
+void tf_worker_join(struct tf_worker *w);
+
+/* Called by conn.c when a connection is freed (for drain accounting). */
+void tf_worker_conn_gone(struct tf_worker *w);
+
+#endif

@@ -1,0 +1,650 @@
+/*
+ * certload.c: turns PEM text and certificate directories into tf_cert objects: parses the
+ * chain and key, checks they belong together, and derives the kind, names, validity, issuer
+ * and serial once so the data path never touches ASN.1. Loading a directory recognises the
+ * pair, single-file and certbot layouts and hands the result to tf_certstore_from_certs.
+ * This file does blocking file I/O and must never run on a worker loop; it never logs key
+ * material, and leaves the OpenSSL error queue empty on every path.
+ */
+#include "certstore.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_NAME 253
+
+/* What parse_pem found: certificates in file order, and at most one key. */
+struct pem_parts {
+    STACK_OF(X509) *certs;
+    EVP_PKEY *key;
+};
+
+/* Result of parse_cert beyond success and failure: a CA certificate without any DNS name
+ * (a trust anchor such as mkcerts.sh's ca.crt) which a directory load skips quietly. */
+enum { PARSE_OK = 0, PARSE_FAIL = -1, PARSE_CA = 1 };
+
+/* Which PEM blocks parse_pem keeps. */
+enum { WANT_CERTS = 1, WANT_KEY = 2 };
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* The reason of the newest queued OpenSSL error, for an error message; never NULL. */
+static const char *ssl_reason(void)
+{
+    const char *r = ERR_reason_error_string(ERR_peek_last_error());
+    return r ? r : "unknown error";
+}
+
+/* Decode one PEM private key block. Encrypted keys are refused: tlsfront has no passphrase. */
+static EVP_PKEY *decode_key(const char *type, const char *header, const unsigned char *der,
+                            long len, char *err, size_t errlen)
+{
+    if (strcmp(type, PEM_STRING_PKCS8) == 0 || strstr(header, "ENCRYPTED")) {
+        set_err(err, errlen, "encrypted private key not supported");
+        return NULL;
+    }
+    const unsigned char *p = der;
+    EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, len);
+    if (!key)
+        set_err(err, errlen, "bad private key (%s)", ssl_reason());
+    return key;
+}
+
+/* Add one PEM block to parts when it is of a wanted sort (WANT_CERTS, WANT_KEY). Other
+ * blocks ("EC PARAMETERS", requests) are skipped. Returns 0 or -1 with err filled. */
+static int take_block(struct pem_parts *parts, const char *type, const char *header,
+                      const unsigned char *der, long len, unsigned want, char *err,
+                      size_t errlen)
+{
+    size_t tl = strlen(type);
+    bool is_cert = strcmp(type, PEM_STRING_X509) == 0 || strcmp(type, PEM_STRING_X509_OLD) == 0;
+    if (is_cert && (want & WANT_CERTS)) {
+        const unsigned char *p = der;
+        X509 *x = d2i_X509(NULL, &p, len);
+        if (!x) {
+            set_err(err, errlen, "bad certificate (%s)", ssl_reason());
+            return -1;
+        }
+        if (!sk_X509_push(parts->certs, x)) {
+            X509_free(x);
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    if (!(want & WANT_KEY) || tl < 11 || strcmp(type + tl - 11, "PRIVATE KEY") != 0)
+        return 0;
+    if (parts->key) {
+        set_err(err, errlen, "more than one private key");
+        return -1;
+    }
+    parts->key = decode_key(type, header, der, len, err, errlen);
+    return parts->key ? 0 : -1;
+}
+
+/* Read every PEM block of text into parts (which the caller frees on any result). A clean
+ * end of input is the "no start line" error after the last block; anything else means a
+ * damaged or truncated file. Returns 0 or -1 with err filled. */
+static int parse_pem(const char *text, size_t len, unsigned want, struct pem_parts *parts,
+                     char *err, size_t errlen)
+{
+    if (len > INT32_MAX) {
+        set_err(err, errlen, "file too large");
+        return -1;
+    }
+    BIO *bio = BIO_new_mem_buf(text, (int)len);
+    if (!bio) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        char *type = NULL, *header = NULL;
+        unsigned char *der = NULL;
+        long dlen = 0;
+        if (!PEM_read_bio(bio, &type, &header, &der, &dlen)) {
+            unsigned long e = ERR_peek_last_error();
+            if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+                set_err(err, errlen, "malformed PEM (%s)", ssl_reason());
+                rc = -1;
+            }
+            break;
+        }
+        rc = take_block(parts, type, header, der, dlen, want, err, errlen);
+        OPENSSL_free(type);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+        if (rc < 0)
+            break;
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Lower-case and check one DNS name in place: LDH labels (underscore tolerated), an
+ * optional leading "*." wildcard label, a trailing dot dropped. */
+static bool normalise_name(char *s)
+{
+    size_t n = strlen(s);
+    if (n > 0 && s[n - 1] == '.')
+        s[--n] = '\0';
+    if (n == 0 || n > MAX_NAME)
+        return false;
+    char *p = s;
+    if (p[0] == '*' && p[1] == '.')
+        p += 2;
+    size_t label = 0;
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!isalnum(ch) && ch != '-' && ch != '_')
+            return false;
+        *p = (char)tolower(ch);
+        if (++label > 63)
+            return false;
+    }
+    return label > 0;
+}
+
+/* Append a copy of an ASN.1 string to c->names if it is a valid, new name. */
+static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
+{
+    int len = ASN1_STRING_length(s);
+    const unsigned char *data = ASN1_STRING_get0_data(s);
+    if (len <= 0 || len > MAX_NAME + 1 || memchr(data, '\0', (size_t)len))
+        return;
+    char buf[MAX_NAME + 2];
+    memcpy(buf, data, (size_t)len);
+    buf[len] = '\0';
+    if (!normalise_name(buf))
+        return;
+    for (int i = 0; i < c->n_names; i++)
+        if (strcmp(c->names[i], buf) == 0)
+            return;
+    if (c->n_names == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        c->names = tf_realloc(c->names, sizeof(char *) * (size_t)*cap);
+    }
+    c->names[c->n_names++] = tf_strdup(buf);
+}
+
+/* Names from the SAN dNSNames, or from the subject CN when the SAN holds none. */
+static void collect_names(struct tf_cert *c)
+{
+    int cap = 0;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(c->leaf, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type == GEN_DNS)
+            add_name(c, g->d.dNSName, &cap);
+    }
+    GENERAL_NAMES_free(gens);
+    if (c->n_names > 0)
+        return;
+    const X509_NAME *subj = X509_get_subject_name(c->leaf);
+    int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    if (idx >= 0)
+        add_name(c, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)), &cap);
+}
+
+/* ASN.1 time to unix seconds. */
+static int asn1_to_unix(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    if (!t || !ASN1_TIME_to_tm(t, &tm))
+        return -1;
+    *out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+/* Issuer DN as one line ("C = US, O = Example, CN = R3") and serial in hex. */
+static int describe(struct tf_cert *c)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio)
+        return -1;
+    char *data = NULL;
+    if (X509_NAME_print_ex(bio, X509_get_issuer_name(c->leaf), 0, XN_FLAG_ONELINE) < 0) {
+        BIO_free(bio);
+        return -1;
+    }
+    long n = BIO_get_mem_data(bio, &data);
+    c->issuer = tf_strndup(n > 0 ? data : "", n > 0 ? (size_t)n : 0);
+    BIO_free(bio);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c->leaf), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    BN_free(bn);
+    if (!hex)
+        return -1;
+    c->serial = tf_strdup(hex);
+    OPENSSL_free(hex);
+    return 0;
+}
+
+/* Kind of the key, or -1 for a type tlsfront does not serve. */
+static int key_kind(const EVP_PKEY *key)
+{
+    switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_EC: return TF_CERT_EC;
+    case EVP_PKEY_RSA: return TF_CERT_RSA;
+    default: return -1;
+    }
+}
+
+/* Fill c's derived fields from its leaf and key. Returns PARSE_OK/PARSE_FAIL/PARSE_CA. */
+static int derive(struct tf_cert *c, char *err, size_t errlen)
+{
+    int kind = key_kind(c->key);
+    if (kind < 0) {
+        const char *tn = EVP_PKEY_get0_type_name(c->key);
+        set_err(err, errlen, "unsupported key type %s (need EC or RSA)", tn ? tn : "?");
+        return PARSE_FAIL;
+    }
+    c->kind = (enum tf_cert_kind)kind;
+    if (X509_check_private_key(c->leaf, c->key) != 1) {
+        set_err(err, errlen, "key does not match certificate");
+        return PARSE_FAIL;
+    }
+    if (asn1_to_unix(X509_get0_notBefore(c->leaf), &c->not_before) < 0 ||
+        asn1_to_unix(X509_get0_notAfter(c->leaf), &c->not_after) < 0) {
+        set_err(err, errlen, "bad validity dates");
+        return PARSE_FAIL;
+    }
+    if (describe(c) < 0) {
+        set_err(err, errlen, "cannot read issuer or serial (%s)", ssl_reason());
+        return PARSE_FAIL;
+    }
+    collect_names(c);
+    if (c->n_names == 0) {
+        bool ca = (X509_get_extension_flags(c->leaf) & EXFLAG_CA) != 0;
+        set_err(err, errlen, ca ? "CA certificate without DNS names, not a server certificate"
+                                : "certificate has no DNS names");
+        return ca ? PARSE_CA : PARSE_FAIL;
+    }
+    return PARSE_OK;
+}
+
+/* Parse text into a new cert (*out, refcount 1) or fill err. */
+static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_pem,
+                      size_t key_len, const char *path, struct tf_cert **out, char *err,
+                      size_t errlen)
+{
+    struct pem_parts parts = {sk_X509_new_null(), NULL};
+    struct tf_cert *c = NULL;
+    int rc = PARSE_FAIL;
+    *out = NULL;
+    if (!parts.certs) {
+        set_err(err, errlen, "out of memory");
+        goto done;
+    }
+    unsigned want = WANT_CERTS | (key_pem ? 0 : WANT_KEY);
+    if (parse_pem(chain_pem, chain_len, want, &parts, err, errlen) < 0)
+        goto done;
+    if (key_pem && parse_pem(key_pem, key_len, WANT_KEY, &parts, err, errlen) < 0)
+        goto done;
+    if (sk_X509_num(parts.certs) == 0) {
+        set_err(err, errlen, "no certificate");
+        goto done;
+    }
+    if (!parts.key) {
+        set_err(err, errlen, "no private key");
+        goto done;
+    }
+    c = tf_calloc(1, sizeof *c);
+    tf_ref_init(&c->ref, 1);
+    c->source = TF_SRC_STATIC;
+    c->path = tf_strdup(path ? path : "-");
+    c->leaf = sk_X509_shift(parts.certs);
+    c->chain = parts.certs;
+    c->key = parts.key;
+    parts.certs = NULL;
+    parts.key = NULL;
+    rc = derive(c, err, errlen);
+done:
+    ERR_clear_error();
+    sk_X509_pop_free(parts.certs, X509_free);
+    EVP_PKEY_free(parts.key);
+    if (rc == PARSE_OK)
+        *out = c;
+    else
+        tf_cert_unref(c);
+    return rc;
+}
+
+struct tf_cert *tf_cert_from_pem(const char *chain_pem, size_t chain_len, const char *key_pem,
+                                 size_t key_len, const char *path, char *err, size_t errlen)
+{
+    struct tf_cert *c = NULL;
+    if (!chain_pem) {
+        set_err(err, errlen, "no certificate");
+        return NULL;
+    }
+    parse_cert(chain_pem, chain_len, key_pem, key_len, path, &c, err, errlen);
+    return c;
+}
+
+void tf_cert_ref(struct tf_cert *c)
+{
+    if (c)
+        tf_ref_inc(&c->ref);
+}
+
+void tf_cert_unref(struct tf_cert *c)
+{
+    if (!c || !tf_ref_dec(&c->ref))
+        return;
+    X509_free(c->leaf);
+    sk_X509_pop_free(c->chain, X509_free);
+    EVP_PKEY_free(c->key);
+    for (int i = 0; i < c->n_names; i++)
+        free(c->names[i]);
+    free(c->names);
+    free(c->path);
+    free(c->issuer);
+    free(c->serial);
+    free(c);
+}
+
+bool tf_cert_covers(const struct tf_cert *c, const char *name)
+{
+    if (!c || !name || !*name)
+        return false;
+    const char *parent = strchr(name, '.');
+    for (int i = 0; i < c->n_names; i++) {
+        const char *n = c->names[i];
+        if (strcasecmp(n, name) == 0)
+            return true;
+        if (n[0] == '*' && n[1] == '.' && parent && parent != name && name[0] != '*' &&
+            strcasecmp(n + 1, parent) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- Directory loading ------------------------------------------------------------------ */
+
+/* PEM files beyond this size are refused: a chain is a few kilobytes. */
+#define MAX_FILE (1024 * 1024)
+
+struct dir_entry {
+    char *name;
+    unsigned char type; /* d_type */
+    bool key_used;      /* a .key claimed by a X.crt or X.pem */
+};
+
+/* State of one tf_certstore_load_dir call. The file buffers are reused for every file. */
+struct loader {
+    const char *dir;
+    int dfd; /* borrowed from the DIR stream */
+    struct dir_entry *ents;
+    size_t n_ents;
+    char *buf[2];
+    size_t cap[2];
+    struct tf_cert **certs; /* one reference each */
+    size_t n_certs, cap_certs;
+    int n_failed;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct dir_entry *)a)->name, ((const struct dir_entry *)b)->name);
+}
+
+static struct dir_entry *find_entry(struct loader *ld, const char *name)
+{
+    struct dir_entry key = {.name = (char *)name};
+    return bsearch(&key, ld->ents, ld->n_ents, sizeof key, cmp_entry);
+}
+
+/* Read every visible entry of the open directory, then sort by name so pairs are found by
+ * binary search and the load order (which breaks ties) does not depend on readdir. */
+static int list_dir(struct loader *ld, DIR *d)
+{
+    size_t cap = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (ld->n_ents == cap) {
+            cap = cap ? cap * 2 : 64;
+            ld->ents = tf_realloc(ld->ents, cap * sizeof *ld->ents);
+        }
+        ld->ents[ld->n_ents++] = (struct dir_entry){tf_strdup(de->d_name), de->d_type, false};
+    }
+    if (errno != 0)
+        return -errno;
+    if (ld->n_ents > 1)
+        qsort(ld->ents, ld->n_ents, sizeof *ld->ents, cmp_entry);
+    return 0;
+}
+
+/* Read rel (relative to the directory, symlinks followed) into ld->buf[slot], NUL-terminated.
+ * Returns 0, or a negative errno / TF_ETOOBIG / TF_EINVAL. */
+static int read_file(struct loader *ld, const char *rel, int slot, size_t *len)
+{
+    int fd = openat(ld->dfd, rel, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = TF_EINVAL;
+        goto done;
+    }
+    if (st.st_size > MAX_FILE) {
+        rc = TF_ETOOBIG;
+        goto done;
+    }
+    if ((size_t)st.st_size + 1 > ld->cap[slot]) {
+        ld->cap[slot] = (size_t)st.st_size + 4096;
+        ld->buf[slot] = tf_realloc(ld->buf[slot], ld->cap[slot]);
+    }
+    size_t off = 0;
+    while (off < (size_t)st.st_size) {
+        ssize_t n = read(fd, ld->buf[slot] + off, (size_t)st.st_size - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : TF_EIO;
+            goto done;
+        }
+        off += (size_t)n;
+    }
+    ld->buf[slot][off] = '\0';
+    *len = off;
+done:
+    close(fd);
+    return rc;
+}
+
+static const char *read_problem(int rc, char *tmp, size_t n)
+{
+    if (rc == TF_EINVAL)
+        return "not a regular file";
+    if (rc == TF_ETOOBIG)
+        return "file too large";
+    if (rc == TF_EIO)
+        return "file shrank while reading";
+    snprintf(tmp, n, "cannot read: %s", strerror(-rc));
+    return tmp;
+}
+
+static void fail(struct loader *ld, const char *rel, const char *problem)
+{
+    TF_WARN("certstore", "file %s/%s: %s", ld->dir, rel, problem);
+    ld->n_failed++;
+}
+
+/* Load one certificate from crt_rel (chain, and key when key_rel is NULL) and key_rel. */
+static void load_one(struct loader *ld, const char *crt_rel, const char *key_rel)
+{
+    char err[256];
+    size_t clen = 0, klen = 0;
+    int rc = read_file(ld, crt_rel, 0, &clen);
+    if (rc < 0) {
+        fail(ld, crt_rel, read_problem(rc, err, sizeof err));
+        return;
+    }
+    if (key_rel && (rc = read_file(ld, key_rel, 1, &klen)) < 0) {
+        fail(ld, key_rel, read_problem(rc, err, sizeof err));
+        return;
+    }
+    char *path = tf_asprintf("%s/%s", ld->dir, crt_rel);
+    struct tf_cert *c = NULL;
+    rc = parse_cert(ld->buf[0], clen, key_rel ? ld->buf[1] : NULL, klen, path, &c, err,
+                    sizeof err);
+    free(path);
+    if (rc == PARSE_CA) {
+        TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, crt_rel, err);
+        return;
+    }
+    if (rc != PARSE_OK) {
+        fail(ld, crt_rel, err);
+        return;
+    }
+    if (ld->n_certs == ld->cap_certs) {
+        ld->cap_certs = ld->cap_certs ? ld->cap_certs * 2 : 64;
+        ld->certs = tf_realloc(ld->certs, ld->cap_certs * sizeof *ld->certs);
+    }
+    ld->certs[ld->n_certs++] = c;
+}
+
+static bool is_dir(struct loader *ld, const struct dir_entry *e)
+{
+    if (e->type == DT_DIR)
+        return true;
+    if (e->type != DT_LNK && e->type != DT_UNKNOWN)
+        return false;
+    struct stat st;
+    return fstatat(ld->dfd, e->name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* certbot's live/NAME/: fullchain.pem + privkey.pem; README, cert.pem and chain.pem are
+ * ignored. A subdirectory holding neither file is not ours and is ignored too. */
+static void load_certbot(struct loader *ld, const char *sub)
+{
+    char *chain = tf_asprintf("%s/fullchain.pem", sub);
+    char *key = tf_asprintf("%s/privkey.pem", sub);
+    bool has_chain = faccessat(ld->dfd, chain, F_OK, 0) == 0;
+    bool has_key = faccessat(ld->dfd, key, F_OK, 0) == 0;
+    if (has_chain && has_key)
+        load_one(ld, chain, key);
+    else if (has_chain)
+        fail(ld, chain, "no private key (privkey.pem missing)");
+    else if (has_key)
+        fail(ld, key, "no certificate (fullchain.pem missing)");
+    else
+        TF_DEBUG("certstore", "dir %s/%s: no fullchain.pem, ignored", ld->dir, sub);
+    free(chain);
+    free(key);
+}
+
+static bool has_suffix(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n > k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* Dispatch one entry: X.crt (+ X.key), X.pem (+ X.key if present), certbot dir, or other. */
+static void load_entry(struct loader *ld, struct dir_entry *e)
+{
+    size_t n = strlen(e->name);
+    bool crt = has_suffix(e->name, n, ".crt");
+    if (crt || has_suffix(e->name, n, ".pem")) {
+        char *key_name = tf_asprintf("%.*s.key", (int)(n - 4), e->name);
+        struct dir_entry *k = find_entry(ld, key_name);
+        if (k)
+            k->key_used = true;
+        if (crt && !k)
+            fail(ld, e->name, "no private key (missing key file)");
+        else
+            load_one(ld, e->name, k ? key_name : NULL);
+        free(key_name);
+    } else if (!has_suffix(e->name, n, ".key") && is_dir(ld, e)) {
+        load_certbot(ld, e->name);
+    }
+}
+
+static void loader_free(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_ents; i++)
+        free(ld->ents[i].name);
+    free(ld->ents);
+    free(ld->buf[0]);
+    free(ld->buf[1]);
+    for (size_t i = 0; i < ld->n_certs; i++)
+        tf_cert_unref(ld->certs[i]);
+    free(ld->certs);
+}
+
+struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed,
+                                           char *err, size_t errlen)
+{
+    struct loader ld = {.dir = dir, .dfd = -1};
+    struct tf_certstore *st = NULL;
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d) {
+        set_err(err, errlen, "cannot open directory %s: %s", dir ? dir : "(null)",
+                strerror(dir ? errno : EINVAL));
+        goto done;
+    }
+    ld.dfd = dirfd(d);
+    int rc = list_dir(&ld, d);
+    if (rc < 0) {
+        set_err(err, errlen, "cannot read directory %s: %s", dir, strerror(-rc));
+        goto done;
+    }
+    for (size_t i = 0; i < ld.n_ents; i++)
+        load_entry(&ld, &ld.ents[i]);
+    for (size_t i = 0; i < ld.n_ents; i++) {
+        size_t n = strlen(ld.ents[i].name);
+        if (has_suffix(ld.ents[i].name, n, ".key") && !ld.ents[i].key_used)
+            TF_WARN("certstore", "file %s/%s: key without a matching .crt or .pem, ignored",
+                    dir, ld.ents[i].name);
+    }
+    st = tf_certstore_from_certs(ld.certs, ld.n_certs);
+done:
+    if (n_loaded)
+        *n_loaded = st ? (int)ld.n_certs : 0;
+    if (n_failed)
+        *n_failed = ld.n_failed;
+    if (d)
+        closedir(d);
+    loader_free(&ld);
+    return st;
+}

@@ -1,0 +1,361 @@
+/*
+ * conn.c: a connection's life on its worker: accept, TLS handshake driven through memory
+ * BIOs, timeouts (handshake, connect, idle), and the one idempotent close that frees the
+ * connection after its last libuv close callback and writes the access log line.
+ * Data forwarding lives in pump.c, backend connection in backend.c.
+ */
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_timer(uv_timer_t *t);
+
+static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+}
+
+static bool over_limit(struct tf_worker *w)
+{
+    struct tf_stats *st = &w->server->stats;
+    int open = atomic_load_explicit(&st->conns_open, memory_order_relaxed);
+    if (open < w->cfg->max_connections)
+        return false;
+    TF_STAT_ADD(st, conns_refused, 1);
+    /* Log at most once a second for the whole process, not once per connection. */
+    long long now = (long long)tf_mono_ms();
+    long long last = atomic_load(&st->refuse_logged_ms);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&st->refuse_logged_ms, &last, now))
+        TF_WARN("conn", "max_connections (%d) reached: refusing new connections "
+                        "(%llu refused so far)",
+                w->cfg->max_connections, (unsigned long long)atomic_load(&st->conns_refused));
+    return true;
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void refuse(uv_stream_t *listener)
+{
+    uv_tcp_t *t = tf_malloc(sizeof *t);
+    if (uv_tcp_init(listener->loop, t) != 0) {
+        free(t);
+        return;
+    }
+    (void)uv_accept(listener, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, on_refused_closed);
+}
+
+static int setup_tls(struct tf_conn *c)
+{
+    c->ssl = SSL_new(c->w->ssl_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        return TF_ETLS;
+    }
+    /* An empty memory BIO must report "retry", not EOF. */
+    BIO_set_mem_eof_return(c->rbio, -1);
+    BIO_set_mem_eof_return(c->wbio, -1);
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_accept_state(c->ssl);
+    SSL_set_app_data(c->ssl, c);
+    return 0;
+}
+
+void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
+{
+    if (w->draining || over_limit(w)) {
+        refuse(listener);
+        return;
+    }
+    struct tf_conn *c = tf_calloc(1, sizeof *c);
+    c->w = w;
+    c->id = ((uint64_t)w->id << 48) | ++w->next_conn_id;
+    c->cfg = w->cfg;
+    tf_config_ref(c->cfg);
+    c->start_ms = c->last_ms = uv_now(&w->loop);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    TF_STAT_ADD(&w->server->stats, conns_open, 1);
+    TF_STAT_ADD(&w->server->stats, conns_total, 1);
+
+    uv_tcp_init(&w->loop, &c->client.tcp);
+    c->client.open = true;
+    c->client.tcp.data = c;
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    c->pending_closes = 2;
+
+    int r = uv_accept(listener, (uv_stream_t *)&c->client.tcp);
+    if (r != 0) {
+        TF_DEBUG("conn", "conn=%llx accept: %s", (unsigned long long)c->id, uv_strerror(r));
+        tf_conn_close(c, "accept_failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->client.tcp, 1);
+    peer_name(&c->client.tcp, c->peer, sizeof c->peer);
+    if (setup_tls(c) != 0) {
+        tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
+        tf_conn_close(c, "tls_setup_failed");
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    r = uv_read_start((uv_stream_t *)&c->client.tcp, on_pump_alloc, on_client_read);
+    if (r != 0) {
+        tf_conn_close(c, "read_failed");
+        return;
+    }
+    c->client.reading = true;
+}
+
+void tf_conn_touch(struct tf_conn *c)
+{
+    c->last_ms = uv_now(&c->w->loop);
+}
+
+static void record_handshake(struct tf_conn *c)
+{
+    struct tf_stats *st = &c->w->server->stats;
+    const unsigned char *proto = NULL;
+    unsigned int plen = 0;
+    SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+    c->alpn = NULL;
+    for (int i = 0; proto && i < c->route.n_alpn; i++)
+        if (strlen(c->route.alpn[i]) == plen && memcmp(c->route.alpn[i], proto, plen) == 0)
+            c->alpn = c->route.alpn[i];
+    c->tls_version = SSL_get_version(c->ssl);
+    c->resumed = SSL_session_reused(c->ssl);
+    TF_STAT_ADD(st, hs_ok, 1);
+    if (c->resumed)
+        TF_STAT_ADD(st, hs_resumed, 1);
+    if (SSL_version(c->ssl) == TLS1_3_VERSION)
+        TF_STAT_ADD(st, hs_tls13, 1);
+    else
+        TF_STAT_ADD(st, hs_tls12, 1);
+}
+
+static void handshake_done(struct tf_conn *c)
+{
+    record_handshake(c);
+    if (!c->route.backend) {
+        TF_INFO("conn", "conn=%llx name=%s: no route and no default backend",
+                (unsigned long long)c->id, c->sni[0] ? c->sni : "-");
+        SSL_shutdown(c->ssl);
+        tf_pump_flush_tls(c);
+        tf_conn_close(c, "no_route");
+        return;
+    }
+    c->state = TF_CONN_CONNECTING;
+    uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
+    tf_backend_connect(c);
+}
+
+/* Advance the handshake with what rbio holds. */
+static void drive_handshake(struct tf_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        tf_pump_flush_tls(c);
+        handshake_done(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    tf_pump_flush_tls(c); /* handshake messages, or the alert on failure */
+    if (e == SSL_ERROR_WANT_READ)
+        return;
+    if (tf_log_enabled(TF_LOG_DEBUG))
+        tf_log_ssl(TF_LOG_DEBUG, "conn", "handshake");
+    ERR_clear_error();
+    TF_STAT_ADD(&c->w->server->stats, hs_failed, 1);
+    tf_conn_close(c, c->end ? c->end : "handshake_failed");
+}
+
+void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tf_conn *c = s->data;
+    if (c->closing || nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && c->state != TF_CONN_HANDSHAKE) {
+            tf_pump_client_eof(c);
+            return;
+        }
+        tf_conn_close(c, nread == UV_EOF ? "client_eof_in_handshake" : "client_read_error");
+        return;
+    }
+    tf_conn_touch(c);
+    if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
+        tf_conn_close(c, "bio_write_failed");
+        return;
+    }
+    if (c->state == TF_CONN_HANDSHAKE)
+        drive_handshake(c);
+    if (!c->closing && c->state != TF_CONN_HANDSHAKE)
+        tf_pump_client_data(c);
+}
+
+/* One timer serves three deadlines: handshake, backend connect, then idle. */
+static void on_timer(uv_timer_t *t)
+{
+    struct tf_conn *c = t->data;
+    if (c->closing)
+        return;
+    if (c->state == TF_CONN_HANDSHAKE) {
+        TF_STAT_ADD(&c->w->server->stats, hs_timeout, 1);
+        tf_conn_close(c, "handshake_timeout");
+        return;
+    }
+    if (c->state == TF_CONN_CONNECTING) {
+        TF_STAT_ADD(&c->w->server->stats, backend_errors, 1);
+        TF_INFO("conn", "conn=%llx name=%s backend %s:%u: connect timed out",
+                (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
+                c->route.backend->port);
+        tf_conn_close(c, "backend_connect_timeout");
+        return;
+    }
+    uint64_t now = uv_now(&c->w->loop);
+    uint64_t idle = c->cfg->idle_timeout_ms;
+    if (now - c->last_ms >= idle) {
+        tf_conn_close(c, "idle_timeout");
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, idle - (now - c->last_ms), 0);
+}
+
+/* Called once the backend is connected: from now on the timer watches idleness. */
+void tf_conn_connected(struct tf_conn *c)
+{
+    c->state = TF_CONN_PUMPING;
+    tf_conn_touch(c);
+    uv_timer_start(&c->timer, on_timer, c->cfg->idle_timeout_ms, 0);
+}
+
+/* Both directions finished and flushed: the connection is done. */
+void tf_conn_maybe_done(struct tf_conn *c)
+{
+    if (c->closing)
+        return;
+    bool up_done = c->client.eof && c->backend.shut_done;
+    bool down_done = c->backend.eof && c->client.shut_done;
+    if (up_done && down_done)
+        tf_conn_close(c, "done");
+}
+
+static void access_log(struct tf_conn *c)
+{
+    char in[24], out[24], dur[24], id[24], backend[300];
+    snprintf(id, sizeof id, "%llx", (unsigned long long)c->id);
+    snprintf(in, sizeof in, "%llu", (unsigned long long)c->bytes_in);
+    snprintf(out, sizeof out, "%llu", (unsigned long long)c->bytes_out);
+    snprintf(dur, sizeof dur, "%llu", (unsigned long long)(uv_now(&c->w->loop) - c->start_ms));
+    if (c->route.backend)
+        snprintf(backend, sizeof backend, "%s:%u", c->route.backend->host, c->route.backend->port);
+    else
+        snprintf(backend, sizeof backend, "-");
+    struct tf_kv kv[] = {
+        {"conn", id, false},
+        {"client", c->peer, false},
+        {"sni", c->sni[0] ? c->sni : "-", false},
+        {"alpn", c->alpn ? c->alpn : "-", false},
+        {"tls", c->tls_version ? c->tls_version : "-", false},
+        {"resumed", c->resumed ? "1" : "0", true},
+        {"route", c->route.pattern ? c->route.pattern : "-", false},
+        {"backend", backend, false},
+        {"bytes_in", in, true},
+        {"bytes_out", out, true},
+        {"duration_ms", dur, true},
+        {"end", c->end ? c->end : "-", false},
+    };
+    tf_log_access(kv, (int)TF_ARRAY_LEN(kv));
+}
+
+static void conn_free(struct tf_conn *c)
+{
+    struct tf_worker *w = c->w;
+    access_log(c);
+    TF_STAT_ADD(&w->server->stats, bytes_in, c->bytes_in);
+    TF_STAT_ADD(&w->server->stats, bytes_out, c->bytes_out);
+    tf_pump_free_held(c);
+    if (c->addrs)
+        uv_freeaddrinfo(c->addrs);
+    SSL_free(c->ssl);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    atomic_fetch_sub(&w->server->stats.conns_open, 1);
+    tf_config_unref(c->cfg);
+    free(c);
+    tf_worker_conn_gone(w);
+}
+
+void tf_conn_release(struct tf_conn *c)
+{
+    if (--c->pending_closes == 0)
+        conn_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    tf_conn_release(h->data);
+}
+
+void tf_conn_close(struct tf_conn *c, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->state = TF_CONN_CLOSING;
+    if (!c->end)
+        c->end = reason;
+    if (c->gai_active)
+        uv_cancel((uv_req_t *)&c->gai); /* its callback still runs, sees closing, releases */
+    /* Best effort: put any alert or close_notify on the wire before the socket goes. */
+    if (c->ssl && c->client.open && BIO_ctrl_pending(c->wbio) > 0) {
+        char buf[512];
+        int n = BIO_read(c->wbio, buf, sizeof buf);
+        if (n > 0) {
+            uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+            (void)uv_try_write((uv_stream_t *)&c->client.tcp, &b, 1);
+        }
+    }
+    uv_close((uv_handle_t *)&c->client.tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->backend.open) {
+        c->pending_closes++;
+        uv_close((uv_handle_t *)&c->backend.tcp, on_handle_closed);
+    }
+}

@@ -1,0 +1,290 @@
+/*
+ * pump.c: moving bytes between the client (TLS) and the backend (plaintext) once the
+ * handshake is done. Both directions share side_send() and the same backpressure rule: when
+ * the receiving side's write queue passes TF_WQ_HIGH, reading from the sending side stops
+ * until the queue drains below TF_WQ_LOW, so a slow peer cannot grow memory. Half-close
+ * travels each way on its own: client close_notify/FIN -> backend shutdown(SHUT_WR), backend
+ * FIN -> close_notify then TCP FIN to the client. Never frees the connection: errors go
+ * through tf_conn_close().
+ */
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A queued write. Owns its bytes; freed by on_write_done (or tf_pump_free_held). */
+struct tf_wreq {
+    uv_write_t req;
+    struct tf_conn *c;
+    struct tf_side *side;
+    struct tf_wreq *next;
+    size_t len;
+    char data[];
+};
+
+static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
+{
+    return s == &c->client ? &c->backend : &c->client;
+}
+
+/* Data never outlives the read callback (it is copied into a BIO or written at once), so
+ * one buffer per worker serves every read. */
+void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct tf_conn *c = h->data;
+    buf->base = c->w->scratch;
+    buf->len = sizeof c->w->scratch;
+}
+
+static int start_reading(struct tf_conn *c, struct tf_side *s)
+{
+    if (s->reading || s->eof || c->closing)
+        return 0;
+    int r = uv_read_start((uv_stream_t *)&s->tcp, on_pump_alloc,
+                          s == &c->client ? on_client_read : on_backend_read);
+    if (r == 0)
+        s->reading = true;
+    return r;
+}
+
+static void stop_reading(struct tf_side *s)
+{
+    if (s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+}
+
+static void pause_side(struct tf_side *s)
+{
+    s->paused = true;
+    stop_reading(s);
+}
+
+static void resume_side(struct tf_conn *c, struct tf_side *s)
+{
+    s->paused = false;
+    if (s == &c->client)
+        tf_pump_client_data(c); /* plaintext may already wait inside OpenSSL */
+    if (!s->paused && !c->closing && start_reading(c, s) != 0)
+        tf_conn_close(c, "read_failed");
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct tf_wreq *w = (struct tf_wreq *)req;
+    struct tf_conn *c = w->c;
+    struct tf_side *s = w->side;
+    s->wq -= w->len;
+    free(w);
+    if (c->closing)
+        return;
+    if (status != 0) {
+        tf_conn_close(c, s == &c->client ? "client_write_error" : "backend_write_error");
+        return;
+    }
+    struct tf_side *src = other(c, s);
+    if (src->paused && s->wq <= TF_WQ_LOW)
+        resume_side(c, src);
+}
+
+static void submit(struct tf_conn *c, struct tf_wreq *w)
+{
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    int r = uv_write(&w->req, (uv_stream_t *)&w->side->tcp, &b, 1, on_write_done);
+    if (r != 0) {
+        w->side->wq -= w->len;
+        free(w);
+        tf_conn_close(c, "write_failed");
+    }
+}
+
+/* Send len bytes to side s: written at once when the socket takes them, else queued (or
+ * held until the backend connects). Pauses the other side when s's queue is over the mark. */
+static void side_send(struct tf_conn *c, struct tf_side *s, const char *data, size_t len)
+{
+    bool connected = s == &c->client || c->state == TF_CONN_PUMPING;
+    if (connected && s->wq == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            tf_conn_close(c, s == &c->client ? "client_write_error" : "backend_write_error");
+            return;
+        }
+    }
+    if (len == 0)
+        return;
+    struct tf_wreq *w = tf_malloc(sizeof *w + len);
+    w->c = c;
+    w->side = s;
+    w->next = NULL;
+    w->len = len;
+    memcpy(w->data, data, len);
+    s->wq += len;
+    if (connected) {
+        submit(c, w);
+    } else {
+        if (s->held_tail)
+            s->held_tail->next = w;
+        else
+            s->held = w;
+        s->held_tail = w;
+    }
+    if (!c->closing && s->wq > TF_WQ_HIGH)
+        pause_side(other(c, s));
+}
+
+void tf_pump_flush_tls(struct tf_conn *c)
+{
+    size_t pending;
+    while (!c->closing && !c->client.shut && (pending = BIO_ctrl_pending(c->wbio)) > 0) {
+        size_t want = TF_MIN(pending, sizeof c->w->scratch);
+        int n = BIO_read(c->wbio, c->w->scratch, (int)want);
+        if (n <= 0)
+            break;
+        side_send(c, &c->client, c->w->scratch, (size_t)n);
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct tf_conn *c = req->data;
+    if (c->closing)
+        return;
+    struct tf_side *s = req == &c->shut_req[0] ? &c->client : &c->backend;
+    s->shut_done = true;
+    tf_conn_maybe_done(c);
+}
+
+static void shutdown_side(struct tf_conn *c, struct tf_side *s)
+{
+    if (s->shut || c->closing)
+        return;
+    s->shut = true;
+    uv_shutdown_t *req = s == &c->client ? &c->shut_req[0] : &c->shut_req[1];
+    req->data = c;
+    /* libuv runs the shutdown after every queued write: the last bytes go out first. */
+    int r = uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown);
+    if (r != 0) {
+        s->shut_done = true;
+        tf_conn_maybe_done(c);
+    }
+}
+
+void tf_pump_client_eof(struct tf_conn *c)
+{
+    if (c->client.eof)
+        return;
+    c->client.eof = true;
+    stop_reading(&c->client);
+    if (c->state == TF_CONN_PUMPING)
+        shutdown_side(c, &c->backend);
+    tf_conn_maybe_done(c);
+}
+
+void tf_pump_client_data(struct tf_conn *c)
+{
+    while (!c->client.paused && !c->closing && !c->client.eof) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, c->w->scratch, sizeof c->w->scratch);
+        if (n > 0) {
+            c->bytes_in += (uint64_t)n;
+            side_send(c, &c->backend, c->w->scratch, (size_t)n);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            tf_pump_client_eof(c);
+            break;
+        }
+        if (tf_log_enabled(TF_LOG_DEBUG))
+            tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_read");
+        ERR_clear_error();
+        tf_pump_flush_tls(c);
+        tf_conn_close(c, "tls_error");
+        return;
+    }
+    tf_pump_flush_tls(c);
+}
+
+static void backend_eof(struct tf_conn *c)
+{
+    c->backend.eof = true;
+    stop_reading(&c->backend);
+    ERR_clear_error();
+    if (SSL_shutdown(c->ssl) < 0)
+        ERR_clear_error(); /* the client may be gone already; FIN still tells it */
+    tf_pump_flush_tls(c);
+    shutdown_side(c, &c->client);
+}
+
+static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tf_conn *c = s->data;
+    if (c->closing || nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            backend_eof(c);
+        else
+            tf_conn_close(c, "backend_read_error");
+        return;
+    }
+    tf_conn_touch(c);
+    c->bytes_out += (uint64_t)nread;
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, buf->base, (int)nread);
+    if (r != (int)nread) {
+        if (tf_log_enabled(TF_LOG_DEBUG))
+            tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_write");
+        ERR_clear_error();
+        tf_conn_close(c, "tls_write_error");
+        return;
+    }
+    tf_pump_flush_tls(c);
+}
+
+void tf_pump_start_backend(struct tf_conn *c)
+{
+    struct tf_side *b = &c->backend;
+    struct tf_wreq *w = b->held;
+    b->held = b->held_tail = NULL;
+    while (w) {
+        struct tf_wreq *next = w->next;
+        if (c->closing) {
+            b->wq -= w->len;
+            free(w);
+        } else {
+            submit(c, w);
+        }
+        w = next;
+    }
+    if (c->closing)
+        return;
+    if (c->client.eof)
+        shutdown_side(c, b);
+    if (!b->paused && start_reading(c, b) != 0)
+        tf_conn_close(c, "backend_read_failed");
+}
+
+void tf_pump_free_held(struct tf_conn *c)
+{
+    struct tf_wreq *w = c->backend.held;
+    while (w) {
+        struct tf_wreq *next = w->next;
+        free(w);
+        w = next;
+    }
+    c->backend.held = c->backend.held_tail = NULL;
+}

@@ -1,0 +1,374 @@
+"""Shared helpers for tlsfront's end-to-end tests.
+
+Each test makes its own temp dir, starts the real binary and real backends on loopback with
+kernel-chosen ports, and stops only the processes it started (by PID). Logs of every process
+are printed when a check fails.
+"""
+import atexit
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BIN = os.environ.get("TLSFRONT_BIN", os.path.join(os.getcwd(), "tlsfront"))
+SRC = os.environ.get("TF_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+SANITIZE = os.environ.get("TF_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
+
+_procs = []
+_dirs = []
+_failures = []
+_passes = 0
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="tf-e2e-")
+    _dirs.append(d)
+    return d
+
+
+def check(cond, what):
+    """Record one assertion; failures are reported at the end (and make the test fail)."""
+    global _passes
+    if cond:
+        _passes += 1
+        print("ok   " + what, flush=True)
+    else:
+        _failures.append(what)
+        print("FAIL " + what, flush=True)
+    return cond
+
+
+def finish():
+    """Print the closing line and exit with the right status."""
+    for p in list(_procs):
+        p.stop()
+    if _failures:
+        for p in _all_procs:
+            p.dump()
+    print("%d passed, %d failed" % (_passes, len(_failures)), flush=True)
+    sys.exit(1 if _failures else 0)
+
+
+_all_procs = []
+
+
+class Proc:
+    """A process we started; its stdout/stderr go to files under the test dir."""
+
+    def __init__(self, name, args, env=None, cwd=None):
+        self.name = name
+        d = tmpdir()
+        self.out_path = os.path.join(d, name + ".out")
+        self.err_path = os.path.join(d, name + ".err")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        self.p = subprocess.Popen(args, stdout=self.out, stderr=self.err, env=e, cwd=cwd,
+                                  stdin=subprocess.DEVNULL)
+        self.pid = self.p.pid
+        _procs.append(self)
+        _all_procs.append(self)
+
+    def stderr_text(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stdout_text(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(self, pattern, timeout=20, stream="err"):
+        """Wait until the process printed a line matching pattern; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.stderr_text() if stream == "err" else self.stdout_text()
+            m = rx.search(text)
+            if m:
+                return m
+            if self.p.poll() is not None:
+                text = self.stderr_text() if stream == "err" else self.stdout_text()
+                m = rx.search(text)
+                return m
+            time.sleep(0.02)
+        return None
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout=30):
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self):
+        if self.p.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.p.wait()
+        if self in _procs:
+            _procs.remove(self)
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return -1
+
+    def dump(self):
+        for label, path in (("stdout", self.out_path), ("stderr", self.err_path)):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            tail = data[-6000:]
+            print("----- %s %s (last %d bytes) -----\n%s" % (self.name, label, len(tail), tail))
+
+
+def _cleanup():
+    for p in list(_procs):
+        try:
+            p.stop()
+        except Exception:
+            pass
+    if not _failures:
+        for d in _dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def make_certs(d=None):
+    """The standard certificate set from certs/mkcerts.sh demo."""
+    d = d or tmpdir()
+    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "demo", d], check=True,
+                   stdout=subprocess.DEVNULL)
+    return d
+
+
+def start_tlsfront(args, env=None, wait=True, name="tlsfront"):
+    """Start tlsfront listening on 127.0.0.1:0 (unless args has --listen) and return
+    (proc, port) once it logged its listening address."""
+    a = [BIN]
+    if "--listen" not in args:
+        a += ["--listen", "127.0.0.1:0"]
+    a += args
+    e = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")}
+    if env:
+        e.update(env)
+    p = Proc(name, a, env=e)
+    if not wait:
+        return p, None
+    m = p.wait_for(r"listening on [^ ]*:(\d+)", timeout=30)
+    if not m:
+        p.dump()
+        raise RuntimeError("tlsfront did not start")
+    return p, int(m.group(1))
+
+
+def client_ctx(ca_dir, tls_max=None, tls_min=None):
+    ctx = ssl.create_default_context(cafile=os.path.join(ca_dir, "ca.crt"))
+    if tls_max:
+        ctx.maximum_version = tls_max
+    if tls_min:
+        ctx.minimum_version = tls_min
+    return ctx
+
+
+def tls_connect(port, name, ctx, host="127.0.0.1", timeout=10):
+    raw = socket.create_connection((host, port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=name)
+
+
+# --- backends ---------------------------------------------------------------------------
+
+
+class Backend:
+    """A real TCP server on 127.0.0.1:0 running handler(conn) per connection in a thread."""
+
+    def __init__(self, handler, host="127.0.0.1"):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.conns = 0
+        self.lock = threading.Lock()
+        self.closed = False
+        self.t = threading.Thread(target=self._loop, daemon=True)
+        self.t.start()
+
+    def _loop(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns += 1
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+
+    def _run(self, c):
+        try:
+            self.handler(c)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+
+def http_handler(body_prefix=b"hello from backend"):
+    """Minimal HTTP/1.1 responder: one response per request, keep-alive."""
+
+    def h(c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.split(b"\r\n")
+            path = lines[0].split(b" ")[1] if len(lines[0].split(b" ")) > 1 else b"/"
+            clen = 0
+            for l in lines[1:]:
+                if l.lower().startswith(b"content-length:"):
+                    clen = int(l.split(b":", 1)[1])
+            while len(buf) < clen:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            buf = buf[clen:]
+            body = body_prefix + b" path=" + path + b"\n"
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
+                      % (len(body), body))
+
+    return h
+
+
+def echo_handler(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            return
+        c.sendall(d)
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port():
+    """A port nothing listens on (for 'backend down')."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_until(fn, timeout=10, step=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()
+
+
+class BioClient:
+    """A TLS client over ssl.MemoryBIO, so a test controls each TLS event itself: e.g. send
+    close_notify (TLS half-close) and still read the reply, which SSLSocket cannot do."""
+
+    def __init__(self, port, name, ctx, host="127.0.0.1", timeout=30):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.inc = ssl.MemoryBIO()
+        self.out = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=name)
+        self.eof = False
+        self._pump(self.obj.do_handshake)
+
+    def _flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            self.inc.write_eof()
+            self.eof = True
+        else:
+            self.inc.write(d)
+
+    def _pump(self, fn, *args):
+        while True:
+            try:
+                r = fn(*args)
+                self._flush()
+                return r
+            except ssl.SSLWantReadError:
+                self._flush()
+                if self.eof:
+                    raise
+                self._fill()
+
+    def send(self, data):
+        self._pump(self.obj.write, data)
+
+    def recv(self, n=65536):
+        """Plaintext, or b'' at close_notify/EOF."""
+        try:
+            return self._pump(self.obj.read, n)
+        except ssl.SSLZeroReturnError:
+            return b""
+        except ssl.SSLEOFError:
+            return b""
+
+    def close_notify(self):
+        """Send close_notify without waiting for the peer's."""
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+
+    def tcp_shutdown_write(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        self.sock.close()
