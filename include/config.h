@@ -113,7 +113,7 @@ struct tf_config {
 
     /* HTTP redirect (#7) */
     char *redirect_http;
-    struct sockaddr_storage redirect_http_addr; /* parsed --redirect-http; ":PORT" = [::] */
+    struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */
 };
 
 /* Result of loading: on failure, err holds one line naming the flag/key and the problem. */

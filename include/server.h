@@ -40,7 +40,9 @@ struct tf_server {
     uv_signal_t sig_term, sig_int, sig_hup, sig_pipe;
     uv_timer_t ticket_timer, grace_timer;
 
-    bool draining, reloading;
+    int n_started;                 /* workers whose thread runs */
+    bool loop_ready;               /* control loop and its handles initialised */
+    bool draining, reloading, stopped;
     int workers_idle;
     int exit_code;
 
@@ -52,5 +54,7 @@ struct tf_server {
 int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char **argv, char **envp);
 /* Run the control loop until shutdown; returns the process exit code. */
 int tf_server_run(struct tf_server *s);
+/* Release everything (after tf_server_run, or after a failed tf_server_start). */
+void tf_server_free(struct tf_server *s);
 
 #endif

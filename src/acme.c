@@ -365,6 +365,8 @@ static void on_ari_ready(int err, const char *reason, const struct tf_acme_probl
 {
     struct tf_acme_ari_op *op = arg;
     struct tf_acme *a = op->a;
+    (void)reason;
+    (void)prob;
     if (!err && a->closing)
         err = UV_ECANCELED;
     if (!err && !a->dir.renewal_info)

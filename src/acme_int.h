@@ -14,7 +14,7 @@
 
 #define ACME_MOD "acme"
 #define ACME_MAX_NONCES 16
-#define ACME_BAD_NONCE_RETRIES 5
+#define ACME_BAD_NONCE_RETRIES 10
 #define ACME_BACKOFF_RETRIES 4
 #define ACME_RATE_RETRIES 3
 
@@ -191,6 +191,10 @@ void tf_acme_order_after(struct tf_acme_order *o, uint64_t delay_ms, tf_acme_ord
 uint64_t tf_acme_order_poll_delay(struct tf_acme_order *o, const struct tf_http_response *r);
 /* True (and the order failed with UV_ECANCELED) when the client is closing. */
 bool tf_acme_order_cancelled(struct tf_acme_order *o);
+
+/* acme_order.c: walk the order's authorizations (publish, challenge, poll), then
+ * tf_acme_order_poll_ready(). */
+void tf_acme_order_authorize(struct tf_acme_order *o);
 
 /* acme_finalize.c: all authorizations are valid; wait for ready, finalize, download,
  * verify, store. */

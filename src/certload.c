@@ -13,9 +13,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +29,20 @@
 
 #define MAX_NAME 253
 
+/* A private-key decoder reused across the files of one directory load. OpenSSL 3.0 builds
+ * a decoder chain on every d2i_AutoPrivateKey call, which costs about 15 times the actual
+ * decoding; one context decodes any number of keys. ctx writes its result into out, so a
+ * key_decoder must not move while ctx exists. */
+struct key_decoder {
+    OSSL_DECODER_CTX *ctx;
+    EVP_PKEY *out;
+};
+
 /* What parse_pem found: certificates in file order, and at most one key. */
 struct pem_parts {
     STACK_OF(X509) *certs;
     EVP_PKEY *key;
+    struct key_decoder *kd; /* borrowed; NULL = decode each key on its own */
 };
 
 /* Result of parse_cert beyond success and failure: a CA certificate without any DNS name
@@ -60,14 +73,27 @@ static const char *ssl_reason(void)
 }
 
 /* Decode one PEM private key block. Encrypted keys are refused: tlsfront has no passphrase. */
-static EVP_PKEY *decode_key(const char *type, const char *header, const unsigned char *der,
-                            long len, char *err, size_t errlen)
+static EVP_PKEY *decode_key(struct key_decoder *kd, const char *type, const char *header,
+                            const unsigned char *der, long len, char *err, size_t errlen)
 {
     if (strcmp(type, PEM_STRING_PKCS8) == 0 || strstr(header, "ENCRYPTED")) {
         set_err(err, errlen, "encrypted private key not supported");
         return NULL;
     }
     const unsigned char *p = der;
+    if (kd && kd->ctx) {
+        size_t left = (size_t)len;
+        kd->out = NULL;
+        if (OSSL_DECODER_from_data(kd->ctx, &p, &left) && kd->out) {
+            EVP_PKEY *key = kd->out;
+            kd->out = NULL;
+            return key;
+        }
+        EVP_PKEY_free(kd->out); /* then retry the slow way, which also names the error */
+        kd->out = NULL;
+        ERR_clear_error();
+        p = der;
+    }
     EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, len);
     if (!key)
         set_err(err, errlen, "bad private key (%s)", ssl_reason());
@@ -102,7 +128,7 @@ static int take_block(struct pem_parts *parts, const char *type, const char *hea
         set_err(err, errlen, "more than one private key");
         return -1;
     }
-    parts->key = decode_key(type, header, der, len, err, errlen);
+    parts->key = decode_key(parts->kd, type, header, der, len, err, errlen);
     return parts->key ? 0 : -1;
 }
 
@@ -296,10 +322,10 @@ static int derive(struct tf_cert *c, char *err, size_t errlen)
 
 /* Parse text into a new cert (*out, refcount 1) or fill err. */
 static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_pem,
-                      size_t key_len, const char *path, struct tf_cert **out, char *err,
-                      size_t errlen)
+                      size_t key_len, const char *path, struct key_decoder *kd,
+                      struct tf_cert **out, char *err, size_t errlen)
 {
-    struct pem_parts parts = {sk_X509_new_null(), NULL};
+    struct pem_parts parts = {sk_X509_new_null(), NULL, kd};
     struct tf_cert *c = NULL;
     int rc = PARSE_FAIL;
     *out = NULL;
@@ -349,7 +375,7 @@ struct tf_cert *tf_cert_from_pem(const char *chain_pem, size_t chain_len, const 
         set_err(err, errlen, "no certificate");
         return NULL;
     }
-    parse_cert(chain_pem, chain_len, key_pem, key_len, path, &c, err, errlen);
+    parse_cert(chain_pem, chain_len, key_pem, key_len, path, NULL, &c, err, errlen);
     return c;
 }
 
@@ -395,6 +421,9 @@ bool tf_cert_covers(const struct tf_cert *c, const char *name)
 
 /* PEM files beyond this size are refused: a chain is a few kilobytes. */
 #define MAX_FILE (1024 * 1024)
+/* Parser threads for a large directory: parsing is CPU-bound and independent per file. */
+#define MAX_PARSERS 8
+#define FILES_PER_PARSER 256
 
 struct dir_entry {
     char *name;
@@ -402,17 +431,35 @@ struct dir_entry {
     bool key_used;      /* a .key claimed by a X.crt or X.pem */
 };
 
-/* State of one tf_certstore_load_dir call. The file buffers are reused for every file. */
+/* One certificate to parse: chain file and key file (NULL when the chain file holds it),
+ * relative to the directory; cert is the result (one reference) or NULL. */
+struct job {
+    char *crt;
+    char *key;
+    struct tf_cert *cert;
+};
+
+/* State of one tf_certstore_load_dir call. The lists are built by the calling thread; the
+ * parsers then only take job indexes from next and write their own job's cert. */
 struct loader {
     const char *dir;
     int dfd; /* borrowed from the DIR stream */
     struct dir_entry *ents;
     size_t n_ents;
+    struct job *jobs;
+    size_t n_jobs, cap_jobs;
+    atomic_size_t next;
+    atomic_int n_failed;
+};
+
+/* One parser thread's reusable state: file buffers and the key decoder. */
+struct parser {
+    struct loader *ld;
     char *buf[2];
     size_t cap[2];
-    struct tf_cert **certs; /* one reference each */
-    size_t n_certs, cap_certs;
-    int n_failed;
+    struct key_decoder kd;
+    pthread_t tid;
+    bool started;
 };
 
 static int cmp_entry(const void *a, const void *b)
@@ -449,11 +496,91 @@ static int list_dir(struct loader *ld, DIR *d)
     return 0;
 }
 
-/* Read rel (relative to the directory, symlinks followed) into ld->buf[slot], NUL-terminated.
- * Returns 0, or a negative errno / TF_ETOOBIG / TF_EINVAL. */
-static int read_file(struct loader *ld, const char *rel, int slot, size_t *len)
+static void fail(struct loader *ld, const char *rel, const char *problem)
 {
-    int fd = openat(ld->dfd, rel, O_RDONLY | O_CLOEXEC);
+    TF_WARN("certstore", "file %s/%s: %s", ld->dir, rel, problem);
+    atomic_fetch_add(&ld->n_failed, 1);
+}
+
+/* Queue a parse job; takes ownership of crt and key. */
+static void add_job(struct loader *ld, char *crt, char *key)
+{
+    if (ld->n_jobs == ld->cap_jobs) {
+        ld->cap_jobs = ld->cap_jobs ? ld->cap_jobs * 2 : 64;
+        ld->jobs = tf_realloc(ld->jobs, ld->cap_jobs * sizeof *ld->jobs);
+    }
+    ld->jobs[ld->n_jobs++] = (struct job){crt, key, NULL};
+}
+
+static bool is_dir(struct loader *ld, const struct dir_entry *e)
+{
+    if (e->type == DT_DIR)
+        return true;
+    if (e->type != DT_LNK && e->type != DT_UNKNOWN)
+        return false;
+    struct stat st;
+    return fstatat(ld->dfd, e->name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* certbot's live/NAME/: fullchain.pem + privkey.pem; README, cert.pem and chain.pem are
+ * ignored. A subdirectory holding neither file is not ours and is ignored too. */
+static void queue_certbot(struct loader *ld, const char *sub)
+{
+    char *chain = tf_asprintf("%s/fullchain.pem", sub);
+    char *key = tf_asprintf("%s/privkey.pem", sub);
+    bool has_chain = faccessat(ld->dfd, chain, F_OK, 0) == 0;
+    bool has_key = faccessat(ld->dfd, key, F_OK, 0) == 0;
+    if (has_chain && has_key) {
+        add_job(ld, chain, key);
+        return;
+    }
+    if (has_chain)
+        fail(ld, chain, "no private key (privkey.pem missing)");
+    else if (has_key)
+        fail(ld, key, "no certificate (fullchain.pem missing)");
+    else
+        TF_DEBUG("certstore", "dir %s/%s: no fullchain.pem, ignored", ld->dir, sub);
+    free(chain);
+    free(key);
+}
+
+static bool has_suffix(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n > k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* Classify one entry: X.crt (+ X.key), X.pem (+ X.key if present), certbot dir, or other
+ * (ignored). */
+static void queue_entry(struct loader *ld, struct dir_entry *e)
+{
+    size_t n = strlen(e->name);
+    bool crt = has_suffix(e->name, n, ".crt");
+    if (crt || has_suffix(e->name, n, ".pem")) {
+        char *key_name = tf_asprintf("%.*s.key", (int)(n - 4), e->name);
+        struct dir_entry *k = find_entry(ld, key_name);
+        if (k)
+            k->key_used = true;
+        if (crt && !k) {
+            fail(ld, e->name, "no private key (missing key file)");
+            free(key_name);
+            return;
+        }
+        if (!k) {
+            free(key_name);
+            key_name = NULL;
+        }
+        add_job(ld, tf_strdup(e->name), key_name);
+    } else if (!has_suffix(e->name, n, ".key") && is_dir(ld, e)) {
+        queue_certbot(ld, e->name);
+    }
+}
+
+/* Read rel (relative to the directory, symlinks followed) into p->buf[slot], NUL-terminated.
+ * Returns 0, or a negative errno / TF_ETOOBIG / TF_EINVAL / TF_EIO. */
+static int read_file(struct parser *p, const char *rel, int slot, size_t *len)
+{
+    int fd = openat(p->ld->dfd, rel, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat st;
@@ -470,13 +597,13 @@ static int read_file(struct loader *ld, const char *rel, int slot, size_t *len)
         rc = TF_ETOOBIG;
         goto done;
     }
-    if ((size_t)st.st_size + 1 > ld->cap[slot]) {
-        ld->cap[slot] = (size_t)st.st_size + 4096;
-        ld->buf[slot] = tf_realloc(ld->buf[slot], ld->cap[slot]);
+    if ((size_t)st.st_size + 1 > p->cap[slot]) {
+        p->cap[slot] = (size_t)st.st_size + 4096;
+        p->buf[slot] = tf_realloc(p->buf[slot], p->cap[slot]);
     }
     size_t off = 0;
     while (off < (size_t)st.st_size) {
-        ssize_t n = read(fd, ld->buf[slot] + off, (size_t)st.st_size - off);
+        ssize_t n = read(fd, p->buf[slot] + off, (size_t)st.st_size - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -485,7 +612,7 @@ static int read_file(struct loader *ld, const char *rel, int slot, size_t *len)
         }
         off += (size_t)n;
     }
-    ld->buf[slot][off] = '\0';
+    p->buf[slot][off] = '\0';
     *len = off;
 done:
     close(fd);
@@ -504,99 +631,91 @@ static const char *read_problem(int rc, char *tmp, size_t n)
     return tmp;
 }
 
-static void fail(struct loader *ld, const char *rel, const char *problem)
+/* Read and parse one job's files; on success job->cert holds the result. */
+static void run_job(struct parser *p, struct job *job)
 {
-    TF_WARN("certstore", "file %s/%s: %s", ld->dir, rel, problem);
-    ld->n_failed++;
-}
-
-/* Load one certificate from crt_rel (chain, and key when key_rel is NULL) and key_rel. */
-static void load_one(struct loader *ld, const char *crt_rel, const char *key_rel)
-{
+    struct loader *ld = p->ld;
     char err[256];
     size_t clen = 0, klen = 0;
-    int rc = read_file(ld, crt_rel, 0, &clen);
+    int rc = read_file(p, job->crt, 0, &clen);
     if (rc < 0) {
-        fail(ld, crt_rel, read_problem(rc, err, sizeof err));
+        fail(ld, job->crt, read_problem(rc, err, sizeof err));
         return;
     }
-    if (key_rel && (rc = read_file(ld, key_rel, 1, &klen)) < 0) {
-        fail(ld, key_rel, read_problem(rc, err, sizeof err));
+    if (job->key && (rc = read_file(p, job->key, 1, &klen)) < 0) {
+        fail(ld, job->key, read_problem(rc, err, sizeof err));
         return;
     }
-    char *path = tf_asprintf("%s/%s", ld->dir, crt_rel);
-    struct tf_cert *c = NULL;
-    rc = parse_cert(ld->buf[0], clen, key_rel ? ld->buf[1] : NULL, klen, path, &c, err,
-                    sizeof err);
+    char *path = tf_asprintf("%s/%s", ld->dir, job->crt);
+    rc = parse_cert(p->buf[0], clen, job->key ? p->buf[1] : NULL, klen, path, &p->kd,
+                    &job->cert, err, sizeof err);
     free(path);
-    if (rc == PARSE_CA) {
-        TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, crt_rel, err);
-        return;
+    if (rc == PARSE_CA)
+        TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, job->crt, err);
+    else if (rc != PARSE_OK)
+        fail(ld, job->crt, err);
+}
+
+/* Parser thread body (also run on the calling thread): take jobs until none are left. */
+static void *parse_jobs(void *arg)
+{
+    struct parser *p = arg;
+    /* Without the shared decoder every key is decoded the slow way: still correct. */
+    p->kd.ctx = OSSL_DECODER_CTX_new_for_pkey(&p->kd.out, "DER", NULL, NULL, EVP_PKEY_KEYPAIR,
+                                              NULL, NULL);
+    ERR_clear_error();
+    size_t i;
+    while ((i = atomic_fetch_add(&p->ld->next, 1)) < p->ld->n_jobs)
+        run_job(p, &p->ld->jobs[i]);
+    OSSL_DECODER_CTX_free(p->kd.ctx);
+    EVP_PKEY_free(p->kd.out);
+    free(p->buf[0]);
+    free(p->buf[1]);
+    return NULL;
+}
+
+/* Parse every job, on up to MAX_PARSERS threads for large directories. A thread that
+ * cannot be started just leaves its share to the others. */
+static void run_parsers(struct loader *ld)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = ld->n_jobs / FILES_PER_PARSER + 1;
+    n = TF_MIN(n, (size_t)MAX_PARSERS);
+    n = TF_MIN(n, cpus > 0 ? (size_t)cpus : 1);
+    struct parser ps[MAX_PARSERS];
+    memset(ps, 0, sizeof ps);
+    for (size_t i = 0; i < n; i++) {
+        ps[i].ld = ld;
+        if (i > 0)
+            ps[i].started = pthread_create(&ps[i].tid, NULL, parse_jobs, &ps[i]) == 0;
     }
-    if (rc != PARSE_OK) {
-        fail(ld, crt_rel, err);
-        return;
-    }
-    if (ld->n_certs == ld->cap_certs) {
-        ld->cap_certs = ld->cap_certs ? ld->cap_certs * 2 : 64;
-        ld->certs = tf_realloc(ld->certs, ld->cap_certs * sizeof *ld->certs);
-    }
-    ld->certs[ld->n_certs++] = c;
+    parse_jobs(&ps[0]);
+    for (size_t i = 1; i < n; i++)
+        if (ps[i].started)
+            pthread_join(ps[i].tid, NULL);
 }
 
-static bool is_dir(struct loader *ld, const struct dir_entry *e)
+/* Take the parsed certs in job order (so ties break the same way on every run). */
+static struct tf_certstore *build(struct loader *ld, int *n_loaded)
 {
-    if (e->type == DT_DIR)
-        return true;
-    if (e->type != DT_LNK && e->type != DT_UNKNOWN)
-        return false;
-    struct stat st;
-    return fstatat(ld->dfd, e->name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+    struct tf_cert **certs = tf_malloc((ld->n_jobs + 1) * sizeof *certs);
+    size_t n = 0;
+    for (size_t i = 0; i < ld->n_jobs; i++)
+        if (ld->jobs[i].cert)
+            certs[n++] = ld->jobs[i].cert;
+    struct tf_certstore *st = tf_certstore_from_certs(certs, n);
+    free(certs);
+    *n_loaded = (int)n;
+    return st;
 }
 
-/* certbot's live/NAME/: fullchain.pem + privkey.pem; README, cert.pem and chain.pem are
- * ignored. A subdirectory holding neither file is not ours and is ignored too. */
-static void load_certbot(struct loader *ld, const char *sub)
+static void warn_lone_keys(struct loader *ld)
 {
-    char *chain = tf_asprintf("%s/fullchain.pem", sub);
-    char *key = tf_asprintf("%s/privkey.pem", sub);
-    bool has_chain = faccessat(ld->dfd, chain, F_OK, 0) == 0;
-    bool has_key = faccessat(ld->dfd, key, F_OK, 0) == 0;
-    if (has_chain && has_key)
-        load_one(ld, chain, key);
-    else if (has_chain)
-        fail(ld, chain, "no private key (privkey.pem missing)");
-    else if (has_key)
-        fail(ld, key, "no certificate (fullchain.pem missing)");
-    else
-        TF_DEBUG("certstore", "dir %s/%s: no fullchain.pem, ignored", ld->dir, sub);
-    free(chain);
-    free(key);
-}
-
-static bool has_suffix(const char *s, size_t n, const char *suffix)
-{
-    size_t k = strlen(suffix);
-    return n > k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-/* Dispatch one entry: X.crt (+ X.key), X.pem (+ X.key if present), certbot dir, or other. */
-static void load_entry(struct loader *ld, struct dir_entry *e)
-{
-    size_t n = strlen(e->name);
-    bool crt = has_suffix(e->name, n, ".crt");
-    if (crt || has_suffix(e->name, n, ".pem")) {
-        char *key_name = tf_asprintf("%.*s.key", (int)(n - 4), e->name);
-        struct dir_entry *k = find_entry(ld, key_name);
-        if (k)
-            k->key_used = true;
-        if (crt && !k)
-            fail(ld, e->name, "no private key (missing key file)");
-        else
-            load_one(ld, e->name, k ? key_name : NULL);
-        free(key_name);
-    } else if (!has_suffix(e->name, n, ".key") && is_dir(ld, e)) {
-        load_certbot(ld, e->name);
+    for (size_t i = 0; i < ld->n_ents; i++) {
+        const char *name = ld->ents[i].name;
+        if (has_suffix(name, strlen(name), ".key") && !ld->ents[i].key_used)
+            TF_WARN("certstore", "file %s/%s: key without a matching .crt or .pem, ignored",
+                    ld->dir, name);
     }
 }
 
@@ -605,18 +724,22 @@ static void loader_free(struct loader *ld)
     for (size_t i = 0; i < ld->n_ents; i++)
         free(ld->ents[i].name);
     free(ld->ents);
-    free(ld->buf[0]);
-    free(ld->buf[1]);
-    for (size_t i = 0; i < ld->n_certs; i++)
-        tf_cert_unref(ld->certs[i]);
-    free(ld->certs);
+    for (size_t i = 0; i < ld->n_jobs; i++) {
+        free(ld->jobs[i].crt);
+        free(ld->jobs[i].key);
+        tf_cert_unref(ld->jobs[i].cert);
+    }
+    free(ld->jobs);
 }
 
 struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed,
                                            char *err, size_t errlen)
 {
     struct loader ld = {.dir = dir, .dfd = -1};
+    atomic_init(&ld.next, 0);
+    atomic_init(&ld.n_failed, 0);
     struct tf_certstore *st = NULL;
+    int loaded = 0;
     DIR *d = dir ? opendir(dir) : NULL;
     if (!d) {
         set_err(err, errlen, "cannot open directory %s: %s", dir ? dir : "(null)",
@@ -630,19 +753,15 @@ struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *
         goto done;
     }
     for (size_t i = 0; i < ld.n_ents; i++)
-        load_entry(&ld, &ld.ents[i]);
-    for (size_t i = 0; i < ld.n_ents; i++) {
-        size_t n = strlen(ld.ents[i].name);
-        if (has_suffix(ld.ents[i].name, n, ".key") && !ld.ents[i].key_used)
-            TF_WARN("certstore", "file %s/%s: key without a matching .crt or .pem, ignored",
-                    dir, ld.ents[i].name);
-    }
-    st = tf_certstore_from_certs(ld.certs, ld.n_certs);
+        queue_entry(&ld, &ld.ents[i]);
+    warn_lone_keys(&ld);
+    run_parsers(&ld);
+    st = build(&ld, &loaded);
 done:
     if (n_loaded)
-        *n_loaded = st ? (int)ld.n_certs : 0;
+        *n_loaded = loaded;
     if (n_failed)
-        *n_failed = ld.n_failed;
+        *n_failed = atomic_load(&ld.n_failed);
     if (d)
         closedir(d);
     loader_free(&ld);

@@ -60,96 +60,97 @@ struct opt {
 #define DUR_MAX 4294967295LL /* largest uint32_t millisecond value, about 49.7 days */
 
 /* X(name, type, flags, offset, min, max, handler, metavar, has-default Y|N, default, help) */
-#define TF_OPTIONS(X)                                                                          \
-    X("listen", OT_FN, OF_REPEAT, 0, 0, 0, S(listen),  " ADDR:PORT", Y, ":8443",               \
-      "listen on IP:PORT, [IPv6]:PORT or :PORT (all v4+v6), repeatable; \",proxy\": PROXY in")   \
-    X("backlog", OT_INT, 0, F(backlog), 1, 65535, NULL, " N", Y, "511", "listen backlog")      \
-    X("workers", OT_INT, 0, F(workers), 1, 1024, NULL, " N", N, "",                            \
-      "worker threads (default: number of online CPUs)")                                       \
-    X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")     \
-    X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                  \
-      "certificate for clients without SNI or with an unknown name (default: refuse)")        \
-    X("backend", OT_FN, 0, 0, 0, 0, S(backend),  " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]",   \
-      N, "", "default backend")                                                                \
-    X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                            \
-      " PATTERN=HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,alpn=A+B]", N, "",                    \
-      "send an exact name or *.suffix to a backend, repeatable (JSON: \"routes\", objects ok)")  \
-    X("alpn", OT_FN, OF_JLIST, 0, 0, 0, S(alpn),  " LIST", Y, "http/1.1",                      \
-      "comma-separated ALPN protocols of the default backend")                                 \
-    X("handshake-timeout", OT_MS, 0, F(handshake_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y,     \
-      "10s", "TLS handshake time limit")                                                       \
-    X("idle-timeout", OT_MS, 0, F(idle_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5m",         \
-      "close connections idle this long")                                                      \
-    X("connect-timeout", OT_MS, 0, F(connect_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5s",   \
-      "backend connect time limit")                                                            \
-    X("grace", OT_MS, 0, F(grace_ms), 0, DUR_MAX, NULL, " DUR", Y, "30s",                      \
-      "drain time after SIGTERM")                                                              \
-    X("ticket-rotate", OT_SEC, 0, F(ticket_rotate_s), 1000, 365 * MS_DAY, NULL, " DUR", Y,     \
-      "1h", "session ticket key rotation")                                                     \
-    X("max-connections", OT_INT, 0, F(max_connections), 1, 10000000, NULL, " N", Y, "10000",   \
-      "connections per process")                                                               \
-    X("tls-min", OT_FN, OF_JNUM, 0, 0, 0, S(tls_min),  " 1.2|1.3", Y, "1.2",                   \
-      "lowest TLS version")                                                                    \
-    X("log-format", OT_FN, 0, 0, 0, 0, S(log_format),  " text|json", Y, "text", "log format")  \
-    X("log-level", OT_FN, 0, 0, 0, 0, S(log_level),  " debug|info|warn|error", Y, "info",      \
-      "lowest level logged")                                                                   \
-    X("admin", OT_FN, 0, 0, 0, 0, S(admin),  " ADDR:PORT", N, "",                              \
-      "admin and metrics listener (default: off)")                                             \
-    X("storage", OT_STR, 0, F(storage), 0, 0, NULL, " DIR", Y, "/var/lib/tlsfront",            \
-      "ACME account, keys and issued certificates")                                           \
-    X("acme-directory", OT_URL, 0, F(acme_directory), 0, 0, NULL, " URL", Y,                   \
-      "https://acme-v02.api.letsencrypt.org/directory", "ACME directory")                     \
-    X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")  \
-    X("acme-ca", OT_STR, 0, F(acme_ca), 0, 0, NULL, " FILE", N, "",                            \
-      "extra trust anchor (PEM) for the ACME server's HTTPS")                                 \
-    X("acme-eab-kid", OT_STR, 0, F(acme_eab_kid), 0, 0, NULL, " KID", N, "",                   \
-      "external account binding key id")                                                       \
-    X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac),  " KEY", N, "",                         \
-      "external account binding HMAC key (base64url)")                                         \
-    X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                  \
-      "ACME certificate profile")                                                              \
-    X("acme-key-type", OT_FN, 0, F(acme_account_key), 0, 0, S(key_type),                       \
-      " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "ACME account key type")                  \
-    X("cert-key-type", OT_FN, 0, F(acme_cert_key), 0, 0, S(key_type),                          \
-      " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "certificate key type")                   \
-    X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",       \
-      "time limit for one whole order")                                                        \
-    X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow),  " PATTERN", N, "",                        \
-      "issue on demand for an exact name or *.suffix, repeatable")                                         \
-    X("ask", OT_URL, 0, F(ask), 0, 0, NULL, " URL", N, "",                                     \
-      "issue on demand if GET URL?domain=NAME answers 200")                                    \
-    X("ask-timeout", OT_MS, 0, F(ask_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "3s",           \
-      "--ask request time limit")                                                              \
-    X("ask-cache", OT_SEC, 0, F(ask_cache_s), 0, 30 * MS_DAY, NULL, " DUR", Y, "5m",           \
-      "how long --ask answers are cached")                                                     \
-    X("hold-timeout", OT_MS, 0, F(hold_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "20s",        \
-      "how long a handshake waits for its certificate")                                       \
-    X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate),  " N", Y, "10",                    \
-      "orders per minute (token bucket rate)")                                                 \
-    X("issue-burst", OT_INT, 0, F(issue_burst), 1, 1000000, NULL, " N", Y, "20",               \
-      "token bucket size")                                                                     \
-    X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4", "concurrent orders") \
-    X("max-held", OT_INT, 0, F(max_held), 1, 1000000, NULL, " N", Y, "1000",                   \
-      "handshakes held waiting for certificates")                                              \
-    X("max-held-per-ip", OT_INT, 0, F(max_held_per_ip), 1, 1000000, NULL, " N", Y, "20",       \
-      "held handshakes per client address")                                                    \
-    X("max-names", OT_INT, 0, F(max_names), 1, 10000000, NULL, " N", Y, "10000",               \
-      "managed on-demand names")                                                               \
-    X("backoff-base", OT_SEC, 0, F(backoff_base_s), 1000, 30 * MS_DAY, NULL, " DUR", Y, "1m",  \
-      "first retry delay after a failed order for a name")                                     \
-    X("backoff-max", OT_SEC, 0, F(backoff_max_s), 1000, 365 * MS_DAY, NULL, " DUR", Y, "1d",   \
-      "longest retry delay")                                                                   \
-    X("idle-name-days", OT_U32, 0, F(idle_name_days), 1, 3650, NULL, " N", Y, "30",            \
-      "on-demand names unused this many days are not renewed")                                 \
-    X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect),  " ADDR:PORT", N, "",                   \
-      "plain-HTTP listener that redirects to https:// (default: off)")                         \
-    X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                      \
-      "JSON config file (also -c)")                                                            \
-    X("check", OT_CHECK, OF_NOARG | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                     \
-      "validate the configuration and exit")                                                   \
-    X("help", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                \
-      "print this help and exit (also -h)")                                                    \
-    X("version", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",             \
+#define TF_OPTIONS(X)                                                                              \
+    X("listen", OT_FN, OF_REPEAT, 0, 0, 0, S(listen), " ADDR:PORT", Y, ":8443",                   \
+      "IP:PORT, [IPv6]:PORT or :PORT (all addresses); \",proxy\": PROXY protocol; repeatable")     \
+    X("backlog", OT_INT, 0, F(backlog), 1, 65535, NULL, " N", Y, "511", "listen backlog")          \
+    X("workers", OT_INT, 0, F(workers), 1, 1024, NULL, " N", N, "",                                \
+      "worker threads (default: number of online CPUs)")                                           \
+    X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
+    X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
+      "certificate for clients without SNI or with an unknown name (default: refuse)")             \
+    X("backend", OT_FN, 0, 0, 0, 0, S(backend), " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]",       \
+      N, "", "default backend")                                                                    \
+    X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                               \
+      " PATTERN=HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,alpn=A+B]", N, "",                        \
+      "send an exact name or *.suffix to a backend, repeatable (JSON: \"routes\", objects ok)")    \
+    X("alpn", OT_FN, OF_JLIST, 0, 0, 0, S(alpn), " LIST", Y, "http/1.1",                          \
+      "comma-separated ALPN protocols of the default backend")                                     \
+    X("handshake-timeout", OT_MS, 0, F(handshake_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y,         \
+      "10s", "TLS handshake time limit")                                                           \
+    X("idle-timeout", OT_MS, 0, F(idle_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5m",             \
+      "close connections idle this long")                                                          \
+    X("connect-timeout", OT_MS, 0, F(connect_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5s",       \
+      "backend connect time limit")                                                                \
+    X("grace", OT_MS, 0, F(grace_ms), 0, DUR_MAX, NULL, " DUR", Y, "30s",                          \
+      "drain time after SIGTERM")                                                                  \
+    X("ticket-rotate", OT_SEC, 0, F(ticket_rotate_s), 1000, 365 * MS_DAY, NULL, " DUR", Y,         \
+      "1h", "session ticket key rotation")                                                         \
+    X("max-connections", OT_INT, 0, F(max_connections), 1, 10000000, NULL, " N", Y, "10000",       \
+      "connections per process")                                                                   \
+    X("tls-min", OT_FN, OF_JNUM, 0, 0, 0, S(tls_min), " 1.2|1.3", Y, "1.2",                       \
+      "lowest TLS version")                                                                        \
+    X("log-format", OT_FN, 0, 0, 0, 0, S(log_format), " text|json", Y, "text", "log format")      \
+    X("log-level", OT_FN, 0, 0, 0, 0, S(log_level), " debug|info|warn|error", Y, "info",          \
+      "lowest level logged")                                                                       \
+    X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                  \
+      "admin and metrics listener (default: off)")                                                 \
+    X("storage", OT_STR, 0, F(storage), 0, 0, NULL, " DIR", Y, "/var/lib/tlsfront",                \
+      "ACME account, keys and issued certificates")                                                \
+    X("acme-directory", OT_URL, 0, F(acme_directory), 0, 0, NULL, " URL", Y,                       \
+      "https://acme-v02.api.letsencrypt.org/directory", "ACME directory")                          \
+    X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")      \
+    X("acme-ca", OT_STR, 0, F(acme_ca), 0, 0, NULL, " FILE", N, "",                                \
+      "extra trust anchor (PEM) for the ACME server's HTTPS")                                      \
+    X("acme-eab-kid", OT_STR, 0, F(acme_eab_kid), 0, 0, NULL, " KID", N, "",                       \
+      "external account binding key id")                                                           \
+    X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac), " KEY", N, "",                             \
+      "external account binding HMAC key (base64url)")                                             \
+    X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                      \
+      "ACME certificate profile")                                                                  \
+    X("acme-key-type", OT_FN, 0, F(acme_account_key), 0, 0, S(key_type),                          \
+      " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "ACME account key type")                       \
+    X("cert-key-type", OT_FN, 0, F(acme_cert_key), 0, 0, S(key_type),                             \
+      " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "certificate key type")                        \
+    X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",           \
+      "time limit for one whole order")                                                            \
+    X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                            \
+      "issue on demand for an exact name or *.suffix, repeatable")                                 \
+    X("ask", OT_URL, 0, F(ask), 0, 0, NULL, " URL", N, "",                                         \
+      "ask this URL whether to issue for a name on demand")                                        \
+    X("ask-timeout", OT_MS, 0, F(ask_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "3s",               \
+      "--ask request time limit")                                                                  \
+    X("ask-cache", OT_SEC, 0, F(ask_cache_s), 0, 30 * MS_DAY, NULL, " DUR", Y, "5m",               \
+      "how long --ask answers are cached")                                                         \
+    X("hold-timeout", OT_MS, 0, F(hold_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "20s",            \
+      "how long a handshake waits for its certificate")                                            \
+    X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate), " N", Y, "10",                        \
+      "orders per minute (token bucket rate)")                                                     \
+    X("issue-burst", OT_INT, 0, F(issue_burst), 1, 1000000, NULL, " N", Y, "20",                   \
+      "token bucket size")                                                                         \
+    X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4",                         \
+      "concurrent orders")                                                                         \
+    X("max-held", OT_INT, 0, F(max_held), 1, 1000000, NULL, " N", Y, "1000",                       \
+      "handshakes held waiting for certificates")                                                  \
+    X("max-held-per-ip", OT_INT, 0, F(max_held_per_ip), 1, 1000000, NULL, " N", Y, "20",           \
+      "held handshakes per client address")                                                        \
+    X("max-names", OT_INT, 0, F(max_names), 1, 10000000, NULL, " N", Y, "10000",                   \
+      "managed on-demand names")                                                                   \
+    X("backoff-base", OT_SEC, 0, F(backoff_base_s), 1000, 30 * MS_DAY, NULL, " DUR", Y, "1m",      \
+      "first retry delay after a failed order for a name")                                         \
+    X("backoff-max", OT_SEC, 0, F(backoff_max_s), 1000, 365 * MS_DAY, NULL, " DUR", Y, "1d",       \
+      "longest retry delay")                                                                       \
+    X("idle-name-days", OT_U32, 0, F(idle_name_days), 1, 3650, NULL, " N", Y, "30",                \
+      "on-demand names unused this many days are not renewed")                                     \
+    X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                       \
+      "plain-HTTP listener that redirects to https:// (default: off)")                             \
+    X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                          \
+      "JSON config file (also -c)")                                                                \
+    X("check", OT_CHECK, OF_NOARG | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                           \
+      "validate the configuration and exit")                                                       \
+    X("help", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                    \
+      "print this help and exit (also -h)")                                                        \
+    X("version", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                 \
       "print the version and exit")
 
 #define TABLE_DEF_Y(d) d

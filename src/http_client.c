@@ -358,9 +358,10 @@ static void conn_fail(struct tf_http_conn *conn, int err)
         req->conn = NULL;
     }
     bool retry = req && conn->reused && !conn->got_bytes && !req->retried;
-    TF_DEBUG("http", "conn=%llu %s: %s", (unsigned long long)conn->id,
-             req ? (retry ? "failed, retrying" : "failed") : "idle connection closed",
-             tf_strerror(err));
+    if (retry || !req)
+        TF_DEBUG("http", "conn=%llu %s: %s", (unsigned long long)conn->id,
+                 req ? "reused connection failed, retrying" : "idle connection closed",
+                 tf_strerror(err));
     conn_close(conn);
     if (!req)
         return;
@@ -618,6 +619,9 @@ static void on_connect(uv_connect_t *cr, int status)
     }
     uv_freeaddrinfo(conn->addrs);
     conn->addrs = conn->next_addr = NULL;
+    /* A TLS flight can take several writes; do not let Nagle hold the last one back. */
+    if (uv_tcp_nodelay(&conn->tcp, 1) < 0)
+        TF_DEBUG("http", "conn=%llu TCP_NODELAY not set", (unsigned long long)conn->id);
     int r = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     if (r == 0 && conn->tls) {
         r = conn_tls_start(conn);
@@ -692,6 +696,7 @@ static void conn_open(struct tf_http_client *c, struct tf_http_req *req)
         return;
     }
     conn->idle_timer.data = conn;
+    uv_unref((uv_handle_t *)&conn->idle_timer); /* it only ever runs for idle connections */
     conn->holds = 1;
     c->pending++;
     conn->next = c->conns;

@@ -42,6 +42,7 @@ int main(int argc, char **argv)
     tf_config_unref(cfg);
     if (rc == 0)
         rc = tf_server_run(srv);
+    tf_server_free(srv);
     free(srv);
     return rc;
 }

@@ -16,7 +16,7 @@
 
 static void broadcast_certs(struct tf_server *s)
 {
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < s->n_started; i++) {
         tf_certstore_ref(s->certs);
         if (!tf_worker_post(&s->workers[i], TF_WMSG_CERTS, s->certs, NULL))
             tf_certstore_unref(s->certs);
@@ -25,7 +25,7 @@ static void broadcast_certs(struct tf_server *s)
 
 static void broadcast_config(struct tf_server *s)
 {
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < s->n_started; i++) {
         tf_config_ref(s->cfg);
         SSL_CTX_up_ref(s->ssl_ctx);
         if (!tf_worker_post(&s->workers[i], TF_WMSG_CONFIG, s->cfg, s->ssl_ctx)) {
@@ -37,7 +37,7 @@ static void broadcast_config(struct tf_server *s)
 
 static void broadcast_tickets(struct tf_server *s)
 {
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < s->n_started; i++) {
         tf_tickets_ref(s->tickets);
         if (!tf_worker_post(&s->workers[i], TF_WMSG_TICKETS, s->tickets, NULL))
             tf_tickets_unref(s->tickets);
@@ -46,7 +46,7 @@ static void broadcast_tickets(struct tf_server *s)
 
 static void broadcast(struct tf_server *s, int type)
 {
-    for (int i = 0; i < s->n_workers; i++)
+    for (int i = 0; i < s->n_started; i++)
         tf_worker_post(&s->workers[i], type, NULL, NULL);
 }
 
@@ -174,6 +174,9 @@ static void on_mbox_closed(struct tf_mailbox *mb)
 /* Stop everything: workers close their connections and loops; control handles close. */
 static void stop_all(struct tf_server *s)
 {
+    if (s->stopped)
+        return;
+    s->stopped = true;
     broadcast(s, TF_WMSG_STOP);
     uv_close((uv_handle_t *)&s->sig_term, on_closed_noop);
     uv_close((uv_handle_t *)&s->sig_int, on_closed_noop);
@@ -231,8 +234,11 @@ static int bind_all(struct tf_server *s)
 {
     const struct tf_config *cfg = s->cfg;
     s->fds = tf_calloc((size_t)s->n_workers, sizeof *s->fds);
-    for (int w = 0; w < s->n_workers; w++)
+    for (int w = 0; w < s->n_workers; w++) {
         s->fds[w] = tf_calloc((size_t)cfg->n_listen, sizeof(int));
+        for (int l = 0; l < cfg->n_listen; l++)
+            s->fds[w][l] = -1;
+    }
     int *tmp = tf_calloc((size_t)s->n_workers, sizeof(int));
     for (int l = 0; l < cfg->n_listen; l++) {
         char err[256];
@@ -254,22 +260,26 @@ static int bind_all(struct tf_server *s)
 static int init_control(struct tf_server *s)
 {
     int r = uv_loop_init(&s->loop);
-    if (r == 0)
-        r = tf_mailbox_init(&s->mbox, &s->loop, on_message, s);
     if (r != 0)
         return r;
+    r = tf_mailbox_init(&s->mbox, &s->loop, on_message, s);
+    if (r != 0)
+        return r; /* XXX: the loop is left open; start-up fails and the process exits */
     uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup};
     int nums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         uv_signal_init(&s->loop, sigs[i]);
         sigs[i]->data = s;
-        r = uv_signal_start(sigs[i], on_signal, nums[i]);
-        if (r != 0)
-            return r;
     }
     uv_timer_init(&s->loop, &s->ticket_timer);
     uv_timer_init(&s->loop, &s->grace_timer);
     s->ticket_timer.data = s->grace_timer.data = s;
+    s->loop_ready = true; /* from here tf_server_free closes every handle above */
+    for (int i = 0; i < 3; i++) {
+        r = uv_signal_start(sigs[i], on_signal, nums[i]);
+        if (r != 0)
+            return r;
+    }
     uint64_t every = (uint64_t)s->cfg->ticket_rotate_s * 1000;
     return uv_timer_start(&s->ticket_timer, on_ticket_timer, every, every);
 }
@@ -296,13 +306,13 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     s->tickets = tf_tickets_rotate(NULL);
     if (!s->ssl_ctx || !s->tickets)
         return 1;
+    if (bind_all(s) != 0)
+        return 1;
     int r = init_control(s);
     if (r != 0) {
         TF_ERROR("server", "control loop: %s", uv_strerror(r));
         return 1;
     }
-    if (bind_all(s) != 0)
-        return 1;
     s->workers = tf_calloc((size_t)s->n_workers, sizeof *s->workers);
     for (int i = 0; i < s->n_workers; i++) {
         tf_config_ref(cfg);
@@ -315,6 +325,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             TF_ERROR("server", "worker %d: %s", i, uv_strerror(r));
             return 1;
         }
+        s->n_started++;
     }
     return 0;
 }
@@ -322,13 +333,27 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
 int tf_server_run(struct tf_server *s)
 {
     uv_run(&s->loop, UV_RUN_DEFAULT);
-    for (int i = 0; i < s->n_workers; i++)
-        tf_worker_join(&s->workers[i]);
-    int r = uv_loop_close(&s->loop);
-    if (r != 0)
-        TF_WARN("server", "control loop close: %s", uv_strerror(r));
-    for (int i = 0; i < s->n_workers; i++)
+    TF_INFO("server", "stopped");
+    return s->exit_code;
+}
+
+void tf_server_free(struct tf_server *s)
+{
+    if (s->loop_ready) {
+        stop_all(s); /* after a failed start: nothing ran yet */
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        for (int i = 0; i < s->n_started; i++)
+            tf_worker_join(&s->workers[i]);
+        int r = uv_loop_close(&s->loop);
+        if (r != 0)
+            TF_WARN("server", "control loop close: %s", uv_strerror(r));
+    }
+    for (int i = 0; s->fds && i < s->n_workers; i++) {
+        for (int l = 0; l < s->cfg->n_listen; l++)
+            if (s->fds[i][l] >= 0)
+                close(s->fds[i][l]);
         free(s->fds[i]);
+    }
     free(s->fds);
     free(s->workers);
     tf_certstore_unref(s->certs);
@@ -336,6 +361,4 @@ int tf_server_run(struct tf_server *s)
     tf_tickets_unref(s->tickets);
     SSL_CTX_free(s->ssl_ctx);
     tf_config_unref(s->cfg);
-    TF_INFO("server", "stopped");
-    return s->exit_code;
 }

@@ -51,8 +51,12 @@ struct fs_op {
 
 char *tf_storage_fs_path(const char *dir, const char *area, const char *key, const char *suffix)
 {
-    size_t cap = strlen(dir) + (area ? strlen(area) : 0) + strlen(key) * 2 + 64 +
-                 (suffix ? strlen(suffix) : 0);
+    size_t nseg = 1;
+    for (const char *c = key; *c; c++)
+        nseg += *c == '/';
+    /* Each segment may grow by the wildcard spelling; +4: two '/', suffix, NUL. */
+    size_t cap = strlen(dir) + (area ? strlen(area) : 0) + strlen(key) +
+                 nseg * strlen(WILDCARD_DISK) + (suffix ? strlen(suffix) : 0) + 4;
     char *p = tf_malloc(cap);
     size_t n = (size_t)snprintf(p, cap, "%s%s%s", dir, area ? "/" : "", area ? area : "");
     for (const char *seg = key; seg;) {

@@ -21,6 +21,7 @@
 #include "storage_fs.h"
 
 #include "common.h"
+#include "log.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -163,6 +164,11 @@ static int attempt_guarded(struct fs_lockop *op)
     case LK_LOCK:
         if (rr == 0 && lease_live(&l, op->fs->host, now))
             return TF_EBUSY;
+        if (rr == 0)
+            TF_INFO("storage", "lock %s: taking over the stale lease of pid %lld on %s "
+                    "(expires %lld)", op->name, l.pid, l.host, l.expires);
+        else if (rr == TF_EINVAL)
+            TF_WARN("storage", "lock %s: replacing an unreadable lease file", op->name);
         return lease_write(op, now);
     case LK_RENEW:
         return ours ? lease_write(op, now) : TF_EDENIED;
@@ -281,14 +287,21 @@ static void on_lock_timer(uv_timer_t *t)
         lockop_finish(op, err);
 }
 
+/* Sleep ms on the op's timer, then try again; on failure the op is finished with the error. */
 static void lockop_sleep(struct fs_lockop *op, uint64_t ms)
 {
+    int err = 0;
     if (!op->timer_used) {
-        uv_timer_init(op->fs->base.loop, &op->timer); /* cannot fail on unix */
+        err = uv_timer_init(op->fs->base.loop, &op->timer);
         op->timer.data = op;
-        op->timer_used = true;
+        op->timer_used = err == 0;
     }
-    uv_timer_start(&op->timer, on_lock_timer, ms, 0); /* fails only without a callback */
+    if (!err)
+        err = uv_timer_start(&op->timer, on_lock_timer, ms, 0);
+    if (err) {
+        lockop_finish(op, err);
+        return;
+    }
     op->next_waiting = op->fs->waiting;
     op->fs->waiting = op;
 }
@@ -305,7 +318,9 @@ static void on_lock_after(uv_work_t *w, int status)
     int r = status ? status : op->result;
     uint64_t now = tf_mono_ms();
     if (fs->closing && op->kind == LK_LOCK) {
-        if (r == 0) /* taken while closing: give it straight back */
+        /* Taken while closing: give it straight back. XXX: if that cannot even be queued
+         * the lease stays until it expires. */
+        if (r == 0)
             lockop_start(fs, LK_UNLOCK, op->name, op->token, 0, 0, NULL, NULL);
         lockop_finish(op, TF_ECLOSED);
         return;

@@ -46,8 +46,22 @@ def check(cond, what):
     return cond
 
 
+def _sanitizer_report(text):
+    return any(k in text for k in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"))
+
+
 def finish():
-    """Print the closing line and exit with the right status."""
+    """Stop tlsfront processes gracefully (SIGTERM must exit 0 with no sanitizer report),
+    kill the rest, print the closing line and exit with the right status."""
+    for p in list(_all_procs):
+        if not p.graceful:
+            continue
+        if p.p.poll() is None:
+            p.signal(signal.SIGTERM)
+            rc = p.wait(60)
+            check(rc == 0, "%s: SIGTERM exits 0 (rc=%s)" % (p.name, rc))
+        check(not _sanitizer_report(p.stderr_text()), "%s: no sanitizer report" % p.name)
     for p in list(_procs):
         p.stop()
     if _failures:
@@ -63,8 +77,9 @@ _all_procs = []
 class Proc:
     """A process we started; its stdout/stderr go to files under the test dir."""
 
-    def __init__(self, name, args, env=None, cwd=None):
+    def __init__(self, name, args, env=None, cwd=None, graceful=False):
         self.name = name
+        self.graceful = graceful
         d = tmpdir()
         self.out_path = os.path.join(d, name + ".out")
         self.err_path = os.path.join(d, name + ".err")
@@ -166,11 +181,13 @@ def start_tlsfront(args, env=None, wait=True, name="tlsfront"):
     a = [BIN]
     if "--listen" not in args:
         a += ["--listen", "127.0.0.1:0"]
+    if "--grace" not in args:
+        a += ["--grace", "5s"]
     a += args
     e = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")}
     if env:
         e.update(env)
-    p = Proc(name, a, env=e)
+    p = Proc(name, a, env=e, graceful=True)
     if not wait:
         return p, None
     m = p.wait_for(r"listening on [^ ]*:(\d+)", timeout=30)

@@ -8,6 +8,7 @@
  */
 #include "common.h"
 #include "http_client.h"
+#include "log.h"
 #include "tf_test.h"
 
 #include <openssl/err.h>
@@ -366,6 +367,7 @@ static void on_sconnection(uv_stream_t *l, int status)
     sc->next = s->conns;
     s->conns = sc;
     CHECK_EQ_INT(uv_accept(l, (uv_stream_t *)&sc->tcp), 0);
+    uv_tcp_nodelay(&sc->tcp, 1);
     s->accepted++;
     if (s->ctx) {
         sc->ssl = SSL_new(s->ctx);
@@ -407,4 +409,559 @@ static void srv_stop(struct srv *s)
     while (s->conns)
         sconn_close(s->conns);
     SSL_CTX_free(s->ctx); /* live SSL objects keep their own reference */
+}
+
+/* ---- one test's world: a loop, a server, a client, a watchdog ---- */
+
+#define MAX_CBS 8
+
+struct t {
+    uv_loop_t loop;
+    struct srv srv;
+    struct tf_http_client *client;
+    uv_timer_t watchdog;
+    bool torn_down, client_closed;
+    int cbs, dones, cbs_at_done;
+    int err[MAX_CBS], status[MAX_CBS];
+    char body[MAX_CBS][64], xtest[MAX_CBS][16];
+    size_t body_len[MAX_CBS];
+    uint64_t started_ms, elapsed_ms[MAX_CBS];
+    struct tf_http_req *h;
+    void (*after)(struct t *t); /* runs after every completion callback */
+};
+
+static void on_done(void *arg)
+{
+    struct t *t = arg;
+    t->dones++;
+    t->cbs_at_done = t->cbs;
+}
+
+static void t_teardown(struct t *t)
+{
+    if (t->torn_down)
+        return;
+    t->torn_down = true;
+    if (!t->client_closed) {
+        t->client_closed = true;
+        tf_http_client_close(t->client, on_done, t);
+    }
+    srv_stop(&t->srv);
+    uv_close((uv_handle_t *)&t->watchdog, NULL);
+}
+
+static void on_watchdog(uv_timer_t *w)
+{
+    struct t *t = w->data;
+    fprintf(stderr, "watchdog fired after %d callbacks\n", t->cbs);
+    CHECK(!"watchdog");
+    t_teardown(t);
+}
+
+static void t_init(struct t *t, EVP_PKEY *key, X509 *crt, const char *ca, enum mode mode)
+{
+    char err[256] = "";
+    memset(t, 0, sizeof *t);
+    CHECK_EQ_INT(uv_loop_init(&t->loop), 0);
+    srv_start(&t->srv, &t->loop, key, crt, mode);
+    t->srv.test = t;
+    t->client = tf_http_client_new(&t->loop, ca, err, sizeof err);
+    CHECK(t->client != NULL);
+    uv_timer_init(&t->loop, &t->watchdog);
+    t->watchdog.data = t;
+    uv_timer_start(&t->watchdog, on_watchdog, 10000, 0);
+    t->started_ms = uv_now(&t->loop);
+}
+
+/* Runs until every handle is closed; the loop must then close cleanly. */
+static void t_run(struct t *t)
+{
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    CHECK(t->torn_down);
+    CHECK_EQ_INT(t->dones, 1);
+    CHECK_EQ_INT(t->cbs_at_done, t->cbs); /* no callback after done */
+    CHECK_EQ_INT(uv_loop_close(&t->loop), 0);
+}
+
+static void on_resp(int err, const struct tf_http_response *r, void *arg)
+{
+    struct t *t = arg;
+    CHECK(t->cbs < MAX_CBS);
+    if (t->cbs >= MAX_CBS)
+        return;
+    int i = t->cbs++;
+    CHECK(t->dones == 0);
+    CHECK((err == 0) == (r != NULL));
+    t->err[i] = err;
+    t->elapsed_ms[i] = uv_now(&t->loop) - t->started_ms;
+    if (r) {
+        const char *x = tf_http_response_header(r, "X-Test");
+        t->status[i] = r->status;
+        t->body_len[i] = r->body_len;
+        snprintf(t->body[i], sizeof t->body[i], "%s", r->body);
+        snprintf(t->xtest[i], sizeof t->xtest[i], "%s", x ? x : "");
+    }
+    if (t->after)
+        t->after(t);
+}
+
+struct opts {
+    const char *method, *body, *ctype;
+    size_t max_body;
+    uint32_t timeout_ms;
+    const struct tf_http_header *headers;
+    int n_headers;
+};
+
+/* Starts a request to host:srv.port path (scheme by whether the server speaks TLS). */
+static int t_req_to(struct t *t, const char *host, int port, const char *path,
+                    const struct opts *o, struct tf_http_req **h)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s://%s:%d%s", t->srv.ctx ? "https" : "http", host, port, path);
+    struct tf_http_request rq = {
+        .method = o && o->method ? o->method : "GET",
+        .url = url,
+        .content_type = o ? o->ctype : NULL,
+        .body = o ? o->body : NULL,
+        .body_len = o && o->body ? strlen(o->body) : 0,
+        .headers = o ? o->headers : NULL,
+        .n_headers = o ? o->n_headers : 0,
+        .timeout_ms = o && o->timeout_ms ? o->timeout_ms : 5000,
+        .max_body = o ? o->max_body : 0,
+    };
+    return tf_http_request(t->client, &rq, on_resp, t, h);
+}
+
+static void t_req(struct t *t, const char *path, const struct opts *o)
+{
+    CHECK_EQ_INT(t_req_to(t, "127.0.0.1", t->srv.port, path, o, NULL), 0);
+}
+
+/* ---- the tests ---- */
+
+static void get_post_after(struct t *t)
+{
+    struct srv *s = &t->srv;
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%d", s->port);
+    if (t->cbs == 1) {
+        CHECK_EQ_INT(t->err[0], 0);
+        CHECK_EQ_INT(t->status[0], 200);
+        CHECK_EQ_STR(t->body[0], "echo:GET:/get?x=1");
+        CHECK_EQ_STR(s->method, "GET");
+        CHECK_EQ_STR(s->path, "/get?x=1");
+        CHECK_EQ_STR(s->host, host);
+        CHECK_EQ_STR(s->ua, "tlsfront/" TLSFRONT_VERSION);
+        CHECK_EQ_INT(s->clen, -1);
+        static const struct tf_http_header extra[] = {{"X-Extra", "42"}};
+        struct opts o = {.method = "POST", .body = "hello body",
+                         .ctype = "application/jose+json", .headers = extra, .n_headers = 1};
+        t_req(t, "/post", &o);
+    } else {
+        CHECK_EQ_INT(t->err[1], 0);
+        CHECK_EQ_STR(t->body[1], "echo:POST:/post");
+        CHECK_EQ_STR(s->method, "POST");
+        CHECK_EQ_STR(s->path, "/post");
+        CHECK_EQ_STR(s->host, host);
+        CHECK_EQ_INT(s->clen, 10);
+        CHECK_EQ_STR(s->body, "hello body");
+        CHECK_EQ_STR(s->ctype, "application/jose+json");
+        CHECK_EQ_STR(s->extra, "42");
+        CHECK_EQ_INT(s->accepted, 1); /* the POST reused the GET's connection */
+        t_teardown(t);                /* closing the client from inside a callback */
+    }
+}
+
+static void test_plain_get_post(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_ECHO);
+    t.after = get_post_after;
+    t_req(&t, "/get?x=1#frag", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+}
+
+static void tls_keepalive_after(struct t *t)
+{
+    struct srv *s = &t->srv;
+    int i = t->cbs - 1;
+    CHECK_EQ_INT(t->err[i], 0);
+    CHECK_EQ_INT(t->status[i], 200);
+    CHECK_EQ_STR(s->sni, "localhost");
+    if (t->cbs < 3) {
+        char path[16];
+        snprintf(path, sizeof path, "/n%d", t->cbs + 1);
+        char *big = NULL;
+        struct opts o = {0};
+        if (t->cbs == 2) { /* a large body crosses many TLS records and writes */
+            big = tf_malloc(200001);
+            memset(big, 'b', 200000);
+            big[200000] = '\0';
+            o = (struct opts){.method = "POST", .body = big, .ctype = "text/plain"};
+        }
+        CHECK_EQ_INT(t_req_to(t, "localhost", s->port, path, &o, NULL), 0);
+        free(big);
+        return;
+    }
+    CHECK_EQ_STR(t->body[0], "echo:GET:/n1");
+    CHECK_EQ_STR(t->body[2], "echo:POST:/n3");
+    CHECK_EQ_INT(s->clen, 200000);
+    char host[64];
+    snprintf(host, sizeof host, "localhost:%d", s->port);
+    CHECK_EQ_STR(s->host, host);
+    CHECK_EQ_INT(s->requests, 3);
+    CHECK_EQ_INT(s->accepted, 1);
+    t_teardown(t);
+}
+
+static void test_tls_keepalive(struct pki *pki)
+{
+    struct t t;
+    t_init(&t, pki->good_key, pki->good_crt, pki->good_pem, M_ECHO);
+    t.after = tls_keepalive_after;
+    CHECK_EQ_INT(t_req_to(&t, "localhost", t.srv.port, "/n1", NULL, NULL), 0);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 3);
+}
+
+static void split_after(struct t *t)
+{
+    int i = t->cbs - 1;
+    CHECK_EQ_INT(t->err[i], 0);
+    CHECK_EQ_INT(t->status[i], 200);
+    CHECK_EQ_STR(t->body[i], "hello world");
+    CHECK_EQ_INT(t->body_len[i], 11);
+    CHECK_EQ_STR(t->xtest[i], "split");
+    if (t->cbs == 1) {
+        t_req(t, "/again", NULL);
+        return;
+    }
+    CHECK_EQ_INT(t->srv.accepted, 1);
+    t_teardown(t);
+}
+
+static void test_split_chunked(struct pki *pki, bool tls)
+{
+    struct t t;
+    t_init(&t, tls ? pki->good_key : NULL, tls ? pki->good_crt : NULL,
+           tls ? pki->good_pem : NULL, M_SPLIT_CHUNKED);
+    t.after = split_after;
+    t_req(&t, "/split", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+    CHECK_EQ_STR(t.srv.sni, ""); /* no SNI for an IP literal */
+}
+
+static void test_split_chunked_plain(struct pki *pki) { test_split_chunked(pki, false); }
+static void test_split_chunked_tls(struct pki *pki) { test_split_chunked(pki, true); }
+
+static void stale_after(struct t *t)
+{
+    struct srv *s = &t->srv;
+    if (t->cbs < 3) {
+        CHECK_EQ_INT(t->err[t->cbs - 1], 0);
+        CHECK_EQ_STR(t->body[t->cbs - 1], "first");
+        if (t->cbs == 2) {
+            /* Request 2 met a connection the server closed and went out again. */
+            CHECK_EQ_INT(s->accepted, 2);
+            CHECK_EQ_INT(s->requests, 3);
+            s->mode = M_DROP;
+        }
+        t_req(t, "/r", NULL);
+        return;
+    }
+    /* Retried once on a fresh connection, which failed too: no second retry. */
+    CHECK_EQ_INT(t->err[2], UV_EOF);
+    CHECK_EQ_INT(s->accepted, 3);
+    CHECK_EQ_INT(s->requests, 5);
+    t_teardown(t);
+}
+
+static void test_stale_pool_retry(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_CLOSE_SECOND);
+    t.after = stale_after;
+    t_req(&t, "/r", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 3);
+}
+
+static void reconnect_after(struct t *t)
+{
+    int i = t->cbs - 1;
+    CHECK_EQ_INT(t->err[i], 0);
+    CHECK_EQ_INT(t->status[i], 200);
+    if (t->cbs < 2) {
+        t_req(t, "/two", NULL);
+        return;
+    }
+    CHECK_EQ_INT(t->srv.accepted, 2);
+    CHECK_EQ_INT(t->srv.requests, 2);
+    t_teardown(t);
+}
+
+/* The server closes after answering, or says Connection: close: no reuse either way. */
+static void test_server_closes(void)
+{
+    static const enum mode modes[] = {M_CLOSE_AFTER, M_CONN_CLOSE};
+    for (size_t m = 0; m < TF_ARRAY_LEN(modes); m++) {
+        struct t t;
+        t_init(&t, NULL, NULL, NULL, modes[m]);
+        t.after = reconnect_after;
+        t_req(&t, "/one", NULL);
+        t_run(&t);
+        CHECK_EQ_INT(t.cbs, 2);
+        CHECK_EQ_STR(t.body[1], modes[m] == M_CONN_CLOSE ? "bye" : "echo:GET:/two");
+    }
+}
+
+static void teardown_after(struct t *t)
+{
+    t_teardown(t);
+}
+
+static void test_timeout(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_SILENT);
+    t.after = teardown_after;
+    struct opts o = {.timeout_ms = 200};
+    t_req(&t, "/slow", &o);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 1);
+    CHECK_EQ_INT(t.err[0], TF_ETIMEDOUT);
+    CHECK(t.elapsed_ms[0] >= 195 && t.elapsed_ms[0] < 2000);
+    CHECK_EQ_INT(t.srv.requests, 1);
+}
+
+static void cap_after(struct t *t)
+{
+    if (t->cbs == 1) {
+        CHECK_EQ_INT(t->err[0], TF_ETOOBIG);
+        struct opts o = {.max_body = 5000};
+        t_req(t, "/big", &o);
+        return;
+    }
+    CHECK_EQ_INT(t->err[1], 0);
+    CHECK_EQ_INT(t->body_len[1], 5000);
+    t_teardown(t);
+}
+
+static void test_body_cap(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_BIG);
+    t.after = cap_after;
+    struct opts o = {.max_body = 1000};
+    t_req(&t, "/big", &o);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+}
+
+static void test_tls_untrusted(struct pki *pki)
+{
+    struct t t;
+    t_init(&t, pki->good_key, pki->good_crt, NULL, M_ECHO);
+    t.after = teardown_after;
+    CHECK_EQ_INT(t_req_to(&t, "localhost", t.srv.port, "/", NULL, NULL), 0);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 1);
+    CHECK_EQ_INT(t.err[0], TF_ETLS);
+    CHECK_EQ_INT(t.srv.requests, 0);
+}
+
+static void names_after(struct t *t)
+{
+    if (t->cbs == 1)
+        CHECK_EQ_INT(t_req_to(t, "localhost", t->srv.port, "/", NULL, NULL), 0);
+    else
+        t_teardown(t);
+}
+
+/* Trusted certificates for the wrong name fail, for an IP literal and for a DNS name. */
+static void test_tls_hostname_mismatch(struct pki *pki)
+{
+    struct t t;
+    t_init(&t, pki->other_key, pki->other_crt, pki->other_pem, M_ECHO);
+    t.after = names_after;
+    t_req(&t, "/", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+    CHECK_EQ_INT(t.err[0], TF_ETLS);
+    CHECK_EQ_INT(t.err[1], TF_ETLS);
+    CHECK_EQ_INT(t.srv.requests, 0);
+    CHECK_EQ_INT(t.srv.accepted, 2);
+
+    /* The same checks pass with the right names: IP SAN, then DNS SAN. */
+    t_init(&t, pki->good_key, pki->good_crt, pki->good_pem, M_ECHO);
+    t.after = names_after;
+    t_req(&t, "/", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+    CHECK_EQ_INT(t.err[0], 0);
+    CHECK_EQ_INT(t.err[1], 0);
+}
+
+static int free_port(uv_loop_t *loop)
+{
+    uv_tcp_t tcp;
+    struct sockaddr_in sa;
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &tcp);
+    CHECK_EQ_INT(uv_tcp_bind(&tcp, (struct sockaddr *)&sa, 0), 0);
+    CHECK_EQ_INT(uv_tcp_getsockname(&tcp, (struct sockaddr *)&bound, &len), 0);
+    uv_close((uv_handle_t *)&tcp, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
+static void test_refused(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_ECHO);
+    t.after = teardown_after;
+    int port = free_port(&t.loop);
+    CHECK_EQ_INT(t_req_to(&t, "127.0.0.1", port, "/", NULL, NULL), 0);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 1);
+    CHECK_EQ_INT(t.err[0], UV_ECONNREFUSED);
+}
+
+static void cancel_on_request(struct srv *s)
+{
+    struct t *t = s->test;
+    tf_http_cancel(t->h);
+    tf_http_cancel(t->h); /* twice: still one callback */
+}
+
+static void cancel_after(struct t *t)
+{
+    CHECK_EQ_INT(t->err[t->cbs - 1], UV_ECANCELED);
+    if (t->cbs == 2)
+        t_teardown(t);
+}
+
+static void test_cancel(void)
+{
+    struct t t;
+    struct tf_http_req *queued = NULL;
+    t_init(&t, NULL, NULL, NULL, M_SILENT);
+    t.after = cancel_after;
+    t.srv.on_request = cancel_on_request;
+    CHECK_EQ_INT(t_req_to(&t, "127.0.0.1", t.srv.port, "/a", NULL, &t.h), 0);
+    CHECK_EQ_INT(t_req_to(&t, "127.0.0.1", t.srv.port, "/b", NULL, &queued), 0);
+    tf_http_cancel(queued); /* before the loop ever ran: no callback from inside here */
+    CHECK_EQ_INT(t.cbs, 0);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 2);
+    CHECK_EQ_INT(t.srv.accepted, 1);
+    CHECK_EQ_INT(t.srv.requests, 1);
+    CHECK_EQ_STR(t.srv.path, "/a");
+}
+
+static void close_on_request(struct srv *s)
+{
+    struct t *t = s->test;
+    if (s->requests < 2)
+        return;
+    t_req(t, "/queued", NULL); /* not started yet when the client closes */
+    t->client_closed = true;
+    tf_http_client_close(t->client, on_done, t);
+    tf_http_client_close(t->client, on_done, t); /* idempotent */
+    CHECK_EQ_INT(t->cbs, 0);
+    CHECK_EQ_INT(t_req_to(t, "127.0.0.1", s->port, "/late", NULL, NULL), TF_ECLOSED);
+}
+
+static void close_after_cb(struct t *t)
+{
+    CHECK_EQ_INT(t->err[t->cbs - 1], UV_ECANCELED);
+    if (t->cbs == 3)
+        t_teardown(t);
+}
+
+static void test_close_in_flight(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_SILENT);
+    t.after = close_after_cb;
+    t.srv.on_request = close_on_request;
+    t_req(&t, "/one", NULL);
+    t_req(&t, "/two", NULL);
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 3);
+    CHECK_EQ_INT(t.cbs_at_done, 3);
+    CHECK_EQ_INT(t.srv.accepted, 2);
+}
+
+static void test_bad_args_and_idle_close(void)
+{
+    struct t t;
+    t_init(&t, NULL, NULL, NULL, M_ECHO);
+    struct tf_http_request rq = {.method = "GET", .url = "ftp://127.0.0.1/"};
+    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    rq.url = "http://127.0.0.1/";
+    rq.method = "GE T";
+    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    struct tf_http_header bad = {"X-A", "1\r\nHost: evil"};
+    rq.method = "GET";
+    rq.headers = &bad;
+    rq.n_headers = 1;
+    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    char err[256] = "";
+    CHECK(tf_http_client_new(&t.loop, "/nonexistent/ca.pem", err, sizeof err) == NULL);
+    CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
+    t_teardown(&t);
+    CHECK_EQ_INT(t.dones, 0); /* done runs from the loop, not from inside close */
+    t_run(&t);
+    CHECK_EQ_INT(t.cbs, 0);
+}
+
+int main(void)
+{
+    if (getenv("TF_TEST_DEBUG"))
+        tf_log_setup(TF_LOG_DEBUG, false);
+    struct pki pki = {0};
+    snprintf(pki.dir, sizeof pki.dir, "/tmp/tf_http_client_XXXXXX");
+    CHECK(mkdtemp(pki.dir) != NULL);
+    snprintf(pki.good_pem, sizeof pki.good_pem, "%s/good.pem", pki.dir);
+    snprintf(pki.other_pem, sizeof pki.other_pem, "%s/other.pem", pki.dir);
+    CHECK(make_cert("localhost", "DNS:localhost,IP:127.0.0.1", pki.good_pem, &pki.good_key,
+                    &pki.good_crt));
+    CHECK(make_cert("other.invalid", "DNS:other.invalid", pki.other_pem, &pki.other_key,
+                    &pki.other_crt));
+
+    TF_TEST_RUN(test_plain_get_post);
+    TF_TEST_RUN(test_stale_pool_retry);
+    TF_TEST_RUN(test_server_closes);
+    TF_TEST_RUN(test_timeout);
+    TF_TEST_RUN(test_body_cap);
+    TF_TEST_RUN(test_refused);
+    TF_TEST_RUN(test_cancel);
+    TF_TEST_RUN(test_close_in_flight);
+    TF_TEST_RUN(test_bad_args_and_idle_close);
+#define RUN_PKI(fn)                                                                           \
+    do {                                                                                      \
+        int _f = tf_test_failed;                                                              \
+        fn(&pki);                                                                             \
+        fprintf(stderr, "%s %s\n", tf_test_failed == _f ? "ok  " : "FAIL", #fn);              \
+    } while (0)
+    RUN_PKI(test_tls_keepalive);
+    RUN_PKI(test_split_chunked_plain);
+    RUN_PKI(test_split_chunked_tls);
+    RUN_PKI(test_tls_untrusted);
+    RUN_PKI(test_tls_hostname_mismatch);
+
+    unlink(pki.good_pem);
+    unlink(pki.other_pem);
+    rmdir(pki.dir);
+    EVP_PKEY_free(pki.good_key);
+    EVP_PKEY_free(pki.other_key);
+    X509_free(pki.good_crt);
+    X509_free(pki.other_crt);
+    return TF_TEST_DONE();
 }
