@@ -55,6 +55,7 @@ make_ca() {
     local dir=$1
     mkdir -p "$dir"
     if [ -s "$dir/ca.crt" ] && [ -s "$dir/ca.key" ]; then
+        echo "using CA $dir/ca.crt"
         return 0
     fi
     local tmp
@@ -85,7 +86,7 @@ make_leaf() {
         san+="${san:+,}DNS:$n"
         [ -n "$cn" ] || cn=$n
     done
-    make_ca "$cadir"
+    if [ ! -s "$cadir/ca.crt" ] || [ ! -s "$cadir/ca.key" ]; then make_ca "$cadir"; fi
     local subj="/O=tlsfront test"
     if [ ${#cn} -le 64 ]; then subj+="/CN=$cn"; fi
     local tmp

@@ -18,4 +18,36 @@
 int tf_alpn01_make_cert(const char *name, const char *key_authorization, X509 **cert,
                         EVP_PKEY **key);
 
+
+/*
+ * Pending challenges: an immutable, refcounted snapshot name -> challenge certificate, built
+ * on the control loop when the ACME client publishes or unpublishes a challenge and handed to
+ * every worker, so that every worker answers every pending challenge. Small (one entry per
+ * authorization in flight), so a sorted array is enough.
+ */
+#include "common.h"
+
+struct tf_challenge {
+    char *name;
+    X509 *cert;
+    EVP_PKEY *key;
+};
+
+struct tf_challenges {
+    struct tf_ref ref;
+    int n;
+    struct tf_challenge *items; /* sorted by name */
+};
+
+/* A new snapshot: base (may be NULL) plus name -> (cert, key), replacing an older entry for
+ * name. Takes new references on cert and key. */
+struct tf_challenges *tf_challenges_with(const struct tf_challenges *base, const char *name,
+                                         X509 *cert, EVP_PKEY *key);
+/* A new snapshot: base without name (base may be NULL). */
+struct tf_challenges *tf_challenges_without(const struct tf_challenges *base, const char *name);
+/* The challenge for name, borrowed from the snapshot, or NULL. */
+const struct tf_challenge *tf_challenges_find(const struct tf_challenges *c, const char *name);
+void tf_challenges_ref(struct tf_challenges *c);
+void tf_challenges_unref(struct tf_challenges *c);
+
 #endif

@@ -33,6 +33,8 @@ struct tf_cert {
     int64_t not_before, not_after; /* unix seconds */
     char *issuer;                /* one-line issuer DN, owned */
     char *serial;                /* hex, owned */
+    _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
+                                    the one mutable field, written by workers, read by renewal */
 };
 
 /* What a lookup returns: the certificates for one name, either kind may be NULL. */

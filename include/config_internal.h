@@ -100,7 +100,7 @@ struct tf_config_json_sink {
 /* Read path (named by who, e.g. "--config", in open errors), parse it and feed every key to
  * sink. On failure err holds one line: "path:LINE:COL: JSON syntax error", "path: key
  * \"k\": ...", "path: unknown key \"k\"" or "who: cannot read \"path\": ...". */
-int tf_config_json_load(const char *path, const char *who,
-                        const struct tf_config_json_sink *sink, char *err, size_t errlen);
+int tf_config_json_load(const char *path, const char *who, const struct tf_config_json_sink *sink,
+                        char *err, size_t errlen);
 
 #endif

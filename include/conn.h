@@ -56,7 +56,14 @@ struct tf_conn {
     struct tf_config *cfg;        /* reference for the connection's life */
     struct tf_route_choice route; /* borrowed from cfg */
 
+    /* On-demand: a handshake held while the control loop obtains a certificate (#4). */
+    enum { TF_HOLD_NONE = 0, TF_HOLD_WAITING, TF_HOLD_READY, TF_HOLD_FAILED } hold;
+    int hold_alert;               /* SSL_AD_* sent when the hold fails */
+    struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
+    bool acme;                    /* a TLS-ALPN-01 validation connection (RFC 8737) */
+
     char sni[254];
+    char ip[48];                  /* client address without port (per-address caps) */
     char peer[64];                /* client address as text */
     const char *alpn;             /* borrowed from cfg or static */
     const char *tls_version;
@@ -70,6 +77,13 @@ struct tf_conn {
 void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener);
 /* Begin teardown (idempotent). reason is a static string for the access log. */
 void tf_conn_close(struct tf_conn *c, const char *reason);
+
+/* Hold the handshake: park c on the worker's held list and ask the control loop for a
+ * certificate for c->sni. Called from the ClientHello callback, which then returns "retry". */
+void tf_conn_hold(struct tf_conn *c);
+/* The control loop answered for a held connection: resume the handshake (ok), or fail it with
+ * alert (an SSL_AD_* code) and reason (static string) for the access log. */
+void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason);
 
 /* pump.c: data in both directions. */
 void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward what rbio holds */

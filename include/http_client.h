@@ -112,7 +112,8 @@ void tf_http_url_clear(struct tf_http_url *u);
 /* Serialise rq for u: request line, Host (with the port unless default), User-Agent,
  * Content-Type, Content-Length (for a body or POST/PUT/PATCH), rq's extra headers, the body.
  * Returns 0 with *out (caller frees) and *out_len, or TF_EINVAL for a method that is not a
- * token, CR/LF in a header, or an extra Host/Content-Length/Transfer-Encoding header. */
+ * token, CR/LF in a header, an extra Host/Content-Length/Transfer-Encoding header, or a body
+ * over 1 GiB. */
 int tf_http_request_serialize(const struct tf_http_request *rq, const struct tf_http_url *u,
                               char **out, size_t *out_len);
 

@@ -17,6 +17,7 @@ struct tf_msg {
     void *ptr2;
     int err;
     char *text;     /* heap, freed with the message */
+    char *text2;    /* heap, freed with the message */
 };
 
 struct tf_mailbox;

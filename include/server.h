@@ -6,6 +6,7 @@
 #ifndef TF_SERVER_H
 #define TF_SERVER_H
 
+#include "alpn01.h"
 #include "certstore.h"
 #include "config.h"
 #include "mailbox.h"
@@ -18,6 +19,7 @@
 
 enum tf_server_msg {
     TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
+    TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name; text2: client address */
 };
 
 struct tf_server {
@@ -46,6 +48,8 @@ struct tf_server {
     int workers_idle;
     int exit_code;
 
+    struct tf_certmgr *certmgr;    /* managed certificates; NULL without on-demand/ACME */
+
     struct tf_stats stats;         /* shared atomics */
 };
 
@@ -54,6 +58,12 @@ struct tf_server {
 int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char **argv, char **envp);
 /* Run the control loop until shutdown; returns the process exit code. */
 int tf_server_run(struct tf_server *s);
+/* Merge the static and managed certificates into a new snapshot and hand it to every
+ * worker (control loop). */
+void tf_server_publish_certs(struct tf_server *s);
+/* Hand a new pending-challenge snapshot to every worker (takes its own references). */
+void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch);
+
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);
 

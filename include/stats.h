@@ -16,6 +16,9 @@ struct tf_stats {
     atomic_ullong hs_tls12, hs_tls13;
     atomic_ullong bytes_in, bytes_out;  /* plaintext client->backend, backend->client */
     atomic_ullong backend_errors;
+    atomic_int held_now;                /* gauge: handshakes held for a certificate */
+    atomic_ullong held_total, held_refused;
+    atomic_ullong acme_challenges_served;
     atomic_llong refuse_logged_ms;      /* rate limit for the max_connections log line */
 };
 

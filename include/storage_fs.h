@@ -23,15 +23,15 @@ struct fs_lockop;
 /* The filesystem store. Loop-thread state except where noted; pool threads only read the
  * immutable fields while an operation of theirs is in flight (close waits for those). */
 struct tf_storage_fs {
-    struct tf_storage base;     /* first member: the ops cast struct tf_storage * to this */
-    char *dir;                  /* absolute path, owned; immutable */
-    char host[256];             /* gethostname() at start-up, written into leases; immutable */
-    int inflight;               /* operations whose callback has not run yet */
+    struct tf_storage base; /* first member: the ops cast struct tf_storage * to this */
+    char *dir;              /* absolute path, owned; immutable */
+    char host[256];         /* gethostname() at start-up, written into leases; immutable */
+    int inflight;           /* operations whose callback has not run yet */
     bool closing;
     void (*close_done)(void *arg);
     void *close_arg;
-    struct fs_held *held;       /* leases this store holds; owned */
-    struct fs_lockop *waiting;  /* lock operations sleeping on their retry timer; borrowed */
+    struct fs_held *held;      /* leases this store holds; owned */
+    struct fs_lockop *waiting; /* lock operations sleeping on their retry timer; borrowed */
 };
 
 /* Path of key under dir: "dir[/area]/<encoded key><suffix>" (area and suffix may be NULL).

@@ -7,6 +7,7 @@
 #ifndef TF_WORKER_H
 #define TF_WORKER_H
 
+#include "alpn01.h"
 #include "certstore.h"
 #include "config.h"
 #include "mailbox.h"
@@ -23,6 +24,8 @@ enum tf_worker_msg {
     TF_WMSG_CONFIG = 1, /* ptr: struct tf_config * (reference moves to the worker), ptr2: SSL_CTX * (ref moves) */
     TF_WMSG_CERTS,      /* ptr: struct tf_certstore * (reference moves) */
     TF_WMSG_TICKETS,    /* ptr: struct tf_ticket_ring * (reference moves) */
+    TF_WMSG_CHALLENGES, /* ptr: struct tf_challenges * (reference moves) */
+    TF_WMSG_CERT_DONE,  /* text: name; err: 0 ready, else the SSL_AD_* alert; text2: reason */
     TF_WMSG_DRAIN,      /* stop accepting; report idle when the last connection closes */
     TF_WMSG_STOP,       /* close every connection and end the loop */
 };
@@ -44,7 +47,11 @@ struct tf_worker {
     struct tf_certstore *certs;
     struct tf_ticket_ring *tickets;
 
+    struct tf_challenges *challenges; /* pending TLS-ALPN-01 challenges (may be NULL) */
+
     struct tf_conn *conns;          /* intrusive list of live connections */
+    struct tf_conn *held;           /* connections whose handshake waits for a certificate */
+    int n_held;
     int n_conns;
     uint64_t next_conn_id;
     bool draining, stopping;

@@ -329,6 +329,8 @@ static void start_challenge(struct tf_acme_order *o, const struct tf_acme_challe
     o->published = true;
     OPENSSL_cleanse(ka, strlen(ka));
     free(ka);
+    if (tf_acme_order_cancelled(o)) /* the responder may have closed the client */
+        return;
     free(o->chal_url);
     o->chal_url = tf_strdup(c->url);
     o->poll_ms = 100;

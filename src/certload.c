@@ -18,8 +18,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,21 +28,29 @@
 #include <unistd.h>
 
 #define MAX_NAME 253
+#define ICA_CACHE 16 /* intermediates remembered per parser */
 
-/* A private-key decoder reused across the files of one directory load. OpenSSL 3.0 builds
- * a decoder chain on every d2i_AutoPrivateKey call, which costs about 15 times the actual
- * decoding; one context decodes any number of keys. ctx writes its result into out, so a
- * key_decoder must not move while ctx exists. */
-struct key_decoder {
-    OSSL_DECODER_CTX *ctx;
-    EVP_PKEY *out;
+/* Decoding state reused across the files of one directory load (one per parser thread).
+ * OpenSSL 3.0 builds a decoder chain on every d2i_AutoPrivateKey and d2i_X509 call, which
+ * costs far more than the decoding itself (about 15 times for an EC key):
+ * - key_ctx decodes any number of private keys; it writes its result into key_out, so a
+ *   parse_cache must not move while key_ctx exists;
+ * - ica remembers recently decoded intermediates by DER, since thousands of certbot
+ *   fullchains repeat the same few (each hit shares one X509 by reference). */
+struct parse_cache {
+    OSSL_DECODER_CTX *key_ctx;
+    EVP_PKEY *key_out;
+    X509 *ica[ICA_CACHE];
+    unsigned char *ica_der[ICA_CACHE];
+    long ica_len[ICA_CACHE];
+    int ica_next; /* slot to replace next */
 };
 
 /* What parse_pem found: certificates in file order, and at most one key. */
 struct pem_parts {
     STACK_OF(X509) *certs;
     EVP_PKEY *key;
-    struct key_decoder *kd; /* borrowed; NULL = decode each key on its own */
+    struct parse_cache *pc; /* borrowed; NULL = decode everything on its own */
 };
 
 /* Result of parse_cert beyond success and failure: a CA certificate without any DNS name
@@ -52,10 +60,8 @@ enum { PARSE_OK = 0, PARSE_FAIL = -1, PARSE_CA = 1 };
 /* Which PEM blocks parse_pem keeps. */
 enum { WANT_CERTS = 1, WANT_KEY = 2 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...)
 {
     if (!err || errlen == 0)
         return;
@@ -73,7 +79,7 @@ static const char *ssl_reason(void)
 }
 
 /* Decode one PEM private key block. Encrypted keys are refused: tlsfront has no passphrase. */
-static EVP_PKEY *decode_key(struct key_decoder *kd, const char *type, const char *header,
+static EVP_PKEY *decode_key(struct parse_cache *pc, const char *type, const char *header,
                             const unsigned char *der, long len, char *err, size_t errlen)
 {
     if (strcmp(type, PEM_STRING_PKCS8) == 0 || strstr(header, "ENCRYPTED")) {
@@ -81,16 +87,16 @@ static EVP_PKEY *decode_key(struct key_decoder *kd, const char *type, const char
         return NULL;
     }
     const unsigned char *p = der;
-    if (kd && kd->ctx) {
+    if (pc && pc->key_ctx) {
         size_t left = (size_t)len;
-        kd->out = NULL;
-        if (OSSL_DECODER_from_data(kd->ctx, &p, &left) && kd->out) {
-            EVP_PKEY *key = kd->out;
-            kd->out = NULL;
+        pc->key_out = NULL;
+        if (OSSL_DECODER_from_data(pc->key_ctx, &p, &left) && pc->key_out) {
+            EVP_PKEY *key = pc->key_out;
+            pc->key_out = NULL;
             return key;
         }
-        EVP_PKEY_free(kd->out); /* then retry the slow way, which also names the error */
-        kd->out = NULL;
+        EVP_PKEY_free(pc->key_out); /* then retry the slow way, which also names the error */
+        pc->key_out = NULL;
         ERR_clear_error();
         p = der;
     }
@@ -100,17 +106,59 @@ static EVP_PKEY *decode_key(struct key_decoder *kd, const char *type, const char
     return key;
 }
 
+/* Decode a certificate; intermediates (first == false) go through pc's cache. Returns a
+ * new reference or NULL. */
+static X509 *decode_cert(struct parse_cache *pc, bool first, const unsigned char *der, long len)
+{
+    const unsigned char *p = der;
+    if (!pc || first)
+        return d2i_X509(NULL, &p, len);
+    for (int i = 0; i < ICA_CACHE; i++) {
+        if (pc->ica[i] && pc->ica_len[i] == len && memcmp(pc->ica_der[i], der, (size_t)len) == 0)
+            return X509_up_ref(pc->ica[i]) ? pc->ica[i] : NULL;
+    }
+    X509 *x = d2i_X509(NULL, &p, len);
+    if (!x || !X509_up_ref(x))
+        return x;
+    int slot = pc->ica_next;
+    pc->ica_next = (slot + 1) % ICA_CACHE;
+    X509_free(pc->ica[slot]);
+    free(pc->ica_der[slot]);
+    pc->ica[slot] = x;
+    pc->ica_der[slot] = tf_malloc((size_t)len);
+    memcpy(pc->ica_der[slot], der, (size_t)len);
+    pc->ica_len[slot] = len;
+    return x;
+}
+
+static void parse_cache_init(struct parse_cache *pc)
+{
+    memset(pc, 0, sizeof *pc);
+    /* Without the shared key decoder every key is decoded the slow way: still correct. */
+    pc->key_ctx = OSSL_DECODER_CTX_new_for_pkey(&pc->key_out, "DER", NULL, NULL, EVP_PKEY_KEYPAIR,
+                                                NULL, NULL);
+    ERR_clear_error();
+}
+
+static void parse_cache_free(struct parse_cache *pc)
+{
+    OSSL_DECODER_CTX_free(pc->key_ctx);
+    EVP_PKEY_free(pc->key_out);
+    for (int i = 0; i < ICA_CACHE; i++) {
+        X509_free(pc->ica[i]);
+        free(pc->ica_der[i]);
+    }
+}
+
 /* Add one PEM block to parts when it is of a wanted sort (WANT_CERTS, WANT_KEY). Other
  * blocks ("EC PARAMETERS", requests) are skipped. Returns 0 or -1 with err filled. */
 static int take_block(struct pem_parts *parts, const char *type, const char *header,
-                      const unsigned char *der, long len, unsigned want, char *err,
-                      size_t errlen)
+                      const unsigned char *der, long len, unsigned want, char *err, size_t errlen)
 {
     size_t tl = strlen(type);
     bool is_cert = strcmp(type, PEM_STRING_X509) == 0 || strcmp(type, PEM_STRING_X509_OLD) == 0;
     if (is_cert && (want & WANT_CERTS)) {
-        const unsigned char *p = der;
-        X509 *x = d2i_X509(NULL, &p, len);
+        X509 *x = decode_cert(parts->pc, sk_X509_num(parts->certs) == 0, der, len);
         if (!x) {
             set_err(err, errlen, "bad certificate (%s)", ssl_reason());
             return -1;
@@ -128,7 +176,7 @@ static int take_block(struct pem_parts *parts, const char *type, const char *hea
         set_err(err, errlen, "more than one private key");
         return -1;
     }
-    parts->key = decode_key(parts->kd, type, header, der, len, err, errlen);
+    parts->key = decode_key(parts->pc, type, header, der, len, err, errlen);
     return parts->key ? 0 : -1;
 }
 
@@ -277,26 +325,16 @@ static int describe(struct tf_cert *c)
     return 0;
 }
 
-/* Kind of the key, or -1 for a type tlsfront does not serve. */
-static int key_kind(const EVP_PKEY *key)
-{
-    switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_EC: return TF_CERT_EC;
-    case EVP_PKEY_RSA: return TF_CERT_RSA;
-    default: return -1;
-    }
-}
-
 /* Fill c's derived fields from its leaf and key. Returns PARSE_OK/PARSE_FAIL/PARSE_CA. */
 static int derive(struct tf_cert *c, char *err, size_t errlen)
 {
-    int kind = key_kind(c->key);
-    if (kind < 0) {
+    int id = EVP_PKEY_get_base_id(c->key);
+    if (id != EVP_PKEY_EC && id != EVP_PKEY_RSA) {
         const char *tn = EVP_PKEY_get0_type_name(c->key);
         set_err(err, errlen, "unsupported key type %s (need EC or RSA)", tn ? tn : "?");
         return PARSE_FAIL;
     }
-    c->kind = (enum tf_cert_kind)kind;
+    c->kind = id == EVP_PKEY_EC ? TF_CERT_EC : TF_CERT_RSA;
     if (X509_check_private_key(c->leaf, c->key) != 1) {
         set_err(err, errlen, "key does not match certificate");
         return PARSE_FAIL;
@@ -313,19 +351,20 @@ static int derive(struct tf_cert *c, char *err, size_t errlen)
     collect_names(c);
     if (c->n_names == 0) {
         bool ca = (X509_get_extension_flags(c->leaf) & EXFLAG_CA) != 0;
-        set_err(err, errlen, ca ? "CA certificate without DNS names, not a server certificate"
-                                : "certificate has no DNS names");
+        set_err(err, errlen,
+                ca ? "CA certificate without DNS names, not a server certificate"
+                   : "certificate has no DNS names");
         return ca ? PARSE_CA : PARSE_FAIL;
     }
     return PARSE_OK;
 }
 
 /* Parse text into a new cert (*out, refcount 1) or fill err. */
-static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_pem,
-                      size_t key_len, const char *path, struct key_decoder *kd,
-                      struct tf_cert **out, char *err, size_t errlen)
+static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_pem, size_t key_len,
+                      const char *path, struct parse_cache *pc, struct tf_cert **out, char *err,
+                      size_t errlen)
 {
-    struct pem_parts parts = {sk_X509_new_null(), NULL, kd};
+    struct pem_parts parts = {sk_X509_new_null(), NULL, pc};
     struct tf_cert *c = NULL;
     int rc = PARSE_FAIL;
     *out = NULL;
@@ -348,6 +387,7 @@ static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_p
     }
     c = tf_calloc(1, sizeof *c);
     tf_ref_init(&c->ref, 1);
+    atomic_init(&c->last_used, 0);
     c->source = TF_SRC_STATIC;
     c->path = tf_strdup(path ? path : "-");
     c->leaf = sk_X509_shift(parts.certs);
@@ -401,22 +441,6 @@ void tf_cert_unref(struct tf_cert *c)
     free(c);
 }
 
-bool tf_cert_covers(const struct tf_cert *c, const char *name)
-{
-    if (!c || !name || !*name)
-        return false;
-    const char *parent = strchr(name, '.');
-    for (int i = 0; i < c->n_names; i++) {
-        const char *n = c->names[i];
-        if (strcasecmp(n, name) == 0)
-            return true;
-        if (n[0] == '*' && n[1] == '.' && parent && parent != name && name[0] != '*' &&
-            strcasecmp(n + 1, parent) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* ---- Directory loading ------------------------------------------------------------------ */
 
 /* PEM files beyond this size are refused: a chain is a few kilobytes. */
@@ -457,7 +481,7 @@ struct parser {
     struct loader *ld;
     char *buf[2];
     size_t cap[2];
-    struct key_decoder kd;
+    struct parse_cache pc;
     pthread_t tid;
     bool started;
 };
@@ -621,14 +645,17 @@ done:
 
 static const char *read_problem(int rc, char *tmp, size_t n)
 {
-    if (rc == TF_EINVAL)
+    switch (rc) {
+    case TF_EINVAL:
         return "not a regular file";
-    if (rc == TF_ETOOBIG)
+    case TF_ETOOBIG:
         return "file too large";
-    if (rc == TF_EIO)
+    case TF_EIO:
         return "file shrank while reading";
-    snprintf(tmp, n, "cannot read: %s", strerror(-rc));
-    return tmp;
+    default:
+        snprintf(tmp, n, "cannot read: %s", strerror(-rc));
+        return tmp;
+    }
 }
 
 /* Read and parse one job's files; on success job->cert holds the result. */
@@ -647,8 +674,8 @@ static void run_job(struct parser *p, struct job *job)
         return;
     }
     char *path = tf_asprintf("%s/%s", ld->dir, job->crt);
-    rc = parse_cert(p->buf[0], clen, job->key ? p->buf[1] : NULL, klen, path, &p->kd,
-                    &job->cert, err, sizeof err);
+    rc = parse_cert(p->buf[0], clen, job->key ? p->buf[1] : NULL, klen, path, &p->pc, &job->cert,
+                    err, sizeof err);
     free(path);
     if (rc == PARSE_CA)
         TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, job->crt, err);
@@ -660,15 +687,11 @@ static void run_job(struct parser *p, struct job *job)
 static void *parse_jobs(void *arg)
 {
     struct parser *p = arg;
-    /* Without the shared decoder every key is decoded the slow way: still correct. */
-    p->kd.ctx = OSSL_DECODER_CTX_new_for_pkey(&p->kd.out, "DER", NULL, NULL, EVP_PKEY_KEYPAIR,
-                                              NULL, NULL);
-    ERR_clear_error();
+    parse_cache_init(&p->pc);
     size_t i;
     while ((i = atomic_fetch_add(&p->ld->next, 1)) < p->ld->n_jobs)
         run_job(p, &p->ld->jobs[i]);
-    OSSL_DECODER_CTX_free(p->kd.ctx);
-    EVP_PKEY_free(p->kd.out);
+    parse_cache_free(&p->pc);
     free(p->buf[0]);
     free(p->buf[1]);
     return NULL;
@@ -732,8 +755,8 @@ static void loader_free(struct loader *ld)
     free(ld->jobs);
 }
 
-struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed,
-                                           char *err, size_t errlen)
+struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed, char *err,
+                                           size_t errlen)
 {
     struct loader ld = {.dir = dir, .dfd = -1};
     atomic_init(&ld.next, 0);

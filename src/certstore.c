@@ -4,14 +4,16 @@
  * and one RSA certificate, plus the list of distinct certificates it holds one reference
  * on. Key strings live in one arena per store, addressed by offset, so copying a store for
  * tf_certstore_with is two memcpy calls and no per-name allocation. A store is built in
- * full by one thread and never changes afterwards: lookups take no lock. This file never
- * parses PEM or touches files (certload.c does), and never logs.
+ * full by one thread and never changes afterwards: lookups take no lock. Name matching
+ * (tf_cert_covers) lives here too. This file never parses PEM or touches files (certload.c
+ * does), and never logs.
  */
 #include "certstore.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NAME_MAX_LEN 253
 #define NO_KEY UINT32_MAX
@@ -287,6 +289,22 @@ struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
             merge_entry(st, static_store, acme_store->arena + a->key, a);
     }
     return store_finish(st);
+}
+
+bool tf_cert_covers(const struct tf_cert *c, const char *name)
+{
+    if (!c || !name || !*name)
+        return false;
+    const char *parent = strchr(name, '.');
+    for (int i = 0; i < c->n_names; i++) {
+        const char *n = c->names[i];
+        if (strcasecmp(n, name) == 0)
+            return true;
+        if (n[0] == '*' && n[1] == '.' && parent && parent != name && name[0] != '*' &&
+            strcasecmp(n + 1, parent) == 0)
+            return true;
+    }
+    return false;
 }
 
 const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, const char *name)

@@ -9,7 +9,6 @@
  */
 #include "config.h"
 #include "config_internal.h"
-#include "log.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -25,13 +24,13 @@
 #define ENV_PREFIX "TLSFRONT_"
 
 enum opt_type {
-    OT_INT, /* int field, integer in [min, max] */
-    OT_U32, /* uint32_t field, integer in [min, max] */
-    OT_MS,  /* uint32_t milliseconds; a duration in [min, max] ms */
-    OT_SEC, /* uint32_t seconds; a duration of whole seconds in [min, max] ms */
-    OT_STR, /* char *; "" unsets it, unless the row has a default */
-    OT_URL, /* OT_STR that must be an http:// or https:// URL */
-    OT_FN,  /* the row's handler does the work */
+    OT_INT,   /* int field, integer in [min, max] */
+    OT_U32,   /* uint32_t field, integer in [min, max] */
+    OT_MS,    /* uint32_t milliseconds; a duration in [min, max] ms */
+    OT_SEC,   /* uint32_t seconds; a duration of whole seconds in [min, max] ms */
+    OT_STR,   /* char *; "" unsets it, unless the row has a default */
+    OT_URL,   /* OT_STR that must be an http:// or https:// URL */
+    OT_FN,    /* the row's handler does the work */
     OT_CHECK, /* --check: sets res->check_only */
 };
 
@@ -61,7 +60,7 @@ struct opt {
 
 /* X(name, type, flags, offset, min, max, handler, metavar, has-default Y|N, default, help) */
 #define TF_OPTIONS(X)                                                                              \
-    X("listen", OT_FN, OF_REPEAT, 0, 0, 0, S(listen), " ADDR:PORT", Y, ":8443",                   \
+    X("listen", OT_FN, OF_REPEAT, 0, 0, 0, S(listen), " ADDR:PORT", Y, ":8443",                    \
       "IP:PORT, [IPv6]:PORT or :PORT (all addresses); \",proxy\": PROXY protocol; repeatable")     \
     X("backlog", OT_INT, 0, F(backlog), 1, 65535, NULL, " N", Y, "511", "listen backlog")          \
     X("workers", OT_INT, 0, F(workers), 1, 1024, NULL, " N", N, "",                                \
@@ -69,31 +68,30 @@ struct opt {
     X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
     X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
       "certificate for clients without SNI or with an unknown name (default: refuse)")             \
-    X("backend", OT_FN, 0, 0, 0, 0, S(backend), " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]",       \
-      N, "", "default backend")                                                                    \
-    X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                               \
+    X("backend", OT_FN, 0, 0, 0, 0, S(backend), " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]", N, "", \
+      "default backend")                                                                           \
+    X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                                \
       " PATTERN=HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,alpn=A+B]", N, "",                        \
       "send an exact name or *.suffix to a backend, repeatable (JSON: \"routes\", objects ok)")    \
-    X("alpn", OT_FN, OF_JLIST, 0, 0, 0, S(alpn), " LIST", Y, "http/1.1",                          \
+    X("alpn", OT_FN, OF_JLIST, 0, 0, 0, S(alpn), " LIST", Y, "http/1.1",                           \
       "comma-separated ALPN protocols of the default backend")                                     \
-    X("handshake-timeout", OT_MS, 0, F(handshake_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y,         \
-      "10s", "TLS handshake time limit")                                                           \
+    X("handshake-timeout", OT_MS, 0, F(handshake_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "10s",  \
+      "TLS handshake time limit")                                                                  \
     X("idle-timeout", OT_MS, 0, F(idle_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5m",             \
       "close connections idle this long")                                                          \
     X("connect-timeout", OT_MS, 0, F(connect_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "5s",       \
       "backend connect time limit")                                                                \
     X("grace", OT_MS, 0, F(grace_ms), 0, DUR_MAX, NULL, " DUR", Y, "30s",                          \
       "drain time after SIGTERM")                                                                  \
-    X("ticket-rotate", OT_SEC, 0, F(ticket_rotate_s), 1000, 365 * MS_DAY, NULL, " DUR", Y,         \
-      "1h", "session ticket key rotation")                                                         \
+    X("ticket-rotate", OT_SEC, 0, F(ticket_rotate_s), 1000, 365 * MS_DAY, NULL, " DUR", Y, "1h",   \
+      "session ticket key rotation")                                                               \
     X("max-connections", OT_INT, 0, F(max_connections), 1, 10000000, NULL, " N", Y, "10000",       \
       "connections per process")                                                                   \
-    X("tls-min", OT_FN, OF_JNUM, 0, 0, 0, S(tls_min), " 1.2|1.3", Y, "1.2",                       \
-      "lowest TLS version")                                                                        \
-    X("log-format", OT_FN, 0, 0, 0, 0, S(log_format), " text|json", Y, "text", "log format")      \
-    X("log-level", OT_FN, 0, 0, 0, 0, S(log_level), " debug|info|warn|error", Y, "info",          \
+    X("tls-min", OT_FN, OF_JNUM, 0, 0, 0, S(tls_min), " 1.2|1.3", Y, "1.2", "lowest TLS version")  \
+    X("log-format", OT_FN, 0, 0, 0, 0, S(log_format), " text|json", Y, "text", "log format")       \
+    X("log-level", OT_FN, 0, 0, 0, 0, S(log_level), " debug|info|warn|error", Y, "info",           \
       "lowest level logged")                                                                       \
-    X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                  \
+    X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
     X("storage", OT_STR, 0, F(storage), 0, 0, NULL, " DIR", Y, "/var/lib/tlsfront",                \
       "ACME account, keys and issued certificates")                                                \
@@ -104,17 +102,17 @@ struct opt {
       "extra trust anchor (PEM) for the ACME server's HTTPS")                                      \
     X("acme-eab-kid", OT_STR, 0, F(acme_eab_kid), 0, 0, NULL, " KID", N, "",                       \
       "external account binding key id")                                                           \
-    X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac), " KEY", N, "",                             \
+    X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac), " KEY", N, "",                              \
       "external account binding HMAC key (base64url)")                                             \
     X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                      \
       "ACME certificate profile")                                                                  \
-    X("acme-key-type", OT_FN, 0, F(acme_account_key), 0, 0, S(key_type),                          \
+    X("acme-key-type", OT_FN, 0, F(acme_account_key), 0, 0, S(key_type),                           \
       " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "ACME account key type")                       \
-    X("cert-key-type", OT_FN, 0, F(acme_cert_key), 0, 0, S(key_type),                             \
+    X("cert-key-type", OT_FN, 0, F(acme_cert_key), 0, 0, S(key_type),                              \
       " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "certificate key type")                        \
     X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",           \
       "time limit for one whole order")                                                            \
-    X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                            \
+    X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                             \
       "issue on demand for an exact name or *.suffix, repeatable")                                 \
     X("ask", OT_URL, 0, F(ask), 0, 0, NULL, " URL", N, "",                                         \
       "ask this URL whether to issue for a name on demand")                                        \
@@ -124,12 +122,11 @@ struct opt {
       "how long --ask answers are cached")                                                         \
     X("hold-timeout", OT_MS, 0, F(hold_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "20s",            \
       "how long a handshake waits for its certificate")                                            \
-    X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate), " N", Y, "10",                        \
+    X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate), " N", Y, "10",                         \
       "orders per minute (token bucket rate)")                                                     \
     X("issue-burst", OT_INT, 0, F(issue_burst), 1, 1000000, NULL, " N", Y, "20",                   \
       "token bucket size")                                                                         \
-    X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4",                         \
-      "concurrent orders")                                                                         \
+    X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4", "concurrent orders")    \
     X("max-held", OT_INT, 0, F(max_held), 1, 1000000, NULL, " N", Y, "1000",                       \
       "handshakes held waiting for certificates")                                                  \
     X("max-held-per-ip", OT_INT, 0, F(max_held_per_ip), 1, 1000000, NULL, " N", Y, "20",           \
@@ -142,7 +139,7 @@ struct opt {
       "longest retry delay")                                                                       \
     X("idle-name-days", OT_U32, 0, F(idle_name_days), 1, 3650, NULL, " N", Y, "30",                \
       "on-demand names unused this many days are not renewed")                                     \
-    X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                       \
+    X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                        \
       "plain-HTTP listener that redirects to https:// (default: off)")                             \
     X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                          \
       "JSON config file (also -c)")                                                                \
@@ -155,14 +152,14 @@ struct opt {
 
 #define TABLE_DEF_Y(d) d
 #define TABLE_DEF_N(d) NULL
-#define TABLE_ROW(name, type, flags, off, min, max, fn, meta, dk, def, help)                   \
-    { name, type, flags, off, min, max, fn, TABLE_DEF_##dk(def) },
-static const struct opt opts[] = { TF_OPTIONS(TABLE_ROW) };
+#define TABLE_ROW(name, type, flags, off, min, max, fn, meta, dk, def, help)                       \
+    {name, type, flags, off, min, max, fn, TABLE_DEF_##dk(def)},
+static const struct opt opts[] = {TF_OPTIONS(TABLE_ROW)};
 #define N_OPTS TF_ARRAY_LEN(opts)
 
 #define USAGE_DEF_Y(d) " (default " d ")"
 #define USAGE_DEF_N(d) ""
-#define USAGE_ROW(name, type, flags, off, min, max, fn, meta, dk, def, help)                   \
+#define USAGE_ROW(name, type, flags, off, min, max, fn, meta, dk, def, help)                       \
     "  --" name meta "\n        " help USAGE_DEF_##dk(def) "\n"
 static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
@@ -178,15 +175,14 @@ const char *tf_config_usage(void)
     return usage_text;
 }
 
-
 /* Loading state; lives on tf_config_load's stack. */
 struct loader {
     struct tf_config *cfg; /* being built; owned here until handed to res->cfg */
     struct tf_config_result *res;
-    enum src_level cur;           /* the source being applied */
-    unsigned char src[N_OPTS];    /* per row: the source that last set it */
-    const char *config_path;      /* from --config or TLSFRONT_CONFIG; borrowed */
-    const char *config_who;       /* which of the two, for messages */
+    enum src_level cur;        /* the source being applied */
+    unsigned char src[N_OPTS]; /* per row: the source that last set it */
+    const char *config_path;   /* from --config or TLSFRONT_CONFIG; borrowed */
+    const char *config_who;    /* which of the two, for messages */
 };
 
 /* One flag from argv, checked before any source is applied. */
@@ -357,7 +353,7 @@ static int json_set(void *ctx, const char *key, const char *text, const char *wh
 
 static int apply_file(struct loader *ld)
 {
-    struct tf_config_json_sink sink = { ld, json_shape, json_set };
+    struct tf_config_json_sink sink = {ld, json_shape, json_set};
     if (!ld->config_path)
         return 0;
     ld->cur = SRC_FILE;
@@ -459,8 +455,8 @@ static int scan_flag(struct loader *ld, int argc, char **argv, int *i, struct fl
 }
 
 /* Check every flag and find the config file before anything is applied. */
-static int scan_argv(struct loader *ld, int argc, char **argv, char **envp,
-                     struct flag_use *uses, int *n)
+static int scan_argv(struct loader *ld, int argc, char **argv, char **envp, struct flag_use *uses,
+                     int *n)
 {
     for (int i = 1; i < argc; i++) {
         int rc = scan_flag(ld, argc, argv, &i, &uses[*n]);

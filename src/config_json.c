@@ -74,7 +74,8 @@ static int join_strings(const cJSON *arr, const char *seps, char **out, char *er
     const cJSON *it;
     char *s = tf_strdup("");
 
-    cJSON_ArrayForEach(it, arr) {
+    cJSON_ArrayForEach(it, arr)
+    {
         char *next;
         if (!cJSON_IsString(it) || strpbrk(it->valuestring, seps)) {
             snprintf(err, errlen, "expected an array of strings without '%s'", seps);
@@ -101,13 +102,14 @@ static void plus_separated(char *s)
 /* {"pattern","backend","alpn","proxy_protocol","mode"} as "PATTERN=BACKEND,opt=..". */
 static int route_text(const cJSON *obj, char **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = { "pattern", "backend", "proxy_protocol", "mode" };
-    static const char *const forbidden[] = { "=,", "", ",", "," }; /* would split the spec */
-    const char *v[4] = { NULL, NULL, NULL, NULL };
+    static const char *const keys[] = {"pattern", "backend", "proxy_protocol", "mode"};
+    static const char *const forbidden[] = {"=,", "", ",", ","}; /* would split the spec */
+    const char *v[4] = {NULL, NULL, NULL, NULL};
     char *alpn = NULL;
     const cJSON *it;
 
-    cJSON_ArrayForEach(it, obj) {
+    cJSON_ArrayForEach(it, obj)
+    {
         size_t k = 0;
         while (k < 4 && strcmp(it->string, keys[k]) != 0)
             k++;
@@ -128,9 +130,9 @@ static int route_text(const cJSON *obj, char **out, char *err, size_t errlen)
         free(alpn);
         return TF_EINVAL;
     }
-    *out = tf_asprintf("%s=%s%s%s%s%s%s%s", v[0], v[1], v[2] ? ",proxy=" : "", v[2] ? v[2] : "",
-                       v[3] ? ",mode=" : "", v[3] ? v[3] : "", alpn ? ",alpn=" : "",
-                       alpn ? alpn : "");
+    *out =
+        tf_asprintf("%s=%s%s%s%s%s%s%s", v[0], v[1], v[2] ? ",proxy=" : "", v[2] ? v[2] : "",
+                    v[3] ? ",mode=" : "", v[3] ? v[3] : "", alpn ? ",alpn=" : "", alpn ? alpn : "");
     free(alpn);
     return 0;
 }
@@ -164,7 +166,8 @@ static int apply_array(const struct tf_config_json_sink *sink, const cJSON *item
         return TF_EINVAL;
     }
     rc = sink->set(sink->ctx, item->string, NULL, who);
-    cJSON_ArrayForEach(it, item) {
+    cJSON_ArrayForEach(it, item)
+    {
         char *text = NULL;
         if (rc < 0)
             break;
@@ -182,18 +185,18 @@ static int apply_array(const struct tf_config_json_sink *sink, const cJSON *item
 static int apply_scalar(const struct tf_config_json_sink *sink, const cJSON *item,
                         enum tf_config_jshape shape, const char *who, char *err, size_t errlen)
 {
-    char num[64], *list = NULL;
+    char buf[128], *list = NULL;
     const char *text = NULL, *want = "a string";
     int rc;
 
     if (cJSON_IsString(item) && shape != TF_JS_NUMBER)
         text = item->valuestring;
     else if (cJSON_IsNumber(item) && shape != TF_JS_STRING && shape != TF_JS_STRING_LIST) {
-        number_text(item->valuedouble, shape == TF_JS_DURATION, num, sizeof(num));
-        text = num;
+        number_text(item->valuedouble, shape == TF_JS_DURATION, buf, sizeof(buf));
+        text = buf;
     } else if (cJSON_IsArray(item) && shape == TF_JS_STRING_LIST) {
-        if (join_strings(item, ",", &list, num, sizeof(num)) < 0) {
-            snprintf(err, errlen, "%s: %s", who, num);
+        if (join_strings(item, ",", &list, buf, sizeof(buf)) < 0) {
+            snprintf(err, errlen, "%s: %s", who, buf);
             return TF_EINVAL;
         }
         text = list;
@@ -216,8 +219,8 @@ static int apply_scalar(const struct tf_config_json_sink *sink, const cJSON *ite
 }
 
 /* One top-level key; first is the object's first key (for the duplicate check). */
-static int apply_key(const struct tf_config_json_sink *sink, const char *path,
-                     const cJSON *first, const cJSON *item, char *err, size_t errlen)
+static int apply_key(const struct tf_config_json_sink *sink, const char *path, const cJSON *first,
+                     const cJSON *item, char *err, size_t errlen)
 {
     enum tf_config_jshape shape = TF_JS_STRING;
     char who[320];
@@ -254,8 +257,8 @@ static void text_position(const char *text, const char *at, int *line, int *col)
     *col = (int)(at - bol) + 1;
 }
 
-int tf_config_json_load(const char *path, const char *who,
-                        const struct tf_config_json_sink *sink, char *err, size_t errlen)
+int tf_config_json_load(const char *path, const char *who, const struct tf_config_json_sink *sink,
+                        char *err, size_t errlen)
 {
     char *text = NULL;
     const char *end = NULL;
@@ -277,7 +280,8 @@ int tf_config_json_load(const char *path, const char *who,
         rc = TF_EINVAL;
         goto out;
     }
-    cJSON_ArrayForEach(item, root) {
+    cJSON_ArrayForEach(item, root)
+    {
         rc = apply_key(sink, path, root->child, item, err, errlen);
         if (rc < 0)
             break;

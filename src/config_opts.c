@@ -64,7 +64,7 @@ int tf_config_set_log_level(struct tf_config *cfg, size_t off, const char *val, 
                             size_t errlen)
 {
     (void)off;
-    static const int levels[] = { TF_LOG_DEBUG, TF_LOG_INFO, TF_LOG_WARN, TF_LOG_ERROR };
+    static const int levels[] = {TF_LOG_DEBUG, TF_LOG_INFO, TF_LOG_WARN, TF_LOG_ERROR};
     int i = 0, rc = choose(val, "debug|info|warn|error", &i, err, errlen);
     if (rc == 0)
         cfg->log_level = levels[i];
@@ -75,8 +75,8 @@ int tf_config_set_log_level(struct tf_config *cfg, size_t off, const char *val, 
 int tf_config_set_key_type(struct tf_config *cfg, size_t off, const char *val, char *err,
                            size_t errlen)
 {
-    static const enum tf_key_type types[] = { TF_KEY_EC256, TF_KEY_RSA2048, TF_KEY_RSA3072,
-                                              TF_KEY_RSA4096 };
+    static const enum tf_key_type types[] = {TF_KEY_EC256, TF_KEY_RSA2048, TF_KEY_RSA3072,
+                                             TF_KEY_RSA4096};
     int i = 0, rc = choose(val, "ec256|rsa2048|rsa3072|rsa4096", &i, err, errlen);
     if (rc == 0)
         *(enum tf_key_type *)((char *)cfg + off) = types[i];
@@ -142,8 +142,7 @@ int tf_config_set_redirect(struct tf_config *cfg, size_t off, const char *val, c
     return set_addr_opt(&cfg->redirect_http, &cfg->redirect_http_addr, val, err, errlen);
 }
 
-int tf_config_set_alpn(struct tf_config *cfg, size_t off, const char *val, char *err,
-                       size_t errlen)
+int tf_config_set_alpn(struct tf_config *cfg, size_t off, const char *val, char *err, size_t errlen)
 {
     (void)off;
     return tf_config_parse_alpn(val, ',', cfg->alpn, &cfg->n_alpn, err, errlen);
@@ -267,10 +266,9 @@ void tf_config_free_all(struct tf_config *cfg)
 {
     if (!cfg)
         return;
-    char **strs[] = { &cfg->certs_dir, &cfg->default_cert, &cfg->admin, &cfg->storage,
-                      &cfg->acme_directory, &cfg->acme_email, &cfg->acme_ca,
-                      &cfg->acme_eab_kid, &cfg->acme_eab_hmac, &cfg->acme_profile,
-                      &cfg->ask, &cfg->redirect_http };
+    char **strs[] = {&cfg->certs_dir,      &cfg->default_cert, &cfg->admin,   &cfg->storage,
+                     &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
+                     &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);

@@ -60,8 +60,14 @@ bad:
 /* Render milliseconds in the largest unit that divides them, for range messages. */
 static void fmt_duration(uint64_t ms, char *buf, size_t len)
 {
-    static const struct { const char *unit; uint64_t ms; } units[] = {
-        { "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {
+        {"d", 86400000},
+        {"h", 3600000},
+        {"m", 60000},
+        {"s", 1000},
     };
     for (size_t i = 0; i < TF_ARRAY_LEN(units); i++) {
         if (ms != 0 && ms % units[i].ms == 0) {
@@ -75,9 +81,11 @@ static void fmt_duration(uint64_t ms, char *buf, size_t len)
 /* Milliseconds per unit suffix, or 0 for an unknown suffix. No suffix means seconds. */
 static uint64_t unit_ms(const char *u)
 {
-    static const struct { const char *name; uint64_t ms; } units[] = {
-        { "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-        { "d", 86400000 },
+    static const struct {
+        const char *name;
+        uint64_t ms;
+    } units[] = {
+        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
     };
     for (size_t i = 0; i < TF_ARRAY_LEN(units); i++) {
         if (strcmp(u, units[i].name) == 0)
@@ -206,8 +214,7 @@ int tf_config_parse_alpn(const char *s, char sep, char **out, int *n, char *err,
             goto fail;
         }
         if (k == TF_MAX_ALPN) {
-            snprintf(err, errlen, "too many protocols in \"%.*s\" (max %d)", QLEN, s,
-                     TF_MAX_ALPN);
+            snprintf(err, errlen, "too many protocols in \"%.*s\" (max %d)", QLEN, s, TF_MAX_ALPN);
             goto fail;
         }
         ids[k] = tf_strndup(p, len);

@@ -6,6 +6,7 @@
  */
 #include "conn.h"
 #include "log.h"
+#include "alpn01.h"
 #include "server.h"
 
 #include <openssl/err.h>
@@ -15,7 +16,7 @@
 
 static void on_timer(uv_timer_t *t);
 
-static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
+static void peer_name(uv_tcp_t *tcp, char *out, size_t cap, char *ip_out, size_t ip_cap)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -33,6 +34,7 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t cap)
         }
     }
     snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    snprintf(ip_out, ip_cap, "%s", ip);
 }
 
 static bool over_limit(struct tf_worker *w)
@@ -122,7 +124,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->client.tcp, 1);
-    peer_name(&c->client.tcp, c->peer, sizeof c->peer);
+    peer_name(&c->client.tcp, c->peer, sizeof c->peer, c->ip, sizeof c->ip);
     if (setup_tls(c) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
         tf_conn_close(c, "tls_setup_failed");
@@ -165,6 +167,16 @@ static void record_handshake(struct tf_conn *c)
 
 static void handshake_done(struct tf_conn *c)
 {
+    if (c->acme) {
+        /* RFC 8737 §3: the validator only needs the handshake; send nothing and close. */
+        TF_STAT_ADD(&c->w->server->stats, acme_challenges_served, 1);
+        c->tls_version = SSL_get_version(c->ssl);
+        c->alpn = TF_ALPN01_PROTO;
+        SSL_shutdown(c->ssl);
+        tf_pump_flush_tls(c);
+        tf_conn_close(c, "acme_challenge");
+        return;
+    }
     record_handshake(c);
     if (!c->route.backend) {
         TF_INFO("conn", "conn=%llx name=%s: no route and no default backend",
@@ -191,8 +203,8 @@ static void drive_handshake(struct tf_conn *c)
     }
     int e = SSL_get_error(c->ssl, r);
     tf_pump_flush_tls(c); /* handshake messages, or the alert on failure */
-    if (e == SSL_ERROR_WANT_READ)
-        return;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_CLIENT_HELLO_CB)
+        return; /* more bytes needed, or held for a certificate */
     if (tf_log_enabled(TF_LOG_DEBUG))
         tf_log_ssl(TF_LOG_DEBUG, "conn", "handshake");
     ERR_clear_error();
@@ -230,6 +242,10 @@ static void on_timer(uv_timer_t *t)
     struct tf_conn *c = t->data;
     if (c->closing)
         return;
+    if (c->state == TF_CONN_HANDSHAKE && c->hold == TF_HOLD_WAITING) {
+        tf_conn_unhold(c, false, SSL_AD_INTERNAL_ERROR, "hold_timeout");
+        return;
+    }
     if (c->state == TF_CONN_HANDSHAKE) {
         TF_STAT_ADD(&c->w->server->stats, hs_timeout, 1);
         tf_conn_close(c, "handshake_timeout");
@@ -269,6 +285,56 @@ void tf_conn_maybe_done(struct tf_conn *c)
     bool down_done = c->backend.eof && c->client.shut_done;
     if (up_done && down_done)
         tf_conn_close(c, "done");
+}
+
+static void held_unlink(struct tf_conn *c)
+{
+    struct tf_worker *w = c->w;
+    if (c->held_prev)
+        c->held_prev->held_next = c->held_next;
+    else
+        w->held = c->held_next;
+    if (c->held_next)
+        c->held_next->held_prev = c->held_prev;
+    c->held_prev = c->held_next = NULL;
+    w->n_held--;
+    atomic_fetch_sub(&w->server->stats.held_now, 1);
+}
+
+void tf_conn_hold(struct tf_conn *c)
+{
+    struct tf_worker *w = c->w;
+    c->hold = TF_HOLD_WAITING;
+    c->held_next = w->held;
+    if (w->held)
+        w->held->held_prev = c;
+    w->held = c;
+    w->n_held++;
+    TF_STAT_ADD(&w->server->stats, held_now, 1);
+    TF_STAT_ADD(&w->server->stats, held_total, 1);
+    uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
+    /* One request per name per worker: the control loop answers every waiter of the name. */
+    for (struct tf_conn *o = c->held_next; o; o = o->held_next)
+        if (strcmp(o->sni, c->sni) == 0)
+            return;
+    struct tf_msg *m = tf_msg_new(TF_SMSG_NEED_CERT, w);
+    m->text = tf_strdup(c->sni);
+    m->text2 = tf_strdup(c->ip);
+    if (!tf_mailbox_post(&w->server->mbox, m))
+        tf_msg_free(m); /* shutting down: the hold timer ends it */
+}
+
+void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason)
+{
+    if (c->hold != TF_HOLD_WAITING)
+        return;
+    held_unlink(c);
+    c->hold = ok ? TF_HOLD_READY : TF_HOLD_FAILED;
+    c->hold_alert = alert;
+    if (!ok)
+        c->end = reason;
+    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    drive_handshake(c); /* re-runs the ClientHello callback, which now decides */
 }
 
 static void access_log(struct tf_conn *c)
@@ -339,6 +405,10 @@ void tf_conn_close(struct tf_conn *c, const char *reason)
         return;
     c->closing = true;
     c->state = TF_CONN_CLOSING;
+    if (c->hold == TF_HOLD_WAITING) {
+        held_unlink(c);
+        c->hold = TF_HOLD_FAILED;
+    }
     if (!c->end)
         c->end = reason;
     if (c->gai_active)

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define HTTP_DEFAULT_TIMEOUT_MS 30000
 #define HTTP_DEFAULT_MAX_BODY (1024 * 1024)
@@ -51,7 +50,7 @@ struct tf_http_conn {
     bool tls, host_is_ip;
     enum conn_state state;
     uv_getaddrinfo_t gai;
-    bool resolving;
+    bool resolving;               /* gai in flight */
     struct addrinfo *addrs, *next_addr;
     int last_err;                 /* of the last address tried */
     uv_tcp_t tcp;
@@ -62,11 +61,10 @@ struct tf_http_conn {
     BIO *rbio, *wbio;
     struct tf_http_req *req;      /* borrowed: the request using the connection, or NULL */
     int writes;                   /* uv_write requests in flight */
-    bool reused;                  /* completed a response before: a stale-pool candidate */
-    bool got_bytes;               /* response bytes arrived for the current request */
-    bool peer_closed;
-    bool closing;
     int holds;                    /* pending handle closes and DNS callbacks */
+    /* reused: completed a response before (a stale-pool candidate); got_bytes: response
+     * bytes arrived for the current request. */
+    bool reused, got_bytes, peer_closed, closing;
 };
 
 enum req_state { REQ_QUEUED, REQ_RUNNING, REQ_FAILING, REQ_DONE };
@@ -79,12 +77,11 @@ struct tf_http_req {
     struct tf_http_url url;
     char *wire;                   /* the serialised request */
     size_t wire_len;
-    bool head;
+    bool head, retried;
     size_t max_body;
     uint32_t timeout_ms;
     struct tf_http_parser *parser; /* of the current attempt */
     struct tf_http_conn *conn;    /* borrowed */
-    bool retried;
     int err;                      /* for REQ_FAILING */
     uv_timer_t timer;
     tf_http_cb cb;
@@ -103,7 +100,6 @@ static void conn_fail(struct tf_http_conn *conn, int err);
 static void conn_open(struct tf_http_client *c, struct tf_http_req *req);
 static int conn_send(struct tf_http_conn *conn);
 static void conn_connect_next(struct tf_http_conn *conn);
-static void on_req_timer(uv_timer_t *t);
 
 /* Starting a timer only fails on a closing handle or NULL callback: a bug of ours. */
 static void timer_arm(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
@@ -139,14 +135,20 @@ static void req_unlink(struct tf_http_req *req)
     req->prev = req->next = NULL;
 }
 
+/* Unbinds conn from its request, which it returns (or NULL). */
+static struct tf_http_req *conn_detach(struct tf_http_conn *conn)
+{
+    struct tf_http_req *req = conn->req;
+    if (req)
+        req->conn = NULL;
+    conn->req = NULL;
+    return req;
+}
+
 static void req_detach_conn(struct tf_http_req *req)
 {
-    struct tf_http_conn *conn = req->conn;
-    if (!conn)
-        return;
-    conn->req = NULL;
-    req->conn = NULL;
-    conn_close(conn); /* mid-request: never reusable */
+    if (req->conn)
+        conn_close(req->conn); /* mid-request: never reusable; conn_close unbinds */
 }
 
 static void on_req_closed(uv_handle_t *h)
@@ -172,19 +174,6 @@ static void req_finish(struct tf_http_req *req, int err, const struct tf_http_re
                  tf_strerror(err));
     req->cb(err, resp, req->arg);
     uv_close((uv_handle_t *)&req->timer, on_req_closed);
-}
-
-/* Fails req from a later loop iteration (for cancel and close, which callers may invoke
- * outside any loop callback). */
-static void req_fail_later(struct tf_http_req *req, int err)
-{
-    if (req->state == REQ_FAILING || req->state == REQ_DONE)
-        return;
-    req_unlink(req);
-    req_detach_conn(req);
-    req->state = REQ_FAILING;
-    req->err = err;
-    timer_arm(&req->timer, on_req_timer, 0);
 }
 
 /* Origin (RFC 9110 §4.3.1): scheme, host and port. */
@@ -254,6 +243,19 @@ static void on_req_timer(uv_timer_t *t)
     }
 }
 
+/* Fails req from a later loop iteration (for cancel and close, which callers may invoke
+ * outside any loop callback). */
+static void req_fail_later(struct tf_http_req *req, int err)
+{
+    if (req->state == REQ_FAILING || req->state == REQ_DONE)
+        return;
+    req_unlink(req);
+    req_detach_conn(req);
+    req->state = REQ_FAILING;
+    req->err = err;
+    timer_arm(&req->timer, on_req_timer, 0);
+}
+
 void tf_http_cancel(struct tf_http_req *h)
 {
     if (h)
@@ -268,8 +270,7 @@ static void conn_maybe_free(struct tf_http_conn *conn)
         return;
     struct tf_http_client *c = conn->client;
     SSL_free(conn->ssl);
-    if (conn->addrs)
-        uv_freeaddrinfo(conn->addrs);
+    uv_freeaddrinfo(conn->addrs); /* accepts NULL */
     free(conn->host);
     free(conn);
     client_release(c);
@@ -314,10 +315,7 @@ static void conn_close(struct tf_http_conn *conn)
         c->conns = conn->next;
     if (conn->next)
         conn->next->prev = conn->prev;
-    if (conn->req) {
-        conn->req->conn = NULL;
-        conn->req = NULL;
-    }
+    conn_detach(conn);
     if (conn->resolving)
         uv_cancel((uv_req_t *)&conn->gai); /* its callback still runs and drops its hold */
     conn_tcp_close(conn);
@@ -352,11 +350,7 @@ static void pool_put(struct tf_http_conn *conn)
  * broke before any response byte: the server closed it while idle) and closes conn. */
 static void conn_fail(struct tf_http_conn *conn, int err)
 {
-    struct tf_http_req *req = conn->req;
-    if (req) {
-        conn->req = NULL;
-        req->conn = NULL;
-    }
+    struct tf_http_req *req = conn_detach(conn);
     bool retry = req && conn->reused && !conn->got_bytes && !req->retried;
     if (retry || !req)
         TF_DEBUG("http", "conn=%llu %s: %s", (unsigned long long)conn->id,
@@ -448,14 +442,12 @@ static int conn_on_eof(struct tf_http_conn *conn)
     if (!conn->req)
         return UV_EOF;
     int r = tf_http_parser_eof(conn->req->parser);
-    if (r == 0)
-        return 0;
-    return conn->got_bytes ? r : UV_EOF;
+    return r == 0 || conn->got_bytes ? r : UV_EOF; /* nothing at all: report the EOF */
 }
 
 static int tls_failed(struct tf_http_conn *conn, const char *what)
 {
-    long v = SSL_get_verify_result(conn->ssl);
+    long v = conn->ssl ? SSL_get_verify_result(conn->ssl) : X509_V_OK;
     if (v != X509_V_OK) {
         TF_INFO("http", "conn=%llu %s:%u certificate verification failed: %s",
                 (unsigned long long)conn->id, conn->host, conn->port,
@@ -540,8 +532,7 @@ static void conn_check_done(struct tf_http_conn *conn)
         return;
     bool keep_alive = false;
     const struct tf_http_response *resp = tf_http_parser_response(req->parser, &keep_alive);
-    conn->req = NULL;
-    req->conn = NULL;
+    conn_detach(conn);
     conn->reused = true;
     /* Not reusable if the server answered before taking our whole request. */
     if (keep_alive && !conn->peer_closed && conn->writes == 0 && !conn->client->closing)
@@ -554,15 +545,11 @@ static void conn_check_done(struct tf_http_conn *conn)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tf_http_conn *conn = s->data;
-    int r = 0;
-    if (conn->closing)
-        ; /* reads racing our own close: drop */
-    else if (nread > 0)
+    int r = 0; /* reads racing our own close are dropped */
+    if (!conn->closing && nread > 0)
         r = conn_on_bytes(conn, buf->base, (size_t)nread);
-    else if (nread == UV_EOF)
-        r = conn_on_eof(conn);
-    else if (nread < 0)
-        r = (int)nread;
+    else if (!conn->closing && nread < 0)
+        r = nread == UV_EOF ? conn_on_eof(conn) : (int)nread;
     free(buf->base);
     if (conn->closing)
         return;
@@ -578,17 +565,15 @@ static int conn_tls_start(struct tf_http_conn *conn)
 {
     ERR_clear_error();
     conn->ssl = SSL_new(conn->client->ssl_ctx);
-    if (!conn->ssl)
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    if (!conn->ssl || !rb || !wb) {
+        BIO_free(rb);
+        BIO_free(wb);
         return tls_failed(conn, "SSL_new");
-    conn->rbio = BIO_new(BIO_s_mem());
-    conn->wbio = BIO_new(BIO_s_mem());
-    if (!conn->rbio || !conn->wbio) {
-        BIO_free(conn->rbio);
-        BIO_free(conn->wbio);
-        conn->rbio = conn->wbio = NULL;
-        return tls_failed(conn, "BIO_new");
     }
-    SSL_set_bio(conn->ssl, conn->rbio, conn->wbio);
+    SSL_set_bio(conn->ssl, rb, wb); /* the SSL owns both from here */
+    conn->rbio = rb;
+    conn->wbio = wb;
     SSL_set_connect_state(conn->ssl);
     bool ok;
     if (conn->host_is_ip) {
@@ -619,9 +604,9 @@ static void on_connect(uv_connect_t *cr, int status)
     }
     uv_freeaddrinfo(conn->addrs);
     conn->addrs = conn->next_addr = NULL;
-    /* A TLS flight can take several writes; do not let Nagle hold the last one back. */
-    if (uv_tcp_nodelay(&conn->tcp, 1) < 0)
-        TF_DEBUG("http", "conn=%llu TCP_NODELAY not set", (unsigned long long)conn->id);
+    /* A TLS flight can take several writes: keep Nagle from holding the last one back
+     * (best effort, the request works either way). */
+    (void)uv_tcp_nodelay(&conn->tcp, 1);
     int r = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
     if (r == 0 && conn->tls) {
         r = conn_tls_start(conn);
@@ -665,8 +650,7 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
     conn->resolving = false;
     conn->holds--;
     if (conn->closing) {
-        if (res)
-            uv_freeaddrinfo(res);
+        uv_freeaddrinfo(res);
         conn_maybe_free(conn);
         return;
     }

@@ -88,7 +88,7 @@ static int on_counted(llhttp_t *ll, const char *at, size_t n)
 static int on_header_field(llhttp_t *ll, const char *at, size_t n)
 {
     struct tf_http_parser *p = parser_of(ll);
-    if (count_header_bytes(p, n + 4) < 0) /* + ": " and CRLF */
+    if (count_header_bytes(p, n) < 0)
         return -1;
     if (!p->in_trailers)
         buf_append(&p->name, at, n);
@@ -109,6 +109,8 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t n)
 static int on_header_value_complete(llhttp_t *ll)
 {
     struct tf_http_parser *p = parser_of(ll);
+    if (count_header_bytes(p, 4) < 0) /* ": " and CRLF, once per field whatever the split */
+        return -1;
     if (p->in_trailers)
         return 0;
     struct tf_http_response *r = &p->resp;
@@ -312,8 +314,9 @@ static bool token_ok(const char *s)
 /* Validates what goes on the wire: no header injection, no overriding of framing headers. */
 static int request_check(const struct tf_http_request *rq)
 {
+    /* The body limit keeps SSL_write's int length safe; ACME bodies are a few KiB. */
     if (!token_ok(rq->method) || (rq->body_len > 0 && !rq->body) || rq->n_headers < 0 ||
-        (rq->n_headers > 0 && !rq->headers))
+        (rq->n_headers > 0 && !rq->headers) || rq->body_len > (size_t)1 << 30)
         return TF_EINVAL;
     if (rq->content_type && strpbrk(rq->content_type, "\r\n"))
         return TF_EINVAL;

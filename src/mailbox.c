@@ -111,5 +111,6 @@ void tf_msg_free(struct tf_msg *msg)
     if (!msg)
         return;
     free(msg->text);
+    free(msg->text2);
     free(msg);
 }

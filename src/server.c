@@ -5,11 +5,13 @@
  * new immutable objects here and posts one reference to each worker. Never on the data path.
  */
 #include "server.h"
+#include "certmgr.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +43,28 @@ static void broadcast_tickets(struct tf_server *s)
         tf_tickets_ref(s->tickets);
         if (!tf_worker_post(&s->workers[i], TF_WMSG_TICKETS, s->tickets, NULL))
             tf_tickets_unref(s->tickets);
+    }
+}
+
+void tf_server_publish_certs(struct tf_server *s)
+{
+    struct tf_certstore *merged =
+        s->certmgr ? tf_certstore_merge(s->static_certs, tf_certmgr_store(s->certmgr)) : NULL;
+    if (!merged) {
+        merged = s->static_certs;
+        tf_certstore_ref(merged);
+    }
+    tf_certstore_unref(s->certs);
+    s->certs = merged;
+    broadcast_certs(s);
+}
+
+void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
+{
+    for (int i = 0; i < s->n_started; i++) {
+        tf_challenges_ref(ch);
+        if (!tf_worker_post(&s->workers[i], TF_WMSG_CHALLENGES, ch, NULL))
+            tf_challenges_unref(ch);
     }
 }
 
@@ -119,12 +143,13 @@ static void reload_done(uv_work_t *req, int status)
     tf_certstore_unref(s->static_certs);
     s->static_certs = j->store;
     j->store = NULL;
-    tf_certstore_unref(s->certs);
-    s->certs = s->static_certs;
-    tf_certstore_ref(s->certs);
     tf_log_setup(s->cfg->log_level, s->cfg->log_json);
+    if (s->certmgr)
+        tf_certmgr_reconfigure(s->certmgr, s->cfg);
+    else if (s->cfg->n_allow || s->cfg->ask)
+        TF_WARN("server", "reload: on-demand issuance takes effect after a restart");
     broadcast_config(s);
-    broadcast_certs(s);
+    tf_server_publish_certs(s);
     TF_INFO("server", "reloaded: %zu certificates, %zu names", tf_certstore_count(s->certs),
             tf_certstore_names(s->certs));
 out:
@@ -159,6 +184,24 @@ static void reload(struct tf_server *s)
     }
 }
 
+/* Without a certificate manager nobody can issue: the held handshake fails at once. */
+static void answer_unavailable(struct tf_worker *w, const char *name)
+{
+    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
+    m->text = tf_strdup(name);
+    m->text2 = tf_strdup("shutting_down");
+    m->err = SSL_AD_INTERNAL_ERROR;
+    if (!tf_mailbox_post(&w->mbox, m))
+        tf_msg_free(m);
+}
+
+/* A message left in the mailbox at shutdown: NEED_CERT requests go unanswered (the workers
+ * are stopping and close their connections). */
+static void drop_message(struct tf_msg *m)
+{
+    tf_msg_free(m);
+}
+
 /* --- shutdown -------------------------------------------------------------------------- */
 
 static void on_closed_noop(uv_handle_t *h)
@@ -183,7 +226,11 @@ static void stop_all(struct tf_server *s)
     uv_close((uv_handle_t *)&s->sig_hup, on_closed_noop);
     uv_close((uv_handle_t *)&s->ticket_timer, on_closed_noop);
     uv_close((uv_handle_t *)&s->grace_timer, on_closed_noop);
-    tf_mailbox_close(&s->mbox, NULL, on_mbox_closed);
+    tf_mailbox_close(&s->mbox, drop_message, on_mbox_closed);
+    if (s->certmgr) {
+        tf_certmgr_close(s->certmgr, NULL, NULL);
+        s->certmgr = NULL;
+    }
 }
 
 static void on_grace_timer(uv_timer_t *t)
@@ -224,6 +271,12 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
         TF_INFO("server", "all connections closed");
         uv_timer_stop(&s->grace_timer);
         stop_all(s);
+    } else if (m->type == TF_SMSG_NEED_CERT) {
+        struct tf_worker *w = m->ptr;
+        if (s->certmgr)
+            tf_certmgr_need(s->certmgr, w->id, m->text, m->text2);
+        else
+            answer_unavailable(w, m->text);
     }
     tf_msg_free(m);
 }
@@ -295,7 +348,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     char err[512] = "";
     s->static_certs = load_static(cfg, err, sizeof err);
     if (!s->static_certs) {
-        TF_ERROR("server", "--certs: %s", err);
+        fprintf(stderr, "tlsfront: --certs: %s\n", err);
         return 2;
     }
     s->certs = s->static_certs;
@@ -312,6 +365,13 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     if (r != 0) {
         TF_ERROR("server", "control loop: %s", uv_strerror(r));
         return 1;
+    }
+    if (cfg->n_allow || cfg->ask) {
+        int rc = tf_certmgr_start(s, cfg, &s->certmgr, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "tlsfront: %s\n", err);
+            return rc;
+        }
     }
     s->workers = tf_calloc((size_t)s->n_workers, sizeof *s->workers);
     for (int i = 0; i < s->n_workers; i++) {

@@ -32,11 +32,11 @@ struct fs_op {
     uv_work_t work;           /* work.data == this op */
     struct tf_storage_fs *fs; /* borrowed: close waits for this op */
     enum fs_kind kind;
-    char *path;   /* owned: target file (get/put/del) or normalised prefix (list) */
-    char *data;   /* owned: put's copy of the value, get's result until given to cb */
+    char *path; /* owned: target file (get/put/del) or normalised prefix (list) */
+    char *data; /* owned: put's copy of the value, get's result until given to cb */
     size_t len;
     bool secret;
-    char **keys;  /* owned: list result until given to cb */
+    char **keys; /* owned: list result until given to cb */
     int n;
     int err;
     union {
@@ -454,11 +454,11 @@ static void on_op_after(uv_work_t *w, int status)
 }
 
 /* Validate the common arguments and make an op; NULL with *err set when they are bad. */
-static struct fs_op *op_new(struct tf_storage *s, enum fs_kind kind, const char *key,
-                            const void *cb, void *arg, int *err)
+static struct fs_op *op_new(struct tf_storage *s, enum fs_kind kind, const char *key, bool has_cb,
+                            void *arg, int *err)
 {
     struct tf_storage_fs *fs = (struct tf_storage_fs *)s;
-    *err = fs->closing ? TF_ECLOSED : !cb ? TF_EINVAL : 0;
+    *err = fs->closing ? TF_ECLOSED : !has_cb ? TF_EINVAL : 0;
     if (!*err && kind != FS_LIST && !tf_storage_key_valid(key))
         *err = TF_EINVAL;
     char *prefix = NULL;
@@ -490,7 +490,7 @@ static int op_queue(struct fs_op *op)
 static int fs_get(struct tf_storage *s, const char *key, tf_storage_get_cb cb, void *arg)
 {
     int err;
-    struct fs_op *op = op_new(s, FS_GET, key, (const void *)cb, arg, &err);
+    struct fs_op *op = op_new(s, FS_GET, key, cb != NULL, arg, &err);
     if (!op)
         return err;
     op->cb.get = cb;
@@ -505,7 +505,7 @@ static int fs_put(struct tf_storage *s, const char *key, const void *data, size_
     if (!data && len)
         return TF_EINVAL;
     int err;
-    struct fs_op *op = op_new(s, FS_PUT, key, (const void *)cb, arg, &err);
+    struct fs_op *op = op_new(s, FS_PUT, key, cb != NULL, arg, &err);
     if (!op)
         return err;
     op->cb.done = cb;
@@ -520,7 +520,7 @@ static int fs_put(struct tf_storage *s, const char *key, const void *data, size_
 static int fs_list(struct tf_storage *s, const char *prefix, tf_storage_list_cb cb, void *arg)
 {
     int err;
-    struct fs_op *op = op_new(s, FS_LIST, prefix, (const void *)cb, arg, &err);
+    struct fs_op *op = op_new(s, FS_LIST, prefix, cb != NULL, arg, &err);
     if (!op)
         return err;
     op->cb.list = cb;
@@ -530,7 +530,7 @@ static int fs_list(struct tf_storage *s, const char *prefix, tf_storage_list_cb 
 static int fs_del(struct tf_storage *s, const char *key, tf_storage_done_cb cb, void *arg)
 {
     int err;
-    struct fs_op *op = op_new(s, FS_DEL, key, (const void *)cb, arg, &err);
+    struct fs_op *op = op_new(s, FS_DEL, key, cb != NULL, arg, &err);
     if (!op)
         return err;
     op->cb.done = cb;

@@ -17,6 +17,8 @@
  * fsynced: a host crash kills their holders anyway.
  * Processes sharing a directory must see one pid namespace per hostname (containers with the
  * same hostname and separate pid namespaces would take each other's leases as dead).
+ * XXX: a fork() without exec while a pool thread holds the guard would share the guard's
+ * open file with the child; tlsfront does not fork.
  */
 #include "storage_fs.h"
 
@@ -35,10 +37,10 @@
 
 #define LOCK_AREA ".locks"
 #define LOCK_SUFFIX ".lock"
-#define LOCK_RETRY_MS 150   /* re-check a lease held by someone else */
-#define GUARD_RETRY_MS 10   /* re-try a guard held by someone else (held for microseconds) */
-#define GUARD_WAIT_MS 2000  /* minimum time an operation keeps trying for the guard */
-#define GUARD_BUSY 1        /* internal attempt result: guard held elsewhere */
+#define LOCK_RETRY_MS 150  /* re-check a lease held by someone else */
+#define GUARD_RETRY_MS 10  /* re-try a guard held by someone else (held for microseconds) */
+#define GUARD_WAIT_MS 2000 /* minimum time an operation keeps trying for the guard */
+#define GUARD_BUSY 1       /* internal attempt result: guard held elsewhere */
 #define TOKEN_BYTES 16
 
 /* A lease this store holds; owned by the store's list. */
@@ -53,14 +55,14 @@ enum lk_kind { LK_LOCK, LK_UNLOCK, LK_RENEW };
 /* One lock, unlock or renew in flight, including its sleeps between attempts. Owns itself
  * until its callback has run; the store counts it in flight. */
 struct fs_lockop {
-    uv_work_t work;            /* work.data == this op */
-    uv_timer_t timer;          /* retry sleep; initialised on first use, closed before free */
+    uv_work_t work;   /* work.data == this op */
+    uv_timer_t timer; /* retry sleep; initialised on first use, closed before free */
     bool timer_used;
-    struct tf_storage_fs *fs;  /* borrowed: close waits for this op */
+    struct tf_storage_fs *fs; /* borrowed: close waits for this op */
     struct fs_lockop *next_waiting;
     enum lk_kind kind;
-    char *name;                /* owned, valid lock name */
-    char *path;                /* owned, the lease file */
+    char *name;                      /* owned, valid lock name */
+    char *path;                      /* owned, the lease file */
     char token[2 * TOKEN_BYTES + 1]; /* ours; empty when this store does not hold the lease */
     uint32_t lease_s;
     uint64_t deadline_ms;       /* stop waiting for a holder (tf_mono_ms) */
@@ -95,8 +97,8 @@ static int lease_read(const char *path, struct lease *l)
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires");
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "token");
     err = TF_EINVAL;
-    if (cJSON_IsNumber(pid) && cJSON_IsString(host) && cJSON_IsNumber(exp) &&
-        cJSON_IsString(tok) && strlen(host->valuestring) < sizeof(l->host) &&
+    if (cJSON_IsNumber(pid) && cJSON_IsString(host) && cJSON_IsNumber(exp) && cJSON_IsString(tok) &&
+        strlen(host->valuestring) < sizeof(l->host) &&
         strlen(tok->valuestring) < sizeof(l->token)) {
         l->pid = (long long)pid->valuedouble;
         l->expires = (long long)exp->valuedouble;
@@ -165,8 +167,10 @@ static int attempt_guarded(struct fs_lockop *op)
         if (rr == 0 && lease_live(&l, op->fs->host, now))
             return TF_EBUSY;
         if (rr == 0)
-            TF_INFO("storage", "lock %s: taking over the stale lease of pid %lld on %s "
-                    "(expires %lld)", op->name, l.pid, l.host, l.expires);
+            TF_INFO("storage",
+                    "lock %s: taking over the stale lease of pid %lld on %s "
+                    "(expires %lld)",
+                    op->name, l.pid, l.host, l.expires);
         else if (rr == TF_EINVAL)
             TF_WARN("storage", "lock %s: replacing an unreadable lease file", op->name);
         return lease_write(op, now);
@@ -375,11 +379,11 @@ static int lockop_start(struct tf_storage_fs *fs, enum lk_kind kind, const char 
 
 /* ---- the ops ---- */
 
-static int check_start(struct tf_storage_fs *fs, const char *name, const void *cb)
+static int check_start(struct tf_storage_fs *fs, const char *name, bool has_cb)
 {
     if (fs->closing)
         return TF_ECLOSED;
-    if (!cb || !tf_storage_key_valid(name))
+    if (!has_cb || !tf_storage_key_valid(name))
         return TF_EINVAL;
     return 0;
 }
@@ -388,7 +392,7 @@ int tf_storage_fs_lock(struct tf_storage *s, const char *name, uint32_t lease_s,
                        tf_storage_done_cb cb, void *arg)
 {
     struct tf_storage_fs *fs = (struct tf_storage_fs *)s;
-    int err = check_start(fs, name, (const void *)cb);
+    int err = check_start(fs, name, cb != NULL);
     if (err)
         return err;
     if (lease_s == 0)
@@ -399,7 +403,7 @@ int tf_storage_fs_lock(struct tf_storage *s, const char *name, uint32_t lease_s,
 int tf_storage_fs_unlock(struct tf_storage *s, const char *name, tf_storage_done_cb cb, void *arg)
 {
     struct tf_storage_fs *fs = (struct tf_storage_fs *)s;
-    int err = check_start(fs, name, (const void *)cb);
+    int err = check_start(fs, name, cb != NULL);
     if (err)
         return err;
     struct fs_held *h = held_take(fs, name, NULL);
@@ -417,7 +421,7 @@ int tf_storage_fs_renew(struct tf_storage *s, const char *name, uint32_t lease_s
                         tf_storage_done_cb cb, void *arg)
 {
     struct tf_storage_fs *fs = (struct tf_storage_fs *)s;
-    int err = check_start(fs, name, (const void *)cb);
+    int err = check_start(fs, name, cb != NULL);
     if (err)
         return err;
     if (lease_s == 0)

@@ -7,10 +7,12 @@
  * Callbacks run on worker threads and read only that worker's snapshots.
  */
 #include "tls.h"
+#include "alpn01.h"
 #include "certstore.h"
 #include "conn.h"
 #include "log.h"
 #include "name.h"
+#include "server.h"
 #include "tickets.h"
 
 #include <openssl/err.h>
@@ -54,12 +56,112 @@ static int sni_from_ext(const unsigned char *p, size_t len, const unsigned char 
     return len == 0 ? 0 : -1;
 }
 
+/* True when the ClientHello's ALPN list offers proto. A malformed list offers nothing (the
+ * ALPN callback rejects it later). */
+static bool offers_alpn(SSL *ssl, const char *proto)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &len) != 1 || len < 2)
+        return false;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list != len - 2)
+        return false;
+    size_t want = strlen(proto);
+    for (size_t i = 2; i < len;) {
+        size_t l = p[i];
+        if (i + 1 + l > len)
+            return false;
+        if (l == want && memcmp(p + i + 1, proto, l) == 0)
+            return true;
+        i += 1 + l;
+    }
+    return false;
+}
+
+/* TLS-ALPN-01 (RFC 8737 §3): a client offering acme-tls/1 gets the challenge certificate of
+ * a pending authorization for its SNI, never a normal certificate; without one the handshake
+ * is refused with no_application_protocol. */
+static int answer_challenge(SSL *ssl, struct tf_conn *c, bool have_sni, int *al)
+{
+    const struct tf_challenge *ch =
+        have_sni ? tf_challenges_find(c->w->challenges, c->sni) : NULL;
+    if (!ch) {
+        c->end = "acme_tls_no_challenge";
+        *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (SSL_use_cert_and_key(ssl, ch->cert, ch->key, NULL, 1) != 1) {
+        tf_log_ssl(TF_LOG_ERROR, "tls", "challenge certificate");
+        c->end = "certificate_error";
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    c->acme = true;
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Count the connections of one client address held on this worker. */
+static int held_by(const struct tf_worker *w, const char *ip)
+{
+    int n = 0;
+    for (const struct tf_conn *o = w->held; o; o = o->held_next)
+        n += strcmp(o->ip, ip) == 0;
+    return n;
+}
+
+/* No certificate for a valid SNI: hold the handshake when on-demand issuance may want this
+ * name, answer a finished hold, or refuse. */
+static int on_demand(struct tf_conn *c, int *al)
+{
+    const struct tf_config *cfg = c->cfg;
+    struct tf_worker *w = c->w;
+    switch (c->hold) {
+    case TF_HOLD_WAITING:
+        return SSL_CLIENT_HELLO_RETRY;
+    case TF_HOLD_FAILED:
+        *al = c->hold_alert;
+        return SSL_CLIENT_HELLO_ERROR;
+    case TF_HOLD_READY:
+        c->end = "certificate_missing_after_issue";
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    default:
+        break;
+    }
+    bool maybe = cfg->ask != NULL;
+    for (int i = 0; !maybe && i < cfg->n_allow; i++)
+        maybe = tf_name_match(cfg->allow[i], c->sni);
+    *al = SSL_AD_UNRECOGNIZED_NAME;
+    if (!maybe) {
+        c->end = cfg->n_allow || cfg->ask ? "not_allowed" : "unknown_name";
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    struct tf_stats *st = &w->server->stats;
+    if (atomic_load(&st->held_now) >= cfg->max_held || held_by(w, c->ip) >= cfg->max_held_per_ip) {
+        TF_STAT_ADD(st, held_refused, 1);
+        c->end = "hold_limit";
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    tf_conn_hold(c);
+    return SSL_CLIENT_HELLO_RETRY;
+}
+
 static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
 {
     for (int k = 0; k < TF_CERT_KINDS; k++) {
-        const struct tf_cert *cert = slot->cert[k];
-        if (cert && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
+        struct tf_cert *cert = slot->cert[k];
+        if (!cert)
+            continue;
+        if (SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
+        if (cert->source == TF_SRC_ACME) {
+            /* Renewal skips names nobody asked for (#4); write only when the second changes. */
+            int64_t now = tf_wall_now();
+            if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
+                atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
+        }
     }
     return 0;
 }
@@ -84,7 +186,11 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
             return SSL_CLIENT_HELLO_ERROR;
         }
     }
+    if (offers_alpn(ssl, TF_ALPN01_PROTO))
+        return answer_challenge(ssl, c, have, al);
     const struct tf_cert_slot *slot = have ? tf_certstore_lookup(w->certs, c->sni) : NULL;
+    if (!slot && have && (c->cfg->n_allow > 0 || c->cfg->ask))
+        return on_demand(c, al);
     if (!slot && w->cfg->default_cert)
         slot = tf_certstore_lookup(w->certs, w->cfg->default_cert);
     if (!slot) {
@@ -108,6 +214,13 @@ static int tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
     struct tf_conn *c = SSL_get_app_data(ssl);
+    if (c->acme) {
+        static const unsigned char proto[] = "\x0a" TF_ALPN01_PROTO;
+        if (SSL_select_next_proto((unsigned char **)out, outlen, proto, sizeof proto - 1, in,
+                                  inlen) != OPENSSL_NPN_NEGOTIATED)
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_TLSEXT_ERR_OK;
+    }
     for (int i = 0; i < c->route.n_alpn; i++) {
         const char *want = c->route.alpn[i];
         size_t wl = strlen(want);

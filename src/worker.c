@@ -10,6 +10,7 @@
 #include "server.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -64,6 +65,7 @@ static void drop_payload(struct tf_msg *m)
         break;
     case TF_WMSG_CERTS: tf_certstore_unref(m->ptr); break;
     case TF_WMSG_TICKETS: tf_tickets_unref(m->ptr); break;
+    case TF_WMSG_CHALLENGES: tf_challenges_unref(m->ptr); break;
     default: break;
     }
     tf_msg_free(m);
@@ -76,6 +78,36 @@ static void stop(struct tf_worker *w)
     for (struct tf_conn *c = w->conns; c; c = c->next)
         tf_conn_close(c, w->draining ? "grace_expired" : "shutdown");
     tf_mailbox_close(&w->mbox, drop_payload, on_mailbox_closed);
+}
+
+/* The access log keeps static strings only: map the control loop's reason onto one. */
+static const char *static_reason(const char *reason)
+{
+    static const char *const known[] = {
+        "not_allowed", "ask_deny", "ask_error", "ask_timeout", "ask_busy", "backed_off",
+        "rate_limited", "budget", "names_cap", "paused", "issue_failed", "issue_timeout",
+        "shutting_down",
+    };
+    for (size_t i = 0; reason && i < TF_ARRAY_LEN(known); i++)
+        if (strcmp(known[i], reason) == 0)
+            return known[i];
+    return "issue_failed";
+}
+
+/* The control loop answered for name: resume (err 0) or fail (err = alert) every connection
+ * held for it. The certificate store update, if any, arrived before this message. */
+static void cert_done(struct tf_worker *w, const char *name, int alert, const char *reason)
+{
+    struct tf_conn *c = w->held;
+    while (c) {
+        struct tf_conn *next = c->held_next;
+        if (strcmp(c->sni, name) == 0) {
+            /* unhold may close c and others; restart the scan rather than trust next. */
+            tf_conn_unhold(c, alert == 0, alert, static_reason(reason));
+            next = w->held;
+        }
+        c = next;
+    }
 }
 
 static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
@@ -103,6 +135,15 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
         tf_tickets_unref(old);
         break;
     }
+    case TF_WMSG_CHALLENGES: {
+        struct tf_challenges *old = w->challenges;
+        w->challenges = m->ptr;
+        tf_challenges_unref(old);
+        break;
+    }
+    case TF_WMSG_CERT_DONE:
+        cert_done(w, m->text, m->err, m->text2);
+        break;
     case TF_WMSG_DRAIN:
         w->draining = true;
         close_listeners(w);
@@ -180,4 +221,5 @@ void tf_worker_join(struct tf_worker *w)
     SSL_CTX_free(w->ssl_ctx);
     tf_certstore_unref(w->certs);
     tf_tickets_unref(w->tickets);
+    tf_challenges_unref(w->challenges);
 }

@@ -95,7 +95,8 @@ static inline void store_close(struct tf_storage *s, uv_loop_t *loop)
 }
 
 /* Start, run the loop until nothing is left, check exactly one callback; its code. */
-static inline int put_wait(struct tf_storage *s, const char *key, const char *val, size_t len, bool secret)
+static inline int put_wait(struct tf_storage *s, const char *key, const char *val, size_t len,
+                           bool secret)
 {
     struct res r = {0};
     int err = tf_storage_put(s, key, val, len, secret, on_done, &r);
@@ -135,7 +136,8 @@ static inline int done_wait(struct tf_storage *s, int started, struct res *r)
     return r->err;
 }
 
-static inline int lock_wait(struct tf_storage *s, const char *name, uint32_t lease, uint32_t wait_ms)
+static inline int lock_wait(struct tf_storage *s, const char *name, uint32_t lease,
+                            uint32_t wait_ms)
 {
     struct res r = {0};
     return done_wait(s, tf_storage_lock(s, name, lease, wait_ms, on_done, &r), &r);
@@ -218,8 +220,8 @@ static inline int rm_entry(const char *path, const struct stat *st, int flag, st
 /* Make the mkdtemp root for this test program; false (with a message) on failure. */
 static inline bool root_setup(const char *tag)
 {
-    snprintf(g_root, sizeof(g_root), "%s/tf_%s_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             tag);
+    snprintf(g_root, sizeof(g_root), "%s/tf_%s_XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", tag);
     if (!mkdtemp(g_root)) {
         perror("mkdtemp");
         return false;

@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -98,8 +97,8 @@ static const char *addr_text(const struct sockaddr_storage *ss, char *buf, size_
 {
     const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-    const void *a = ss->ss_family == AF_INET ? (const void *)&in4->sin_addr
-                                             : (const void *)&in6->sin6_addr;
+    const void *a =
+        ss->ss_family == AF_INET ? (const void *)&in4->sin_addr : (const void *)&in6->sin6_addr;
     return inet_ntop(ss->ss_family, a, buf, (socklen_t)len);
 }
 
@@ -172,24 +171,22 @@ static void test_flags(void)
     struct tf_config_result res;
     struct tf_config *c;
     char buf[64];
-    int rc = load(&res, NULL, "--listen", "127.0.0.1:443", "--listen=[::1]:8443,proxy",
-                  "--backlog", "128", "--workers=3", "--certs", "/etc/certs", "--default-cert",
-                  "example.com", "--backend=10.0.0.1:8080,proxy=v2,mode=http", "--route",
-                  "A.Example.com=app1:80", "--route", "*.example.org=[::1]:81,alpn=h2+http/1.1",
-                  "--alpn", "h2,http/1.1", "--handshake-timeout", "250ms", "--idle-timeout",
-                  "2h", "--connect-timeout=3", "--grace", "0", "--ticket-rotate", "5m",
-                  "--max-connections", "77", "--tls-min", "1.3", "--log-format", "json",
-                  "--log-level", "debug", "--admin", "127.0.0.1:9100", "--storage", "/tmp/st",
-                  "--acme-directory", "https://127.0.0.1:14000/dir", "--acme-email", "a@b.c",
-                  "--acme-ca", "/tmp/ca.pem", "--acme-eab-kid", "kid1", "--acme-eab-hmac",
-                  "c2VjcmV0LWtleQ", "--acme-profile", "shortlived", "--acme-key-type",
-                  "rsa2048", "--cert-key-type", "rsa4096", "--acme-timeout", "90s", "--allow",
-                  "*.Example.NET", "--allow", "exact.example.net", "--ask",
-                  "http://127.0.0.1:1/ask", "--ask-timeout", "1500ms", "--ask-cache", "0",
-                  "--hold-timeout", "1m", "--issue-rate", "2.5", "--issue-burst", "3",
-                  "--max-orders", "2", "--max-held", "50", "--max-held-per-ip", "5",
-                  "--max-names", "99", "--backoff-base", "10s", "--backoff-max", "1h",
-                  "--idle-name-days", "7", "--redirect-http", ":8080", NULL);
+    int rc = load(
+        &res, NULL, "--listen", "127.0.0.1:443", "--listen=[::1]:8443,proxy", "--backlog", "128",
+        "--workers=3", "--certs", "/etc/certs", "--default-cert", "example.com",
+        "--backend=10.0.0.1:8080,proxy=v2,mode=http", "--route", "A.Example.com=app1:80", "--route",
+        "*.example.org=[::1]:81,alpn=h2+http/1.1", "--alpn", "h2,http/1.1", "--handshake-timeout",
+        "250ms", "--idle-timeout", "2h", "--connect-timeout=3", "--grace", "0", "--ticket-rotate",
+        "5m", "--max-connections", "77", "--tls-min", "1.3", "--log-format", "json", "--log-level",
+        "debug", "--admin", "127.0.0.1:9100", "--storage", "/tmp/st", "--acme-directory",
+        "https://127.0.0.1:14000/dir", "--acme-email", "a@b.c", "--acme-ca", "/tmp/ca.pem",
+        "--acme-eab-kid", "kid1", "--acme-eab-hmac", "c2VjcmV0LWtleQ", "--acme-profile",
+        "shortlived", "--acme-key-type", "rsa2048", "--cert-key-type", "rsa4096", "--acme-timeout",
+        "90s", "--allow", "*.Example.NET", "--allow", "exact.example.net", "--ask",
+        "http://127.0.0.1:1/ask", "--ask-timeout", "1500ms", "--ask-cache", "0", "--hold-timeout",
+        "1m", "--issue-rate", "2.5", "--issue-burst", "3", "--max-orders", "2", "--max-held", "50",
+        "--max-held-per-ip", "5", "--max-names", "99", "--backoff-base", "10s", "--backoff-max",
+        "1h", "--idle-name-days", "7", "--redirect-http", ":8080", NULL);
     CHECK_EQ_INT(rc, 0);
     c = res.cfg;
     if (!c) {
@@ -269,14 +266,22 @@ static void test_flags(void)
 static void test_env(void)
 {
     struct tf_config_result res;
-    char *env[] = { "PATH=/usr/bin", "TLSFRONT_BIN=/x/tlsfront", "TLSFRONT_WORKERS=5",
-                    "TLSFRONT_LISTEN=127.0.0.1:1 [::1]:2,proxy\t:3",
-                    "TLSFRONT_ROUTE=a.example=app:1 *.b.example=app:2,mode=http",
-                    "TLSFRONT_BACKEND=", "TLSFRONT_HANDSHAKE_TIMEOUT=2s",
-                    "TLSFRONT_LOG_LEVEL=warn", "TLSFRONT_ALPN=h2,http/1.1",
-                    "TLSFRONT_ISSUE_RATE=0.5", "TLSFRONT_ACME_EMAIL=ops@example.com",
-                    "TLSFRONT_ALLOW=x.example y.example", "TLSFRONT_CHECK=yes",
-                    "TLSFRONT_HELP=1", "tlsfront_workers=9", NULL };
+    char *env[] = {"PATH=/usr/bin",
+                   "TLSFRONT_BIN=/x/tlsfront",
+                   "TLSFRONT_WORKERS=5",
+                   "TLSFRONT_LISTEN=127.0.0.1:1 [::1]:2,proxy\t:3",
+                   "TLSFRONT_ROUTE=a.example=app:1 *.b.example=app:2,mode=http",
+                   "TLSFRONT_BACKEND=",
+                   "TLSFRONT_HANDSHAKE_TIMEOUT=2s",
+                   "TLSFRONT_LOG_LEVEL=warn",
+                   "TLSFRONT_ALPN=h2,http/1.1",
+                   "TLSFRONT_ISSUE_RATE=0.5",
+                   "TLSFRONT_ACME_EMAIL=ops@example.com",
+                   "TLSFRONT_ALLOW=x.example y.example",
+                   "TLSFRONT_CHECK=yes",
+                   "TLSFRONT_HELP=1",
+                   "tlsfront_workers=9",
+                   NULL};
 
     CHECK_EQ_INT(load(&res, env, NULL), 0);
     if (!res.cfg) {
@@ -307,21 +312,21 @@ static void test_json(void)
 {
     struct tf_config_result res;
     struct tf_config *c;
-    const char *path = write_tmp(
-        "{\n"
-        "  \"listen\": [\"127.0.0.1:8443\", \":9443,proxy\"],\n"
-        "  \"workers\": 2, \"backlog\": 64,\n"
-        "  \"backend\": \"app:8080,mode=http\",\n"
-        "  \"routes\": [\"x.example=app:1\",\n"
-        "             {\"pattern\": \"*.Y.example\", \"backend\": \"[::1]:2\",\n"
-        "              \"alpn\": [\"h2\", \"http/1.1\"], \"proxy_protocol\": \"v1\",\n"
-        "              \"mode\": \"http\"}],\n"
-        "  \"alpn\": [\"h2\"],\n"
-        "  \"handshake_timeout\": \"1500ms\", \"idle_timeout\": 60, \"grace\": 0.25,\n"
-        "  \"tls_min\": 1.3, \"log_format\": \"json\", \"issue_rate\": 30,\n"
-        "  \"acme_email\": null, \"allow\": [\"*.z.example\"], \"idle_name_days\": 3,\n"
-        "  \"admin\": \"[::1]:9100\"\n"
-        "}\n");
+    const char *path =
+        write_tmp("{\n"
+                  "  \"listen\": [\"127.0.0.1:8443\", \":9443,proxy\"],\n"
+                  "  \"workers\": 2, \"backlog\": 64,\n"
+                  "  \"backend\": \"app:8080,mode=http\",\n"
+                  "  \"routes\": [\"x.example=app:1\",\n"
+                  "             {\"pattern\": \"*.Y.example\", \"backend\": \"[::1]:2\",\n"
+                  "              \"alpn\": [\"h2\", \"http/1.1\"], \"proxy_protocol\": \"v1\",\n"
+                  "              \"mode\": \"http\"}],\n"
+                  "  \"alpn\": [\"h2\"],\n"
+                  "  \"handshake_timeout\": \"1500ms\", \"idle_timeout\": 60, \"grace\": 0.25,\n"
+                  "  \"tls_min\": 1.3, \"log_format\": \"json\", \"issue_rate\": 30,\n"
+                  "  \"acme_email\": null, \"allow\": [\"*.z.example\"], \"idle_name_days\": 3,\n"
+                  "  \"admin\": \"[::1]:9100\"\n"
+                  "}\n");
 
     CHECK_EQ_INT(load(&res, NULL, "-c", path, NULL), 0);
     c = res.cfg;
@@ -359,7 +364,7 @@ static void test_json(void)
     /* The file can also come from TLSFRONT_CONFIG; "route" is accepted as well as "routes". */
     path = write_tmp("{\"route\": [\"r.example=app:1\"]}");
     char *var = tf_asprintf("TLSFRONT_CONFIG=%s", path);
-    char *env[] = { var, NULL };
+    char *env[] = {var, NULL};
     CHECK_EQ_INT(load(&res, env, NULL), 0);
     CHECK(res.cfg && res.cfg->n_routes == 1);
     tf_config_unref(res.cfg);
@@ -372,8 +377,8 @@ static void test_precedence(void)
     const char *path = write_tmp("{\"workers\": 2, \"backend\": \"app:1\","
                                  " \"listen\": [\"127.0.0.1:1\", \"127.0.0.1:2\"]}");
     char *var = tf_asprintf("TLSFRONT_CONFIG=%s", path);
-    char *env_both[] = { var, "TLSFRONT_WORKERS=3", "TLSFRONT_LISTEN=127.0.0.1:3", NULL };
-    char *env_file[] = { var, NULL };
+    char *env_both[] = {var, "TLSFRONT_WORKERS=3", "TLSFRONT_LISTEN=127.0.0.1:3", NULL};
+    char *env_file[] = {var, NULL};
 
     /* scalar: flag > env > file > default */
     CHECK_EQ_INT(load(&res, env_both, "--workers", "4", NULL), 0);
@@ -390,8 +395,8 @@ static void test_precedence(void)
     tf_config_unref(res.cfg);
 
     /* lists: the highest source that sets one replaces the lower ones wholesale */
-    CHECK_EQ_INT(load(&res, env_both, "--listen", "127.0.0.1:4", "--listen", "127.0.0.1:5",
-                      NULL), 0);
+    CHECK_EQ_INT(load(&res, env_both, "--listen", "127.0.0.1:4", "--listen", "127.0.0.1:5", NULL),
+                 0);
     CHECK(res.cfg && res.cfg->n_listen == 2 && port_of(&res.cfg->listen[0].addr) == 4 &&
           port_of(&res.cfg->listen[1].addr) == 5);
     tf_config_unref(res.cfg);
@@ -427,7 +432,7 @@ static void test_durations(void)
           ms == 86400000);
     CHECK(tf_config_parse_duration("7", 0, max, false, &ms, err, sizeof(err)) == 0 && ms == 7000);
     CHECK(tf_config_parse_duration("0", 0, max, false, &ms, err, sizeof(err)) == 0 && ms == 0);
-    const char *bad[] = { "", "10x", "1.5s", "-1", "ms", " 5", "5 ", "5S", "99999999999999999999" };
+    const char *bad[] = {"", "10x", "1.5s", "-1", "ms", " 5", "5 ", "5S", "99999999999999999999"};
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++)
         CHECK_EQ_INT(tf_config_parse_duration(bad[i], 0, max, false, &ms, err, sizeof(err)),
                      TF_EINVAL);
@@ -467,13 +472,13 @@ static void test_listen_forms(void)
     CHECK_EQ_INT(tf_config_parse_listen("127.0.0.1:0", &l, err, sizeof(err)), 0);
     tf_config_listen_clear(&l);
 
-    const char *bad_addr[] = { "1.2.3:80", "localhost:80", "::1:80", "[::1]80", "[zz]:80",
-                               "80", "[]:80", "1.2.3.4" };
+    const char *bad_addr[] = {"1.2.3:80", "localhost:80", "::1:80", "[::1]80",
+                              "[zz]:80",  "80",           "[]:80",  "1.2.3.4"};
     for (size_t i = 0; i < TF_ARRAY_LEN(bad_addr); i++) {
         CHECK_EQ_INT(tf_config_parse_listen(bad_addr[i], &l, err, sizeof(err)), TF_EINVAL);
         CHECK(CONTAINS(err, "bad address"));
     }
-    const char *bad_port[] = { "1.2.3.4:70000", "1.2.3.4:", "1.2.3.4:8x", ":-1" };
+    const char *bad_port[] = {"1.2.3.4:70000", "1.2.3.4:", "1.2.3.4:8x", ":-1"};
     for (size_t i = 0; i < TF_ARRAY_LEN(bad_port); i++) {
         CHECK_EQ_INT(tf_config_parse_listen(bad_port[i], &l, err, sizeof(err)), TF_EINVAL);
         CHECK(CONTAINS(err, "bad port"));
@@ -501,17 +506,19 @@ static void test_backend_parse(void)
     CHECK_EQ_INT(tf_config_parse_backend("my_svc.internal:1", &b, err, sizeof(err)), 0);
     tf_config_backend_clear(&b);
 
-    const struct { const char *spec, *msg; } bad[] = {
-        { "app:99999", "bad port in \"app:99999\"" },
-        { "app:0", "bad port" },
-        { "app", "expected HOST:PORT" },
-        { "::1:80", "expected HOST:PORT" },
-        { "bad host!:80", "bad host" },
-        { "1.2.3:80", "bad host" },
-        { ":80", "bad host" },
-        { "app:80,proxy=v3", "bad option \"proxy=v3\"" },
-        { "app:80,alpn=h2", "bad option \"alpn=h2\"" },
-        { "app:80,foo", "bad option \"foo\"" },
+    const struct {
+        const char *spec, *msg;
+    } bad[] = {
+        {"app:99999", "bad port in \"app:99999\""},
+        {"app:0", "bad port"},
+        {"app", "expected HOST:PORT"},
+        {"::1:80", "expected HOST:PORT"},
+        {"bad host!:80", "bad host"},
+        {"1.2.3:80", "bad host"},
+        {":80", "bad host"},
+        {"app:80,proxy=v3", "bad option \"proxy=v3\""},
+        {"app:80,alpn=h2", "bad option \"alpn=h2\""},
+        {"app:80,foo", "bad option \"foo\""},
     };
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
         CHECK_EQ_INT(tf_config_parse_backend(bad[i].spec, &b, err, sizeof(err)), TF_EINVAL);
@@ -531,11 +538,12 @@ static void test_routes_and_patterns(void)
     CHECK(r.n_alpn == 1 && strcmp(r.alpn[0], "http/1.1") == 0);
     tf_config_route_clear(&r);
     CHECK_EQ_INT(tf_config_parse_route("*.example.com=app:80,alpn=h2+http/1.1,mode=http", &r, err,
-                                       sizeof(err)), 0);
+                                       sizeof(err)),
+                 0);
     CHECK(r.n_alpn == 2 && strcmp(r.alpn[1], "http/1.1") == 0 && r.backend.mode == TF_MODE_HTTP);
     tf_config_route_clear(&r);
 
-    const char *good[] = { "localhost", "a-b.example", "*.com", "xn--bcher-kva.example", "1a.b" };
+    const char *good[] = {"localhost", "a-b.example", "*.com", "xn--bcher-kva.example", "1a.b"};
     for (size_t i = 0; i < TF_ARRAY_LEN(good); i++) {
         CHECK_EQ_INT(tf_config_parse_pattern(good[i], &p, err, sizeof(err)), 0);
         free(p);
@@ -544,8 +552,9 @@ static void test_routes_and_patterns(void)
     char long_label[80];
     memset(long_label, 'a', 64);
     strcpy(long_label + 64, ".com");
-    const char *bad[] = { "*.*.x", "*", "*.", "a..b", "-a.com", "a-.com", "a.com.", ".a.com",
-                          "1.2.3.4", "a_b.com", "a*.com", "x.*.com", "", "a b.com", long_label };
+    const char *bad[] = {"*.*.x",  "*",       "*.",     "a..b",    "-a.com",
+                         "a-.com", "a.com.",  ".a.com", "1.2.3.4", "a_b.com",
+                         "a*.com", "x.*.com", "",       "a b.com", long_label};
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
         CHECK_EQ_INT(tf_config_parse_pattern(bad[i], &p, err, sizeof(err)), TF_EINVAL);
         CHECK(CONTAINS(err, "bad pattern"));
@@ -553,11 +562,10 @@ static void test_routes_and_patterns(void)
 
     CHECK_EQ_INT(tf_config_parse_route("example.com", &r, err, sizeof(err)), TF_EINVAL);
     CHECK(CONTAINS(err, "expected PATTERN=HOST:PORT"));
-    CHECK_EQ_INT(tf_config_parse_route("a.com=app:1,alpn=1+2+3+4+5+6+7+8+9", &r, err,
-                                       sizeof(err)), TF_EINVAL);
-    CHECK(CONTAINS(err, "too many protocols"));
-    CHECK_EQ_INT(tf_config_parse_route("a.com=app:1,alpn=h2+h2", &r, err, sizeof(err)),
+    CHECK_EQ_INT(tf_config_parse_route("a.com=app:1,alpn=1+2+3+4+5+6+7+8+9", &r, err, sizeof(err)),
                  TF_EINVAL);
+    CHECK(CONTAINS(err, "too many protocols"));
+    CHECK_EQ_INT(tf_config_parse_route("a.com=app:1,alpn=h2+h2", &r, err, sizeof(err)), TF_EINVAL);
     CHECK(CONTAINS(err, "duplicate protocol"));
 
     struct tf_config_result res;
@@ -575,9 +583,9 @@ static void test_routes_and_patterns(void)
 static void test_errors(void)
 {
     struct tf_config_result res;
-    char *env_port[] = { "TLSFRONT_BACKEND=app:99999", NULL };
-    char *env_check[] = { "TLSFRONT_CHECK=maybe", NULL };
-    char *env_missing[] = { "TLSFRONT_CONFIG=/nonexistent/tf.json", NULL };
+    char *env_port[] = {"TLSFRONT_BACKEND=app:99999", NULL};
+    char *env_check[] = {"TLSFRONT_CHECK=maybe", NULL};
+    char *env_missing[] = {"TLSFRONT_CONFIG=/nonexistent/tf.json", NULL};
     char expect[512];
 
     CHECK_EQ_STR(load_err(&res, NULL, "--backend", "a:1", "--workers", "abc", NULL),
@@ -585,8 +593,9 @@ static void test_errors(void)
     CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--workers", "0", NULL),
                    "--workers: expected an integer 1..1024"));
     CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--workers=12x", NULL), "--workers"));
-    CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--backlog", "99999999999999999999",
-                            NULL), "--backlog: expected an integer"));
+    CHECK(CONTAINS(
+        load_err(&res, NULL, "--backend", "a:1", "--backlog", "99999999999999999999", NULL),
+        "--backlog: expected an integer"));
     CHECK_EQ_STR(load_err(&res, env_port, NULL), "TLSFRONT_BACKEND: bad port in \"app:99999\"");
     CHECK(CONTAINS(load_err(&res, env_check, "--backend", "a:1", NULL), "TLSFRONT_CHECK:"));
     CHECK_EQ_STR(load_err(&res, NULL, NULL), "config: no backend: set --backend or --route");
@@ -615,8 +624,9 @@ static void test_errors(void)
                    "--acme-eab-hmac: expected base64url"));
     CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--acme-eab-kid", "k", NULL),
                    "--acme-eab-kid and --acme-eab-hmac"));
-    CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--backoff-base", "2h",
-                            "--backoff-max", "1h", NULL), "--backoff-max"));
+    CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--backoff-base", "2h", "--backoff-max",
+                            "1h", NULL),
+                   "--backoff-max"));
     CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--admin", "nohost:1", NULL),
                    "--admin: bad address"));
     CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--redirect-http", "[::1]:x", NULL),
@@ -674,17 +684,27 @@ static void test_json_errors(void)
                    ": key \"alpn\": expected an array of strings without ','");
 }
 
-/* Run a load with stdout sent to /dev/null (for --help and --version). */
-static int load_quiet(struct tf_config_result *res, const char *flag)
+/* Run a load with stdout captured (for --help and --version); *out is a heap copy. */
+static int load_captured(struct tf_config_result *res, const char *flag, char **out)
 {
-    int saved = dup(STDOUT_FILENO), devnull = open("/dev/null", O_WRONLY), rc;
+    char *path = tf_asprintf("%s/stdout.XXXXXX", tmpdir), buf[16384];
+    int saved = dup(STDOUT_FILENO), fd = mkstemp(path), rc;
+    ssize_t n;
+
+    if (saved < 0 || fd < 0)
+        abort();
     fflush(stdout);
-    dup2(devnull, STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
     rc = load(res, NULL, flag, "--bogus-after-help", NULL);
     fflush(stdout);
     dup2(saved, STDOUT_FILENO);
     close(saved);
-    close(devnull);
+    n = pread(fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    *out = tf_strdup(buf);
+    close(fd);
+    unlink(path);
+    free(path);
     return rc;
 }
 
@@ -692,32 +712,42 @@ static void test_actions(void)
 {
     struct tf_config_result res;
     const char *u = tf_config_usage();
-    const char *flags[] = { "--listen ADDR:PORT", "--backlog", "--workers", "--certs",
-                            "--default-cert", "--backend", "--route", "--alpn",
-                            "--handshake-timeout", "--idle-timeout", "--connect-timeout",
-                            "--grace", "--ticket-rotate", "--max-connections", "--tls-min",
-                            "--log-format", "--log-level", "--admin", "--storage",
-                            "--acme-directory", "--acme-email", "--acme-ca", "--acme-eab-kid",
-                            "--acme-eab-hmac", "--acme-profile", "--acme-key-type",
-                            "--cert-key-type", "--acme-timeout", "--allow", "--ask ",
-                            "--ask-timeout", "--ask-cache", "--hold-timeout", "--issue-rate",
-                            "--issue-burst", "--max-orders", "--max-held ", "--max-held-per-ip",
-                            "--max-names", "--backoff-base", "--backoff-max", "--idle-name-days",
-                            "--redirect-http", "--config", "--check", "--help", "--version" };
+    char *out = NULL;
+    /* Every flag of the brief, each on its own usage line. */
+    const char *names = "listen backlog workers certs default-cert backend route alpn "
+                        "handshake-timeout idle-timeout connect-timeout grace ticket-rotate "
+                        "max-connections tls-min log-format log-level admin storage "
+                        "acme-directory acme-email acme-ca acme-eab-kid acme-eab-hmac "
+                        "acme-profile acme-key-type cert-key-type acme-timeout allow ask "
+                        "ask-timeout ask-cache hold-timeout issue-rate issue-burst max-orders "
+                        "max-held max-held-per-ip max-names backoff-base backoff-max "
+                        "idle-name-days redirect-http config check help version";
 
     CHECK_EQ_INT(load(&res, NULL, "--backend", "a:1", "--check", NULL), 0);
     CHECK(res.check_only && res.cfg != NULL);
     tf_config_unref(res.cfg);
-    CHECK_EQ_INT(load_quiet(&res, "--help"), 0);
+    CHECK_EQ_INT(load_captured(&res, "--help", &out), 0);
     CHECK(res.help && res.cfg == NULL && !res.version);
-    CHECK_EQ_INT(load_quiet(&res, "-h"), 0);
+    CHECK_EQ_STR(out, u);
+    free(out);
+    CHECK_EQ_INT(load_captured(&res, "-h", &out), 0);
     CHECK(res.help && res.cfg == NULL);
-    CHECK_EQ_INT(load_quiet(&res, "--version"), 0);
+    free(out);
+    CHECK_EQ_INT(load_captured(&res, "--version", &out), 0);
     CHECK(res.version && res.cfg == NULL && !res.help);
-    for (size_t i = 0; i < TF_ARRAY_LEN(flags); i++) {
-        if (!CONTAINS(u, flags[i]))
-            fprintf(stderr, "usage lacks %s\n", flags[i]);
-        CHECK(CONTAINS(u, flags[i]));
+    CHECK_EQ_STR(out, "tlsfront " TLSFRONT_VERSION "\n");
+    free(out);
+    for (const char *p = names; *p;) {
+        size_t n = strcspn(p, " ");
+        char *line = tf_asprintf("\n  --%.*s", (int)n, p);
+        char *sp = tf_asprintf("%s ", line), *nl = tf_asprintf("%s\n", line);
+        if (!CONTAINS(u, sp) && !CONTAINS(u, nl))
+            fprintf(stderr, "usage lacks --%.*s\n", (int)n, p);
+        CHECK(CONTAINS(u, sp) || CONTAINS(u, nl));
+        free(line);
+        free(sp);
+        free(nl);
+        p += n + (p[n] == ' ');
     }
     CHECK(CONTAINS(u, "--handshake-timeout DUR\n        TLS handshake time limit (default 10s)"));
     CHECK(CONTAINS(u, "TLSFRONT_"));
@@ -727,7 +757,8 @@ static void test_refcount(void)
 {
     struct tf_config_result res;
     CHECK_EQ_INT(load(&res, NULL, "--route", "a.example=app:1,alpn=h2", "--allow", "b.example",
-                      "--admin", ":9", "--acme-email", "x@y", NULL), 0);
+                      "--admin", ":9", "--acme-email", "x@y", NULL),
+                 0);
     if (!res.cfg)
         return;
     tf_config_ref(res.cfg);

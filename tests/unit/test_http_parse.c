@@ -180,6 +180,16 @@ static void test_header_too_big(void)
     p = tf_http_parser_new(MIB, false);
     CHECK_EQ_INT(feed(p, raw, strlen(raw), 0), TF_EPROTO);
     tf_http_parser_free(p);
+
+    /* Just under the cap is fine, however finely it is split. */
+    pos = (size_t)sprintf(raw, "HTTP/1.1 200 OK\r\n");
+    while (pos < 60 * 1024) /* 200 fields of 300 bytes: under the field count cap too */
+        pos += (size_t)sprintf(raw + pos, "X-Header-Name: %0282d\r\n", 7);
+    strcpy(raw + pos, "Content-Length: 0\r\n\r\n");
+    p = tf_http_parser_new(MIB, false);
+    CHECK_EQ_INT(feed(p, raw, strlen(raw), 1), 0);
+    CHECK(tf_http_parser_done(p));
+    tf_http_parser_free(p);
     free(raw);
 }
 
@@ -321,6 +331,68 @@ static void test_retry_after(void)
     }
 }
 
+/* Serialises rq for url and compares with the exact expected bytes. */
+static void check_wire(const char *url, const struct tf_http_request *rq, const char *want)
+{
+    struct tf_http_url u;
+    char *wire = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(tf_http_url_parse(url, &u), 0);
+    CHECK_EQ_INT(tf_http_request_serialize(rq, &u, &wire, &len), 0);
+    CHECK_EQ_STR(wire, want);
+    CHECK_EQ_INT(len, strlen(want));
+    free(wire);
+    tf_http_url_clear(&u);
+}
+
+static void test_serialize(void)
+{
+    struct tf_http_request get = {.method = "GET"};
+    check_wire("https://Example.org/dir?x=1#f", &get,
+               "GET /dir?x=1 HTTP/1.1\r\nHost: example.org\r\n"
+               "User-Agent: tlsfront/" TLSFRONT_VERSION "\r\n\r\n");
+    struct tf_http_header extra[] = {{"Accept", "application/json"}, {"X-Empty", ""}};
+    struct tf_http_request post = {.method = "POST", .content_type = "application/jose+json",
+                                   .body = "{\"a\":1}", .body_len = 7, .headers = extra,
+                                   .n_headers = 2};
+    check_wire("http://[::1]:8080/new-acct", &post,
+               "POST /new-acct HTTP/1.1\r\nHost: [::1]:8080\r\n"
+               "User-Agent: tlsfront/" TLSFRONT_VERSION "\r\n"
+               "Content-Type: application/jose+json\r\nContent-Length: 7\r\n"
+               "Accept: application/json\r\nX-Empty: \r\n\r\n{\"a\":1}");
+    struct tf_http_request empty_post = {.method = "POST"};
+    check_wire("https://h:443/", &empty_post,
+               "POST / HTTP/1.1\r\nHost: h\r\nUser-Agent: tlsfront/" TLSFRONT_VERSION
+               "\r\nContent-Length: 0\r\n\r\n");
+
+    struct tf_http_url u;
+    CHECK_EQ_INT(tf_http_url_parse("http://h/", &u), 0);
+    struct tf_http_header bad_headers[][1] = {
+        {{"X-A", "1\r\nX-Injected: 1"}}, {{"Bad Name", "1"}}, {{"host", "other"}},
+        {{"Content-Length", "5"}}, {{"Transfer-Encoding", "chunked"}}, {{"", "x"}}};
+    for (size_t i = 0; i < TF_ARRAY_LEN(bad_headers); i++) {
+        struct tf_http_request rq = {.method = "GET", .headers = bad_headers[i], .n_headers = 1};
+        char *wire = (char *)"unchanged";
+        size_t len;
+        CHECK_EQ_INT(tf_http_request_serialize(&rq, &u, &wire, &len), TF_EINVAL);
+        CHECK(wire == NULL);
+    }
+    const char *bad_methods[] = {"", "GE T", "GET\r\n", "G/ET"};
+    for (size_t i = 0; i < TF_ARRAY_LEN(bad_methods); i++) {
+        struct tf_http_request rq = {.method = bad_methods[i]};
+        char *wire;
+        size_t len;
+        CHECK_EQ_INT(tf_http_request_serialize(&rq, &u, &wire, &len), TF_EINVAL);
+    }
+    struct tf_http_request ct = {.method = "POST", .content_type = "a\nb"};
+    char *wire;
+    size_t len;
+    CHECK_EQ_INT(tf_http_request_serialize(&ct, &u, &wire, &len), TF_EINVAL);
+    struct tf_http_request nobody = {.method = "POST", .body_len = 3};
+    CHECK_EQ_INT(tf_http_request_serialize(&nobody, &u, &wire, &len), TF_EINVAL);
+    tf_http_url_clear(&u);
+}
+
 int main(void)
 {
     TF_TEST_RUN(test_fixed_length_byte_by_byte);
@@ -333,6 +405,7 @@ int main(void)
     TF_TEST_RUN(test_garbage_and_truncation);
     TF_TEST_RUN(test_same_name_headers_and_extra_bytes);
     TF_TEST_RUN(test_url);
+    TF_TEST_RUN(test_serialize);
     TF_TEST_RUN(test_retry_after);
     return TF_TEST_DONE();
 }

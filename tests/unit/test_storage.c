@@ -112,11 +112,17 @@ static void test_no_temp_files(void)
 
 static void test_key_rules(void)
 {
-    static const char *bad[] = {"", "/a", "a/", "a//b", "..", "a/../b", ".", "./a", ".hidden",
-                                "a/.tmp", "A", "a b", "a\\b", "*", "*.", "*..x", "a*b", "a/*",
-                                "x.*.y", "_wildcard_.x", "a/_wildcard_", "caf\xc3\xa9"};
-    static const char *good[] = {"a", "a.b-c_d/0", "*.example.com", "certs/*.example.com/c.pem",
-                                 "a..b", "x_y", "_acme-challenge.example.com"};
+    static const char *bad[] = {
+        "",        "/a",     "a/",    "a//b",         "..",           "a/../b",     ".",  "./a",
+        ".hidden", "a/.tmp", "A",     "a b",          "a\\b",         "*",          "*.", "*..x",
+        "a*b",     "a/*",    "x.*.y", "_wildcard_.x", "a/_wildcard_", "caf\xc3\xa9"};
+    static const char *good[] = {"a",
+                                 "a.b-c_d/0",
+                                 "*.example.com",
+                                 "certs/*.example.com/c.pem",
+                                 "a..b",
+                                 "x_y",
+                                 "_acme-challenge.example.com"};
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
         if (tf_storage_key_valid(bad[i]))
             fprintf(stderr, "accepted bad key \"%s\"\n", bad[i]);
@@ -172,7 +178,7 @@ static void test_wildcard_and_list(void)
     CHECK_EQ_STR(w, "certs/*.example.com/cert.pem");
     free(w);
     CHECK_EQ_INT(lock_wait(s, "a/x", 30, 0), 0); /* a lease must not show up as a key */
-    write_file(dir, "a/.x.tmp.0123", "half");   /* an interrupted write */
+    write_file(dir, "a/.x.tmp.0123", "half");    /* an interrupted write */
     write_file(dir, "a/README", "not a key");
     struct res r = {0};
     CHECK_EQ_INT(done_wait(s, tf_storage_list(s, "a", on_list, &r), &r), 0);

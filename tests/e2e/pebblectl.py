@@ -1,0 +1,116 @@
+"""Debian's pebble (a real ACME CA) and pebble-challtestsrv (its DNS) for the e2e tests,
+started on loopback with their own throwaway HTTPS CA, stopped by PID at the end."""
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+
+from tfcommon import Proc, free_port, tmpdir
+
+
+def _free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Pebble:
+    """pebble + challtestsrv. tls_port: where pebble's validator dials (tlsfront's port)."""
+
+    def __init__(self, tls_port, env=None, always_valid=False):
+        self.dir = tmpdir()
+        d = self.dir
+        subj = "/CN=pebble-test-ca"
+        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", d + "/ca.key", "-out", d + "/ca.crt", "-days", "3", "-subj", subj)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", d + "/key.pem", "-out", d + "/csr.pem", "-subj", "/CN=localhost")
+        with open(d + "/ext.cnf", "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("openssl", "x509", "-req", "-in", d + "/csr.pem", "-CA", d + "/ca.crt", "-CAkey",
+            d + "/ca.key", "-CAcreateserial", "-out", d + "/cert.pem", "-days", "3", "-extfile",
+            d + "/ext.cnf")
+        self.ca_file = d + "/ca.crt"
+        self.port = free_port()
+        self.mgmt = free_port()
+        self.dns_port = _free_udp_port()
+        self.dns_mgmt = free_port()
+        self.tls_port = tls_port
+        self.dns = Proc("challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
+                                         "-defaultIPv6", "", "-dns01",
+                                         "127.0.0.1:%d" % self.dns_port, "-http01", "",
+                                         "-https01", "", "-tlsalpn01", "", "-management",
+                                         "127.0.0.1:%d" % self.dns_mgmt])
+        self.env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0",
+                    "PEBBLE_WFE_NONCEREJECT": "0"}
+        if always_valid:
+            self.env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
+                          "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
+                          "certificate": self.dir + "/cert.pem",
+                          "privateKey": self.dir + "/key.pem",
+                          "httpPort": 5002, "tlsPort": self.tls_port,
+                          "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        path = self.dir + "/pebble.json"
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        self.proc = Proc("pebble", ["pebble", "-config", path, "-dnsserver",
+                                    "127.0.0.1:%d" % self.dns_port], env=self.env)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.dump()
+        raise RuntimeError("pebble did not start")
+
+    def stop(self):
+        self.proc.stop()
+
+    @property
+    def directory(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def _get(self, url):
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+            return r.read()
+
+    def root_pem(self):
+        """pebble's issuing root, from its management API."""
+        return self._get("https://127.0.0.1:%d/roots/0" % self.mgmt).decode()
+
+    def intermediate_pem(self):
+        return self._get("https://127.0.0.1:%d/intermediates/0" % self.mgmt).decode()
+
+    def orders(self):
+        """How many orders pebble created (newOrder requests it answered with an order)."""
+        return len(re.findall(r"POST /order-plz", self.proc.stdout_text() + self.proc.stderr_text()))
+
+    def log(self):
+        return self.proc.stdout_text() + self.proc.stderr_text()
+
+    def set_a(self, host, addr):
+        """Point host's A record somewhere else (challtestsrv management API)."""
+        body = json.dumps({"host": host, "addresses": [addr]}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d/add-a" % self.dns_mgmt, data=body)
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def tlsfront_args(self, storage):
+        return ["--acme-directory", self.directory, "--acme-ca", self.ca_file,
+                "--storage", storage, "--acme-email", "ops@example.test"]
