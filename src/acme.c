@@ -9,6 +9,7 @@
 #include "common.h"
 #include "jws.h"
 #include "log.h"
+#include "name.h"
 #include "renew.h"
 
 #include <ctype.h>
@@ -284,14 +285,17 @@ struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct
 
 /* ---- obtain ---- */
 
+/* A lower-case host name or one-label wildcard that storage can hold. */
 static bool name_ok(const char *name)
 {
     for (const char *p = name; *p; p++)
         if (isupper((unsigned char)*p))
             return false;
+    if (!tf_name_pattern_valid(name))
+        return false;
     char *key = tf_acme_store_key(name, "cert.pem");
     free(key);
-    return key != NULL && strlen(name) <= 253;
+    return key != NULL;
 }
 
 int tf_acme_obtain(struct tf_acme *a, const char *name, const struct tf_acme_order_opts *opts,

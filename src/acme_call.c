@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,17 @@ static void call_error_status(struct tf_acme_call *c, const struct tf_http_respo
     tf_acme_problem_clear(&p);
 }
 
+/* newNonce answered without a usable Replay-Nonce: a problem of our own making, so the
+ * order's reason says what went wrong. */
+static void call_no_nonce(struct tf_acme_call *c, int status)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "newNonce answered HTTP %d without a valid Replay-Nonce",
+             status);
+    struct tf_acme_problem p = {.type = "", .detail = detail, .status = status};
+    call_finish(c, TF_EPROTO, NULL, &p);
+}
+
 static void on_call_http(int err, const struct tf_http_response *resp, void *arg)
 {
     struct tf_acme_call *c = arg;
@@ -159,7 +171,7 @@ static void on_call_http(int err, const struct tf_http_response *resp, void *arg
         if (resp->status >= 500)
             call_backoff(c, TF_EPROTO, NULL);
         else if (c->a->n_nonces == 0)
-            call_finish(c, TF_EPROTO, NULL, NULL);
+            call_no_nonce(c, resp->status);
         else
             call_send(c);
     } else if (resp->status >= 400) {

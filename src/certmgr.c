@@ -124,7 +124,10 @@ static void responder_publish(void *arg, const char *name, const char *key_autho
     publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
     X509_free(cert);
     EVP_PKEY_free(key);
-    TF_DEBUG("certmgr", "name=%s challenge published", name);
+    /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
+    const char *dot = strchr(key_authorization, '.');
+    TF_DEBUG("certmgr", "name=%s challenge published token=%.*s", name,
+             dot ? (int)(dot - key_authorization) : 0, key_authorization);
 }
 
 static void responder_unpublish(void *arg, const char *name)

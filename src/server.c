@@ -300,14 +300,18 @@ static int bind_all(struct tf_server *s)
             free(tmp);
             return 1;
         }
-        char name[80];
-        tf_listener_name(tmp[0], name, sizeof name);
-        TF_INFO("server", "listening on %s (%d workers)", name, s->n_workers);
         for (int w = 0; w < s->n_workers; w++)
             s->fds[w][l] = tmp[w];
     }
     free(tmp);
     return 0;
+}
+
+static int uv_fileno_of(uv_tcp_t *t)
+{
+    uv_os_fd_t fd = -1;
+    uv_fileno((uv_handle_t *)t, &fd);
+    return fd;
 }
 
 static int init_control(struct tf_server *s)
@@ -386,6 +390,12 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             return 1;
         }
         s->n_started++;
+    }
+    /* Logged once every socket listens: tests and operators may connect from this line on. */
+    for (int l = 0; l < cfg->n_listen; l++) {
+        char name[80];
+        tf_listener_name(uv_fileno_of(&s->workers[0].listeners[l]), name, sizeof name);
+        TF_INFO("server", "listening on %s (%d workers)", name, s->n_workers);
     }
     return 0;
 }

@@ -23,7 +23,7 @@ def _free_udp_port():
 class Pebble:
     """pebble + challtestsrv. tls_port: where pebble's validator dials (tlsfront's port)."""
 
-    def __init__(self, tls_port, env=None, always_valid=False):
+    def __init__(self, env=None, always_valid=False):
         self.dir = tmpdir()
         d = self.dir
         subj = "/CN=pebble-test-ca"
@@ -42,7 +42,7 @@ class Pebble:
         self.mgmt = free_port()
         self.dns_port = _free_udp_port()
         self.dns_mgmt = free_port()
-        self.tls_port = tls_port
+        self.tls_port = None
         self.dns = Proc("challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
                                          "-defaultIPv6", "", "-dns01",
                                          "127.0.0.1:%d" % self.dns_port, "-http01", "",
@@ -55,9 +55,11 @@ class Pebble:
         if env:
             self.env.update(env)
         self.proc = None
-        self.start()
 
-    def start(self):
+    def start(self, tls_port=None):
+        """Start pebble; its validator dials tls_port (tlsfront's listening port)."""
+        if tls_port:
+            self.tls_port = tls_port
         cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
                           "certificate": self.dir + "/cert.pem",

@@ -167,6 +167,18 @@ def _cleanup():
 atexit.register(_cleanup)
 
 
+def _excepthook(kind, value, tb):
+    """An exception ends the test: show it, then every process's log."""
+    sys.__excepthook__(kind, value, tb)
+    _failures.append("exception: %r" % value)
+    for p in _all_procs:
+        p.dump()
+    print("%d passed, %d failed" % (_passes, len(_failures)), flush=True)
+
+
+sys.excepthook = _excepthook
+
+
 def make_certs(d=None):
     """The standard certificate set from certs/mkcerts.sh demo."""
     d = d or tmpdir()
@@ -292,6 +304,8 @@ def http_handler(body_prefix=b"hello from backend"):
             body = body_prefix + b" path=" + path + b"\n"
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
                       % (len(body), body))
+            if b"\r\nconnection: close" in head.lower():
+                return
 
     return h
 
