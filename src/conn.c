@@ -172,6 +172,7 @@ static void handshake_done(struct tf_conn *c)
         TF_STAT_ADD(&c->w->server->stats, acme_challenges_served, 1);
         c->tls_version = SSL_get_version(c->ssl);
         c->alpn = TF_ALPN01_PROTO;
+        c->end = "acme_challenge"; /* the validator may already be gone: that is fine */
         SSL_shutdown(c->ssl);
         tf_pump_flush_tls(c);
         tf_conn_close(c, "acme_challenge");
