@@ -115,6 +115,7 @@ static void sconn_parse(struct sconn *c)
         c->len -= n;
         srv.requests++;
         srv.open_now++;
+        uv_stop(loop);
         srv.max_open = TF_MAX(srv.max_open, srv.open_now);
         serve(c);
     }
@@ -199,9 +200,14 @@ static bool srv_start(void)
 
 /* ---- waiting ---- */
 
-static void on_guard(uv_timer_t *t) { *(bool *)t->data = true; }
+static void on_guard(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+    uv_stop(loop);
+}
 
-/* Run the loop until *counter >= target or max_ms passed; true if the target was reached. */
+/* Run the loop until *counter >= target or max_ms passed; true if the target was reached.
+ * Every event that moves a counter calls uv_stop() so the loop does not sit in poll. */
 static bool run_until(const int *counter, int target, uint64_t max_ms)
 {
     bool expired = false;
@@ -239,6 +245,7 @@ static void on_verdict(int verdict, const char *why, void *arg)
     r->calls++;
     r->verdict = verdict;
     r->why = why;
+    uv_stop(loop); /* let run_until() look at its counter now */
 }
 
 static struct tf_gate_req *check(struct tf_gate *g, const char *name, struct result *r)
@@ -273,7 +280,11 @@ static struct tf_gate *gate(char **allow, int n, const char *ask_url, uint32_t t
     return g;
 }
 
-static void on_gate_closed(void *arg) { (*(int *)arg)++; }
+static void on_gate_closed(void *arg)
+{
+    (*(int *)arg)++;
+    uv_stop(loop);
+}
 
 static void close_gate(struct tf_gate *g)
 {
@@ -535,7 +546,11 @@ static void test_cancel(void)
     close_gate(g);
 }
 
-static void on_port_closed(uv_handle_t *h) { (*(int *)h->data)++; }
+static void on_port_closed(uv_handle_t *h)
+{
+    (*(int *)h->data)++;
+    uv_stop(loop);
+}
 
 static void test_endpoint_down(void)
 {
@@ -644,8 +659,17 @@ static void test_lru_map(void)
     tf_lru_free(big);
 }
 
-static void on_http_closed(void *arg) { (*(int *)arg)++; }
-static void on_srv_closed(uv_handle_t *h) { (*(int *)h->data)++; }
+static void on_http_closed(void *arg)
+{
+    (*(int *)arg)++;
+    uv_stop(loop);
+}
+
+static void on_srv_closed(uv_handle_t *h)
+{
+    (*(int *)h->data)++;
+    uv_stop(loop);
+}
 
 int main(void)
 {
