@@ -47,8 +47,9 @@ int tf_admin_address(const struct tf_admin *a, struct sockaddr_storage *out);
  * headers); 0 keeps a value. Applies to connections accepted afterwards. */
 void tf_admin_set_limits(struct tf_admin *a, int max_conns, uint64_t idle_ms, size_t max_header);
 
-/* Requests served since start (any status), for tests and logs. */
+/* Requests served since start (any status) and connections open now, for tests and logs. */
 uint64_t tf_admin_requests(const struct tf_admin *a);
+int tf_admin_connections(const struct tf_admin *a);
 
 /* Stop listening and close every connection. done(arg) runs from a close callback once
  * every handle is closed; the admin is freed just before. Idempotent; a NULL admin calls

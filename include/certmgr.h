@@ -40,6 +40,13 @@ struct tf_certmgr_stats {
 };
 void tf_certmgr_get_stats(const struct tf_certmgr *cm, struct tf_certmgr_stats *out);
 
+/* Append the manager's metric families (gate decisions, orders, challenges, budget, expiry
+ * per managed name) in the Prometheus text format. */
+struct tf_metrics_buf;
+void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out);
+/* True once the stored certificates are loaded. */
+bool tf_certmgr_loaded(const struct tf_certmgr *cm);
+
 /* Stop: cancel orders and gate requests (waiters are answered "shutting_down"), close the
  * ACME client, HTTP client and storage; done runs once everything is closed. */
 void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg);

@@ -69,6 +69,7 @@ struct tf_conn {
     const char *tls_version;
     bool resumed;
     uint64_t start_ms, last_ms;
+    uint64_t start_ns;            /* uv_hrtime() at accept, for the handshake histogram */
     uint64_t bytes_in, bytes_out;
     const char *end;              /* why it ended, for the access log */
 };

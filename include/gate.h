@@ -2,7 +2,7 @@
  * gate.h: the on-demand issuance gate of the control loop: is this name allowed a
  * certificate? Local allow patterns first (exact names and "*.suffix" one-label wildcards),
  * then, when configured, the operator's --ask HTTP endpoint (GET <url>?domain=<name>; any 2xx
- * allows, anything else denies) behind a bounded LRU answer cache, single-flight requests per
+ * allows, anything else denies; a 5xx counts as an endpoint error) behind a bounded LRU answer cache, single-flight requests per
  * name and a cap on requests in flight. Lives on the control loop; every function must be
  * called from that loop's thread. Never blocks, never calls a callback from inside a call.
  */
@@ -36,7 +36,8 @@ struct tf_gate_req;
  * unused and may be NULL, otherwise it is required. ask_timeout_ms: per request (0 = 5000).
  * ask_cache_s: how long answers are kept unless the response's Cache-Control says otherwise
  * (max-age=N, capped at one day; no-store or no-cache: not kept); 0 = answers are not
- * cached. Errors and timeouts are kept for min(5 s, ask_cache_s) (5 s when ask_cache_s is 0)
+ * cached. Errors, timeouts and 5xx statuses ("ask_error") are kept for min(5 s, ask_cache_s)
+ * (5 s when ask_cache_s is 0)
  * so a down endpoint is not hammered. ask_max_inflight: HTTP requests at once (0 = 8);
  * beyond that up to 16 * ask_max_inflight distinct names wait, further ones are denied
  * "ask_busy". cache_max_entries: LRU bound (0 = 10000). Returns NULL on bad arguments.
@@ -48,7 +49,8 @@ struct tf_gate *tf_gate_new(uv_loop_t *loop, struct tf_http_client *http, char *
 /*
  * Ask whether name (normalised and validated) may get a certificate. Returns 0 and, if handle
  * is not NULL, a handle valid until the callback has run or tf_gate_cancel() was called; or
- * TF_ECLOSED once tf_gate_close() was called (cb then never runs). Concurrent checks for one
+ * TF_ECLOSED once tf_gate_close() was called, TF_EINVAL for a name with characters other than
+ * lower-case LDH and dots (cb then never runs). Concurrent checks for one
  * name share one HTTP request.
  */
 int tf_gate_check(struct tf_gate *g, const char *name, tf_gate_cb cb, void *arg,

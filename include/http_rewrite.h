@@ -59,8 +59,7 @@ void tf_http_rw_free(struct tf_http_rw *rw);
  * withdrawn: the caller closes the backend connection, which sees a truncated body.
  * After a request with "Connection: close" (or HTTP/1.0 without keep-alive) any further
  * bytes are dropped (RFC 9112 section 9.6). */
-int tf_http_rw_feed(struct tf_http_rw *rw, const char *data, size_t len,
-                    struct tf_buf_sink *out);
+int tf_http_rw_feed(struct tf_http_rw *rw, const char *data, size_t len, struct tf_buf_sink *out);
 
 /* After an error: the status to answer (400 or 431) and a short reason for the log. */
 int tf_http_rw_status(const struct tf_http_rw *rw);

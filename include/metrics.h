@@ -8,9 +8,9 @@
  * Families: HELP and TYPE are printed the first time a family name is written to a buffer;
  * further samples of the same family (other label sets) must follow it directly, e.g.
  *     tf_metrics_counter(b, "tlsfront_handshakes_total", "TLS handshakes.", "result=\"ok\"", 5);
- *     tf_metrics_counter(b, "tlsfront_handshakes_total", "TLS handshakes.", "result=\"failed\"", 1);
- * Returning to a family after writing another one is a programming error (the exposition
- * format forbids it) and trips an assert.
+ *     tf_metrics_counter(b, "tlsfront_handshakes_total", "TLS handshakes.", "result=\"failed\"",
+ * 1); Returning to a family after writing another one is a programming error (the exposition format
+ * forbids it) and trips an assert.
  */
 #ifndef TF_METRICS_H
 #define TF_METRICS_H
@@ -26,7 +26,7 @@
 struct tf_metrics_buf {
     char *data;
     size_t len, cap;
-    char **families;   /* family names written so far (for HELP/TYPE once) */
+    char **families; /* family names written so far (for HELP/TYPE once) */
     int n_families, cap_families;
 };
 

@@ -58,11 +58,11 @@ struct tf_proxy_result {
     bool has_addr;
     struct sockaddr_storage src, dst;
     bool has_authority;
-    char authority[256];       /* PP2_TYPE_AUTHORITY, NUL-terminated */
+    char authority[256]; /* PP2_TYPE_AUTHORITY, NUL-terminated */
     bool has_ssl;
-    unsigned char ssl_client;  /* PP2_CLIENT_* flags */
+    unsigned char ssl_client; /* PP2_CLIENT_* flags */
     unsigned int ssl_verify;
-    char ssl_version[64];      /* empty when absent */
+    char ssl_version[64]; /* empty when absent */
     char ssl_cipher[128];
 };
 

@@ -49,6 +49,7 @@ struct tf_server {
     int exit_code;
 
     struct tf_certmgr *certmgr;    /* managed certificates; NULL without on-demand/ACME */
+    struct tf_admin *admin;        /* --admin endpoint; NULL when off */
 
     struct tf_stats stats;         /* shared atomics */
 };
@@ -63,6 +64,10 @@ int tf_server_run(struct tf_server *s);
 void tf_server_publish_certs(struct tf_server *s);
 /* Hand a new pending-challenge snapshot to every worker (takes its own references). */
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch);
+
+/* server_admin.c: histograms, and the --admin endpoint when configured (0 or exit code). */
+int tf_server_admin_start(struct tf_server *s);
+void tf_server_admin_stop(struct tf_server *s);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);

@@ -5,8 +5,12 @@
 #ifndef TF_STATS_H
 #define TF_STATS_H
 
+#include "metrics.h"
+
 #include <stdatomic.h>
 #include <stdint.h>
+
+#define TF_STATS_ROUTES 64 /* per-route counters; later routes share the last slot */
 
 struct tf_stats {
     atomic_int conns_open;              /* gauge: accepted and not yet closed */
@@ -20,6 +24,9 @@ struct tf_stats {
     atomic_ullong held_total, held_refused;
     atomic_ullong acme_challenges_served;
     atomic_llong refuse_logged_ms;      /* rate limit for the max_connections log line */
+    atomic_ullong backend_errors_route[TF_STATS_ROUTES + 1]; /* [0] default, [i+1] route i */
+    struct tf_histogram hs_seconds;     /* handshake latency, accept to finished */
+    struct tf_histogram issue_seconds;  /* on-demand: first request to certificate */
 };
 
 #define TF_STAT_ADD(s, field, v) atomic_fetch_add_explicit(&(s)->field, (v), memory_order_relaxed)

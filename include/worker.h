@@ -55,6 +55,8 @@ struct tf_worker {
     int n_conns;
     uint64_t next_conn_id;
     bool draining, stopping;
+    uv_timer_t heartbeat;           /* proves the loop turns (/healthz) */
+    _Atomic uint64_t heartbeat_ms;  /* tf_mono_ms() of the last tick; read by the admin */
     char scratch[65536];            /* read/transfer buffer: data never outlives a callback */
 };
 

@@ -9,6 +9,7 @@ PKGS=(
   libuv1-dev libssl-dev libcjson-dev node-llhttp libpsl-dev publicsuffix
   openssl curl ca-certificates python3 python3-cryptography
   pebble procps iproute2 util-linux
+  buildah podman runc debootstrap prometheus clang libclang-rt-14-dev haproxy
 )
 PKGS+=("$@")
 

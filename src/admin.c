@@ -23,9 +23,9 @@
 #include <string.h>
 
 #define ADMIN_URL_MAX 1024
-#define ADMIN_QUEUE_SOFT (256 * 1024)  /* stop reading above this many unsent bytes */
+#define ADMIN_QUEUE_SOFT (256 * 1024)      /* stop reading above this many unsent bytes */
 #define ADMIN_QUEUE_HARD (4 * 1024 * 1024) /* drop the connection above this */
-#define ADMIN_LINGER_MS 2000           /* after our FIN, wait this long for the peer's */
+#define ADMIN_LINGER_MS 2000               /* after our FIN, wait this long for the peer's */
 
 struct tf_admin {
     uv_loop_t *loop;
@@ -37,7 +37,7 @@ struct tf_admin {
     uint64_t idle_ms;
     size_t max_header;
     uint64_t requests;
-    int pending;              /* listener + live connections; free at zero once closing */
+    int pending; /* listener + live connections; free at zero once closing */
     bool closing;
     void (*done)(void *arg);
     void *done_arg;
@@ -51,14 +51,14 @@ struct admin_conn {
     struct admin_conn *prev, *next;
     llhttp_t parser;
     int pending_closes;
-    size_t head_bytes;          /* request line + headers of the current request */
+    size_t head_bytes; /* request line + headers of the current request */
     size_t url_len;
-    int reject_status;          /* 414/431 decided by a callback, sent after execute */
+    int reject_status; /* 414/431 decided by a callback, sent after execute */
     llhttp_method_t method;
     bool keep_alive;
     bool closing, finishing, shut_done, peer_eof, read_paused, overloaded;
     char url[ADMIN_URL_MAX + 1];
-    char rbuf[4096];            /* read buffer; reads are sequential so one suffices */
+    char rbuf[4096]; /* read buffer; reads are sequential so one suffices */
 };
 
 /* One queued response: the request and its bytes in one allocation, freed in on_write. */
@@ -153,7 +153,8 @@ static void conn_finish(struct admin_conn *c)
         conn_close(c);
         return;
     }
-    if (c->read_paused && !c->peer_eof && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (c->read_paused && !c->peer_eof &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->read_paused = false;
 }
 
@@ -183,14 +184,22 @@ static void on_write(uv_write_t *req, int status)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -317,17 +326,21 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+/* A complete request. Reading stops above ADMIN_QUEUE_SOFT unsent bytes, but one read can
+ * still hold a few hundred pipelined requests; a client that piles up more than
+ * ADMIN_QUEUE_HARD unsent bytes that way is dropped before another response is built. One
+ * large response alone (a big /metrics page) is always sent. */
 static int on_message_complete(llhttp_t *p)
 {
     struct admin_conn *c = p->data;
-    c->admin->requests++;
-    conn_route(c);
-    if (c->closing || c->finishing)
-        return HPE_PAUSED; /* nothing more is read from this connection */
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > ADMIN_QUEUE_HARD) {
         c->overloaded = true;
         return HPE_USER;
     }
+    c->admin->requests++;
+    conn_route(c);
+    if (c->closing || c->finishing)
+        return HPE_PAUSED; /* nothing more is read from this connection */
     return 0;
 }
 
@@ -495,6 +508,11 @@ void tf_admin_set_limits(struct tf_admin *a, int max_conns, uint64_t idle_ms, si
 uint64_t tf_admin_requests(const struct tf_admin *a)
 {
     return a->requests;
+}
+
+int tf_admin_connections(const struct tf_admin *a)
+{
+    return a->n_conns;
 }
 
 void tf_admin_close(struct tf_admin *a, void (*done)(void *arg), void *arg)

@@ -14,9 +14,20 @@
 
 static void try_next(struct tf_conn *c);
 
+/* Index of the connection's route in the per-route counters: 0 default, i+1 route i. */
+static int route_slot(const struct tf_conn *c)
+{
+    const struct tf_config *cfg = c->cfg;
+    for (int i = 0; i < cfg->n_routes; i++)
+        if (c->route.backend == &cfg->routes[i].backend)
+            return TF_MIN(i + 1, TF_STATS_ROUTES);
+    return 0;
+}
+
 static void fail(struct tf_conn *c, int err)
 {
     TF_STAT_ADD(&c->w->server->stats, backend_errors, 1);
+    TF_STAT_ADD(&c->w->server->stats, backend_errors_route[route_slot(c)], 1);
     TF_INFO("backend", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));

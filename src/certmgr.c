@@ -62,6 +62,7 @@ struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name)
     d->cm = cm;
     d->name = tf_strdup(name);
     d->waiting = tf_calloc((size_t)cm->srv->n_workers, sizeof *d->waiting);
+    d->created_ms = tf_mono_ms();
     if (tf_psl_registered_domain(name, d->rd, sizeof d->rd) != 0)
         snprintf(d->rd, sizeof d->rd, "%s", name);
     d->next = cm->demands;
@@ -154,6 +155,9 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
     char *name = tf_strdup(d->name);
     if (err == 0 && res && res->cert) {
         cm->stats.orders_ok++;
+        if (!renewal)
+            tf_histogram_observe(&cm->srv->stats.issue_seconds,
+                                 (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert(cm, d->name, res->cert);
         tf_cert_unref(res->cert);
         demand_finish(d, 0, NULL);
@@ -161,7 +165,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         cm->stats.orders_failed++;
         if (res && res->cert)
             tf_cert_unref(res->cert);
-        int64_t until = tf_budget_backoff_until(cm->budget, name);
+        int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
         if (err != UV_ECANCELED)
             TF_INFO("certmgr", "name=%s not issued (%s); backed off for %llds", name,
                     res && res->reason ? res->reason : tf_strerror(err),
@@ -240,7 +244,7 @@ static void need_now(struct tf_certmgr *cm, int worker, const char *name)
         d->waiting[worker] = true;
         return;
     }
-    int64_t until = tf_budget_backoff_until(cm->budget, name);
+    int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
     if (until > tf_wall_now()) {
         cm->stats.refused_backoff++;
         answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, "backed_off");
@@ -321,7 +325,8 @@ static void on_all_stored(int err, int n_loaded, int n_skipped, void *arg)
 static struct tf_budget *budget_for(const struct tf_config *cfg)
 {
     struct tf_budget_limits lim = tf_budget_limits_default();
-    lim.issue_rate_per_min = cfg->issue_rate;
+    /* Below one order a minute still means "rate limited", never "unlimited" (0). */
+    lim.issue_rate_per_min = cfg->issue_rate < 1 ? 1 : (uint32_t)cfg->issue_rate;
     lim.issue_burst = cfg->issue_burst;
     lim.max_orders = cfg->max_orders;
     lim.max_names = cfg->max_names;
@@ -372,6 +377,11 @@ int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct 
         return 1;
     }
     return 0;
+}
+
+bool tf_certmgr_loaded(const struct tf_certmgr *cm)
+{
+    return cm->loaded;
 }
 
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm)

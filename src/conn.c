@@ -102,6 +102,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     c->cfg = w->cfg;
     tf_config_ref(c->cfg);
     c->start_ms = c->last_ms = uv_now(&w->loop);
+    c->start_ns = uv_hrtime();
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -156,6 +157,7 @@ static void record_handshake(struct tf_conn *c)
             c->alpn = c->route.alpn[i];
     c->tls_version = SSL_get_version(c->ssl);
     c->resumed = SSL_session_reused(c->ssl);
+    tf_histogram_observe(&st->hs_seconds, (double)(uv_hrtime() - c->start_ns) / 1e9);
     TF_STAT_ADD(st, hs_ok, 1);
     if (c->resumed)
         TF_STAT_ADD(st, hs_resumed, 1);

@@ -14,6 +14,7 @@
 #include "name.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -215,15 +216,21 @@ static void cache_store(struct tf_gate *g, const char *name, int verdict, const 
     tf_lru_put(g->cache, name, ce, (int64_t)uv_now(g->loop) + ttl);
 }
 
-/* Log endpoint trouble once when it starts and once when it ends, not per request. */
+/* Log endpoint trouble once when it starts and once when it ends, not per request. status is
+ * the HTTP status when there was a response. */
 static void note_health(struct tf_gate *g, const char *name, int err, int status)
 {
+    char what[64];
+    if (status)
+        snprintf(what, sizeof(what), "status %d", status);
+    else
+        snprintf(what, sizeof(what), "%s", tf_strerror(err));
     if (err && !g->ask_failing) {
         g->ask_failing = true;
         TF_WARN("gate", "name=%s ask endpoint failing: %s (denying until it answers)", name,
-                tf_strerror(err));
+                what);
     } else if (err) {
-        TF_DEBUG("gate", "name=%s ask failed: %s", name, tf_strerror(err));
+        TF_DEBUG("gate", "name=%s ask failed: %s", name, what);
     } else if (g->ask_failing) {
         g->ask_failing = false;
         TF_INFO("gate", "name=%s ask endpoint answering again (status %d)", name, status);
@@ -251,7 +258,10 @@ static void on_ask_done(int err, const struct tf_http_response *resp, void *arg)
     int verdict = TF_GATE_DENY;
     const char *why = "ask_error";
     int64_t ttl = g->error_ms;
-    if (err == 0) {
+    if (err == 0 && resp->status >= 500) {
+        /* The endpoint's own failure says nothing about the name: deny, remember briefly. */
+        err = TF_EPROTO;
+    } else if (err == 0) {
         bool ok = resp->status >= 200 && resp->status <= 299;
         verdict = ok ? TF_GATE_ALLOW : TF_GATE_DENY;
         why = ok ? "ask_allow" : "ask_deny";
@@ -263,7 +273,7 @@ static void on_ask_done(int err, const struct tf_http_response *resp, void *arg)
         ttl = 0; /* closing: nothing learnt about the name */
     }
     if (err != UV_ECANCELED)
-        note_health(g, fl->name, err, err ? 0 : resp->status);
+        note_health(g, fl->name, err, resp ? resp->status : 0);
     cache_store(g, fl->name, verdict, why, ttl);
     flight_finish(fl, verdict, why);
     pump_queue(g);
@@ -335,7 +345,9 @@ int tf_gate_check(struct tf_gate *g, const char *name, tf_gate_cb cb, void *arg,
 {
     if (g->closing)
         return TF_ECLOSED;
-    if (!name || !cb)
+    /* The name goes into the ask URL's query: insist on what normalisation guarantees. */
+    if (!name || !cb || !name[0] || strlen(name) > TF_NAME_MAX ||
+        name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-.")] != '\0')
         return TF_EINVAL;
     struct tf_gate_req *req = tf_calloc(1, sizeof(*req));
     req->gate = g;

@@ -12,8 +12,8 @@
  * an HTTP/1 connection, data after "Connection: close"), so scan_bytes() and finish_head()
  * refuse those themselves, whatever mode llhttp was built in.
  */
-#include "common.h"
 #include "http_rewrite.h"
+#include "common.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -24,8 +24,16 @@
 enum rw_phase { PH_HEAD, PH_BODY, PH_UPGRADE_WAIT, PH_TUNNEL, PH_CLOSED, PH_ERROR };
 enum rw_pause { PAUSE_NONE, PAUSE_HEADERS, PAUSE_LAST_CHUNK, PAUSE_MESSAGE };
 /* Where scan_bytes() is within a head or a trailer section. */
-enum rw_scan { SC_REQLINE, SC_REQLINE_CR, SC_LINE_START, SC_NAME, SC_VALUE, SC_CR, SC_END_CR,
-               SC_DONE };
+enum rw_scan {
+    SC_REQLINE,
+    SC_REQLINE_CR,
+    SC_LINE_START,
+    SC_NAME,
+    SC_VALUE,
+    SC_CR,
+    SC_END_CR,
+    SC_DONE
+};
 
 struct rw_field {
     size_t name_off, name_len, value_off, value_len; /* into arena */
@@ -38,23 +46,23 @@ struct tf_http_rw {
     bool trust_xff, add_forwarded;
     size_t max_header;
     enum rw_phase phase;
-    enum rw_pause pause;          /* why llhttp_execute() last returned HPE_PAUSED */
-    struct tf_buf_sink arena;     /* method, target and fields of the current head */
+    enum rw_pause pause;      /* why llhttp_execute() last returned HPE_PAUSED */
+    struct tf_buf_sink arena; /* method, target and fields of the current head */
     size_t method_off, method_len, url_off, url_len;
     struct rw_field *fields;
     size_t nfields, fields_cap;
-    bool in_field;                /* between a field's name and the end of its value */
-    bool too_many;                /* more than TF_HTTP_RW_MAX_FIELDS lines */
-    size_t head_bytes;            /* raw bytes of the current head so far */
+    bool in_field;     /* between a field's name and the end of its value */
+    bool too_many;     /* more than TF_HTTP_RW_MAX_FIELDS lines */
+    size_t head_bytes; /* raw bytes of the current head so far */
     enum rw_scan scan;
     size_t reqline_len;
     bool upgrade, keep_alive, in_trailers;
-    bool mid_request;             /* a head went out, its body is not complete yet */
-    bool head_in_call;            /* ... and it went out during the current feed call */
+    bool mid_request;  /* a head went out, its body is not complete yet */
+    bool head_in_call; /* ... and it went out during the current feed call */
     unsigned long requests;
-    struct tf_buf_sink held;      /* after an Upgrade/CONNECT request */
+    struct tf_buf_sink held; /* after an Upgrade/CONNECT request */
     int err, status;
-    const char *reason;           /* static string */
+    const char *reason; /* static string */
 };
 
 void tf_buf_sink_append(struct tf_buf_sink *s, const void *p, size_t n)
@@ -249,8 +257,8 @@ struct tf_http_rw *tf_http_rw_new(const struct tf_http_rw_opts *opts)
     rw->proto = tf_strdup(opts->proto ? opts->proto : "https");
     rw->trust_xff = opts->trust_xff;
     rw->add_forwarded = opts->add_forwarded;
-    rw->max_header = opts->max_header_bytes ? opts->max_header_bytes
-                                            : TF_HTTP_RW_DEFAULT_MAX_HEADER;
+    rw->max_header =
+        opts->max_header_bytes ? opts->max_header_bytes : TF_HTTP_RW_DEFAULT_MAX_HEADER;
     llhttp_init(&rw->ll, HTTP_REQUEST, &rw_settings);
     rw->ll.data = rw;
     start_head(rw);
@@ -331,8 +339,8 @@ static bool name_is(const struct tf_http_rw *rw, const struct rw_field *f, const
 /* Headers we set; a client's copies are spoofed (or, if trusted, merged). */
 static bool is_ours(const char *p, size_t n)
 {
-    static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto",
-                                       "x-forwarded-host", "forwarded"};
+    static const char *const ours[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                       "forwarded"};
     for (size_t i = 0; i < TF_ARRAY_LEN(ours); i++)
         if (n == strlen(ours[i]) && strncasecmp(p, ours[i], n) == 0)
             return true;
@@ -403,8 +411,8 @@ static void forwarded_value(struct tf_buf_sink *out, const char *v, bool bracket
     static const char tchar[] = "!#$%&'*+-.^_`|~";
     bool token = !bracket && v[0];
     for (const char *p = v; *p && token; p++)
-        token = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                (*p >= '0' && *p <= '9') || strchr(tchar, *p);
+        token = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                strchr(tchar, *p);
     if (token) {
         sink_puts(out, v);
         return;
@@ -615,8 +623,7 @@ static int hold(struct tf_http_rw *rw, const char *data, size_t len)
     return TF_HTTP_RW_UPGRADE;
 }
 
-int tf_http_rw_feed(struct tf_http_rw *rw, const char *data, size_t len,
-                    struct tf_buf_sink *out)
+int tf_http_rw_feed(struct tf_http_rw *rw, const char *data, size_t len, struct tf_buf_sink *out)
 {
     static const char empty[1];
     size_t mark = out->len;
@@ -684,13 +691,20 @@ int tf_http_rw_upgrade_refused(struct tf_http_rw *rw, struct tf_buf_sink *out)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Internal Server Error";
+    case 400:
+        return "Bad Request";
+    case 408:
+        return "Request Timeout";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -710,31 +724,28 @@ size_t tf_http_error_response(int status, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
+/* Whether c may be byte i of "HTTP/1.x NNN" followed by SP or CR. */
+static bool status_byte_ok(size_t i, char c)
+{
+    if (i < 7)
+        return c == "HTTP/1."[i];
+    if (i == 7)
+        return c == '0' || c == '1';
+    if (i == 8)
+        return c == ' ';
+    if (i == 9)
+        return c >= '1' && c <= '9';
+    if (i < 12)
+        return c >= '0' && c <= '9';
+    return c == ' ' || c == '\r';
+}
+
 int tf_http_resp_status(const char *data, size_t len)
 {
-    static const char pre[] = "HTTP/1.";
-    size_t k = TF_MIN(len, sizeof(pre) - 1);
-
-    if (memcmp(data, pre, k) != 0)
-        return TF_EPROTO;
+    for (size_t i = 0; i < TF_MIN(len, (size_t)13); i++)
+        if (!status_byte_ok(i, data[i]))
+            return TF_EPROTO;
     if (len < 13)
-        goto partial;
-    if ((data[7] != '0' && data[7] != '1') || data[8] != ' ' || data[9] < '1' || data[9] > '9')
-        return TF_EPROTO;
-    for (int i = 10; i < 12; i++)
-        if (data[i] < '0' || data[i] > '9')
-            return TF_EPROTO;
-    if (data[12] != ' ' && data[12] != '\r')
-        return TF_EPROTO;
+        return 0;
     return (data[9] - '0') * 100 + (data[10] - '0') * 10 + (data[11] - '0');
-partial:
-    for (size_t i = 7; i < len; i++) {
-        bool ok = i == 7 ? (data[i] == '0' || data[i] == '1')
-                  : i == 8 ? data[i] == ' '
-                  : i == 9 ? (data[i] >= '1' && data[i] <= '9')
-                           : (data[i] >= '0' && data[i] <= '9');
-        if (!ok)
-            return TF_EPROTO;
-    }
-    return 0;
 }

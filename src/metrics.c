@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double tf_metrics_handshake_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                              0.1,   0.25,   0.5,   1,    2.5,   5,    10};
+const double tf_metrics_handshake_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                              0.25,  0.5,    1,     2.5,  5,     10};
 const int tf_metrics_handshake_nbounds = (int)TF_ARRAY_LEN(tf_metrics_handshake_bounds);
 const double tf_metrics_issuance_bounds[] = {0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300};
 const int tf_metrics_issuance_nbounds = (int)TF_ARRAY_LEN(tf_metrics_issuance_bounds);
@@ -228,8 +228,8 @@ void tf_histogram_observe(struct tf_histogram *h, double value)
     atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
     /* No fetch_add for floating atomics in C11: a compare-exchange loop, still lock-free. */
     double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + value,
-                                                  memory_order_relaxed, memory_order_relaxed))
+    while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + value, memory_order_relaxed,
+                                                  memory_order_relaxed))
         ;
 }
 

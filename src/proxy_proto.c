@@ -5,8 +5,8 @@
  * once). The parser is strict: anything the spec does not allow is TF_EPROTO, so a listener
  * marked ",proxy" never mistakes a client's own bytes for a header.
  */
-#include "common.h"
 #include "proxy_proto.h"
+#include "common.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -115,8 +115,8 @@ size_t tf_proxy_v1_encode(char *out, size_t cap, const struct sockaddr *src,
 }
 
 /* Appends one TLV (type, 16-bit length, value) at out[*pos]; false if it does not fit. */
-static bool put_tlv(unsigned char *out, size_t cap, size_t *pos, unsigned type,
-                    const void *val, size_t vlen)
+static bool put_tlv(unsigned char *out, size_t cap, size_t *pos, unsigned type, const void *val,
+                    size_t vlen)
 {
     if (vlen > 0xffff || cap - *pos < 3 + vlen)
         return false;
@@ -145,11 +145,9 @@ static bool put_ssl_tlv(unsigned char *out, size_t cap, size_t *pos,
 
     memset(val, 0, 5);
     val[0] = TF_PP2_CLIENT_SSL;
-    if (nv && !put_tlv(val, sizeof(val), &vlen, TF_PP2_SUBTYPE_SSL_VERSION, info->ssl_version,
-                       nv))
+    if (nv && !put_tlv(val, sizeof(val), &vlen, TF_PP2_SUBTYPE_SSL_VERSION, info->ssl_version, nv))
         return false;
-    if (nc &&
-        !put_tlv(val, sizeof(val), &vlen, TF_PP2_SUBTYPE_SSL_CIPHER, info->ssl_cipher, nc))
+    if (nc && !put_tlv(val, sizeof(val), &vlen, TF_PP2_SUBTYPE_SSL_CIPHER, info->ssl_cipher, nc))
         return false;
     return put_tlv(out, cap, pos, TF_PP2_TYPE_SSL, val, vlen);
 }
@@ -172,7 +170,9 @@ size_t tf_proxy_v2_encode(unsigned char *out, size_t cap, const struct sockaddr 
 {
     struct sockaddr_storage s, d;
     int fam = pair_family(src, dst, &s, &d);
-    size_t need = V2_FIXED_LEN + (fam == AF_INET ? V2_LEN_INET : fam == AF_INET6 ? V2_LEN_INET6 : 0);
+    size_t need = V2_FIXED_LEN + (fam == AF_INET    ? V2_LEN_INET
+                                  : fam == AF_INET6 ? V2_LEN_INET6
+                                                    : 0);
     size_t pos, na = info ? tlv_str_len(info->authority) : 0;
 
     if (cap < need)
@@ -344,8 +344,7 @@ static int parse_tlvs(const unsigned char *p, size_t n, struct tf_proxy_result *
         if (n - i - 3 < vl)
             return TF_EPROTO;
         if (p[i] == TF_PP2_TYPE_AUTHORITY) {
-            rc = vl == 0 ? TF_EPROTO
-                         : copy_tlv_str(out->authority, sizeof(out->authority), v, vl);
+            rc = vl == 0 ? TF_EPROTO : copy_tlv_str(out->authority, sizeof(out->authority), v, vl);
             out->has_authority = rc == 0;
         } else if (p[i] == TF_PP2_TYPE_SSL) {
             rc = parse_ssl_tlv(v, vl, out);
@@ -410,8 +409,7 @@ static int v2_block(const unsigned char *blk, size_t blen, unsigned fam,
     }
 }
 
-static int parse_v2(const unsigned char *buf, size_t len, size_t cap,
-                    struct tf_proxy_result *out)
+static int parse_v2(const unsigned char *buf, size_t len, size_t cap, struct tf_proxy_result *out)
 {
     if (len < V2_FIXED_LEN)
         return 0;
@@ -420,8 +418,8 @@ static int parse_v2(const unsigned char *buf, size_t len, size_t cap,
 
     if (ver != 2 || cmd > 1)
         return TF_EPROTO;
-    if (fam != 0x00 && fam != 0x11 && fam != 0x12 && fam != 0x21 && fam != 0x22 &&
-        fam != 0x31 && fam != 0x32)
+    if (fam != 0x00 && fam != 0x11 && fam != 0x12 && fam != 0x21 && fam != 0x22 && fam != 0x31 &&
+        fam != 0x32)
         return TF_EPROTO;
     if (total > cap)
         return TF_ETOOBIG;

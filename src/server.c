@@ -231,6 +231,7 @@ static void stop_all(struct tf_server *s)
         tf_certmgr_close(s->certmgr, NULL, NULL);
         s->certmgr = NULL;
     }
+    tf_server_admin_stop(s);
 }
 
 static void on_grace_timer(uv_timer_t *t)
@@ -391,6 +392,8 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         }
         s->n_started++;
     }
+    if (tf_server_admin_start(s) != 0)
+        return 1;
     /* Logged once every socket listens: tests and operators may connect from this line on. */
     for (int l = 0; l < cfg->n_listen; l++) {
         char name[80];

@@ -74,6 +74,7 @@ static void drop_payload(struct tf_msg *m)
 static void stop(struct tf_worker *w)
 {
     w->stopping = true;
+    uv_close((uv_handle_t *)&w->heartbeat, NULL);
     close_listeners(w);
     for (struct tf_conn *c = w->conns; c; c = c->next)
         tf_conn_close(c, w->draining ? "grace_expired" : "shutdown");
@@ -159,6 +160,12 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
     tf_msg_free(m);
 }
 
+static void on_heartbeat(uv_timer_t *t)
+{
+    struct tf_worker *w = t->data;
+    atomic_store_explicit(&w->heartbeat_ms, tf_mono_ms(), memory_order_relaxed);
+}
+
 static void worker_main(void *arg)
 {
     struct tf_worker *w = arg;
@@ -181,6 +188,11 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
     r = tf_mailbox_init(&w->mbox, &w->loop, on_message, w);
     if (r != 0)
         return r;
+    uv_timer_init(&w->loop, &w->heartbeat);
+    w->heartbeat.data = w;
+    atomic_store(&w->heartbeat_ms, tf_mono_ms());
+    uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->heartbeat);
     w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
     w->n_listeners = n_fds;
     for (int i = 0; i < n_fds; i++) {

@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned sel = data[0], sp = data[1];
     const char *pre = prefixes[sel % TF_ARRAY_LEN(prefixes)];
     struct tf_http_rw_opts o = {.client_addr = sel & 4 ? "2001:db8::1" : "192.0.2.1",
-                                .host = "sni.example", .trust_xff = sel & 8,
+                                .host = "sni.example",
+                                .trust_xff = sel & 8,
                                 .add_forwarded = sel & 16,
                                 .max_header_bytes = sel & 32 ? 256 : 0};
     size_t pl = strlen(pre), n = pl + size - 2;

@@ -14,8 +14,13 @@
 #include <string.h>
 
 static const char *const prefixes[] = {
-    "", "PROXY TCP4 ", "PROXY TCP6 ", "PROXY UNKNOWN", TF_PROXY_V2_SIG,
-    TF_PROXY_V2_SIG "\x21\x11", TF_PROXY_V2_SIG "\x21\x21",
+    "",
+    "PROXY TCP4 ",
+    "PROXY TCP6 ",
+    "PROXY UNKNOWN",
+    TF_PROXY_V2_SIG,
+    TF_PROXY_V2_SIG "\x21\x11",
+    TF_PROXY_V2_SIG "\x21\x21",
 };
 static const size_t prefix_lens[] = {0, 11, 11, 13, 12, 14, 14};
 
@@ -25,7 +30,8 @@ static void round_trip(const struct tf_proxy_result *r)
     unsigned char v2[TF_PROXY_V2_ENCODE_MAX];
     struct tf_proxy_result back;
     struct tf_proxy_tlv_info info = {.authority = r->has_authority ? r->authority : NULL,
-                                     .ssl = r->has_ssl, .ssl_version = r->ssl_version,
+                                     .ssl = r->has_ssl,
+                                     .ssl_version = r->ssl_version,
                                      .ssl_cipher = r->ssl_cipher};
     const struct sockaddr *s = (const struct sockaddr *)&r->src;
     const struct sockaddr *d = (const struct sockaddr *)&r->dst;

@@ -27,13 +27,20 @@
 
 struct fake {
     bool healthy, ready;
+    size_t pad; /* extra bytes of comment lines in /metrics */
     int metrics_calls, certs_calls;
     uint64_t handshakes_ok, handshakes_failed;
     struct tf_histogram latency[2];
 };
 
-static bool fake_healthy(void *arg) { return ((struct fake *)arg)->healthy; }
-static bool fake_ready(void *arg) { return ((struct fake *)arg)->ready; }
+static bool fake_healthy(void *arg)
+{
+    return ((struct fake *)arg)->healthy;
+}
+static bool fake_ready(void *arg)
+{
+    return ((struct fake *)arg)->ready;
+}
 
 static void fake_metrics(void *arg, struct tf_metrics_buf *out)
 {
@@ -55,6 +62,8 @@ static void fake_metrics(void *arg, struct tf_metrics_buf *out)
     tf_metrics_histogram(out, lat, "Handshake latency.", "version=\"TLSv1.3\"", &f->latency[1]);
     tf_metrics_gauge(out, "tlsfront_test_build_info", "Build information.",
                      "version=\"" TLSFRONT_VERSION "\"", 1);
+    for (size_t n = 0; n < f->pad; n += 64)
+        tf_metrics_buf_puts(out, "# padding padding padding padding padding padding padding pad\n");
 }
 
 static void fake_certs(void *arg, struct tf_metrics_buf *out)
@@ -177,11 +186,21 @@ static void on_c_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-static bool c_connected(void *arg) { return ((struct client *)arg)->connected; }
-static bool c_eof(void *arg) { return ((struct client *)arg)->eof; }
-static bool c_closed(void *arg) { return ((struct client *)arg)->closed; }
+static bool c_connected(void *arg)
+{
+    return ((struct client *)arg)->connected;
+}
+static bool c_eof(void *arg)
+{
+    return ((struct client *)arg)->eof;
+}
+static bool c_closed(void *arg)
+{
+    return ((struct client *)arg)->closed;
+}
 
-static bool client_open(struct ctx *x, struct client *c)
+/* Connect; the client reads what arrives unless no_read. */
+static bool client_connect(struct ctx *x, struct client *c, bool no_read)
 {
     memset(c, 0, sizeof *c);
     uv_tcp_init(&x->loop, &c->tcp);
@@ -191,7 +210,12 @@ static bool client_open(struct ctx *x, struct client *c)
     CHECK(run_until(x, c_connected, c));
     CHECK_EQ_INT(c->connect_status, 0);
     return c->connect_status == 0 &&
-           uv_read_start((uv_stream_t *)&c->tcp, on_c_alloc, on_c_read) == 0;
+           (no_read || uv_read_start((uv_stream_t *)&c->tcp, on_c_alloc, on_c_read) == 0);
+}
+
+static bool client_open(struct ctx *x, struct client *c)
+{
+    return client_connect(x, c, false);
 }
 
 static void on_c_write(uv_write_t *req, int status)
@@ -418,8 +442,8 @@ static void test_errors(void)
     admin_up(&X);
     CHECK_EQ_INT(one_shot(&X, "GET /nope HTTP/1.1\r\n\r\n", false, &r), 404);
     free(r.body);
-    CHECK_EQ_INT(one_shot(&X, "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nx=1", false,
-                          &r), 405);
+    CHECK_EQ_INT(one_shot(&X, "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nx=1", false, &r),
+                 405);
     CHECK(strstr(r.head, "\r\nAllow: GET, HEAD\r\n") != NULL);
     free(r.body);
     expect_closing_error("GARBAGE\r\n\r\n", strlen("GARBAGE\r\n\r\n"), 400);
@@ -531,14 +555,70 @@ static void test_many_scrapes(void)
     admin_down(&X);
 }
 
+/* 2,000 pipelined scrapes in one write: the server stops reading while its output queues up
+ * and resumes as the client drains it; every request is answered, in order. */
+static void test_pipelined_flood(void)
+{
+    struct client c;
+    struct resp r;
+    int ok = 0;
+    admin_up(&X);
+    const char *one = "GET /metrics HTTP/1.1\r\n\r\n";
+    size_t n = strlen(one);
+    char *all = tf_malloc(2000 * n);
+    for (int i = 0; i < 2000; i++)
+        memcpy(all + (size_t)i * n, one, n);
+    CHECK(client_open(&X, &c));
+    client_send(&c, all, 2000 * n);
+    for (int i = 0; i < 2000; i++) {
+        if (client_response(&X, &c, false, &r) && r.status == 200 && strlen(r.body) == r.clen)
+            ok++;
+        free(r.body);
+    }
+    CHECK_EQ_INT(ok, 2000);
+    free(all);
+    client_close(&X, &c);
+    admin_down(&X);
+}
+
+static bool no_admin_conns(void *arg)
+{
+    return tf_admin_connections(arg) == 0;
+}
+
+/* A client that pipelines requests for a 1 MiB page and never reads is dropped once more
+ * than the hard cap of output is waiting; it gets fewer answers than it asked for. */
+static void test_non_reader_dropped(void)
+{
+    struct client c;
+    admin_up(&X);
+    X.fake.pad = 1 << 20;
+    const char *one = "GET /metrics HTTP/1.1\r\n\r\n";
+    size_t n = strlen(one);
+    char all[100 * 32];
+    for (int i = 0; i < 100; i++)
+        memcpy(all + (size_t)i * n, one, n);
+    CHECK(client_connect(&X, &c, true));
+    client_send(&c, all, 100 * n);
+    CHECK(run_until(&X, no_admin_conns, X.admin));
+    uint64_t served = tf_admin_requests(X.admin);
+    CHECK(served >= 1 && served < 100);
+    CHECK_EQ_INT(uv_read_start((uv_stream_t *)&c.tcp, on_c_alloc, on_c_read), 0);
+    CHECK(run_until(&X, c_eof, &c));
+    CHECK(c.len >= (1u << 20) && c.len < 100u * (1u << 20));
+    X.fake.pad = 0;
+    client_close(&X, &c);
+    admin_down(&X);
+}
+
 static void test_null_hooks_and_bind_failure(void)
 {
     struct resp r;
     admin_up(&X);
     struct tf_admin_hooks none = {0};
     char err[256] = "";
-    struct tf_admin *dup = tf_admin_start(&X.loop, (struct sockaddr *)&X.addr, &none, err,
-                                          sizeof err);
+    struct tf_admin *dup =
+        tf_admin_start(&X.loop, (struct sockaddr *)&X.addr, &none, err, sizeof err);
     CHECK(dup == NULL);
     CHECK(strstr(err, "address already in use") != NULL);
     admin_down(&X);
@@ -619,6 +699,8 @@ int main(void)
     TF_TEST_RUN(test_half_close);
     TF_TEST_RUN(test_idle_and_cap);
     TF_TEST_RUN(test_many_scrapes);
+    TF_TEST_RUN(test_pipelined_flood);
+    TF_TEST_RUN(test_non_reader_dropped);
     TF_TEST_RUN(test_null_hooks_and_bind_failure);
 
     uv_close((uv_handle_t *)&X.deadline, NULL);

@@ -2,7 +2,7 @@
  * test_gate.c: the issuance gate against an in-process libuv HTTP server on 127.0.0.1 port 0
  * playing the --ask endpoint. The server answers by the first label of the asked domain:
  * allow* 200, deny* 403, maxage* 200 + "max-age=1", denyage* 403 + "max-age=1", nostore* 200
- * + "no-store", slow* never, hold* when the test releases it; anything else 404. It counts
+ * + "no-store", fail* 503, slow* never, hold* when the test releases it; anything else 404. It counts
  * requests and how many are open at once. Covered: allow patterns (no request), ask
  * allow/deny, the query separator, timeout, cache hits, max-age expiry, no-store, single
  * flight (50 checks, 1 request), the in-flight cap and "ask_busy", LRU eviction, cancel,
@@ -89,6 +89,8 @@ static void serve(struct sconn *c)
         respond(c, 403, prefixed(name, "denyage") ? "max-age=1" : NULL);
     else if (prefixed(name, "maxage"))
         respond(c, 200, "public, max-age=1");
+    else if (prefixed(name, "fail"))
+        respond(c, 503, "max-age=3600");
     else if (prefixed(name, "nostore"))
         respond(c, 200, "private, no-store");
     else if (prefixed(name, "slow"))
@@ -327,7 +329,11 @@ static void test_patterns(void)
     CHECK_EQ_STR(r.why, "not_allowed");
     r = ask(g2, "x.wild.example.com");
     CHECK_EQ_STR(r.why, "allow_pattern");
+    struct result bad = {0};
+    CHECK_EQ_INT(tf_gate_check(g2, "a.example.com&x=1", on_verdict, &bad, NULL), TF_EINVAL);
+    CHECK_EQ_INT(tf_gate_check(g2, "A.example.com", on_verdict, &bad, NULL), TF_EINVAL);
     close_gate(g2);
+    CHECK_EQ_INT(bad.calls, 0);
     CHECK(tf_gate_new(loop, NULL, allow, 2, url, 0, 0, 0, 0) == NULL); /* ask without client */
     CHECK(tf_gate_eager("static.example.com"));
     CHECK(!tf_gate_eager("*.wild.example.com"));
@@ -585,6 +591,19 @@ static void test_endpoint_down(void)
     CHECK_EQ_STR(r.why, "ask_error");
     tf_gate_stats(g, &st);
     CHECK_EQ_INT(st.ask_requests, 2);
+    close_gate(g);
+
+    /* A 5xx is the endpoint failing too: deny, and keep it briefly despite its max-age. */
+    g = gate(NULL, 0, url, 0, 3600, 0, 0);
+    int before = srv.requests;
+    r = ask(g, "fail1.example.com");
+    CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
+    CHECK_EQ_STR(r.why, "ask_error");
+    CHECK_EQ_STR(ask(g, "fail1.example.com").why, "ask_error");
+    CHECK_EQ_INT(srv.requests, before + 1);
+    wait_ms(5100); /* the 5 s error lifetime, not the hour */
+    CHECK_EQ_STR(ask(g, "fail1.example.com").why, "ask_error");
+    CHECK_EQ_INT(srv.requests, before + 2);
     close_gate(g);
 }
 

@@ -11,20 +11,24 @@
 #include <stdlib.h>
 
 #define CLIENT "192.0.2.7"
-#define OURS(host) "X-Forwarded-For: " CLIENT "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " host "\r\n"
+#define OURS(host)                                                                                 \
+    "X-Forwarded-For: " CLIENT "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " host "\r\n"
 
 static struct tf_http_rw *mk(const char *client, bool trust, bool fwd, size_t max)
 {
-    struct tf_http_rw_opts o = {.client_addr = client, .host = "sni.example", .proto = NULL,
-                                .trust_xff = trust, .add_forwarded = fwd,
+    struct tf_http_rw_opts o = {.client_addr = client,
+                                .host = "sni.example",
+                                .proto = NULL,
+                                .trust_xff = trust,
+                                .add_forwarded = fwd,
                                 .max_header_bytes = max};
     return tf_http_rw_new(&o);
 }
 
 /* Feeds s in pieces: split 0 = all at once, 1 = one byte at a time, otherwise pseudo-random
  * pieces of 1..split bytes from seed. Stops at the first non-zero result and returns it. */
-static int feed_split(struct tf_http_rw *rw, const char *s, size_t n, size_t split,
-                      unsigned seed, struct tf_buf_sink *out)
+static int feed_split(struct tf_http_rw *rw, const char *s, size_t n, size_t split, unsigned seed,
+                      struct tf_buf_sink *out)
 {
     size_t pos = 0;
     int rc = 0;
@@ -84,8 +88,8 @@ static void check_all_splits(const char *in, size_t inlen, const char *want, siz
 static void test_single(void)
 {
     const char *in = "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent:  t  \r\n\r\n";
-    const char *want = "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n"
-                       OURS("example.com") "\r\n";
+    const char *want =
+        "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n" OURS("example.com") "\r\n";
     check_all_splits(in, strlen(in), want, strlen(want), false);
     struct tf_http_rw *rw = mk(CLIENT, false, false, 0);
     struct tf_buf_sink out = {0};
@@ -103,8 +107,8 @@ static void test_keepalive(void)
     const char *r1 = "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
     const char *r2 = "POST /up HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n\r\nhello";
     const char *w1 = "GET / HTTP/1.1\r\nHost: a.example\r\n" OURS("a.example") "\r\n";
-    const char *w2 = "POST /up HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n"
-                     OURS("a.example") "\r\nhello";
+    const char *w2 = "POST /up HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n" OURS(
+        "a.example") "\r\nhello";
     CHECK_EQ_INT(tf_http_rw_feed(rw, r1, strlen(r1), &out), 0);
     CHECK(out_is(&out, w1, strlen(w1)));
     out.len = 0;
@@ -125,12 +129,11 @@ static void test_pipelined(void)
     for (int i = 0; i < 10; i++) {
         bool post = i % 3 == 1;
         snprintf(line, sizeof(line), "%s /r%d HTTP/1.1\r\nHost: p.example\r\n%s\r\n%s",
-                 post ? "POST" : "GET", i, post ? "Content-Length: 3\r\n" : "",
-                 post ? "abc" : "");
+                 post ? "POST" : "GET", i, post ? "Content-Length: 3\r\n" : "", post ? "abc" : "");
         tf_buf_sink_append(&in, line, strlen(line));
-        snprintf(line, sizeof(line), "%s /r%d HTTP/1.1\r\nHost: p.example\r\n%s" OURS("p.example")
-                 "\r\n%s", post ? "POST" : "GET", i, post ? "Content-Length: 3\r\n" : "",
-                 post ? "abc" : "");
+        snprintf(line, sizeof(line),
+                 "%s /r%d HTTP/1.1\r\nHost: p.example\r\n%s" OURS("p.example") "\r\n%s",
+                 post ? "POST" : "GET", i, post ? "Content-Length: 3\r\n" : "", post ? "abc" : "");
         tf_buf_sink_append(&want, line, strlen(line));
     }
     check_all_splits(in.data, in.len, want.data, want.len, false);
@@ -153,8 +156,10 @@ static void test_chunked_exact(void)
     const char *next = "GET /n HTTP/1.1\r\nHost: c.example\r\n\r\n";
     char in[1024], want[2048];
     snprintf(in, sizeof(in), "%s\r\n%s%s", head, body, next);
-    snprintf(want, sizeof(want), "%s" OURS("c.example") "\r\n%sGET /n HTTP/1.1\r\nHost: "
-             "c.example\r\n" OURS("c.example") "\r\n", head, body);
+    snprintf(want, sizeof(want),
+             "%s" OURS("c.example") "\r\n%sGET /n HTTP/1.1\r\nHost: "
+                                    "c.example\r\n" OURS("c.example") "\r\n",
+             head, body);
     check_all_splits(in, strlen(in), want, strlen(want), false);
     /* Without trailers, and with a body containing CRLFs and NULs. */
     char in2[512], want2[1024];
@@ -197,15 +202,16 @@ static void test_xff_spoofing(void)
                      "x-forwarded-proto: http\r\nX-Forwarded-Host: evil.example\r\n"
                      "X-FORWARDED-FOR: 7.7.7.7\r\nForwarded: for=6.6.6.6\r\n"
                      "Connection: keep-alive, X-Forwarded-For\r\n\r\n";
-    const char *untrusted = "GET / HTTP/1.1\r\nHost: x.example\r\nConnection: keep-alive\r\n"
-                            OURS("x.example") "\r\n";
+    const char *untrusted =
+        "GET / HTTP/1.1\r\nHost: x.example\r\nConnection: keep-alive\r\n" OURS("x.example") "\r\n";
     const char *trusted = "GET / HTTP/1.1\r\nHost: x.example\r\nConnection: keep-alive\r\n"
                           "X-Forwarded-For: 6.6.6.6, 7.7.7.7, " CLIENT "\r\n"
                           "X-Forwarded-Proto: https\r\nX-Forwarded-Host: x.example\r\n\r\n";
     check_all_splits(in, strlen(in), untrusted, strlen(untrusted), false);
     check_all_splits(in, strlen(in), trusted, strlen(trusted), true);
     /* A Connection header naming only our fields disappears. */
-    const char *in2 = "GET / HTTP/1.1\r\nConnection: forwarded ,x-forwarded-host\r\nHost: y\r\n\r\n";
+    const char *in2 =
+        "GET / HTTP/1.1\r\nConnection: forwarded ,x-forwarded-host\r\nHost: y\r\n\r\n";
     const char *w2 = "GET / HTTP/1.1\r\nHost: y\r\n" OURS("y") "\r\n";
     check_all_splits(in2, strlen(in2), w2, strlen(w2), false);
 }
@@ -215,10 +221,11 @@ static void test_forwarded(void)
     struct tf_http_rw *rw = mk("2001:db8::7", false, true, 0);
     struct tf_buf_sink out = {0};
     const char *in = "GET / HTTP/1.1\r\nHost: f.example:8443\r\nForwarded: for=evil\r\n\r\n";
-    const char *want = "GET / HTTP/1.1\r\nHost: f.example:8443\r\n"
-                       "X-Forwarded-For: 2001:db8::7\r\nX-Forwarded-Proto: https\r\n"
-                       "X-Forwarded-Host: f.example:8443\r\n"
-                       "Forwarded: for=\"[2001:db8::7]\";proto=https;host=\"f.example:8443\"\r\n\r\n";
+    const char *want =
+        "GET / HTTP/1.1\r\nHost: f.example:8443\r\n"
+        "X-Forwarded-For: 2001:db8::7\r\nX-Forwarded-Proto: https\r\n"
+        "X-Forwarded-Host: f.example:8443\r\n"
+        "Forwarded: for=\"[2001:db8::7]\";proto=https;host=\"f.example:8443\"\r\n\r\n";
     CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
     CHECK(out_is(&out, want, strlen(want)));
     tf_buf_sink_free(&out);
@@ -228,8 +235,9 @@ static void test_forwarded(void)
     rw = mk(CLIENT, true, true, 0);
     const char *in2 = "GET / HTTP/1.1\r\nHost: g.example\r\nForwarded: for=198.51.100.1\r\n\r\n";
     CHECK_EQ_INT(tf_http_rw_feed(rw, in2, strlen(in2), &out), 0);
-    CHECK_EQ_INT(count(&out, "Forwarded: for=198.51.100.1, for=" CLIENT
-                             ";proto=https;host=g.example\r\n"), 1);
+    CHECK_EQ_INT(
+        count(&out, "Forwarded: for=198.51.100.1, for=" CLIENT ";proto=https;host=g.example\r\n"),
+        1);
     tf_buf_sink_free(&out);
     tf_http_rw_free(rw);
 }
@@ -270,8 +278,10 @@ struct bad_case {
 #define CHUNKH POSTH "Transfer-Encoding: chunked\r\n\r\n"
 
 static const struct bad_case bad_cases[] = {
-    {"CL+TE", POSTH "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 400, false},
-    {"TE+CL", POSTH "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 0, 400, false},
+    {"CL+TE", POSTH "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 400,
+     false},
+    {"TE+CL", POSTH "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 0, 400,
+     false},
     {"CL,CL conflicting", POSTH "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab", 0, 400, false},
     {"CL,CL same value", POSTH "Content-Length: 1\r\nContent-Length: 1\r\n\r\na", 0, 400, false},
     {"CL list", POSTH "Content-Length: 1, 2\r\n\r\nab", 0, 400, false},
@@ -279,9 +289,12 @@ static const struct bad_case bad_cases[] = {
     {"CL negative", POSTH "Content-Length: -1\r\n\r\na", 0, 400, false},
     {"CL hex", POSTH "Content-Length: 0x1\r\n\r\na", 0, 400, false},
     {"TE gzip only", POSTH "Transfer-Encoding: gzip\r\n\r\nabc", 0, 400, false},
-    {"TE chunked not last", POSTH "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 0, 400, false},
-    {"TE chunked twice", POSTH "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         "0\r\n\r\n", 0, 400, false},
+    {"TE chunked not last", POSTH "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 0, 400,
+     false},
+    {"TE chunked twice",
+     POSTH "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "0\r\n\r\n",
+     0, 400, false},
     {"TE xchunked", POSTH "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 0, 400, false},
     {"chunk size not hex", CHUNKH "zz\r\nabc\r\n0\r\n\r\n", 0, 400, true},
     {"chunk size overflow", CHUNKH "FFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n", 0, 400, true},
@@ -292,8 +305,14 @@ static const struct bad_case bad_cases[] = {
     {"trailer bare LF", CHUNKH "0\r\nX-T: a\nX-U: b\r\n\r\n", 0, 400, true},
     {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 0, 400, false},
     {"NUL in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n", 36, 400, false},
-    {"CTL in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x01" "c\r\n\r\n", 0, 400, false},
-    {"DEL in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7f" "c\r\n\r\n", 0, 400, false},
+    {"CTL in value",
+     "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x01"
+     "c\r\n\r\n",
+     0, 400, false},
+    {"DEL in value",
+     "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7f"
+     "c\r\n\r\n",
+     0, 400, false},
     {"bare CR in value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", 0, 400, false},
     {"space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 0, 400, false},
     {"space in name", "GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n", 0, 400, false},

@@ -153,7 +153,8 @@ static void test_v2_bytes_ipv4(void)
 static void test_v2_roundtrip_tlvs(void)
 {
     struct sockaddr_storage s = ip("2001:db8::17", 51000), d = ip("2001:db8::1", 8443);
-    struct tf_proxy_tlv_info info = {.authority = "www.example.com", .ssl = true,
+    struct tf_proxy_tlv_info info = {.authority = "www.example.com",
+                                     .ssl = true,
                                      .ssl_version = "TLSv1.3",
                                      .ssl_cipher = "TLS_AES_256_GCM_SHA384"};
     unsigned char out[TF_PROXY_V2_ENCODE_MAX];
@@ -192,8 +193,7 @@ static void test_v2_roundtrip_tlvs(void)
 }
 
 /* A hand-built v2 header: fixed part with ver_cmd/fam, then body bytes. */
-static size_t v2_hdr(unsigned char *out, unsigned vc, unsigned fam, const void *body,
-                     size_t blen)
+static size_t v2_hdr(unsigned char *out, unsigned vc, unsigned fam, const void *body, size_t blen)
 {
     memcpy(out, TF_PROXY_V2_SIG, 12);
     out[12] = (unsigned char)vc;
@@ -223,11 +223,9 @@ static void test_v2_local_unspec_unknown_tlvs(void)
     CHECK_EQ_INT(tf_proxy_parse(h, n, &r), (int)n);
     CHECK(r.family == AF_UNIX && !r.has_addr);
     /* IPv4 + NOOP, unknown 0xE0 and CRC32C TLVs skipped, then AUTHORITY. */
-    unsigned char b[] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 80, 1, 187,
-                         0x04, 0x00, 0x02, 0, 0,
-                         0xE0, 0x00, 0x01, 'x',
-                         0x03, 0x00, 0x04, 1, 2, 3, 4,
-                         0x02, 0x00, 0x03, 'a', '.', 'b'};
+    unsigned char b[] = {1,    2,    3,    4, 5,    6,    7,    8,    0,   80,   1,    187,
+                         0x04, 0x00, 0x02, 0, 0,    0xE0, 0x00, 0x01, 'x', 0x03, 0x00, 0x04,
+                         1,    2,    3,    4, 0x02, 0x00, 0x03, 'a',  '.', 'b'};
     n = v2_hdr(h, 0x21, 0x11, b, sizeof(b));
     CHECK_EQ_INT(tf_proxy_parse(h, n, &r), (int)n);
     CHECK(r.has_addr && r.has_authority && !r.has_ssl);
@@ -235,9 +233,8 @@ static void test_v2_local_unspec_unknown_tlvs(void)
     struct sockaddr_storage ws = ip("1.2.3.4", 80), wd = ip("5.6.7.8", 443);
     CHECK(same_addr(&r.src, &ws) && same_addr(&r.dst, &wd));
     /* SSL with a CN sub-TLV (ignored) and verify = 1. */
-    unsigned char s[] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 80, 1, 187,
-                         0x20, 0x00, 0x0C, 0x07, 0, 0, 0, 1,
-                         0x22, 0x00, 0x01, 'c', 0x21, 0x00, 0x00};
+    unsigned char s[] = {1,    2,    3, 4, 5, 6, 7,    8,    0,    80,  1,    187,  0x20, 0x00,
+                         0x0C, 0x07, 0, 0, 0, 1, 0x22, 0x00, 0x01, 'c', 0x21, 0x00, 0x00};
     n = v2_hdr(h, 0x21, 0x11, s, sizeof(s));
     CHECK_EQ_INT(tf_proxy_parse(h, n, &r), (int)n);
     CHECK(r.has_ssl && r.ssl_client == 7 && r.ssl_verify == 1 && r.ssl_version[0] == '\0');
@@ -280,8 +277,15 @@ static void test_oversized(void)
 static void test_garbage(void)
 {
     static const char *const bad[] = {
-        "GET / HTTP/1.1\r\n", "\x16\x03\x01\x02\x00\x01", "PROXX", "proxy TCP4", "P\r\n",
-        "\r\n\r\n\x00\r\nQUIX", "\r\n\r\n\x01", " PROXY", "\x00\x00\x00",
+        "GET / HTTP/1.1\r\n",
+        "\x16\x03\x01\x02\x00\x01",
+        "PROXX",
+        "proxy TCP4",
+        "P\r\n",
+        "\r\n\r\n\x00\r\nQUIX",
+        "\r\n\r\n\x01",
+        " PROXY",
+        "\x00\x00\x00",
     };
     struct tf_proxy_result r;
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
@@ -304,26 +308,26 @@ static void test_garbage(void)
 static void test_v1_malformed(void)
 {
     static const char *const bad[] = {
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",         /* bare LF */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",        /* CR without LF */
-        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",       /* unknown protocol */
-        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",      /* double space */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",         /* missing port */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",     /* extra field */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",      /* trailing space */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",   /* port out of range */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 080 2\r\n",     /* leading zero */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",      /* sign */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1a 2\r\n",      /* not a number */
-        "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",         /* short IPv4 */
-        "PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",     /* octet out of range */
-        "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",           /* IPv6 in TCP4 */
-        "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",           /* IPv4 in TCP6 */
-        "PROXY TCP6 ::1 ::g 1 2\r\n",               /* bad IPv6 */
-        "PROXY TCP4\r\n",                           /* no addresses */
-        "PROXY \r\n",                               /* nothing */
-        "PROXY UNKNOWNX\r\n",                       /* not UNKNOWN */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",     /* CR CR LF */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",       /* bare LF */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",      /* CR without LF */
+        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",     /* unknown protocol */
+        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",    /* double space */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       /* missing port */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",   /* extra field */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",    /* trailing space */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", /* port out of range */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 080 2\r\n",   /* leading zero */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",    /* sign */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1a 2\r\n",    /* not a number */
+        "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",       /* short IPv4 */
+        "PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",   /* octet out of range */
+        "PROXY TCP4 ::1 5.6.7.8 1 2\r\n",         /* IPv6 in TCP4 */
+        "PROXY TCP6 1.2.3.4 ::1 1 2\r\n",         /* IPv4 in TCP6 */
+        "PROXY TCP6 ::1 ::g 1 2\r\n",             /* bad IPv6 */
+        "PROXY TCP4\r\n",                         /* no addresses */
+        "PROXY \r\n",                             /* nothing */
+        "PROXY UNKNOWNX\r\n",                     /* not UNKNOWN */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",   /* CR CR LF */
     };
     struct tf_proxy_result r;
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
@@ -347,18 +351,18 @@ static void test_v2_malformed(void)
         size_t extra_len;
         size_t addr_len;
     } cases[] = {
-        {0x11, 0x11, NULL, 0, 12},                               /* version 1 in v2 header */
-        {0x31, 0x11, NULL, 0, 12},                               /* version 3 */
-        {0x22, 0x11, NULL, 0, 12},                               /* command 2 */
-        {0x21, 0x41, NULL, 0, 12},                               /* family 4 */
-        {0x21, 0x13, NULL, 0, 12},                               /* protocol 3 */
-        {0x21, 0x12, NULL, 0, 12},                               /* UDP on a stream listener */
-        {0x21, 0x11, NULL, 0, 11},                               /* IPv4 block too short */
-        {0x21, 0x21, NULL, 0, 12},                               /* IPv6 block too short */
+        {0x11, 0x11, NULL, 0, 12}, /* version 1 in v2 header */
+        {0x31, 0x11, NULL, 0, 12}, /* version 3 */
+        {0x22, 0x11, NULL, 0, 12}, /* command 2 */
+        {0x21, 0x41, NULL, 0, 12}, /* family 4 */
+        {0x21, 0x13, NULL, 0, 12}, /* protocol 3 */
+        {0x21, 0x12, NULL, 0, 12}, /* UDP on a stream listener */
+        {0x21, 0x11, NULL, 0, 11}, /* IPv4 block too short */
+        {0x21, 0x21, NULL, 0, 12}, /* IPv6 block too short */
         {0x21, 0x11, (const unsigned char *)"\x04\x00\x0a\x01\x02", 5, 12}, /* TLV overrun */
-        {0x21, 0x11, (const unsigned char *)"\x04\x00", 2, 12},  /* partial TLV header */
-        {0x21, 0x11, (const unsigned char *)"\x02\x00\x03\x61\x00\x62", 6, 12}, /* NUL */
-        {0x21, 0x11, (const unsigned char *)"\x02\x00\x00", 3, 12},             /* empty */
+        {0x21, 0x11, (const unsigned char *)"\x04\x00", 2, 12},             /* partial TLV header */
+        {0x21, 0x11, (const unsigned char *)"\x02\x00\x03\x61\x00\x62", 6, 12},     /* NUL */
+        {0x21, 0x11, (const unsigned char *)"\x02\x00\x00", 3, 12},                 /* empty */
         {0x21, 0x11, (const unsigned char *)"\x20\x00\x04\x01\x00\x00\x00", 7, 12}, /* SSL */
         {0x21, 0x11, (const unsigned char *)"\x20\x00\x08\x01\x00\x00\x00\x00\x21\x00\x05", 11,
          12}, /* SSL sub-TLV overruns the SSL TLV */
