@@ -32,6 +32,11 @@ if [ "$FAST" -eq 0 ]; then
   (cd build-asan && ctest --output-on-failure -j2 --timeout 900 -LE docker) || rc=1
 fi
 
+echo "== fuzz targets (clang + libFuzzer, bounded runs)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-fuzz -j"$JOBS" --target fuzz_proxy_proto fuzz_http_rewrite
+(cd build-fuzz && ctest --output-on-failure -L fuzz --timeout 300) || rc=1
+
 if [ "$rc" -ne 0 ]; then
   echo "test.sh: FAILED"
 else
