@@ -14,7 +14,7 @@
 FROM debian:12 AS build
 ENV DEBIAN_FRONTEND=noninteractive
 COPY scripts/deps.sh /tmp/deps.sh
-RUN bash /tmp/deps.sh && rm -rf /var/lib/apt/lists/*
+RUN bash /tmp/deps.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . /src
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DTLSFRONT_TESTS=OFF \
         -DTLSFRONT_WERROR=OFF >/dev/null \

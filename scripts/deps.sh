@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Install every Debian package tlsfront's build, tests and demo need. Idempotent: installs
 # only what is missing, and runs `apt-get update` only when something must be installed.
-# Usage: scripts/deps.sh [extra-package ...]   (bench/run.sh passes its own extras)
+# Usage: scripts/deps.sh [--build-only] [extra-package ...]
+#   --build-only: just what building tlsfront needs (the Dockerfile's build stage)
+#   extra packages: bench/run.sh passes its own (haproxy, nginx, ...)
 set -euo pipefail
 
-PKGS=(
-  build-essential cmake pkg-config git
-  libuv1-dev libssl-dev libcjson-dev node-llhttp libpsl-dev publicsuffix
-  openssl curl ca-certificates python3 python3-cryptography
-  pebble procps iproute2 util-linux
-  buildah podman runc debootstrap prometheus clang libclang-rt-14-dev haproxy
-)
+BUILD=(build-essential cmake pkg-config libuv1-dev libssl-dev libcjson-dev node-llhttp
+       libpsl-dev publicsuffix ca-certificates)
+TEST=(git openssl curl python3 python3-cryptography pebble procps iproute2 util-linux
+      buildah podman runc debootstrap prometheus clang libclang-rt-14-dev haproxy)
+PKGS=("${BUILD[@]}")
+if [ "${1:-}" = "--build-only" ]; then
+  shift
+else
+  PKGS+=("${TEST[@]}")
+fi
 PKGS+=("$@")
 
 missing=()
