@@ -359,9 +359,12 @@ int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct 
     cm->budget = budget_for(cfg);
     uv_timer_init(cm->loop, &cm->renew_timer);
     cm->renew_timer.data = cm;
-    cm->http = tf_http_client_new(cm->loop, cfg->acme_ca, err, errlen);
-    if (!cm->http)
+    char why[400] = "";
+    cm->http = tf_http_client_new(cm->loop, cfg->acme_ca, why, sizeof why);
+    if (!cm->http) {
+        snprintf(err, errlen, "--acme-ca: %s", why);
         return 2;
+    }
     struct tf_acme_responder resp = {responder_publish, responder_unpublish, cm};
     cm->acme = tf_acme_new(cm->loop, cfg, cm->storage, cm->http, &resp, err, errlen);
     if (!cm->acme)
