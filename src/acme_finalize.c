@@ -70,13 +70,8 @@ static void on_certificate(int err, const struct tf_http_response *resp,
                            const struct tf_acme_problem *prob, void *arg)
 {
     struct tf_acme_order *o = arg;
-    o->call = NULL;
-    if (tf_acme_order_cancelled(o))
+    if (!tf_acme_order_answer(o, "certificate", err, prob))
         return;
-    if (err) {
-        tf_acme_order_call_failed(o, "certificate", err, prob);
-        return;
-    }
     char why[256] = "";
     o->chain_pem = tf_strndup(resp->body, resp->body_len);
     o->key_pem = tf_key_to_pem(o->cert_key);
@@ -123,13 +118,8 @@ static void on_order_final(int err, const struct tf_http_response *resp,
                            const struct tf_acme_problem *prob, void *arg)
 {
     struct tf_acme_order *o = arg;
-    o->call = NULL;
-    if (tf_acme_order_cancelled(o))
+    if (!tf_acme_order_answer(o, "finalize", err, prob))
         return;
-    if (err) {
-        tf_acme_order_call_failed(o, "finalize", err, prob);
-        return;
-    }
     struct tf_acme_order_doc d;
     char why[256];
     if (tf_acme_parse_order(resp->body, resp->body_len, &d, why, sizeof(why))) {
@@ -200,13 +190,8 @@ static void on_order_ready(int err, const struct tf_http_response *resp,
                            const struct tf_acme_problem *prob, void *arg)
 {
     struct tf_acme_order *o = arg;
-    o->call = NULL;
-    if (tf_acme_order_cancelled(o))
+    if (!tf_acme_order_answer(o, "order", err, prob))
         return;
-    if (err) {
-        tf_acme_order_call_failed(o, "order", err, prob);
-        return;
-    }
     struct tf_acme_order_doc d;
     char why[256];
     if (tf_acme_parse_order(resp->body, resp->body_len, &d, why, sizeof(why))) {

@@ -191,6 +191,11 @@ void tf_acme_order_after(struct tf_acme_order *o, uint64_t delay_ms, tf_acme_ord
 uint64_t tf_acme_order_poll_delay(struct tf_acme_order *o, const struct tf_http_response *r);
 /* True (and the order failed with UV_ECANCELED) when the client is closing. */
 bool tf_acme_order_cancelled(struct tf_acme_order *o);
+/* The common start of every order step's HTTP callback: clears the call in flight, and
+ * returns false when the order was cancelled or the call failed (the order is then ended
+ * with the step's name and the problem); true when the response is there to be read. */
+bool tf_acme_order_answer(struct tf_acme_order *o, const char *step, int err,
+                          const struct tf_acme_problem *prob);
 
 /* acme_order.c: walk the order's authorizations (publish, challenge, poll), then
  * tf_acme_order_poll_ready(). */

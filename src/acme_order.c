@@ -169,6 +169,19 @@ bool tf_acme_order_cancelled(struct tf_acme_order *o)
     return true;
 }
 
+bool tf_acme_order_answer(struct tf_acme_order *o, const char *step, int err,
+                          const struct tf_acme_problem *prob)
+{
+    o->call = NULL;
+    if (tf_acme_order_cancelled(o))
+        return false;
+    if (err) {
+        tf_acme_order_call_failed(o, step, err, prob);
+        return false;
+    }
+    return true;
+}
+
 void tf_acme_order_cancel(struct tf_acme_order *o)
 {
     if (o->finished)
@@ -304,13 +317,8 @@ static void on_challenge(int err, const struct tf_http_response *resp,
                          const struct tf_acme_problem *prob, void *arg)
 {
     struct tf_acme_order *o = arg;
-    o->call = NULL;
-    if (tf_acme_order_cancelled(o))
+    if (!tf_acme_order_answer(o, "challenge", err, prob))
         return;
-    if (err) {
-        tf_acme_order_call_failed(o, "challenge", err, prob);
-        return;
-    }
     tf_acme_order_after(o, tf_acme_order_poll_delay(o, resp), step_poll_authz,
                         "the authorization");
 }
@@ -379,13 +387,8 @@ static void on_authz(int err, const struct tf_http_response *resp,
                      const struct tf_acme_problem *prob, void *arg)
 {
     struct tf_acme_order *o = arg;
-    o->call = NULL;
-    if (tf_acme_order_cancelled(o))
+    if (!tf_acme_order_answer(o, "authorization", err, prob))
         return;
-    if (err) {
-        tf_acme_order_call_failed(o, "authorization", err, prob);
-        return;
-    }
     struct tf_acme_authz_doc z;
     char why[256];
     if (tf_acme_parse_authz(resp->body, resp->body_len, &z, why, sizeof(why))) {
