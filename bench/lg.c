@@ -109,20 +109,19 @@ long lg_pids_rss_kib(const struct lg_pids *p)
     return total;
 }
 
-/* Whole-system busy CPU seconds (all cores) from /proc/stat; 10 ms ticks. */
-static double sys_busy(void)
+/* irq + softirq CPU seconds of all cores from /proc/stat (10 ms ticks). */
+static double irq_time(void)
 {
     FILE *f = fopen("/proc/stat", "r");
-    unsigned long long v[8] = {0};
+    unsigned long long v[7] = {0};
     if (!f)
         return 0;
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]);
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6]);
     fclose(f);
-    if (n != 8)
+    if (n != 7)
         return 0;
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return (double)busy / (double)sysconf(_SC_CLK_TCK);
+    return (double)(v[5] + v[6]) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double self_cpu(void)
@@ -132,20 +131,23 @@ static double self_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void lg_meter_start(struct lg_meter *m, const struct lg_pids *p)
+void lg_meter_start(struct lg_meter *m, const struct lg_pids *p, const struct lg_pids *sys)
 {
-    m->sys_cpu = sys_busy();
+    m->irq_cpu = irq_time();
+    m->sys_cpu = lg_pids_cpu(sys);
     m->self_cpu = self_cpu();
     m->server_cpu = lg_pids_cpu(p);
     m->wall = lg_now();
 }
 
-void lg_meter_stop(struct lg_meter *m, const struct lg_pids *p)
+void lg_meter_stop(struct lg_meter *m, const struct lg_pids *p, const struct lg_pids *sys)
 {
     m->wall = lg_now() - m->wall;
     m->server_cpu = lg_pids_cpu(p) - m->server_cpu;
     m->self_cpu = self_cpu() - m->self_cpu;
-    m->sys_cpu = sys_busy() - m->sys_cpu;
+    m->sys_cpu = lg_pids_cpu(sys) - m->sys_cpu;
+    m->irq_cpu = irq_time() - m->irq_cpu;
+    m->sys_cpu += m->server_cpu + m->self_cpu + m->irq_cpu;
 }
 
 /* ---- client context ---- */
@@ -210,7 +212,12 @@ int lg_conn_open(struct lg_client *cl, struct lg_conn *c, SSL_SESSION *sess)
         errno != EINPROGRESS)
         return lg_fail("connect: %s", strerror(errno));
     c->ssl = SSL_new(cl->ctx);
-    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) || !SSL_set_tlsext_host_name(c->ssl, cl->sni))
+    char name[256];
+    if (cl->sni_range > 0)
+        snprintf(name, sizeof name, cl->sni, 1 + random() % cl->sni_range);
+    else
+        snprintf(name, sizeof name, "%s", cl->sni);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) || !SSL_set_tlsext_host_name(c->ssl, name))
         return lg_fail("SSL_new failed");
     if (sess && !SSL_set_session(c->ssl, sess))
         return lg_fail("SSL_set_session failed");
@@ -344,7 +351,7 @@ int lg_conn_request(struct lg_client *cl, struct lg_conn *c, const char *req)
     c->busy = 1;
     c->state = LG_WRITE;
     c->t_req = lg_now();
-    return lg_conn_step(cl, c) < 0 ? -1 : 0;
+    return lg_conn_step(cl, c);
 }
 
 void lg_conn_idle(struct lg_client *cl, struct lg_conn *c)

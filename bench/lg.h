@@ -26,6 +26,7 @@ struct lg_client {
     SSL_CTX *ctx;
     struct sockaddr_in addr;
     const char *sni;
+    long sni_range; /* > 0: sni is a pattern with one %ld, 1..sni_range picked at random */
     int ep;
 };
 
@@ -53,8 +54,11 @@ struct lg_pids {
     clockid_t clk[LG_MAX_PIDS];
 };
 
+/* sys_cpu: the whole benchmark's CPU: server + this process + the --sys-pids (the backend)
+ * from their CPU clocks, plus all cores' irq and softirq time from /proc/stat (10 ms ticks),
+ * so that other work on a shared machine does not count. */
 struct lg_meter {
-    double wall, server_cpu, self_cpu, sys_cpu;
+    double wall, server_cpu, self_cpu, sys_cpu, irq_cpu;
 };
 
 double lg_now(void);
@@ -65,14 +69,15 @@ void *lg_calloc(size_t n, size_t size);
 int lg_pids_parse(struct lg_pids *p, const char *list);
 double lg_pids_cpu(const struct lg_pids *p);
 long lg_pids_rss_kib(const struct lg_pids *p);
-void lg_meter_start(struct lg_meter *m, const struct lg_pids *p);
-void lg_meter_stop(struct lg_meter *m, const struct lg_pids *p);
+void lg_meter_start(struct lg_meter *m, const struct lg_pids *p, const struct lg_pids *sys);
+void lg_meter_stop(struct lg_meter *m, const struct lg_pids *p, const struct lg_pids *sys);
 
 int lg_client_init(struct lg_client *cl, const char *addr, const char *sni);
 void lg_client_free(struct lg_client *cl);
 
 int lg_conn_open(struct lg_client *cl, struct lg_conn *c, SSL_SESSION *sess);
 int lg_conn_step(struct lg_client *cl, struct lg_conn *c);
+/* Start a request; returns like lg_conn_step (1: the response is already complete). */
 int lg_conn_request(struct lg_client *cl, struct lg_conn *c, const char *req);
 void lg_conn_idle(struct lg_client *cl, struct lg_conn *c);
 void lg_conn_close(struct lg_client *cl, struct lg_conn *c);

@@ -17,6 +17,9 @@
  *   loadgen idle  ADDR SNI --n N --conc C --pids P,P [--settle S]
  *       N connections that each complete a handshake and one request, then stay idle; RSS
  *       growth of the PIDs per connection. (The open-file limit is 20,000.)
+ * --sni-range K: SNI is a printf pattern with one %ld, filled per connection with a random
+ * number in 1..K (figure 6: SNI picks among many names).
+ * --sys-pids P,P: other processes (the backend) counted in the whole-benchmark CPU figure.
  * Every mode prints one JSON object on stdout and exits non-zero on failure. All loops are
  * bounded in count and time (--time, default 60 s).
  */
@@ -29,8 +32,8 @@ static const char REQ_CLOSE[] = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: cl
 static const char REQ_KEEP[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
 struct opts {
-    const char *mode, *addr, *sni, *pids, *dir;
-    long n, conc, warmup, rate, count;
+    const char *mode, *addr, *sni, *pids, *sys_pids, *dir;
+    long n, conc, warmup, rate, count, sni_range;
     uint64_t bytes;
     double time_limit, settle;
     int resume;
@@ -125,15 +128,16 @@ static int hs_batch(struct lg_client *cl, const struct opts *o, long n, struct h
     return rc;
 }
 
-static int mode_hs(struct lg_client *cl, const struct opts *o, struct lg_pids *p)
+static int mode_hs(struct lg_client *cl, const struct opts *o, struct lg_pids *p,
+                   struct lg_pids *sp)
 {
     struct hs_run w, r;
     if (o->warmup > 0 && hs_batch(cl, o, o->warmup, &w) < 0)
         return lg_fail("warm-up failed (%ld ok, %ld errors)", w.done, w.errors);
     struct lg_meter m;
-    lg_meter_start(&m, p);
+    lg_meter_start(&m, p, sp);
     int rc = hs_batch(cl, o, o->n, &r);
-    lg_meter_stop(&m, p);
+    lg_meter_stop(&m, p, sp);
     if (rc < 0 || r.errors)
         return lg_fail("hs: %ld ok, %ld errors of %ld", r.done, r.errors, o->n);
     /* resumption verification: full rows must have none, resumed rows nearly all (the first
@@ -153,7 +157,8 @@ static int mode_hs(struct lg_client *cl, const struct opts *o, struct lg_pids *p
 
 /* ---- bulk: one connection, B bytes down or up ---- */
 
-static int mode_bulk(struct lg_client *cl, const struct opts *o, struct lg_pids *p)
+static int mode_bulk(struct lg_client *cl, const struct opts *o, struct lg_pids *p,
+                   struct lg_pids *sp)
 {
     struct lg_conn c;
     memset(&c, 0, sizeof c);
@@ -168,7 +173,7 @@ static int mode_bulk(struct lg_client *cl, const struct opts *o, struct lg_pids 
         snprintf(hdr, sizeof hdr, "GET /bytes/%llu HTTP/1.1\r\nHost: bench\r\n\r\n",
                  (unsigned long long)o->bytes);
     struct lg_meter m;
-    lg_meter_start(&m, p);
+    lg_meter_start(&m, p, sp);
     double deadline = lg_now() + o->time_limit;
     int rc = lg_conn_write_all(&c, hdr, strlen(hdr), deadline);
     if (rc == 0 && up)
@@ -176,7 +181,7 @@ static int mode_bulk(struct lg_client *cl, const struct opts *o, struct lg_pids 
     uint64_t body = 0;
     if (rc == 0)
         rc = lg_conn_read_response(&c, &body, deadline);
-    lg_meter_stop(&m, p);
+    lg_meter_stop(&m, p, sp);
     lg_conn_close(cl, &c);
     if (rc < 0 || (!up && body != o->bytes))
         return lg_fail("bulk %s: failed (body %llu of %llu)", o->dir, (unsigned long long)body,
@@ -246,18 +251,28 @@ static int lat_loop(struct lg_client *cl, struct lg_conn *cs, const struct opts 
     struct epoll_event evs[512];
     while (got < o->count) {
         double now = lg_now();
-        if (now > deadline)
-            return lg_fail("lat: %ld of %ld responses in time", got, o->count);
+        if (now > deadline) {
+            for (long i = 0; i < o->conc; i++)
+                if (cs[i].busy)
+                    lg_fail("lat: connection %ld stuck: state %d, %zu header bytes, %.3f s ago",
+                            i, cs[i].state, cs[i].hlen, now - cs[i].t_req);
+            return lg_fail("lat: %ld of %ld responses in time (%ld sent)", got, o->count, sent);
+        }
         while (sent < o->count && t0 + (double)sent * step <= now) {
             long tries = 0;
             while (cs[rr].busy && tries++ < o->conc)
                 rr = (rr + 1) % o->conc;
-            if (cs[rr].busy) {
-                (*late)++;
+            if (cs[rr].busy)
                 break; /* every connection busy: send when one frees */
-            }
-            if (lg_conn_request(cl, &cs[rr], REQ_KEEP) < 0)
+            if (now - (t0 + (double)sent * step) > 0.001)
+                (*late)++; /* started over 1 ms behind schedule */
+            int st = lg_conn_request(cl, &cs[rr], REQ_KEEP);
+            if (st < 0)
                 return lg_fail("lat: write failed");
+            if (st > 0) { /* the response was already there (preempted after the write) */
+                lat[got++] = (uint64_t)((lg_now() - cs[rr].t_req) * 1e9);
+                lg_conn_idle(cl, &cs[rr]);
+            }
             sent++;
             rr = (rr + 1) % o->conc;
         }
@@ -282,17 +297,18 @@ static int lat_loop(struct lg_client *cl, struct lg_conn *cs, const struct opts 
     return 0;
 }
 
-static int mode_lat(struct lg_client *cl, const struct opts *o, struct lg_pids *p)
+static int mode_lat(struct lg_client *cl, const struct opts *o, struct lg_pids *p,
+                   struct lg_pids *sp)
 {
     struct lg_conn *cs = lg_calloc((size_t)o->conc, sizeof *cs);
     uint64_t *lat = lg_calloc((size_t)o->count, sizeof *lat);
     long late = 0;
     int rc = open_set(cl, cs, o->conc, o->conc, lg_now() + 20);
     struct lg_meter m;
-    lg_meter_start(&m, p);
+    lg_meter_start(&m, p, sp);
     if (rc == 0)
         rc = lat_loop(cl, cs, o, lat, &late);
-    lg_meter_stop(&m, p);
+    lg_meter_stop(&m, p, sp);
     for (long i = 0; i < o->conc; i++)
         lg_conn_close(cl, &cs[i]);
     free(cs);
@@ -311,8 +327,10 @@ static int mode_lat(struct lg_client *cl, const struct opts *o, struct lg_pids *
 
 /* ---- idle: RSS growth per idle connection ---- */
 
-static int mode_idle(struct lg_client *cl, const struct opts *o, struct lg_pids *p)
+static int mode_idle(struct lg_client *cl, const struct opts *o, struct lg_pids *p,
+                   struct lg_pids *sp)
 {
+    (void)sp;
     struct hs_run w;
     if (o->warmup > 0 && hs_batch(cl, o, o->warmup, &w) < 0)
         return lg_fail("idle: warm-up failed");
@@ -339,9 +357,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"n", 1, 0, 'n'},     {"conc", 1, 0, 'c'},   {"resume", 0, 0, 'r'},
         {"warmup", 1, 0, 'w'}, {"time", 1, 0, 't'},  {"pids", 1, 0, 'p'},
         {"dir", 1, 0, 'd'},   {"bytes", 1, 0, 'b'},  {"rate", 1, 0, 'R'},
-        {"count", 1, 0, 'k'}, {"settle", 1, 0, 's'}, {0, 0, 0, 0}};
+        {"count", 1, 0, 'k'}, {"settle", 1, 0, 's'}, {"sys-pids", 1, 0, 'S'},
+        {"sni-range", 1, 0, 'N'},
+        {0, 0, 0, 0}};
     *o = (struct opts){.n = 1000, .conc = 32, .time_limit = 60, .rate = 2000, .count = 10000,
-                       .dir = "down", .bytes = 100000000, .settle = 1.0, .pids = ""};
+                       .dir = "down", .bytes = 100000000, .settle = 1.0, .pids = "",
+                       .sys_pids = ""};
     if (argc < 4)
         return -1;
     o->mode = argv[1];
@@ -362,6 +383,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'R': o->rate = atol(optarg); break;
         case 'k': o->count = atol(optarg); break;
         case 's': o->settle = atof(optarg); break;
+        case 'S': o->sys_pids = optarg; break;
+        case 'N': o->sni_range = atol(optarg); break;
         default: return -1;
         }
     }
@@ -378,21 +401,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: loadgen hs|bulk|lat|idle ADDR SNI [options] (see loadgen.c)\n");
         return 2;
     }
-    struct lg_pids p;
-    if (lg_pids_parse(&p, o.pids) < 0)
-        return lg_fail("bad --pids '%s'", o.pids) ? 2 : 2;
+    struct lg_pids p, sp;
+    if (lg_pids_parse(&p, o.pids) < 0 || lg_pids_parse(&sp, o.sys_pids) < 0) {
+        lg_fail("bad --pids '%s' or --sys-pids '%s'", o.pids, o.sys_pids);
+        return 2;
+    }
     struct lg_client cl;
     if (lg_client_init(&cl, o.addr, o.sni) < 0)
         return 2;
+    cl.sni_range = o.sni_range;
     int rc;
     if (!strcmp(o.mode, "hs"))
-        rc = mode_hs(&cl, &o, &p);
+        rc = mode_hs(&cl, &o, &p, &sp);
     else if (!strcmp(o.mode, "bulk"))
-        rc = mode_bulk(&cl, &o, &p);
+        rc = mode_bulk(&cl, &o, &p, &sp);
     else if (!strcmp(o.mode, "lat"))
-        rc = mode_lat(&cl, &o, &p);
+        rc = mode_lat(&cl, &o, &p, &sp);
     else if (!strcmp(o.mode, "idle"))
-        rc = mode_idle(&cl, &o, &p);
+        rc = mode_idle(&cl, &o, &p, &sp);
     else
         rc = lg_fail("unknown mode '%s'", o.mode);
     lg_client_free(&cl);

@@ -7,6 +7,7 @@
 #ifndef TF_CONFIG_H
 #define TF_CONFIG_H
 
+#include "cidr.h"
 #include "common.h"
 
 #include <netinet/in.h>
@@ -114,6 +115,14 @@ struct tf_config {
     /* HTTP redirect (#7) */
     char *redirect_http;
     struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */
+
+    /* Legacy backends (#7) */
+    struct tf_cidr *proxy_from;    /* --proxy-from: who may send PROXY headers; none = anyone */
+    int n_proxy_from;
+    struct tf_cidr *trusted_xff;   /* --trusted-xff: clients whose X-Forwarded-For is kept */
+    int n_trusted_xff;
+    bool forwarded;                /* --forwarded: also write RFC 7239 Forwarded (mode=http) */
+    char *hsts;                    /* --hsts VALUE: Strict-Transport-Security (mode=http) */
 };
 
 /* Result of loading: on failure, err holds one line naming the flag/key and the problem. */

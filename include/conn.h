@@ -1,8 +1,9 @@
 /*
  * conn.h: one proxied connection, owned by the worker that accepted it. TLS is driven from
- * libuv reads and writes through memory BIOs. Lifecycle: HANDSHAKE -> CONNECTING (backend)
- * -> PUMPING -> closed by tf_conn_close(), which is idempotent; memory is freed after the
- * last libuv close callback.
+ * libuv reads and writes through memory BIOs. Lifecycle: [PROXY_IN, on ",proxy" listeners]
+ * -> HANDSHAKE -> CONNECTING (backend) -> PUMPING -> closed by tf_conn_close(), which is
+ * idempotent; memory is freed after the last libuv close callback. tf_pump_finish() is the
+ * gentle variant: the client gets what is queued (an error page), then a FIN, then the close.
  */
 #ifndef TF_CONN_H
 #define TF_CONN_H
@@ -20,7 +21,15 @@
 #define TF_WQ_HIGH (256 * 1024)
 #define TF_WQ_LOW (64 * 1024)
 
-enum tf_conn_state { TF_CONN_HANDSHAKE = 0, TF_CONN_CONNECTING, TF_CONN_PUMPING, TF_CONN_CLOSING };
+enum tf_conn_state {
+    TF_CONN_HANDSHAKE = 0,
+    TF_CONN_CONNECTING,
+    TF_CONN_PUMPING,
+    TF_CONN_CLOSING,
+    TF_CONN_PROXY_IN, /* reading a load balancer's PROXY header, before TLS (#7) */
+};
+
+struct tf_http;
 
 /* One direction's socket state; the pump treats both sides alike. */
 struct tf_side {
@@ -28,6 +37,7 @@ struct tf_side {
     bool open;        /* tcp initialised (needs uv_close) */
     bool reading;     /* uv_read_start active */
     bool paused;      /* reading stopped for backpressure */
+    bool hold;        /* reading stopped until an HTTP upgrade is answered (client, #7) */
     bool eof;         /* peer finished sending (FIN or close_notify) */
     bool shut;        /* we finished sending to this peer (shutdown queued) */
     bool shut_done;   /* shutdown completed */
@@ -41,6 +51,7 @@ struct tf_conn {
     uint64_t id;
     enum tf_conn_state state;
     bool closing;
+    bool finishing;               /* tf_pump_finish(): last bytes to the client, then close */
     int pending_closes;
 
     struct tf_side client, backend;
@@ -65,6 +76,14 @@ struct tf_conn {
     char sni[254];
     char ip[48];                  /* client address without port (per-address caps) */
     char peer[64];                /* client address as text */
+    /* PROXY in (#7): the addresses above are the header's; lb_peer is the socket's peer. */
+    bool proxied;
+    char lb_peer[64];
+    unsigned char *pin;           /* PROXY header bytes so far (PROXY_IN state only), owned */
+    size_t pin_len;
+    struct sockaddr_storage src_addr; /* the client (from the header when proxied) */
+    struct sockaddr_storage dst_addr; /* the address the client connected to */
+    struct tf_http *http;         /* mode=http state (#7), owned; NULL in mode=tcp */
     const char *alpn;             /* borrowed from cfg or static */
     const char *tls_version;
     bool resumed;
@@ -86,12 +105,47 @@ void tf_conn_hold(struct tf_conn *c);
  * alert (an SSL_AD_* code) and reason (static string) for the access log. */
 void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason);
 
+/* conn_proxy.c: the PROXY protocol at both ends (#7). */
+/* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
+ * header is done (the connection moved to HANDSHAKE and the bytes after the header are in
+ * rbio), 0 when more bytes are needed, or -1 after closing the connection. */
+int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len);
+/* Queue the route's PROXY v1/v2 header as the first bytes for the backend. */
+void tf_conn_proxy_out(struct tf_conn *c);
+/* "ip:port"/"[ip]:port" and the bare ip of an AF_INET/AF_INET6 address. */
+void tf_conn_addr_text(const struct sockaddr_storage *ss, char *peer, size_t peer_cap, char *ip,
+                       size_t ip_cap);
+
+/* http_mode.c: mode=http glue between the pump and the request rewriter (#7). */
+struct tf_http *tf_http_new(struct tf_conn *c);
+void tf_http_free(struct tf_http *h);
+/* Plaintext from the client: rewrite and forward to the backend, or answer 400/431. */
+void tf_http_client_data(struct tf_conn *c, const char *data, size_t len);
+/* Bytes from the backend: responses to the client (HSTS added), upgrade decisions. */
+void tf_http_backend_data(struct tf_conn *c, const char *data, size_t len);
+/* The backend sent FIN: a deferred error page can go out now. Returns true if it took over
+ * (the connection is finishing). */
+bool tf_http_backend_eof(struct tf_conn *c);
+/* The backend could not be reached: answer status (502) and finish with reason. */
+void tf_http_fail(struct tf_conn *c, int status, const char *reason);
+unsigned long tf_http_requests(const struct tf_http *h);
+
 /* pump.c: data in both directions. */
 void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward what rbio holds */
 void tf_pump_start_backend(struct tf_conn *c); /* backend connected: flush and start reading */
 void tf_pump_flush_tls(struct tf_conn *c);     /* move ciphertext from wbio to the client */
 void tf_pump_client_eof(struct tf_conn *c);    /* client finished sending */
 void tf_pump_free_held(struct tf_conn *c);
+/* Send to the backend (held until it connects); dropped once the connection is finishing. */
+void tf_pump_to_backend(struct tf_conn *c, const char *data, size_t len);
+/* Encrypt to the client (the caller flushes with tf_pump_flush_tls). Returns false after
+ * closing the connection on a TLS error. */
+bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len);
+/* Stop (hold) or resume reading the client, independently of backpressure. */
+void tf_pump_hold_client(struct tf_conn *c, bool hold);
+/* Respond-then-close: stop the backend, send close_notify and FIN after what is queued for
+ * the client, discard what the client still sends, close on its EOF or a short timer. */
+void tf_pump_finish(struct tf_conn *c, const char *reason);
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
 
 /* backend.c */
@@ -101,6 +155,7 @@ void tf_backend_connect(struct tf_conn *c);
 void tf_conn_touch(struct tf_conn *c);
 void tf_conn_maybe_done(struct tf_conn *c);
 void tf_conn_connected(struct tf_conn *c);
+void tf_conn_linger(struct tf_conn *c); /* short timer while finishing */
 /* Drop one pending-close reference (a handle or request that outlives tf_conn_close). */
 void tf_conn_release(struct tf_conn *c);
 void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);

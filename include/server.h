@@ -50,6 +50,7 @@ struct tf_server {
 
     struct tf_certmgr *certmgr;    /* managed certificates; NULL without on-demand/ACME */
     struct tf_admin *admin;        /* --admin endpoint; NULL when off */
+    struct tf_redirect *redirect;  /* --redirect-http listener (#7); NULL when off */
 
     struct tf_stats stats;         /* shared atomics */
 };

@@ -2,7 +2,7 @@
  * backend.c: connecting a connection to its backend. IP literals connect at once; names go
  * through uv_getaddrinfo on libuv's thread pool (never blocking the loop) and each address
  * is tried in order. Success hands over to the pump; failure closes the client connection
- * promptly with one log line. Owns no memory beyond the addrinfo list held by the conn.
+ * promptly with one log line (mode=http: after a 502 page, #7). Owns no memory beyond the addrinfo list held by the conn.
  */
 #include "conn.h"
 #include "log.h"
@@ -31,6 +31,10 @@ static void fail(struct tf_conn *c, int err)
     TF_INFO("backend", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));
+    if (c->http) {
+        tf_http_fail(c, 502, "backend_connect_failed");
+        return;
+    }
     SSL_shutdown(c->ssl);
     tf_pump_flush_tls(c);
     tf_conn_close(c, "backend_connect_failed");
@@ -43,14 +47,16 @@ static void on_retry_closed(uv_handle_t *h)
         tf_conn_release(c);
         return;
     }
-    c->pending_closes--; /* the client and timer handles still hold the connection */
+    c->pending_closes--;
+    if (c->finishing)
+        return; /* gave up already (connect timeout answered with a 502) */ /* the client and timer handles still hold the connection */
     try_next(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
     struct tf_conn *c = req->data;
-    if (c->closing)
+    if (c->closing || c->finishing)
         return;
     if (status != 0) {
         if (c->next_addr) {
@@ -101,7 +107,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct tf_conn *c = req->data;
     c->gai_active = false;
     c->addrs = res; /* freed with the connection */
-    if (!c->closing) {
+    if (!c->closing && !c->finishing) {
         if (status != 0)
             fail(c, status);
         else {

@@ -141,6 +141,15 @@ struct opt {
       "on-demand names unused this many days are not renewed")                                     \
     X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                        \
       "plain-HTTP listener that redirects to https:// (default: off)")                             \
+    X("proxy-from", OT_FN, OF_REPEAT, F(proxy_from), 0, 0, S(cidr), " CIDR", N, "",                \
+      "load balancers allowed to send PROXY headers to \",proxy\" listeners, repeatable "          \
+      "(default: any)")                                                                            \
+    X("trusted-xff", OT_FN, OF_REPEAT, F(trusted_xff), 0, 0, S(cidr), " CIDR", N, "",              \
+      "mode=http: clients whose X-Forwarded-For is appended to, repeatable (others: replaced)")   \
+    X("forwarded", OT_FN, 0, 0, 0, 0, S(forwarded), " on|off", Y, "off",                           \
+      "mode=http: also send the RFC 7239 Forwarded header")                                        \
+    X("hsts", OT_FN, 0, 0, 0, 0, S(hsts), " VALUE", N, "",                                        \
+      "mode=http: add Strict-Transport-Security: VALUE to responses lacking it (default: off)")  \
     X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                          \
       "JSON config file (also -c)")                                                                \
     X("check", OT_CHECK, OF_NOARG | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                           \

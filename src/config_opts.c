@@ -8,6 +8,7 @@
 #include "config_internal.h"
 #include "log.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,16 +263,73 @@ int tf_config_set_allow(struct tf_config *cfg, size_t off, const char *val, char
     return 0;
 }
 
+int tf_config_set_forwarded(struct tf_config *cfg, size_t off, const char *val, char *err,
+                            size_t errlen)
+{
+    (void)off;
+    return tf_config_parse_bool(val, &cfg->forwarded, err, errlen);
+}
+
+/* A header field value (RFC 9110 section 5.5): visible ASCII, spaces and tabs, no CR/LF. */
+int tf_config_set_hsts(struct tf_config *cfg, size_t off, const char *val, char *err,
+                       size_t errlen)
+{
+    (void)off;
+    for (const char *p = val; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) {
+            snprintf(err, errlen, "header value may hold visible ASCII and blanks only");
+            return TF_EINVAL;
+        }
+    }
+    replace_str(&cfg->hsts, val);
+    return 0;
+}
+
+/* The count that goes with a CIDR list field. */
+static int *cidr_count(struct tf_config *cfg, size_t off)
+{
+    if (off == offsetof(struct tf_config, proxy_from))
+        return &cfg->n_proxy_from;
+    return &cfg->n_trusted_xff;
+}
+
+int tf_config_set_cidr(struct tf_config *cfg, size_t off, const char *val, char *err,
+                       size_t errlen)
+{
+    struct tf_cidr **list = (struct tf_cidr **)((char *)cfg + off);
+    int *n = cidr_count(cfg, off);
+    struct tf_cidr c;
+
+    if (!val) {
+        free(*list);
+        *list = NULL;
+        *n = 0;
+        return 0;
+    }
+    if (tf_cidr_parse(val, &c) != 0) {
+        snprintf(err, errlen, "expected ADDR or ADDR/PREFIX (host bits zero), got \"%.120s\"",
+                 val);
+        return TF_EINVAL;
+    }
+    *list = tf_realloc(*list, (size_t)(*n + 1) * sizeof(c));
+    (*list)[(*n)++] = c;
+    return 0;
+}
+
 void tf_config_free_all(struct tf_config *cfg)
 {
     if (!cfg)
         return;
     char **strs[] = {&cfg->certs_dir,      &cfg->default_cert, &cfg->admin,   &cfg->storage,
                      &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
-                     &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http};
+                     &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http,
+                     &cfg->hsts};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);
+    free(cfg->proxy_from);
+    free(cfg->trusted_xff);
     tf_config_backend_clear(cfg->backend);
     free(cfg->backend);
     for (int i = 0; i < cfg->n_alpn; i++)

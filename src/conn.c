@@ -9,6 +9,8 @@
 #include "alpn01.h"
 #include "server.h"
 
+#include <stddef.h>
+
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,25 +18,41 @@
 
 static void on_timer(uv_timer_t *t);
 
-static void peer_name(uv_tcp_t *tcp, char *out, size_t cap, char *ip_out, size_t ip_cap)
+void tf_conn_addr_text(const struct sockaddr_storage *ss, char *peer, size_t peer_cap, char *ip,
+                       size_t ip_cap)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
+    char text[INET6_ADDRSTRLEN] = "?";
     int port = 0;
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            uv_ip4_name(a, ip, sizeof ip);
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, ip, sizeof ip);
-            port = ntohs(a->sin6_port);
-        }
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, text, sizeof text);
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, text, sizeof text);
+        port = ntohs(a->sin6_port);
     }
-    snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
-    snprintf(ip_out, ip_cap, "%s", ip);
+    snprintf(peer, peer_cap, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", text, port);
+    snprintf(ip, ip_cap, "%s", text);
+}
+
+/* The socket's two addresses; the PROXY header, if any, replaces them later. */
+static void socket_addrs(struct tf_conn *c)
+{
+    int len = sizeof c->src_addr;
+    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->src_addr, &len) != 0)
+        c->src_addr.ss_family = AF_UNSPEC;
+    len = sizeof c->dst_addr;
+    if (uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&c->dst_addr, &len) != 0)
+        c->dst_addr.ss_family = AF_UNSPEC;
+    tf_conn_addr_text(&c->src_addr, c->peer, sizeof c->peer, c->ip, sizeof c->ip);
+}
+
+/* Whether the listener that accepted this connection expects a PROXY header first. */
+static bool listener_wants_proxy(struct tf_worker *w, uv_stream_t *listener)
+{
+    ptrdiff_t i = (uv_tcp_t *)listener - w->listeners;
+    return i >= 0 && i < w->n_listeners && w->listener_proxy[i];
 }
 
 static bool over_limit(struct tf_worker *w)
@@ -90,6 +108,22 @@ static int setup_tls(struct tf_conn *c)
     return 0;
 }
 
+/* A ",proxy" listener: the PROXY header comes first, and only from --proxy-from sources.
+ * Returns false after closing c. */
+static bool expect_proxy_header(struct tf_conn *c)
+{
+    const struct tf_config *cfg = c->cfg;
+    if (cfg->n_proxy_from &&
+        !tf_cidr_match(cfg->proxy_from, cfg->n_proxy_from, (struct sockaddr *)&c->src_addr)) {
+        TF_INFO("conn", "conn=%llx %s: not in --proxy-from, closed", (unsigned long long)c->id,
+                c->peer);
+        tf_conn_close(c, "proxy_source_denied");
+        return false;
+    }
+    c->state = TF_CONN_PROXY_IN;
+    return true;
+}
+
 void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
 {
     if (w->draining || over_limit(w)) {
@@ -125,7 +159,9 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
         return;
     }
     uv_tcp_nodelay(&c->client.tcp, 1);
-    peer_name(&c->client.tcp, c->peer, sizeof c->peer, c->ip, sizeof c->ip);
+    socket_addrs(c);
+    if (listener_wants_proxy(w, listener) && !expect_proxy_header(c))
+        return;
     if (setup_tls(c) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
         tf_conn_close(c, "tls_setup_failed");
@@ -191,6 +227,12 @@ static void handshake_done(struct tf_conn *c)
     }
     c->state = TF_CONN_CONNECTING;
     uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
+    if (c->route.backend->proxy != TF_PROXY_NONE)
+        tf_conn_proxy_out(c); /* first in the held queue: before any client byte */
+    if (c->closing)
+        return;
+    if (c->route.backend->mode == TF_MODE_HTTP)
+        c->http = tf_http_new(c);
     tf_backend_connect(c);
 }
 
@@ -220,6 +262,19 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tf_conn *c = s->data;
     if (c->closing || nread == 0)
         return;
+    if (c->finishing) {
+        /* Lingering close: drain what the client still sends so that closing with unread
+         * bytes does not reset the connection before it has read our answer. */
+        if (nread < 0)
+            tf_conn_close(c, c->end);
+        return;
+    }
+    if (nread < 0 && c->state == TF_CONN_PROXY_IN) {
+        TF_INFO("conn", "conn=%llx %s: closed before its PROXY header was complete",
+                (unsigned long long)c->id, c->peer);
+        tf_conn_close(c, "proxy_header_incomplete");
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF && c->state != TF_CONN_HANDSHAKE) {
             tf_pump_client_eof(c);
@@ -229,7 +284,10 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     tf_conn_touch(c);
-    if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
+    if (c->state == TF_CONN_PROXY_IN) {
+        if (tf_conn_proxy_in(c, buf->base, (size_t)nread) <= 0)
+            return; /* more bytes needed, or closed */
+    } else if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
         tf_conn_close(c, "bio_write_failed");
         return;
     }
@@ -245,6 +303,16 @@ static void on_timer(uv_timer_t *t)
     struct tf_conn *c = t->data;
     if (c->closing)
         return;
+    if (c->finishing) {
+        tf_conn_close(c, c->end);
+        return;
+    }
+    if (c->state == TF_CONN_PROXY_IN) {
+        TF_INFO("conn", "conn=%llx %s: no complete PROXY header in time",
+                (unsigned long long)c->id, c->peer);
+        tf_conn_close(c, "proxy_header_timeout");
+        return;
+    }
     if (c->state == TF_CONN_HANDSHAKE && c->hold == TF_HOLD_WAITING) {
         tf_conn_unhold(c, false, SSL_AD_INTERNAL_ERROR, "hold_timeout");
         return;
@@ -259,7 +327,10 @@ static void on_timer(uv_timer_t *t)
         TF_INFO("conn", "conn=%llx name=%s backend %s:%u: connect timed out",
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
                 c->route.backend->port);
-        tf_conn_close(c, "backend_connect_timeout");
+        if (c->http)
+            tf_http_fail(c, 502, "backend_connect_timeout");
+        else
+            tf_conn_close(c, "backend_connect_timeout");
         return;
     }
     uint64_t now = uv_now(&c->w->loop);
@@ -269,6 +340,13 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uv_timer_start(&c->timer, on_timer, idle - (now - c->last_ms), 0);
+}
+
+/* Finishing (tf_pump_finish): give the answer and the client's close a few seconds. */
+void tf_conn_linger(struct tf_conn *c)
+{
+    uint64_t ms = TF_MIN((uint64_t)c->cfg->idle_timeout_ms, (uint64_t)2000);
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* Called once the backend is connected: from now on the timer watches idleness. */
@@ -342,7 +420,7 @@ void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason)
 
 static void access_log(struct tf_conn *c)
 {
-    char in[24], out[24], dur[24], id[24], backend[300];
+    char in[24], out[24], dur[24], id[24], backend[300], reqs[24] = "-";
     snprintf(id, sizeof id, "%llx", (unsigned long long)c->id);
     snprintf(in, sizeof in, "%llu", (unsigned long long)c->bytes_in);
     snprintf(out, sizeof out, "%llu", (unsigned long long)c->bytes_out);
@@ -351,9 +429,12 @@ static void access_log(struct tf_conn *c)
         snprintf(backend, sizeof backend, "%s:%u", c->route.backend->host, c->route.backend->port);
     else
         snprintf(backend, sizeof backend, "-");
+    if (c->http)
+        snprintf(reqs, sizeof reqs, "%lu", tf_http_requests(c->http));
     struct tf_kv kv[] = {
         {"conn", id, false},
         {"client", c->peer, false},
+        {"proxy_peer", c->proxied ? c->lb_peer : "-", false},
         {"sni", c->sni[0] ? c->sni : "-", false},
         {"alpn", c->alpn ? c->alpn : "-", false},
         {"tls", c->tls_version ? c->tls_version : "-", false},
@@ -363,6 +444,7 @@ static void access_log(struct tf_conn *c)
         {"bytes_in", in, true},
         {"bytes_out", out, true},
         {"duration_ms", dur, true},
+        {"requests", reqs, c->http != NULL},
         {"end", c->end ? c->end : "-", false},
     };
     tf_log_access(kv, (int)TF_ARRAY_LEN(kv));
@@ -375,6 +457,8 @@ static void conn_free(struct tf_conn *c)
     TF_STAT_ADD(&w->server->stats, bytes_in, c->bytes_in);
     TF_STAT_ADD(&w->server->stats, bytes_out, c->bytes_out);
     tf_pump_free_held(c);
+    tf_http_free(c->http);
+    free(c->pin);
     if (c->addrs)
         uv_freeaddrinfo(c->addrs);
     SSL_free(c->ssl);

@@ -4,8 +4,9 @@
  * the receiving side's write queue passes TF_WQ_HIGH, reading from the sending side stops
  * until the queue drains below TF_WQ_LOW, so a slow peer cannot grow memory. Half-close
  * travels each way on its own: client close_notify/FIN -> backend shutdown(SHUT_WR), backend
- * FIN -> close_notify then TCP FIN to the client. Never frees the connection: errors go
- * through tf_conn_close().
+ * FIN -> close_notify then TCP FIN to the client. In mode=http the plaintext goes through
+ * http_mode.c on its way in both directions; mode=tcp stays a straight copy. Never frees the
+ * connection: errors go through tf_conn_close(), answers-then-close through tf_pump_finish().
  */
 #include "conn.h"
 #include "log.h"
@@ -37,6 +38,7 @@ static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
  * one buffer per worker serves every read. */
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
+    (void)size;
     struct tf_conn *c = h->data;
     buf->base = c->w->scratch;
     buf->len = sizeof c->w->scratch;
@@ -44,7 +46,7 @@ void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 
 static int start_reading(struct tf_conn *c, struct tf_side *s)
 {
-    if (s->reading || s->eof || c->closing)
+    if (s->reading || s->eof || s->hold || c->closing || (c->finishing && s == &c->backend))
         return 0;
     int r = uv_read_start((uv_stream_t *)&s->tcp, on_pump_alloc,
                           s == &c->client ? on_client_read : on_backend_read);
@@ -70,6 +72,8 @@ static void pause_side(struct tf_side *s)
 static void resume_side(struct tf_conn *c, struct tf_side *s)
 {
     s->paused = false;
+    if (s->hold)
+        return;
     if (s == &c->client)
         tf_pump_client_data(c); /* plaintext may already wait inside OpenSSL */
     if (!s->paused && !c->closing && start_reading(c, s) != 0)
@@ -157,12 +161,16 @@ void tf_pump_flush_tls(struct tf_conn *c)
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
+    (void)status; /* a failed shutdown means the peer is gone: the close path follows */
     struct tf_conn *c = req->data;
     if (c->closing)
         return;
     struct tf_side *s = req == &c->shut_req[0] ? &c->client : &c->backend;
     s->shut_done = true;
-    tf_conn_maybe_done(c);
+    if (c->finishing && c->client.eof && c->client.shut_done)
+        tf_conn_close(c, c->end); /* the answer is out and the client has nothing more */
+    else
+        tf_conn_maybe_done(c);
 }
 
 static void shutdown_side(struct tf_conn *c, struct tf_side *s)
@@ -193,12 +201,16 @@ void tf_pump_client_eof(struct tf_conn *c)
 
 void tf_pump_client_data(struct tf_conn *c)
 {
-    while (!c->client.paused && !c->closing && !c->client.eof) {
+    while (!c->client.paused && !c->client.hold && !c->closing && !c->finishing &&
+           !c->client.eof) {
         ERR_clear_error();
         int n = SSL_read(c->ssl, c->w->scratch, sizeof c->w->scratch);
         if (n > 0) {
             c->bytes_in += (uint64_t)n;
-            side_send(c, &c->backend, c->w->scratch, (size_t)n);
+            if (c->http)
+                tf_http_client_data(c, c->w->scratch, (size_t)n);
+            else
+                side_send(c, &c->backend, c->w->scratch, (size_t)n);
             continue;
         }
         int e = SSL_get_error(c->ssl, n);
@@ -222,6 +234,8 @@ static void backend_eof(struct tf_conn *c)
 {
     c->backend.eof = true;
     stop_reading(&c->backend);
+    if (c->http && tf_http_backend_eof(c))
+        return;
     ERR_clear_error();
     if (SSL_shutdown(c->ssl) < 0)
         ERR_clear_error(); /* the client may be gone already; FIN still tells it */
@@ -232,7 +246,7 @@ static void backend_eof(struct tf_conn *c)
 static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tf_conn *c = s->data;
-    if (c->closing || nread == 0)
+    if (c->closing || c->finishing || nread == 0)
         return;
     if (nread < 0) {
         if (nread == UV_EOF)
@@ -243,16 +257,81 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     tf_conn_touch(c);
     c->bytes_out += (uint64_t)nread;
+    if (c->http)
+        tf_http_backend_data(c, buf->base, (size_t)nread);
+    else if (!tf_pump_to_client(c, buf->base, (size_t)nread))
+        return;
+    tf_pump_flush_tls(c);
+}
+
+bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len)
+{
+    if (c->closing)
+        return false;
+    if (len == 0)
+        return true;
     ERR_clear_error();
-    int r = SSL_write(c->ssl, buf->base, (int)nread);
-    if (r != (int)nread) {
+    int r = SSL_write(c->ssl, data, (int)len);
+    if (r != (int)len) {
         if (tf_log_enabled(TF_LOG_DEBUG))
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_write");
         ERR_clear_error();
         tf_conn_close(c, "tls_write_error");
+        return false;
+    }
+    return true;
+}
+
+void tf_pump_to_backend(struct tf_conn *c, const char *data, size_t len)
+{
+    if (!c->closing && !c->finishing && len > 0)
+        side_send(c, &c->backend, data, len);
+}
+
+void tf_pump_hold_client(struct tf_conn *c, bool hold)
+{
+    struct tf_side *s = &c->client;
+    if (hold == s->hold || c->closing)
+        return;
+    s->hold = hold;
+    if (hold) {
+        stop_reading(s);
         return;
     }
+    if (!s->paused)
+        resume_side(c, s);
+}
+
+void tf_pump_finish(struct tf_conn *c, const char *reason)
+{
+    if (c->closing || c->finishing)
+        return;
+    c->finishing = true;
+    if (!c->end)
+        c->end = reason;
+    stop_reading(&c->backend);
+    tf_pump_free_held(c);
+    ERR_clear_error();
+    if (SSL_shutdown(c->ssl) < 0)
+        ERR_clear_error();
     tf_pump_flush_tls(c);
+    if (c->closing)
+        return;
+    shutdown_side(c, &c->client);
+    if (c->closing)
+        return;
+    if (c->client.eof && c->client.shut_done) {
+        tf_conn_close(c, c->end);
+        return;
+    }
+    /* Keep draining the client (see on_client_read), but not for long. */
+    c->client.hold = c->client.paused = false;
+    if (start_reading(c, &c->client) != 0) {
+        tf_conn_close(c, c->end);
+        return;
+    }
+    tf_conn_touch(c);
+    tf_conn_linger(c);
 }
 
 void tf_pump_start_backend(struct tf_conn *c)
@@ -283,6 +362,7 @@ void tf_pump_free_held(struct tf_conn *c)
     struct tf_wreq *w = c->backend.held;
     while (w) {
         struct tf_wreq *next = w->next;
+        c->backend.wq -= w->len;
         free(w);
         w = next;
     }

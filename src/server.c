@@ -8,6 +8,7 @@
 #include "certmgr.h"
 #include "listener.h"
 #include "log.h"
+#include "redirect.h"
 #include "tls.h"
 
 #include <signal.h>
@@ -232,6 +233,7 @@ static void stop_all(struct tf_server *s)
         s->certmgr = NULL;
     }
     tf_server_admin_stop(s);
+    tf_redirect_stop(s);
 }
 
 static void on_grace_timer(uv_timer_t *t)
@@ -400,7 +402,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         tf_listener_name(uv_fileno_of(&s->workers[0].listeners[l]), name, sizeof name);
         TF_INFO("server", "listening on %s (%d workers)", name, s->n_workers);
     }
-    return 0;
+    return tf_redirect_start(s);
 }
 
 int tf_server_run(struct tf_server *s)

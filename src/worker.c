@@ -113,6 +113,7 @@ static void cert_done(struct tf_worker *w, const char *name, int alert, const ch
 
 static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
 {
+    (void)mb;
     struct tf_worker *w = owner;
     switch (m->type) {
     case TF_WMSG_CONFIG: {
@@ -194,7 +195,11 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
     uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
     uv_unref((uv_handle_t *)&w->heartbeat);
     w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
+    w->listener_proxy = tf_calloc((size_t)n_fds, sizeof *w->listener_proxy);
     w->n_listeners = n_fds;
+    /* Listener changes need a restart (see reload), so the start-up config decides. */
+    for (int i = 0; i < n_fds && i < cfg->n_listen; i++)
+        w->listener_proxy[i] = cfg->listen[i].proxy;
     for (int i = 0; i < n_fds; i++) {
         uv_tcp_t *t = &w->listeners[i];
         uv_tcp_init(&w->loop, t);
@@ -229,6 +234,7 @@ void tf_worker_join(struct tf_worker *w)
     if (r != 0)
         TF_WARN("worker", "worker=%d loop close: %s", w->id, uv_strerror(r));
     free(w->listeners);
+    free(w->listener_proxy);
     tf_config_unref(w->cfg);
     SSL_CTX_free(w->ssl_ctx);
     tf_certstore_unref(w->certs);

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""bench.py: tlsfront side by side with HAProxy, hitch, nginx (http and stream) and Caddy,
+against the crypto and libssl floors. Started by bench/run.sh, which installs the packages and
+builds the binaries; see docs/benchmarks.md for what each figure means.
+
+Rounds are interleaved: each round starts every terminator in turn (rotating the order) and
+measures it, so that slow drifts of a shared machine hit every row alike. Each figure is
+reported as the median and min-max over the rounds, as a ratio to the best peer, and for
+tlsfront as a multiple of the floor. Every process started here is stopped by PID."""
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servers as S  # noqa: E402
+import report  # noqa: E402
+import extra  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEERS = ["haproxy", "hitch", "nginx", "nginx-stream", "caddy"]
+ROWS = ["tlsfront", "tlsfront-w2"] + PEERS
+SNI = {"ec": "bench.test", "rsa": "bench-rsa.test"}
+
+QUICK = dict(rounds=3, hs_ec=600, hs_rsa=300, warmup=100, conc=16, lat_rate=2000,
+             lat_count=3000, idle_n=5000, idle_rounds=1, bulk=100_000_000, floor_n=1000)
+FULL = dict(rounds=5, hs_ec=2000, hs_rsa=800, warmup=200, conc=16, lat_rate=2000,
+            lat_count=6000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=3000)
+
+
+class BenchError(Exception):
+    pass
+
+
+class Work:
+    """Paths and shared state of one run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="tlsfront-bench.")
+        self.bin = args.bin
+        self.tlsfront = args.tlsfront
+        self.loadgen = os.path.join(self.bin, "loadgen")
+        self.records = []  # raw measurements: dicts with fig, key, row, round, data
+        self.env = {}
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def run_loadgen(w, srv, mode, sni, args, timeout=300):
+    argv = ["taskset", "-c", S.CLIENT_CORE, w.loadgen, mode, srv.addr, sni] + \
+        [str(a) for a in args] + ["--pids", ",".join(map(str, srv.pids)),
+                                  "--sys-pids", str(w.backend.pid)]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError("loadgen %s against %s timed out" % (mode, srv.name))
+    if r.returncode != 0:
+        raise BenchError("loadgen %s against %s failed: %s" % (mode, srv.name, r.stderr.strip()))
+    return json.loads(r.stdout)
+
+
+def record(w, fig, key, row, rnd, data):
+    w.records.append({"fig": fig, "key": key, "row": row, "round": rnd, "data": data})
+
+
+# ---- certificates and the backend ----
+
+def make_certs(w):
+    d = os.path.join(w.dir, "certs")
+    mk = os.path.join(ROOT, "certs", "mkcerts.sh")
+    sub = lambda *a: subprocess.run(["bash", mk] + list(a), check=True, capture_output=True)
+    sub("ca", d)
+    w.certs = {}
+    for kind, extra_args in (("ec", []), ("rsa", ["--rsa", "2048"])):
+        kd = os.path.join(w.dir, "certs-" + kind)  # one certificate per tlsfront --certs dir
+        sub("leaf", kd, "leaf", SNI[kind], "--ca", d, *extra_args)
+        crt, key = os.path.join(kd, "leaf.crt"), os.path.join(kd, "leaf.key")
+        pem = os.path.join(w.dir, kind + ".pem")
+        with open(pem, "w") as f:
+            f.write(open(crt).read() + open(key).read())
+        w.certs[kind] = dict(dir=kd, crt=crt, key=key, pem=pem)
+
+
+def start_backend(w):
+    log_path = os.path.join(w.dir, "backend.log")
+    p = S.spawn([os.path.join(w.bin, "backend"), "0"], log_path, core=S.CLIENT_CORE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(log_path).read())
+        if m:
+            w.backend = p
+            w.backend_port = int(m.group(1))
+            return
+        time.sleep(0.02)
+    raise BenchError("backend did not start")
+
+
+def start_row(w, row, kind):
+    c = w.certs[kind]
+    b = w.backend_port
+    if row == "tlsfront":
+        return S.start_tlsfront(w, row, c["dir"], b)
+    if row == "tlsfront-w2":
+        return S.start_tlsfront(w, row, c["dir"], b, workers=2)
+    if row == "haproxy":
+        return S.start_haproxy(w, row, c["pem"], b)
+    if row == "hitch":
+        return S.start_hitch(w, row, c["pem"], b)
+    if row in ("nginx", "nginx-stream"):
+        return S.start_nginx(w, row, c["crt"], c["key"], b, stream=row == "nginx-stream")
+    if row == "caddy":
+        return S.start_caddy(w, row, c["crt"], c["key"], b)
+    raise BenchError("unknown row " + row)
+
+
+# ---- figures 1-4: one server, ECDSA then RSA ----
+
+def measure_ec(w, srv, rnd, cfg):
+    row, sni = srv.name, SNI["ec"]
+    hs = ["--n", cfg["hs_ec"], "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]
+    r = run_loadgen(w, srv, "hs", sni, hs)
+    record(w, 1, "hs_ec_full", row, rnd, r)
+    r = run_loadgen(w, srv, "hs", sni, hs + ["--resume"])
+    record(w, 2, "hs_ec_res", row, rnd, r)
+    for d in ("down", "up"):
+        r = run_loadgen(w, srv, "bulk", sni, ["--dir", d, "--bytes", cfg["bulk"], "--time", 120])
+        record(w, 3, "bulk_" + d, row, rnd, r)
+    r = run_loadgen(w, srv, "lat", sni, ["--conc", 16, "--rate", cfg["lat_rate"],
+                                         "--count", cfg["lat_count"], "--time", 60])
+    record(w, 4, "lat", row, rnd, r)
+
+
+def measure_rsa(w, srv, rnd, cfg):
+    row, sni = srv.name, SNI["rsa"]
+    hs = ["--n", cfg["hs_rsa"], "--conc", cfg["conc"], "--warmup", cfg["warmup"] // 2,
+          "--time", 120]
+    record(w, 1, "hs_rsa_full", row, rnd, run_loadgen(w, srv, "hs", sni, hs))
+    record(w, 2, "hs_rsa_res", row, rnd, run_loadgen(w, srv, "hs", sni, hs + ["--resume"]))
+
+
+def measure_idle(w, srv, rnd, cfg):
+    r = run_loadgen(w, srv, "idle", SNI["ec"], ["--n", cfg["idle_n"], "--conc", 64,
+                                                "--warmup", 500, "--settle", 1, "--time", 120])
+    record(w, 5, "idle", srv.name, rnd, r)
+
+
+def rounds(w, cfg, figs):
+    rows = [r for r in ROWS if not w.args.rows or r in w.args.rows]
+    for rnd in range(cfg["rounds"]):
+        order = rows[rnd % len(rows):] + rows[:rnd % len(rows)]
+        log("round %d/%d: %s" % (rnd + 1, cfg["rounds"], " ".join(order)))
+        for row in order:
+            if figs & {1, 2, 3, 4}:
+                srv = start_row(w, row, "ec")
+                try:
+                    measure_ec(w, srv, rnd, cfg)
+                finally:
+                    srv.stop()
+                srv = start_row(w, row, "rsa")
+                try:
+                    measure_rsa(w, srv, rnd, cfg)
+                finally:
+                    srv.stop()
+            if 5 in figs and rnd < cfg["idle_rounds"]:
+                srv = start_row(w, row, "ec")  # a fresh process: nothing cached
+                try:
+                    measure_idle(w, srv, rnd, cfg)
+                finally:
+                    srv.stop()
+        if 8 in figs:
+            extra.libssl_floor(w, rnd, cfg)
+
+
+def _on_term(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # unwinds through the finally that stops everything
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--figs", default="", help="comma list of figures (default: all)")
+    ap.add_argument("--rows", default="", help="comma list of rows (default: all)")
+    ap.add_argument("--rounds", type=int, default=0)
+    ap.add_argument("--bin", required=True, help="dir with loadgen, backend, floor")
+    ap.add_argument("--tlsfront", required=True)
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--docs", default="", help="also write the table into this markdown file")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    args = ap.parse_args()
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.rounds:
+        cfg["rounds"] = args.rounds
+        cfg["idle_rounds"] = min(cfg["idle_rounds"], args.rounds)
+    args.rows = [r for r in args.rows.split(",") if r]
+    default_figs = {1, 2, 3, 4, 5, 8} if args.quick else {1, 2, 3, 4, 5, 6, 7, 8}
+    figs = {int(f) for f in args.figs.split(",") if f} or default_figs
+    signal.signal(signal.SIGTERM, _on_term)
+    w = Work(args)
+    w.cfg = cfg
+    t0 = time.monotonic()
+    log("work dir %s, %s mode, figures %s" % (w.dir, "quick" if args.quick else "full",
+                                              ",".join(map(str, sorted(figs)))))
+    ok = True
+    try:
+        make_certs(w)
+        start_backend(w)
+        if 8 in figs:
+            extra.crypto_floor(w)
+        rounds(w, cfg, figs)
+        if 8 in figs and not args.quick:
+            extra.callgrind(w, cfg)
+        if 6 in figs:
+            extra.many_certs(w, cfg)
+        if 7 in figs:
+            extra.ondemand(w, cfg)
+    except (BenchError, RuntimeError, subprocess.CalledProcessError) as e:
+        log("FAILED: %s" % e)
+        ok = False
+    finally:
+        S.stop_all()
+    elapsed = time.monotonic() - t0
+    meta = report.environment(w, args, cfg, figs, elapsed)
+    res = report.summarize(w.records, meta)
+    ok_targets = report.write(res, w.records, meta, args.out, args.docs)
+    log("done in %.0f s; results in %s" % (elapsed, args.out))
+    if not args.keep and ok:
+        subprocess.run(["rm", "-rf", w.dir])
+    if not ok:
+        return 2
+    if args.check and not ok_targets:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
