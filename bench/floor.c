@@ -6,18 +6,23 @@
  * tlsfront configures it), reading a small request, writing a small response, SSL_free.
  *
  *   floor CERT KEY N [--resume]
+ *   floor CERT KEY N --idle
  *
- * prints {"cpu_s_per_1000": ...}. All server-side work runs inside server_op(), so that
+ * prints {"cpu_s_per_1000": ...}. With --idle, the server keeps every SSL after its request
+ * and response (as an idle kept-alive connection would) and prints the heap bytes in use
+ * (mallinfo2) and the RSS growth per connection: the memory floor of figure 5. All server-side work runs inside server_op(), so that
  * `valgrind --tool=callgrind --toggle-collect=server_op floor ...` counts the server's
  * user-space instructions alone (run.sh divides by N).
  */
 #define _GNU_SOURCE
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char REQ[] = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
 static const char RESP[] = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
@@ -37,6 +42,7 @@ struct srv {
     SSL *ssl;
     BIO *net; /* the client's end of the pair */
     int hs_done, req_done, resp_done;
+    int keep; /* --idle: leave the SSL alive in ssl, the caller keeps it */
     double cpu;
 };
 
@@ -140,7 +146,8 @@ static int one_conn(struct srv *s, SSL_CTX *cctx, SSL_SESSION **sess, int resume
     rc = 0;
 out:
     SSL_free(c);
-    timed(s, OP_FREE);
+    if (!s->keep || rc < 0)
+        timed(s, OP_FREE);
     ERR_clear_error();
     return rc;
 }
@@ -166,6 +173,47 @@ static SSL_CTX *make_ctx(int server, const char *cert, const char *key)
     return ctx;
 }
 
+static long rss_kib(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* --idle: n server SSLs kept after one request each; heap and RSS per connection. */
+static int idle_floor(struct srv *s, SSL_CTX *cctx, long n)
+{
+    SSL **keep = calloc((size_t)n, sizeof *keep);
+    SSL_SESSION *sess = NULL;
+    int ru;
+    for (int i = 0; i < 50; i++) /* warm-up, freed */
+        if (one_conn(s, cctx, &sess, 0, &ru) < 0)
+            return 1;
+    size_t heap0 = mallinfo2().uordblks;
+    long rss0 = rss_kib();
+    s->keep = 1;
+    for (long i = 0; i < n; i++) {
+        if (!keep || one_conn(s, cctx, &sess, 0, &ru) < 0) {
+            fprintf(stderr, "floor: idle connection %ld failed\n", i);
+            return 1;
+        }
+        keep[i] = s->ssl;
+    }
+    size_t heap1 = mallinfo2().uordblks;
+    long rss1 = rss_kib();
+    printf("{\"idle\":%ld,\"heap_kib_per_conn\":%.3f,\"rss_kib_per_conn\":%.3f}\n", n,
+           (double)(heap1 - heap0) / 1024.0 / (double)n, (double)(rss1 - rss0) / (double)n);
+    for (long i = 0; i < n; i++)
+        SSL_free(keep[i]);
+    free(keep);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -179,6 +227,12 @@ int main(int argc, char **argv)
     if (!s.ctx || !cctx || n < 1) {
         fprintf(stderr, "floor: SSL_CTX set-up failed\n");
         return 1;
+    }
+    if (argc > 4 && !strcmp(argv[4], "--idle")) {
+        int rc = idle_floor(&s, cctx, n);
+        SSL_CTX_free(s.ctx);
+        SSL_CTX_free(cctx);
+        return rc;
     }
     SSL_SESSION *sess = NULL;
     long reused = 0;

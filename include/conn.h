@@ -63,7 +63,7 @@ struct tf_conn {
     struct addrinfo *addrs, *next_addr; /* from uv_getaddrinfo, owned */
 
     SSL *ssl;
-    BIO *rbio, *wbio;             /* owned by ssl */
+    struct tf_tlsbio bio;         /* state of the BIO owned by ssl (tlsbio.h) */
     struct tf_config *cfg;        /* reference for the connection's life */
     struct tf_route_choice route; /* borrowed from cfg */
 
@@ -107,8 +107,8 @@ void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason);
 
 /* conn_proxy.c: the PROXY protocol at both ends (#7). */
 /* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
- * header is done (the connection moved to HANDSHAKE and the bytes after the header are in
- * rbio), 0 when more bytes are needed, or -1 after closing the connection. */
+ * header is done (the connection moved to HANDSHAKE and the bytes after the header are the
+ * TLS input), 0 when more bytes are needed, or -1 after closing the connection. */
 int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len);
 /* Queue the route's PROXY v1/v2 header as the first bytes for the backend. */
 void tf_conn_proxy_out(struct tf_conn *c);
@@ -131,9 +131,10 @@ void tf_http_fail(struct tf_conn *c, int status, const char *reason);
 unsigned long tf_http_requests(const struct tf_http *h);
 
 /* pump.c: data in both directions. */
-void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward what rbio holds */
+void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward the TLS input */
 void tf_pump_start_backend(struct tf_conn *c); /* backend connected: flush and start reading */
-void tf_pump_flush_tls(struct tf_conn *c);     /* move ciphertext from wbio to the client */
+void tf_pump_flush_tls(struct tf_conn *c);     /* send the TLS records written so far */
+void tf_pump_tls_out(void *arg, const char *data, size_t len); /* tlsbio flush callback */
 void tf_pump_client_eof(struct tf_conn *c);    /* client finished sending */
 void tf_pump_free_held(struct tf_conn *c);
 /* Send to the backend (held until it connects); dropped once the connection is finishing. */

@@ -19,6 +19,7 @@
 struct tf_tlsbio_out {
     char *buf;
     size_t len, cap;
+    struct tf_tlsbio *owner;    /* whose records buf holds (len > 0) */
 };
 
 /* Per connection. */

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "mailbox.h"
 #include "tickets.h"
+#include "tlsbio.h"
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -58,7 +59,11 @@ struct tf_worker {
     bool draining, stopping;
     uv_timer_t heartbeat;           /* proves the loop turns (/healthz) */
     _Atomic uint64_t heartbeat_ms;  /* tf_mono_ms() of the last tick; read by the admin */
-    char scratch[65536];            /* read/transfer buffer: data never outlives a callback */
+    /* Buffers that never hold data beyond one callback (see tlsbio.h): */
+    char rx[65536];                 /* every socket read lands here */
+    char scratch[65536];            /* plaintext out of SSL_read */
+    struct tf_tlsbio_out tx;        /* TLS records, coalesced, flushed after each SSL call */
+    char txbuf[160 * 1024];
 };
 
 /* Set up w (loop, mailbox, listeners from fds) on the calling thread and start its thread.

@@ -91,18 +91,16 @@ static void refuse(uv_stream_t *listener)
 static int setup_tls(struct tf_conn *c)
 {
     c->ssl = SSL_new(c->w->ssl_ctx);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !c->rbio || !c->wbio) {
-        BIO_free(c->rbio);
-        BIO_free(c->wbio);
-        c->rbio = c->wbio = NULL;
+    c->bio.out = &c->w->tx;
+    c->bio.flush = tf_pump_tls_out;
+    c->bio.arg = c;
+    BIO *b = c->ssl ? tf_tlsbio_new(&c->bio) : NULL;
+    if (!b) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
         return TF_ETLS;
     }
-    /* An empty memory BIO must report "retry", not EOF. */
-    BIO_set_mem_eof_return(c->rbio, -1);
-    BIO_set_mem_eof_return(c->wbio, -1);
-    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_bio(c->ssl, b, b); /* one BIO both ways; the SSL owns it */
     SSL_set_accept_state(c->ssl);
     SSL_set_app_data(c->ssl, c);
     return 0;
@@ -236,7 +234,7 @@ static void handshake_done(struct tf_conn *c)
     tf_backend_connect(c);
 }
 
-/* Advance the handshake with what rbio holds. */
+/* Advance the handshake with the TLS input. */
 static void drive_handshake(struct tf_conn *c)
 {
     ERR_clear_error();
@@ -287,14 +285,15 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == TF_CONN_PROXY_IN) {
         if (tf_conn_proxy_in(c, buf->base, (size_t)nread) <= 0)
             return; /* more bytes needed, or closed */
-    } else if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
-        tf_conn_close(c, "bio_write_failed");
-        return;
+    } else {
+        tf_tlsbio_input(&c->bio, buf->base, (size_t)nread); /* borrowed until settle */
     }
     if (c->state == TF_CONN_HANDSHAKE)
         drive_handshake(c);
     if (!c->closing && c->state != TF_CONN_HANDSHAKE)
         tf_pump_client_data(c);
+    /* What OpenSSL did not take (paused, held) is copied: the read buffer is reused next. */
+    tf_tlsbio_settle(&c->bio);
 }
 
 /* One timer serves three deadlines: handshake, backend connect, then idle. */
@@ -462,6 +461,7 @@ static void conn_free(struct tf_conn *c)
     if (c->addrs)
         uv_freeaddrinfo(c->addrs);
     SSL_free(c->ssl);
+    tf_tlsbio_clear(&c->bio); /* input kept for a connection that never read it */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -500,15 +500,10 @@ void tf_conn_close(struct tf_conn *c, const char *reason)
         c->end = reason;
     if (c->gai_active)
         uv_cancel((uv_req_t *)&c->gai); /* its callback still runs, sees closing, releases */
-    /* Best effort: put any alert or close_notify on the wire before the socket goes. */
-    if (c->ssl && c->client.open && BIO_ctrl_pending(c->wbio) > 0) {
-        char buf[512];
-        int n = BIO_read(c->wbio, buf, sizeof buf);
-        if (n > 0) {
-            uv_buf_t b = uv_buf_init(buf, (unsigned)n);
-            (void)uv_try_write((uv_stream_t *)&c->client.tcp, &b, 1);
-        }
-    }
+    /* Best effort: put any alert or close_notify on the wire before the socket goes
+     * (closing is set, so the flush only tries a direct write). */
+    if (c->ssl && c->client.open)
+        tf_pump_flush_tls(c);
     uv_close((uv_handle_t *)&c->client.tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (c->backend.open) {

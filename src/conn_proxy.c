@@ -6,7 +6,7 @@
  * X-Forwarded-For and the outbound header. Out: for routes with proxy=v1|v2 the header is
  * queued as the very first bytes for the backend, ahead of anything the client sends.
  * Parsing and encoding are proxy_proto.c's; this file only moves bytes and addresses and
- * must never touch TLS state beyond feeding rbio.
+ * must never touch TLS state beyond feeding the TLS input.
  */
 #include "conn.h"
 #include "log.h"
@@ -63,16 +63,15 @@ int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len)
     c->state = TF_CONN_HANDSHAKE;
     /* What followed the header is the start of the TLS stream. */
     size_t rest = c->pin_len - (size_t)n;
-    int ok = (rest == 0 || BIO_write(c->rbio, c->pin + n, (int)rest) == (int)rest) &&
-             (len == take || BIO_write(c->rbio, data + take, (int)(len - take)) ==
-                                 (int)(len - take));
+    if (rest > 0) {
+        tf_tlsbio_input(&c->bio, (const char *)c->pin + n, rest);
+        tf_tlsbio_settle(&c->bio); /* copied: pin is freed below */
+    }
     free(c->pin);
     c->pin = NULL;
     c->pin_len = 0;
-    if (!ok) {
-        tf_conn_close(c, "bio_write_failed");
-        return -1;
-    }
+    /* The rest of this read is borrowed; the read callback settles it. */
+    tf_tlsbio_input(&c->bio, data + take, len - take);
     return 1;
 }
 

@@ -34,14 +34,14 @@ static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
     return s == &c->client ? &c->backend : &c->client;
 }
 
-/* Data never outlives the read callback (it is copied into a BIO or written at once), so
- * one buffer per worker serves every read. */
+/* Data never outlives the read callback (OpenSSL consumes it, or what is left is kept by
+ * tlsbio, or it is written at once), so one buffer per worker serves every read. */
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
     (void)size;
     struct tf_conn *c = h->data;
-    buf->base = c->w->scratch;
-    buf->len = sizeof c->w->scratch;
+    buf->base = c->w->rx;
+    buf->len = sizeof c->w->rx;
 }
 
 static int start_reading(struct tf_conn *c, struct tf_side *s)
@@ -149,14 +149,23 @@ static void side_send(struct tf_conn *c, struct tf_side *s, const char *data, si
 
 void tf_pump_flush_tls(struct tf_conn *c)
 {
-    size_t pending;
-    while (!c->closing && !c->client.shut && (pending = BIO_ctrl_pending(c->wbio)) > 0) {
-        size_t want = TF_MIN(pending, sizeof c->w->scratch);
-        int n = BIO_read(c->wbio, c->w->scratch, (int)want);
-        if (n <= 0)
-            break;
-        side_send(c, &c->client, c->w->scratch, (size_t)n);
+    tf_tlsbio_flush(&c->bio);
+}
+
+/* TLS records for the client, several coalesced per call. While closing only a direct write
+ * is tried (an alert or close_notify on its way out); after our FIN nothing more goes. */
+void tf_pump_tls_out(void *arg, const char *data, size_t len)
+{
+    struct tf_conn *c = arg;
+    if (c->closing) {
+        if (c->client.open && c->client.wq == 0) {
+            uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+            (void)uv_try_write((uv_stream_t *)&c->client.tcp, &b, 1);
+        }
+        return;
     }
+    if (!c->client.shut)
+        side_send(c, &c->client, data, len);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)

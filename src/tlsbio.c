@@ -22,6 +22,11 @@ static int tlsbio_write(BIO *b, const char *data, int len)
         return 0;
     struct tf_tlsbio_out *o = st->out;
     size_t n = (size_t)len;
+    /* Callers flush after every SSL call; should one not have, its records go out first
+     * and never to another connection. */
+    if (o->len > 0 && o->owner != st)
+        tf_tlsbio_flush(o->owner);
+    o->owner = st;
     if (o->len + n > o->cap) {
         tf_tlsbio_flush(st);
         if (n > o->cap) { /* larger than the whole buffer: straight through */
@@ -159,6 +164,10 @@ void tf_tlsbio_flush(struct tf_tlsbio *st)
 
 void tf_tlsbio_clear(struct tf_tlsbio *st)
 {
+    if (st->out && st->out->owner == st) {
+        st->out->len = 0; /* unflushed records of a connection being freed */
+        st->out->owner = NULL;
+    }
     free(st->keep);
     st->keep = NULL;
     st->keep_off = st->keep_len = 0;

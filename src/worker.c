@@ -181,6 +181,9 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
     w->id = id;
     w->cfg = cfg;
     w->ssl_ctx = ctx;
+    w->tx.buf = w->txbuf;
+    w->tx.cap = sizeof w->txbuf;
+    w->tx.len = 0;
     w->certs = certs;
     w->tickets = tickets;
     int r = uv_loop_init(&w->loop);
