@@ -146,6 +146,15 @@ static int one_conn(struct srv *s, SSL_CTX *cctx, SSL_SESSION **sess, int resume
     rc = 0;
 out:
     SSL_free(c);
+    if (s->keep && rc == 0) {
+        /* idle: swap the pair half (a 17 KB buffer) for an empty memory BIO, which is what
+         * an idle connection needs at the least */
+        BIO *m = BIO_new(BIO_s_mem());
+        if (!m)
+            rc = -1;
+        else
+            SSL_set_bio(s->ssl, m, m);
+    }
     if (!s->keep || rc < 0)
         timed(s, OP_FREE);
     ERR_clear_error();
