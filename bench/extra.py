@@ -53,7 +53,7 @@ def crypto_floor(w):
 def _floor_run(w, kind, n, resume):
     c = w.certs[kind]
     argv = ["taskset", "-c", S.SERVER_CORE, os.path.join(w.bin, "floor"), c["crt"], c["key"],
-            str(n)] + (["--resume"] if resume else [])
+            str(n)] + (["--idle"] if resume == "idle" else ["--resume"] if resume else [])
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     if r.returncode:
         raise RuntimeError("floor failed: " + r.stderr.strip())
@@ -66,6 +66,8 @@ def libssl_floor(w, rnd, cfg):
         for resume in (0, 1):
             key = "libssl_%s_%s" % (kind, "res" if resume else "full")
             _record(w, 8, key, "floor", rnd, _floor_run(w, kind, n // scale, resume))
+    if rnd < cfg["idle_rounds"]:  # memory floor: OpenSSL's own bytes per idle connection
+        _record(w, 8, "libssl_idle", "floor", rnd, _floor_run(w, "ec", 5000, "idle"))
 
 
 def _callgrind_total(path):

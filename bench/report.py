@@ -19,7 +19,7 @@ FIELDS = {
     "bulk": {"mbs": "mb_s", "cpu_gb": "cpu_s_per_gb", "sys_gb": "sys_cpu_s_per_gb"},
     "lat": {"p50": "p50_us", "p99": "p99_us"},
     "idle": {"kib": "kib_per_conn"},
-    "libssl": {"cpu": "cpu_s_per_1000"},
+    "libssl": {"cpu": "cpu_s_per_1000", "kib": "rss_kib_per_conn"},
     "many": {"startup": "startup_s", "rss": "rss_kib"},
 }
 
@@ -179,6 +179,8 @@ def floors(res):
         lv = f(lib) if lib else None
         cv = c.get(cry) if c else None
         rows.append((label, t, lv, cv))
+    rows.append(("idle memory, KiB / connection (libssl: the server SSL alone)",
+                 tf("idle", "kib"), med(res, "libssl_idle", "floor", "kib"), None))
     return rows
 
 

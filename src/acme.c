@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct tf_acme_ari_op {
     struct tf_acme *a;
@@ -354,7 +355,7 @@ static void on_ari(int err, const struct tf_http_response *resp,
     int rc = tf_renew_parse_ari(resp->body, resp->body_len, &ari.start, &ari.end, &expl, why,
                                 sizeof(why));
     const char *ra = tf_http_response_header(resp, "Retry-After");
-    int64_t s = ra ? tf_http_retry_after(ra, tf_wall_now()) : -1;
+    int64_t s = ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
     if (s >= 0)
         ari.retry_after = TF_MIN(TF_MAX(s, 60), 86400 * 7);
     if (rc)

@@ -167,7 +167,7 @@ static void keygen_done(uv_work_t *w, int status)
     }
     char *payload = tf_asprintf("{\"csr\":\"%s\"}", csr);
     free(csr);
-    o->poll_ms = 100;
+    o->poll_ms = TF_ACME_FIRST_POLL_MS;
     int rc = tf_acme_order_post(o, o->finalize_url, payload, NULL, on_order_final);
     free(payload);
     if (rc)

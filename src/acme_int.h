@@ -187,6 +187,11 @@ int tf_acme_order_post(struct tf_acme_order *o, const char *url, const char *pay
 /* Run step after delay_ms on the order's timer, or fail if that passes the deadline. */
 void tf_acme_order_after(struct tf_acme_order *o, uint64_t delay_ms, tf_acme_order_step step,
                          const char *what);
+/* Without Retry-After, polls start this soon and double up to 2 s: a CA that validates at
+ * once (pebble, a nearby private CA) answers the first poll; a slow one costs a few more
+ * cheap POST-as-GETs in the first second. */
+#define TF_ACME_FIRST_POLL_MS 20
+
 /* The delay before the next poll: Retry-After when given, else the order's backoff. */
 uint64_t tf_acme_order_poll_delay(struct tf_acme_order *o, const struct tf_http_response *r);
 /* True (and the order failed with UV_ECANCELED) when the client is closing. */

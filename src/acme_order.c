@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void step_authz(struct tf_acme_order *o);
 static void on_order_timer(uv_timer_t *t);
@@ -221,7 +222,8 @@ void tf_acme_order_after(struct tf_acme_order *o, uint64_t delay_ms, tf_acme_ord
 uint64_t tf_acme_order_poll_delay(struct tf_acme_order *o, const struct tf_http_response *r)
 {
     const char *ra = r ? tf_http_response_header(r, "Retry-After") : NULL;
-    int64_t s = ra ? tf_http_retry_after(ra, tf_wall_now()) : -1;
+    /* Real time, not tf_wall_now(): an HTTP-date is the CA's clock, not our test offset. */
+    int64_t s = ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
     if (s >= 0)
         return (uint64_t)TF_MIN(s, 86400) * 1000;
     uint64_t d = o->poll_ms;
@@ -341,7 +343,7 @@ static void start_challenge(struct tf_acme_order *o, const struct tf_acme_challe
         return;
     free(o->chal_url);
     o->chal_url = tf_strdup(c->url);
-    o->poll_ms = 100;
+    o->poll_ms = TF_ACME_FIRST_POLL_MS;
     if (c->status != TF_ACME_ST_PENDING) {
         /* Already being validated (an earlier order of ours): just poll. */
         tf_acme_order_after(o, 0, step_poll_authz, "the authorization");
@@ -411,7 +413,7 @@ static void on_authz(int err, const struct tf_http_response *resp,
 static void step_authz(struct tf_acme_order *o)
 {
     if (o->authz_idx >= o->n_authz) {
-        o->poll_ms = 100;
+        o->poll_ms = TF_ACME_FIRST_POLL_MS;
         tf_acme_order_poll_ready(o);
         return;
     }
