@@ -91,6 +91,11 @@ struct tf_config {
     char *acme_eab_kid;
     char *acme_eab_hmac;           /* base64url */
     char *acme_profile;
+    struct tf_name_profile {       /* --acme-profile-for PATTERN=PROFILE (repeatable) */
+        char *pattern;             /* exact name or *.suffix, lower-case */
+        char *profile;
+    } *profiles;
+    int n_profiles;
     enum tf_key_type acme_account_key; /* default EC256 */
     enum tf_key_type acme_cert_key;    /* default EC256 */
     uint32_t acme_timeout_s;           /* whole-order bound, default 300 */

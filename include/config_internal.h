@@ -72,6 +72,7 @@ int tf_config_set_redirect(struct tf_config *, size_t, const char *, char *, siz
 int tf_config_set_key_type(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_eab_hmac(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_allow(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_profile_for(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_issue_rate(struct tf_config *, size_t, const char *, char *, size_t);
 /* off is that of proxy_from or trusted_xff (the count follows the pointer). */
 int tf_config_set_cidr(struct tf_config *, size_t, const char *, char *, size_t);

@@ -9,6 +9,7 @@
  */
 #include "certmgr_int.h"
 #include "log.h"
+#include "name.h"
 #include "psl.h"
 #include "renew.h"
 
@@ -180,6 +181,21 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
     free(name);
 }
 
+/* The --acme-profile-for profile of name (exact pattern beats wildcard), else NULL: the
+ * global --acme-profile applies. */
+static const char *profile_for(const struct tf_config *cfg, const char *name)
+{
+    const char *wild = NULL;
+    for (int i = 0; i < cfg->n_profiles; i++) {
+        const struct tf_name_profile *p = &cfg->profiles[i];
+        if (p->pattern[0] != '*' && strcmp(p->pattern, name) == 0)
+            return p->profile;
+        if (!wild && p->pattern[0] == '*' && tf_name_match(p->pattern, name))
+            wild = p->profile;
+    }
+    return wild;
+}
+
 void cm_start_order(struct cm_demand *d)
 {
     struct tf_certmgr *cm = d->cm;
@@ -204,6 +220,7 @@ void cm_start_order(struct cm_demand *d)
     struct cm_managed *m = d->renewal ? cm_find_managed(cm, d->name) : NULL;
     if (m && m->cert)
         opts.replaces = replaces = tf_renew_cert_id(m->cert->leaf);
+    opts.profile = profile_for(cm->cfg, d->name);
     r = tf_acme_obtain(cm->acme, d->name, &opts, on_obtained, d);
     free(replaces);
     if (r != 0) {

@@ -106,6 +106,8 @@ struct opt {
       "external account binding HMAC key (base64url)")                                             \
     X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                      \
       "ACME certificate profile")                                                                  \
+    X("acme-profile-for", OT_FN, OF_REPEAT, 0, 0, 0, S(profile_for), " PATTERN=PROFILE", N, "",   \
+      "ACME profile for names matching PATTERN (exact beats *.suffix), repeatable")              \
     X("acme-key-type", OT_FN, 0, F(acme_account_key), 0, 0, S(key_type),                           \
       " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "ACME account key type")                       \
     X("cert-key-type", OT_FN, 0, F(acme_cert_key), 0, 0, S(key_type),                              \

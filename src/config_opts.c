@@ -263,6 +263,46 @@ int tf_config_set_allow(struct tf_config *cfg, size_t off, const char *val, char
     return 0;
 }
 
+static void clear_profiles(struct tf_config *cfg)
+{
+    for (int i = 0; i < cfg->n_profiles; i++) {
+        free(cfg->profiles[i].pattern);
+        free(cfg->profiles[i].profile);
+    }
+    free(cfg->profiles);
+    cfg->profiles = NULL;
+    cfg->n_profiles = 0;
+}
+
+/* "PATTERN=PROFILE": the ACME profile (draft-ietf-acme-profiles) for matching names. */
+int tf_config_set_profile_for(struct tf_config *cfg, size_t off, const char *val, char *err,
+                              size_t errlen)
+{
+    (void)off;
+    if (!val) {
+        clear_profiles(cfg);
+        return 0;
+    }
+    const char *eq = strchr(val, '=');
+    if (!eq || eq == val || eq[1] == '\0' || strspn(eq + 1, "abcdefghijklmnopqrstuvwxyz"
+                                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                             "0123456789._-") != strlen(eq + 1)) {
+        snprintf(err, errlen, "expected PATTERN=PROFILE, got \"%s\"", val);
+        return TF_EINVAL;
+    }
+    char *pat_text = tf_strndup(val, (size_t)(eq - val));
+    char *pat = NULL;
+    int rc = tf_config_parse_pattern(pat_text, &pat, err, errlen);
+    free(pat_text);
+    if (rc < 0)
+        return rc;
+    cfg->profiles = tf_realloc(cfg->profiles, (size_t)(cfg->n_profiles + 1) * sizeof *cfg->profiles);
+    cfg->profiles[cfg->n_profiles].pattern = pat;
+    cfg->profiles[cfg->n_profiles].profile = tf_strdup(eq + 1);
+    cfg->n_profiles++;
+    return 0;
+}
+
 int tf_config_set_forwarded(struct tf_config *cfg, size_t off, const char *val, char *err,
                             size_t errlen)
 {
@@ -328,6 +368,7 @@ void tf_config_free_all(struct tf_config *cfg)
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);
+    clear_profiles(cfg);
     free(cfg->proxy_from);
     free(cfg->trusted_xff);
     tf_config_backend_clear(cfg->backend);
