@@ -414,10 +414,21 @@ void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg)
     tf_config_ref((struct tf_config *)cfg);
     tf_config_unref(cm->cfg);
     cm->cfg = (struct tf_config *)cfg;
-    /* XXX: the gate keeps its settings until restart when a request is in flight. */
-    if (!cm->demands) {
-        tf_gate_close(cm->gate, NULL, NULL);
-        cm->gate = gate_for(cm, cfg);
+    /* Names waiting on the old gate are asked again through the new one. */
+    for (struct cm_demand *d = cm->demands; d; d = d->next)
+        if (d->gate_req) {
+            tf_gate_cancel(d->gate_req);
+            d->gate_req = NULL;
+            d->regate = true;
+        }
+    tf_gate_close(cm->gate, NULL, NULL);
+    cm->gate = gate_for(cm, cfg);
+    for (struct cm_demand *d = cm->demands, *next; d; d = next) {
+        next = d->next; /* cm_gate_then_order may finish (free) d */
+        if (d->regate) {
+            d->regate = false;
+            cm_gate_then_order(d);
+        }
     }
 }
 

@@ -25,6 +25,7 @@ struct cm_demand {
     bool *waiting;                /* [n_workers] */
     struct tf_gate_req *gate_req; /* while the gate decides */
     bool ordering;
+    bool regate;                  /* reload: ask the new gate */
     bool renewal;                 /* no worker waits: keep serving the old certificate */
     uint64_t created_ms;          /* tf_mono_ms() of the first request, for the histogram */
 };

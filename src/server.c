@@ -323,8 +323,10 @@ static int init_control(struct tf_server *s)
     if (r != 0)
         return r;
     r = tf_mailbox_init(&s->mbox, &s->loop, on_message, s);
-    if (r != 0)
-        return r; /* XXX: the loop is left open; start-up fails and the process exits */
+    if (r != 0) {
+        uv_loop_close(&s->loop); /* no handle was made: it closes at once */
+        return r;
+    }
     uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup};
     int nums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
