@@ -414,6 +414,11 @@ void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg)
     tf_config_ref((struct tf_config *)cfg);
     tf_config_unref(cm->cfg);
     cm->cfg = (struct tf_config *)cfg;
+    struct tf_gate *next_gate = gate_for(cm, cfg);
+    if (!next_gate) {
+        TF_ERROR("certmgr", "reload: cannot set up the new gate; keeping the old one");
+        return;
+    }
     /* Names waiting on the old gate are asked again through the new one. */
     for (struct cm_demand *d = cm->demands; d; d = d->next)
         if (d->gate_req) {
@@ -422,7 +427,7 @@ void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg)
             d->regate = true;
         }
     tf_gate_close(cm->gate, NULL, NULL);
-    cm->gate = gate_for(cm, cfg);
+    cm->gate = next_gate;
     for (struct cm_demand *d = cm->demands, *next; d; d = next) {
         next = d->next; /* cm_gate_then_order may finish (free) d */
         if (d->regate) {
