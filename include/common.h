@@ -34,6 +34,11 @@ char *tf_strndup(const char *s, size_t n);
 /* printf into a fresh heap string; aborts on allocation failure. */
 char *tf_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Decimal / lower-case hex text of v into out (capacity >= 21), NUL-terminated; returns the
+ * length. For hot paths where snprintf's format parsing shows in profiles. */
+size_t tf_u64_dec(char *out, uint64_t v);
+size_t tf_u64_hex(char *out, uint64_t v);
+
 /* Monotonic milliseconds and wall-clock seconds. tf_wall_now() honours the test-only clock
  * offset TLSFRONT_TEST_CLOCK_OFFSET (seconds) so renewal can be forced in tests. */
 uint64_t tf_mono_ms(void);

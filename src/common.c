@@ -88,6 +88,35 @@ const char *tf_strerror(int err)
     }
 }
 
+size_t tf_u64_dec(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+size_t tf_u64_hex(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 uint64_t tf_mono_ms(void)
 {
     struct timespec ts;

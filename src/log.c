@@ -5,6 +5,7 @@
  * Never blocks on anything but write(2) to stderr/stdout; never logs key material.
  */
 #include "log.h"
+#include "common.h"
 
 #include <openssl/err.h>
 #include <stdarg.h>
@@ -39,15 +40,33 @@ static const char *level_name(enum tf_log_level l)
     }
 }
 
+/* "2026-11-28T16:40:00.123Z". The part up to the seconds is formatted once a second per
+ * thread (a thread-local cache: strftime is costly on the per-connection access log path). */
 static size_t timestamp(char *buf, size_t cap)
 {
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    static _Thread_local size_t cached_len;
     struct timeval tv;
-    struct tm tm;
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(buf + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
-    return n;
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = tv.tv_sec;
+    }
+    if (cap < cached_len + 6)
+        return 0;
+    memcpy(buf, cached, cached_len);
+    int ms = (int)(tv.tv_usec / 1000);
+    char *p = buf + cached_len;
+    p[0] = '.';
+    p[1] = (char)('0' + ms / 100);
+    p[2] = (char)('0' + ms / 10 % 10);
+    p[3] = (char)('0' + ms % 10);
+    p[4] = 'Z';
+    p[5] = '\0';
+    return cached_len + 5;
 }
 
 /* Append s to buf as a JSON string body (no quotes), escaping as needed. */
@@ -124,43 +143,49 @@ void tf_log_ssl(enum tf_log_level level, const char *module, const char *context
         tf_log(level, module, "%s: (no OpenSSL error queued)", context);
 }
 
+/* Bounded appends for the access line. */
+struct line {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (l->len + n >= l->cap)
+        n = l->cap - l->len - 1;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(struct line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
 void tf_log_access(const struct tf_kv *kv, int n)
 {
     char buf[4096];
-    size_t len = 0;
-    char ts[40];
-    timestamp(ts, sizeof ts);
+    struct line l = {buf, 0, sizeof buf - 2};
     bool json = atomic_load(&g_json);
     if (json)
-        len += (size_t)snprintf(buf, sizeof buf, "{\"ts\":\"%s\",\"type\":\"access\"", ts);
-    else
-        len += (size_t)snprintf(buf, sizeof buf, "%s access", ts);
-    for (int i = 0; i < n && len + 16 < sizeof buf; i++) {
+        puts_(&l, "{\"ts\":\"");
+    l.len += timestamp(l.buf + l.len, l.cap - l.len); /* writes nothing when it does not fit */
+    puts_(&l, json ? "\",\"type\":\"access\"" : " access");
+    for (int i = 0; i < n; i++) {
         const char *v = kv[i].val ? kv[i].val : "-";
-        if (json) {
-            len += (size_t)snprintf(buf + len, sizeof buf - len, ",\"%s\":%s", kv[i].key,
-                                    kv[i].is_num ? "" : "\"");
-            if (kv[i].is_num)
-                len += (size_t)snprintf(buf + len, sizeof buf - len, "%s", v);
-            else {
-                len = json_escape(buf, sizeof buf, len, v);
-                if (len + 1 < sizeof buf)
-                    buf[len++] = '"';
-            }
+        bool quote = json ? !kv[i].is_num : (strpbrk(v, " \"=\\") != NULL || *v == '\0');
+        puts_(&l, json ? ",\"" : " ");
+        puts_(&l, kv[i].key);
+        puts_(&l, json ? "\":" : "=");
+        if (quote) {
+            puts_(&l, "\"");
+            l.len = json_escape(l.buf, l.cap, l.len, v);
+            puts_(&l, "\"");
         } else {
-            bool quote = strpbrk(v, " \"=") != NULL || *v == '\0';
-            len += (size_t)snprintf(buf + len, sizeof buf - len, " %s=%s", kv[i].key,
-                                    quote ? "\"" : "");
-            if (quote) {
-                len = json_escape(buf, sizeof buf, len, v);
-                if (len + 1 < sizeof buf)
-                    buf[len++] = '"';
-            } else {
-                len += (size_t)snprintf(buf + len, sizeof buf - len, "%s", v);
-            }
+            puts_(&l, v);
         }
     }
-    if (json && len + 1 < sizeof buf)
-        buf[len++] = '}';
-    emit(STDOUT_FILENO, buf, len, sizeof buf);
+    if (json)
+        puts_(&l, "}");
+    emit(STDOUT_FILENO, buf, l.len, sizeof buf);
 }

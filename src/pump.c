@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 #include <openssl/err.h>
 #include <stdlib.h>
@@ -212,7 +213,7 @@ void tf_pump_client_data(struct tf_conn *c)
 {
     while (!c->client.paused && !c->client.hold && !c->closing && !c->finishing &&
            !c->client.eof) {
-        ERR_clear_error();
+        tf_tls_clear_errors();
         int n = SSL_read(c->ssl, c->w->scratch, sizeof c->w->scratch);
         if (n > 0) {
             c->bytes_in += (uint64_t)n;
@@ -231,7 +232,7 @@ void tf_pump_client_data(struct tf_conn *c)
         }
         if (tf_log_enabled(TF_LOG_DEBUG))
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_read");
-        ERR_clear_error();
+        tf_tls_clear_errors();
         tf_pump_flush_tls(c);
         tf_conn_close(c, "tls_error");
         return;
@@ -245,9 +246,9 @@ static void backend_eof(struct tf_conn *c)
     stop_reading(&c->backend);
     if (c->http && tf_http_backend_eof(c))
         return;
-    ERR_clear_error();
+    tf_tls_clear_errors();
     if (SSL_shutdown(c->ssl) < 0)
-        ERR_clear_error(); /* the client may be gone already; FIN still tells it */
+        tf_tls_clear_errors(); /* the client may be gone already; FIN still tells it */
     tf_pump_flush_tls(c);
     shutdown_side(c, &c->client);
 }
@@ -279,12 +280,12 @@ bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len)
         return false;
     if (len == 0)
         return true;
-    ERR_clear_error();
+    tf_tls_clear_errors();
     int r = SSL_write(c->ssl, data, (int)len);
     if (r != (int)len) {
         if (tf_log_enabled(TF_LOG_DEBUG))
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_write");
-        ERR_clear_error();
+        tf_tls_clear_errors();
         tf_conn_close(c, "tls_write_error");
         return false;
     }
@@ -320,9 +321,9 @@ void tf_pump_finish(struct tf_conn *c, const char *reason)
         c->end = reason;
     stop_reading(&c->backend);
     tf_pump_free_held(c);
-    ERR_clear_error();
+    tf_tls_clear_errors();
     if (SSL_shutdown(c->ssl) < 0)
-        ERR_clear_error();
+        tf_tls_clear_errors();
     tf_pump_flush_tls(c);
     if (c->closing)
         return;
