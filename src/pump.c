@@ -209,27 +209,49 @@ void tf_pump_client_eof(struct tf_conn *c)
     tf_conn_maybe_done(c);
 }
 
+/* Hand plaintext from the client to the backend (or the HTTP rewriter). */
+static void forward_client(struct tf_conn *c, size_t n)
+{
+    if (n == 0)
+        return;
+    c->bytes_in += (uint64_t)n;
+    if (c->http)
+        tf_http_client_data(c, c->w->scratch, n);
+    else
+        side_send(c, &c->backend, c->w->scratch, n);
+}
+
+static bool can_read_client(const struct tf_conn *c)
+{
+    return !c->client.paused && !c->client.hold && !c->closing && !c->finishing &&
+           !c->client.eof;
+}
+
+/* Decrypt what the TLS input holds. Several records are gathered into the scratch buffer
+ * and forwarded with one write (fewer syscalls on uploads); data always goes before an EOF. */
 void tf_pump_client_data(struct tf_conn *c)
 {
-    while (!c->client.paused && !c->client.hold && !c->closing && !c->finishing &&
-           !c->client.eof) {
+    size_t got = 0;
+    int e = SSL_ERROR_WANT_READ;
+    while (can_read_client(c)) {
         tf_tls_clear_errors();
-        int n = SSL_read(c->ssl, c->w->scratch, sizeof c->w->scratch);
-        if (n > 0) {
-            c->bytes_in += (uint64_t)n;
-            if (c->http)
-                tf_http_client_data(c, c->w->scratch, (size_t)n);
-            else
-                side_send(c, &c->backend, c->w->scratch, (size_t)n);
-            continue;
-        }
-        int e = SSL_get_error(c->ssl, n);
-        if (e == SSL_ERROR_WANT_READ)
-            break;
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            tf_pump_client_eof(c);
+        int n = SSL_read(c->ssl, c->w->scratch + got, (int)(sizeof c->w->scratch - got));
+        if (n <= 0) {
+            e = SSL_get_error(c->ssl, n);
             break;
         }
+        got += (size_t)n;
+        if (got == sizeof c->w->scratch) {
+            forward_client(c, got);
+            got = 0;
+        }
+    }
+    forward_client(c, got);
+    if (c->closing)
+        return;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        tf_pump_client_eof(c);
+    } else if (e != SSL_ERROR_WANT_READ) {
         if (tf_log_enabled(TF_LOG_DEBUG))
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_read");
         tf_tls_clear_errors();
