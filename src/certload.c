@@ -339,6 +339,12 @@ static int derive(struct tf_cert *c, char *err, size_t errlen)
         set_err(err, errlen, "key does not match certificate");
         return PARSE_FAIL;
     }
+    /* Warm the lazily computed parts OpenSSL needs in every handshake (extension cache,
+     * digest, signature info): computed here once, not in the first handshake of each name,
+     * which with many names would be nearly every handshake. */
+    (void)X509_check_purpose(c->leaf, -1, 0);
+    for (int i = 0; i < sk_X509_num(c->chain); i++)
+        (void)X509_check_purpose(sk_X509_value(c->chain, i), -1, 0);
     if (asn1_to_unix(X509_get0_notBefore(c->leaf), &c->not_before) < 0 ||
         asn1_to_unix(X509_get0_notAfter(c->leaf), &c->not_after) < 0) {
         set_err(err, errlen, "bad validity dates");
