@@ -73,6 +73,10 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
                     struct tf_ticket_ring *tickets);
 /* Post a message from the control loop. Returns false if the worker is gone (msg unchanged). */
 bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2);
+/* Answer a worker's certificate request for name: alert 0 = ready, else the SSL_AD_* alert
+ * to fail its held handshakes with; reason (may be NULL) is copied. Any thread. */
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              const char *reason);
 /* Join the thread after TF_WMSG_STOP and free what the worker owned. */
 void tf_worker_join(struct tf_worker *w);
 

@@ -23,14 +23,8 @@ static void answer(struct tf_certmgr *cm, int worker, const char *name, int aler
                    const char *reason)
 {
     struct tf_server *s = cm->srv;
-    if (worker < 0 || worker >= s->n_started)
-        return;
-    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
-    m->text = tf_strdup(name);
-    m->text2 = reason ? tf_strdup(reason) : NULL;
-    m->err = alert;
-    if (!tf_mailbox_post(&s->workers[worker].mbox, m))
-        tf_msg_free(m);
+    if (worker >= 0 && worker < s->n_started)
+        tf_worker_post_cert_done(&s->workers[worker], name, alert, reason);
 }
 
 static void demand_finish(struct cm_demand *d, int alert, const char *reason)

@@ -185,17 +185,6 @@ static void reload(struct tf_server *s)
     }
 }
 
-/* Without a certificate manager nobody can issue: the held handshake fails at once. */
-static void answer_unavailable(struct tf_worker *w, const char *name)
-{
-    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
-    m->text = tf_strdup(name);
-    m->text2 = tf_strdup("shutting_down");
-    m->err = SSL_AD_INTERNAL_ERROR;
-    if (!tf_mailbox_post(&w->mbox, m))
-        tf_msg_free(m);
-}
-
 /* A message left in the mailbox at shutdown: NEED_CERT requests go unanswered (the workers
  * are stopping and close their connections). */
 static void drop_message(struct tf_msg *m)
@@ -278,8 +267,8 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
         struct tf_worker *w = m->ptr;
         if (s->certmgr)
             tf_certmgr_need(s->certmgr, w->id, m->text, m->text2);
-        else
-            answer_unavailable(w, m->text);
+        else /* nobody can issue (shutting down): the held handshake fails at once */
+            tf_worker_post_cert_done(w, m->text, SSL_AD_INTERNAL_ERROR, "shutting_down");
     }
     tf_msg_free(m);
 }

@@ -157,9 +157,12 @@ void tf_tlsbio_flush(struct tf_tlsbio *st)
     struct tf_tlsbio_out *o = st->out;
     if (o->len == 0)
         return;
+    /* The records belong to whoever wrote them, which is st unless a caller skipped a flush:
+     * they go to their own connection, never to st's. */
+    struct tf_tlsbio *owner = o->owner ? o->owner : st;
     size_t n = o->len;
     o->len = 0; /* the callback may write more through the BIO (it must not, but be safe) */
-    st->flush(st->arg, o->buf, n);
+    owner->flush(owner->arg, o->buf, n);
 }
 
 void tf_tlsbio_clear(struct tf_tlsbio *st)

@@ -218,6 +218,17 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
     return uv_thread_create(&w->thread, worker_main, w);
 }
 
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              const char *reason)
+{
+    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
+    m->text = tf_strdup(name);
+    m->text2 = reason ? tf_strdup(reason) : NULL;
+    m->err = alert;
+    if (!tf_mailbox_post(&w->mbox, m))
+        tf_msg_free(m); /* the worker is stopping: its held connections close anyway */
+}
+
 bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2)
 {
     struct tf_msg *m = tf_msg_new(type, ptr);
