@@ -12,6 +12,7 @@
 #include "common.h"
 
 #include <openssl/evp.h>
+#include <openssl/types.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,8 @@ struct tf_cert {
     int64_t not_before, not_after; /* unix seconds */
     char *issuer;                /* one-line issuer DN, owned */
     char *serial;                /* hex, owned */
+    SSL_CTX *ctx;                /* a context with only this certificate, or NULL: see
+                                    tf_tls_cert_ctx_new (tls.h); owned */
     _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
                                     the one mutable field, written by workers, read by renewal */
 };

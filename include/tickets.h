@@ -23,6 +23,7 @@ struct tf_ticket_ring {
     struct tf_ref ref;
     int n;
     struct tf_ticket_key keys[TF_TICKET_KEYS]; /* keys[0] encrypts; all decrypt */
+    EVP_CIPHER *aes;             /* AES-256-CBC fetched once: no implicit fetch per ticket */
 };
 
 /* A new ring: a fresh random key first, then up to TF_TICKET_KEYS-1 keys of prev (may be

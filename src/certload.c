@@ -8,6 +8,7 @@
  */
 #include "certstore.h"
 #include "log.h"
+#include "tls.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -402,6 +403,8 @@ static int parse_cert(const char *chain_pem, size_t chain_len, const char *key_p
     parts.certs = NULL;
     parts.key = NULL;
     rc = derive(c, err, errlen);
+    if (rc == PARSE_OK)
+        c->ctx = tf_tls_cert_ctx_new(c);
 done:
     ERR_clear_error();
     sk_X509_pop_free(parts.certs, X509_free);
@@ -435,6 +438,7 @@ void tf_cert_unref(struct tf_cert *c)
 {
     if (!c || !tf_ref_dec(&c->ref))
         return;
+    tf_tls_cert_ctx_free(c->ctx);
     X509_free(c->leaf);
     sk_X509_pop_free(c->chain, X509_free);
     EVP_PKEY_free(c->key);

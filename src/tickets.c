@@ -15,8 +15,10 @@ struct tf_ticket_ring *tf_tickets_rotate(const struct tf_ticket_ring *prev)
     struct tf_ticket_ring *r = tf_calloc(1, sizeof *r);
     tf_ref_init(&r->ref, 1);
     struct tf_ticket_key *k = &r->keys[0];
-    if (RAND_bytes(k->name, sizeof k->name) != 1 || RAND_bytes(k->aes, sizeof k->aes) != 1 ||
-        RAND_bytes(k->hmac, sizeof k->hmac) != 1) {
+    r->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!r->aes || RAND_bytes(k->name, sizeof k->name) != 1 ||
+        RAND_bytes(k->aes, sizeof k->aes) != 1 || RAND_bytes(k->hmac, sizeof k->hmac) != 1) {
+        EVP_CIPHER_free(r->aes);
         OPENSSL_cleanse(r, sizeof *r);
         free(r);
         return NULL;
@@ -36,6 +38,7 @@ void tf_tickets_ref(struct tf_ticket_ring *r)
 void tf_tickets_unref(struct tf_ticket_ring *r)
 {
     if (r && tf_ref_dec(&r->ref)) {
+        EVP_CIPHER_free(r->aes);
         OPENSSL_cleanse(r, sizeof *r);
         free(r);
     }
@@ -46,8 +49,7 @@ static int set_hmac(EVP_MAC_CTX *hctx, const struct tf_ticket_key *k)
     OSSL_PARAM params[2];
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
     params[1] = OSSL_PARAM_construct_end();
-    return EVP_MAC_CTX_set_params(hctx, params) == 1 &&
-           EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, NULL) == 1;
+    return EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, params) == 1;
 }
 
 int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
@@ -60,7 +62,7 @@ int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
         if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
             return -1;
         memcpy(key_name, k->name, sizeof k->name);
-        if (EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))
+        if (EVP_EncryptInit_ex(ctx, ring->aes, NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))
             return -1;
         return 1;
     }
@@ -68,7 +70,7 @@ int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
         const struct tf_ticket_key *k = &ring->keys[i];
         if (memcmp(key_name, k->name, sizeof k->name) != 0)
             continue;
-        if (EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))
+        if (EVP_DecryptInit_ex(ctx, ring->aes, NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))
             return -1;
         return i == 0 ? 1 : 2; /* 2: valid, but issue a ticket under the current key */
     }

@@ -17,6 +17,7 @@
 
 #include <openssl/err.h>
 #include <openssl/tls1.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* TLS 1.2: ECDHE key exchange and AEAD ciphers only, fastest first. */
@@ -148,13 +149,18 @@ static int on_demand(struct tf_conn *c, int *al)
     return SSL_CLIENT_HELLO_RETRY;
 }
 
+/* A name with one certificate that has a context of its own switches to it; otherwise (both
+ * kinds, or no context left in the budget) the certificates are installed one by one. */
 static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
 {
+    struct tf_cert *ec = slot->cert[TF_CERT_EC], *rsa = slot->cert[TF_CERT_RSA];
+    struct tf_cert *only = ec && rsa ? NULL : ec ? ec : rsa;
+    bool switched = only && only->ctx && SSL_set_SSL_CTX(ssl, only->ctx) == only->ctx;
     for (int k = 0; k < TF_CERT_KINDS; k++) {
         struct tf_cert *cert = slot->cert[k];
         if (!cert)
             continue;
-        if (SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
+        if (!switched && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
         if (cert->source == TF_SRC_ACME) {
             /* Renewal skips names nobody asked for (#4); write only when the second changes. */
@@ -244,6 +250,33 @@ static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 {
     struct tf_conn *c = SSL_get_app_data(ssl);
     return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc);
+}
+
+static atomic_int cert_ctxs; /* live per-certificate contexts, process-wide */
+
+SSL_CTX *tf_tls_cert_ctx_new(const struct tf_cert *c)
+{
+    if (atomic_fetch_add(&cert_ctxs, 1) >= TF_TLS_CERT_CTX_MAX) {
+        atomic_fetch_sub(&cert_ctxs, 1);
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx || SSL_CTX_use_cert_and_key(ctx, c->leaf, c->key, c->chain, 1) != 1) {
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        atomic_fetch_sub(&cert_ctxs, 1);
+        return NULL;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
+    return ctx;
+}
+
+void tf_tls_cert_ctx_free(SSL_CTX *ctx)
+{
+    if (!ctx)
+        return;
+    SSL_CTX_free(ctx);
+    atomic_fetch_sub(&cert_ctxs, 1);
 }
 
 SSL_CTX *tf_tls_ctx_new(const struct tf_config *cfg)

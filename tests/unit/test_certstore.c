@@ -11,6 +11,7 @@
 #endif
 #include "certstore.h"
 #include "log.h"
+#include "tls.h"
 #include "tf_test.h"
 
 #include <ftw.h>
@@ -480,6 +481,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void count_ctx(const struct tf_cert *c, void *arg)
+{
+    *(int *)arg += c->ctx != NULL;
+}
+
 static void test_many(void)
 {
     const char *env = getenv("TF_CERTSTORE_MANY");
@@ -505,6 +511,10 @@ static void test_many(void)
         found += c && c->n_names == 1 && strcmp(c->names[0], name) == 0;
     }
     CHECK_EQ_INT(found, n);
+    /* Only the first TF_TLS_CERT_CTX_MAX certificates get a context of their own. */
+    int with_ctx = 0;
+    tf_certstore_foreach(st, count_ctx, &with_ctx);
+    CHECK_EQ_INT(with_ctx, n < TF_TLS_CERT_CTX_MAX ? n : TF_TLS_CERT_CTX_MAX);
     CHECK(tf_certstore_lookup(st, "0.many.test") == NULL);
     CHECK(tf_certstore_lookup(st, "x.1.many.test") == NULL);
     int rounds = 1000000, hits = 0;
@@ -521,6 +531,11 @@ static void test_many(void)
            "%d lookups %.0f ns each (incl. snprintf)\n",
            n, t1 - t0, t2 - t1, (t2 - t1) * 1e6 / n, rounds, (t4 - t3) * 1e9 / rounds);
     tf_certstore_unref(st);
+    /* Freed certificates give their contexts back to the budget. */
+    char err[256] = "";
+    struct tf_cert *c = cert_from("many/1.many.test.pem", NULL, err, sizeof err);
+    CHECK(c && c->ctx != NULL);
+    tf_cert_unref(c);
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
