@@ -150,7 +150,6 @@ def _rss_kib(pid):
 
 
 def many_certs(w, cfg):
-    import bench
     sizes = [10000] if w.args.quick else [10000, 100000]
     for n in sizes:
         d = _many_dir(n)
@@ -171,23 +170,38 @@ def many_certs(w, cfg):
                     time.sleep(0.5)  # let the loader settle before reading RSS
                     data = {"n": n, "startup_s": srv.startup, "rss_kib": _rss_kib(srv.proc.pid)}
                     _record(w, 6, "many_%d" % n, row, rnd, data)
-                    if row == "tlsfront" and n == sizes[-1]:
-                        hs = ["--n", w.cfg["hs_ec"], "--conc", 16, "--warmup", 100,
-                              "--sni-range", n]
-                        r = bench.run_loadgen(w, srv, "hs", "%ld.many.test", hs)
-                        _record(w, 6, "many_hs_%d" % n, row, rnd, r)
                 finally:
                     srv.stop()
-            if n != sizes[-1]:
-                continue
-            # the same handshakes with one certificate in the store
-            srv = S.start_tlsfront(w, "tlsfront", _many_dir(1), w.backend_port)
-            try:
-                hs = ["--n", w.cfg["hs_ec"], "--conc", 16, "--warmup", 100]
-                r = bench.run_loadgen(w, srv, "hs", "1.many.test", hs)
-                _record(w, 6, "many_hs_1", "tlsfront", rnd, r)
-            finally:
-                srv.stop()
+    many_handshakes(w, cfg, sizes[-1])
+
+
+def many_handshakes(w, cfg, n):
+    """Handshake cost with SNI picking at random among n names vs one certificate. Both
+    servers run side by side and take turns (AB BA AB ...), so a slow spell on this noisy
+    machine hits both; the judged figure is the median of the per-pair ratios."""
+    import bench
+    log("figure 6: handshakes with %d names vs one certificate, %d alternating pairs" %
+        (n, cfg["many_pairs"]))
+    many = S.start_tlsfront(w, "tlsfront", _many_dir(n), w.backend_port)
+    one = None
+    try:
+        one = S.start_tlsfront(w, "tlsfront", _many_dir(1), w.backend_port)
+        base = ["--n", w.cfg["hs_ec"], "--conc", 16, "--warmup", 100]
+        runs = {"n": lambda: bench.run_loadgen(w, many, "hs", "%ld.many.test",
+                                               base + ["--sni-range", n]),
+                "1": lambda: bench.run_loadgen(w, one, "hs", "1.many.test", base)}
+        for p in range(cfg["many_pairs"]):
+            got = {}
+            for which in (("n", "1") if p % 2 == 0 else ("1", "n")):
+                got[which] = runs[which]()
+            _record(w, 6, "many_hs_%d" % n, "tlsfront", p, got["n"])
+            _record(w, 6, "many_hs_1", "tlsfront", p, got["1"])
+            _record(w, 6, "many_pair_%d" % n, "tlsfront", p,
+                    {"ratio": got["n"]["cpu_s_per_1000"] / got["1"]["cpu_s_per_1000"]})
+    finally:
+        many.stop()
+        if one:
+            one.stop()
 
 
 # ---- figure 7: on-demand issuance against pebble ----

@@ -75,6 +75,8 @@ def summarize(records, meta):
             continue
         if fam == "many" and r["key"].startswith("many_hs"):
             fields = FIELDS["hs"]
+        elif fam == "many" and r["key"].startswith("many_pair"):
+            fields = {"ratio": "ratio"}
         m = vals.setdefault(r["key"], {}).setdefault(r["row"], {})
         for name, field in fields.items():
             m.setdefault(name, []).append(r["data"].get(field))
@@ -227,11 +229,13 @@ def targets(res):
             if t is not None and h:
                 out.append(("%d certs: %s vs HAProxy crt-list" % (n, name), t / h, "≤ 0.50",
                             t / h <= 0.5))
-        hs_n, hs_1 = med(res, "many_hs_%d" % n, "tlsfront", "cpu"), \
-            med(res, "many_hs_1", "tlsfront", "cpu")
-        if hs_n and hs_1:
-            out.append(("hs CPU with %d names vs 1" % n, hs_n / hs_1, "≤ 1.05", hs_n / hs_1 <= 1.05))
         break  # the largest size measured is the one judged
+    for n in (100000, 10000):  # the largest size measured is the one judged
+        r = med(res, "many_pair_%d" % n, "tlsfront", "ratio")
+        if r:
+            out.append(("hs CPU with %d names vs 1 (median of paired runs)" % n, r, "≤ 1.05",
+                        r <= 1.05))
+            break
     od = res["one"].get("ondemand", {})
     if "tlsfront" in od and "caddy" in od:
         r = od["tlsfront"]["median_s"] / od["caddy"]["median_s"]
@@ -302,10 +306,12 @@ def _extra_tables(res):
         for n in (100000, 10000):
             a = res["stats"].get("many_hs_%d" % n, {}).get("tlsfront", {}).get("cpu")
             b = res["stats"].get("many_hs_1", {}).get("tlsfront", {}).get("cpu")
-            if a and b:
+            pr = res["stats"].get("many_pair_%d" % n, {}).get("tlsfront", {}).get("ratio")
+            if a and b and pr:
                 out += ["", "Full ECDSA handshakes, SNI picking at random among %d names: %s "
-                        "CPU-s / 1,000 vs %s with one certificate (%.3f×)." % (
-                            n, _cell(a, 3), _cell(b, 3), a["median"] / b["median"])]
+                        "CPU-s / 1,000 vs %s with one certificate; the two servers run side by "
+                        "side and take turns, ratio per pair %s (median, min–max of %d pairs)." % (
+                            n, _cell(a, 3), _cell(b, 3), _cell(pr, 3), pr["n"])]
                 break
         out.append("")
     od = res["one"].get("ondemand", {})
