@@ -31,10 +31,10 @@ SNI = {"ec": "bench.test", "rsa": "bench-rsa.test"}
 
 QUICK = dict(rounds=3, hs_ec=600, hs_rsa=300, warmup=100, conc=16, lat_rate=2000,
              lat_count=3000, idle_n=5000, idle_rounds=1, bulk=100_000_000, floor_n=1000,
-             many_pairs=4)
+             many_pairs=4, pairs=0)
 FULL = dict(rounds=5, hs_ec=1200, hs_rsa=500, warmup=150, conc=16, lat_rate=2000,
             lat_count=4000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=2000,
-            many_pairs=8)
+            many_pairs=8, pairs=6)
 
 
 class BenchError(Exception):
@@ -118,8 +118,9 @@ def start_row(w, row, kind):
         return S.start_haproxy(w, row, c["pem"], b)
     if row == "hitch":
         return S.start_hitch(w, row, c["pem"], b)
-    if row in ("nginx", "nginx-stream"):
-        return S.start_nginx(w, row, c["crt"], c["key"], b, stream=row == "nginx-stream")
+    if row in ("nginx", "nginx-stream", "nginx-nokeep"):
+        return S.start_nginx(w, row, c["crt"], c["key"], b, stream=row == "nginx-stream",
+                             keepalive=row != "nginx-nokeep")
     if row == "caddy":
         return S.start_caddy(w, row, c["crt"], c["key"], b)
     raise BenchError("unknown row " + row)
@@ -183,6 +184,30 @@ def rounds(w, cfg, figs):
             extra.libssl_floor(w, rnd, cfg)
 
 
+PAIRED = ["tlsfront", "nginx", "nginx-nokeep", "nginx-stream"]
+
+
+def paired(w, cfg):
+    """Figure 1b: full ECDSA handshakes with tlsfront and the nginx variants running side by
+    side, taking turns in rotating order, so that each rotation compares them within seconds
+    of each other; nginx-nokeep (no upstream keepalive) shows what reusing backend
+    connections is worth."""
+    rows = [r for r in PAIRED if not w.args.rows or r in w.args.rows]
+    log("figure 1b: %s side by side, %d rotations" % (" ".join(rows), cfg["pairs"]))
+    hs = ["--n", cfg["hs_ec"], "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]
+    srvs = {}
+    try:
+        for row in rows:
+            srvs[row] = start_row(w, row, "ec")
+        for rot in range(cfg["pairs"]):
+            for row in rows[rot % len(rows):] + rows[:rot % len(rows)]:
+                r = run_loadgen(w, srvs[row], "hs", SNI["ec"], hs)
+                record(w, 1, "pair_ec", row, rot, r)
+    finally:
+        for srv in srvs.values():
+            srv.stop()
+
+
 def _on_term(signum, frame):
     raise KeyboardInterrupt("SIGTERM")  # unwinds through the finally that stops everything
 
@@ -220,6 +245,8 @@ def main():
         if 8 in figs:
             extra.crypto_floor(w)
         rounds(w, cfg, figs)
+        if 1 in figs and cfg["pairs"]:
+            paired(w, cfg)
         if 8 in figs and not args.quick:
             extra.callgrind(w, cfg)
         if 6 in figs:

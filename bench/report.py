@@ -21,6 +21,7 @@ FIELDS = {
     "idle": {"kib": "kib_per_conn"},
     "libssl": {"cpu": "cpu_s_per_1000", "kib": "rss_kib_per_conn"},
     "many": {"startup": "startup_s", "rss": "rss_kib"},
+    "pair": {"cpu": "cpu_s_per_1000"},
 }
 
 
@@ -86,7 +87,23 @@ def summarize(records, meta):
     for r in records:
         if r["key"] in ("crypto", "callgrind", "ondemand"):
             res["one"].setdefault(r["key"], {})[r["row"]] = r["data"]
+    res["paired"] = _paired_ratios(records)
     return res
+
+
+def _paired_ratios(records, ref="nginx"):
+    """Figure 1b: each row's CPU per handshake over nginx's in the same rotation."""
+    by_rot = {}
+    for r in records:
+        if r["key"] == "pair_ec":
+            by_rot.setdefault(r["round"], {})[r["row"]] = r["data"].get("cpu_s_per_1000")
+    ratios = {}
+    for rot in by_rot.values():
+        if rot.get(ref):
+            for row, v in rot.items():
+                if v is not None:
+                    ratios.setdefault(row, []).append(v / rot[ref])
+    return {row: _stat(v) for row, v in ratios.items()}
 
 
 def med(res, key, row, metric):
@@ -260,6 +277,8 @@ def markdown(res):
                             cfg["idle_rounds"], m["elapsed_s"], " ".join(m["loadavg_end"])), ""]
     for title, cols in TABLES:
         out += _table(res, title, cols)
+        if title.startswith("1."):
+            out += _paired_table(res)
     out += _extra_tables(res)
     fl = floors(res)
     if any(r[2] or r[3] for r in fl):
@@ -276,6 +295,7 @@ def markdown(res):
                        "%.3f× | – | – |" % (cg["tlsfront_ir_per_hs"], cg["floor_ir_per_hs"],
                                            cg["ratio"]))
         out.append("")
+        out += _peer_floor_note(res)
     t = targets(res)
     if t:
         out += ["### Targets (tlsfront, ratios in this run)", "", "| target | ratio | limit | |",
@@ -284,6 +304,40 @@ def markdown(res):
             out.append("| %s | %.2f | %s | %s |" % (name, v, limit, "met" if ok else "**MISSED**"))
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _peer_floor_note(res):
+    """The floor multiples of the best peers, for scale: the floor has no sockets."""
+    notes = []
+    for key, label in (("hs_ec_full", "ECDSA"), ("hs_rsa_full", "RSA-2048")):
+        v, p = best_peer(res, key, "cpu", "low")
+        fl = med(res, "libssl_%s_full" % ("ec" if label == "ECDSA" else "rsa"), "floor", "cpu")
+        if v and fl:
+            notes.append("%s %s %.3f = %.2f×" % (label, p, v, v / fl))
+    if not notes:
+        return []
+    return ["The best peers as multiples of the same libssl floor (full handshakes): " +
+            "; ".join(notes) + ". The floor runs over a memory BIO pair: no sockets, no "
+            "backend connection, no kernel time.", ""]
+
+
+def _paired_table(res):
+    pr, st = res.get("paired") or {}, res["stats"].get("pair_ec", {})
+    if not pr:
+        return []
+    out = ["### 1b. Full ECDSA handshakes side by side (tlsfront and the nginx variants)", "",
+           "All four run at once and take turns in rotating order, so each rotation compares "
+           "them within seconds; the ratio is taken per rotation, then the median. nginx keeps "
+           "up to 64 idle upstream connections (its configuration in the table above); "
+           "nginx-nokeep is the same server without upstream keepalive, opening a backend "
+           "connection per client connection as tlsfront (TCP mode), hitch and nginx-stream do.",
+           "", "| row | server CPU-s / 1,000 | × nginx, per rotation | rotations |",
+           "|---|---:|---:|---:|"]
+    for row in ["tlsfront", "nginx", "nginx-nokeep", "nginx-stream"]:
+        if row in pr:
+            out.append("| %s | %s | %s | %d |" % (row, _cell(st.get(row, {}).get("cpu"), 3),
+                                                  _cell(pr[row], 2), pr[row]["n"]))
+    return out + [""]
 
 
 def _extra_tables(res):

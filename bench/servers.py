@@ -90,7 +90,7 @@ class Server:
         pids = [proc.pid]
         deadline = time.monotonic() + 5
         # masters fork their workers after the port opens (nginx, hitch): wait for them
-        while name in ("nginx", "nginx-stream", "hitch") and len(pids) < 2 and \
+        while (name.startswith("nginx") or name == "hitch") and len(pids) < 2 and \
                 time.monotonic() < deadline:
             time.sleep(0.02)
             pids = [proc.pid] + children(proc.pid)
@@ -184,7 +184,7 @@ http {
   access_log off;
   client_body_temp_path %(d)s/ngx-body; proxy_temp_path %(d)s/ngx-proxy;
   fastcgi_temp_path %(d)s/ngx-fcgi; uwsgi_temp_path %(d)s/ngx-uwsgi; scgi_temp_path %(d)s/ngx-scgi;
-  upstream b { server 127.0.0.1:%(backend)d; keepalive 64; }
+  upstream b { server 127.0.0.1:%(backend)d; %(keepalive)s }
   keepalive_requests 1000000; keepalive_timeout 600s;
   server {
     listen 127.0.0.1:%(port)d ssl;
@@ -211,11 +211,14 @@ stream {
 """
 
 
-def start_nginx(w, name, crt, key, backend, stream=False):
+def start_nginx(w, name, crt, key, backend, stream=False, keepalive=True):
+    """keepalive=False: nginx http without upstream keepalive (a backend connection per
+    client connection, as a TCP forwarder makes)."""
     port = free_port()
     d = os.path.join(w.dir, name)
     os.makedirs(d, exist_ok=True)
-    v = {"d": d, "port": port, "backend": backend, "crt": crt, "key": key, "suite": SUITE}
+    v = {"d": d, "port": port, "backend": backend, "crt": crt, "key": key, "suite": SUITE,
+         "keepalive": "keepalive 64;" if keepalive else ""}
     body = (_NGINX_STREAM if stream else _NGINX_HTTP) % v
     load = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" if stream else ""
     cfg = _write(os.path.join(d, "nginx.conf"), load + """daemon off;
