@@ -99,7 +99,7 @@ def callgrind(w, cfg):
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
             "--callgrind-out-file=" + out, w.tlsfront, "--listen", "127.0.0.1:%d" % port,
             "--backend", "127.0.0.1:%d" % w.backend_port, "--workers", "1", "--certs", c["dir"],
-            "--log-level", "warn"]
+            "--log-level", "warn", "--access-log", "off"]
     p = S.spawn(argv, os.path.join(w.dir, "cg.tlsfront.log"))
     srv = None
     try:

@@ -114,13 +114,12 @@ def start_tlsfront(w, name, certdir, backend, workers=1, extra=(), port=None):
     port = port or free_port()
     argv = [w.tlsfront, "--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
             "--workers", str(workers), "--log-level", "warn", "--idle-timeout", "10m",
-            "--max-connections", "12000"]
+            "--max-connections", "12000", "--access-log", "off"]
     if certdir:
         argv += ["--certs", certdir]
     argv += list(extra)
     t0 = time.monotonic()
-    # the access log goes to stdout: tlsfront formats it, and it is thrown away like the
-    # peers' (whose logs are off)
+    # access log off, as the peers' logs are
     with open(os.devnull, "wb") as null:
         e = dict(os.environ)
         p = subprocess.Popen(["taskset", "-c", SERVER_CORE] + argv, stdout=null,

@@ -77,6 +77,7 @@ struct tf_config {
 
     /* Logging */
     bool log_json;                 /* --log-format json */
+    bool access_log;               /* --access-log on|off */
     int log_level;                 /* enum tf_log_level; --log-level debug|info|warn|error */
 
     /* Admin (#6) */

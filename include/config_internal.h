@@ -66,6 +66,7 @@ int tf_config_set_route(struct tf_config *, size_t, const char *, char *, size_t
 int tf_config_set_alpn(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_tls_min(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_log_format(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_access_log(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_log_level(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_admin(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_redirect(struct tf_config *, size_t, const char *, char *, size_t);

@@ -91,6 +91,8 @@ struct opt {
     X("log-format", OT_FN, 0, 0, 0, 0, S(log_format), " text|json", Y, "text", "log format")       \
     X("log-level", OT_FN, 0, 0, 0, 0, S(log_level), " debug|info|warn|error", Y, "info",           \
       "lowest level logged")                                                                       \
+    X("access-log", OT_FN, 0, 0, 0, 0, S(access_log), " on|off", Y, "on",                          \
+      "one line per connection on stdout")                                                         \
     X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
     X("storage", OT_STR, 0, F(storage), 0, 0, NULL, " DIR", Y, "/var/lib/tlsfront",                \

@@ -61,6 +61,16 @@ int tf_config_set_log_format(struct tf_config *cfg, size_t off, const char *val,
     return rc;
 }
 
+int tf_config_set_access_log(struct tf_config *cfg, size_t off, const char *val, char *err,
+                             size_t errlen)
+{
+    (void)off;
+    int i = 0, rc = choose(val, "on|off", &i, err, errlen);
+    if (rc == 0)
+        cfg->access_log = (i == 0);
+    return rc;
+}
+
 int tf_config_set_log_level(struct tf_config *cfg, size_t off, const char *val, char *err,
                             size_t errlen)
 {

@@ -458,7 +458,8 @@ static void access_log(struct tf_conn *c)
 static void conn_free(struct tf_conn *c)
 {
     struct tf_worker *w = c->w;
-    access_log(c);
+    if (c->cfg->access_log)
+        access_log(c);
     TF_STAT_ADD(&w->server->stats, bytes_in, c->bytes_in);
     TF_STAT_ADD(&w->server->stats, bytes_out, c->bytes_out);
     tf_pump_free_held(c);

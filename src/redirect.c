@@ -248,7 +248,8 @@ static void answer(struct rd_conn *k, int status, const char *name)
                      "HTTP/1.1 %d Bad Request\r\nContent-Type: text/plain\r\n"
                      "Content-Length: 12\r\nConnection: close\r\n\r\nbad request\n",
                      status);
-    access_log(k, status, name);
+    if (k->rd->s->cfg->access_log)
+        access_log(k, status, name);
     uv_buf_t b = uv_buf_init(k->resp, (unsigned)n);
     k->wreq.data = k;
     if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_written) != 0)

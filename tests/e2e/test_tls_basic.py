@@ -2,6 +2,7 @@
 multi-SAN, ECDSA vs RSA), TLS 1.2 and 1.3, ALPN, unknown names, the default certificate,
 session resumption, curl and openssl s_client through the proxy to a real backend."""
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -125,7 +126,8 @@ except ssl.SSLError as e:
 
 # With --default-cert, no SNI and unknown names get the default.
 tf2, port2 = start_tlsfront(["--certs", certs, "--backend", backend.addr,
-                             "--default-cert", "example.test"], name="tlsfront-default")
+                             "--default-cert", "example.test", "--access-log", "off"],
+                            name="tlsfront-default")
 with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port2))) as s:
     sans = [v for k, v in s.getpeercert().get("subjectAltName", ())]
     check("example.test" in sans, "no SNI gets the default certificate")
@@ -134,4 +136,9 @@ with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port2))) as s:
 log = tf.stdout_text()
 check("sni=example.test" in log and "tls=TLSv1.3" in log, "access log has sni and tls version")
 check("end=unknown_name" in log, "access log records unknown_name refusals")
+# --access-log off: the same connections, no line (stdout is complete once it has exited).
+tf2.signal(signal.SIGTERM)
+check(tf2.wait(60) == 0, "tlsfront-default: SIGTERM exits 0")
+check(" access " not in tf2.stdout_text() and tf2.stdout_text().strip() == "",
+      "--access-log off: no access line")
 finish()
