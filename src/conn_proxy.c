@@ -77,6 +77,11 @@ int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len)
 
 void tf_conn_proxy_out(struct tf_conn *c)
 {
+    if (c->dst_addr.ss_family == AF_UNSPEC) { /* not from a PROXY header: the socket's */
+        int len = sizeof c->dst_addr;
+        if (uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&c->dst_addr, &len) != 0)
+            c->dst_addr.ss_family = AF_UNSPEC;
+    }
     const struct sockaddr *src = (const struct sockaddr *)&c->src_addr;
     const struct sockaddr *dst = (const struct sockaddr *)&c->dst_addr;
     unsigned char hdr[TF_PROXY_V2_ENCODE_MAX];
