@@ -33,8 +33,8 @@ QUICK = dict(rounds=3, hs_ec=600, hs_rsa=300, warmup=100, conc=16, lat_rate=2000
              lat_count=3000, idle_n=5000, idle_rounds=1, bulk=100_000_000, floor_n=1000,
              many_pairs=4, pairs=0)
 FULL = dict(rounds=5, hs_ec=1200, hs_rsa=500, warmup=150, conc=16, lat_rate=2000,
-            lat_count=4000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=2000,
-            many_pairs=8, pairs=6)
+            lat_count=3000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=2000,
+            many_pairs=8, pairs=5)
 
 
 class BenchError(Exception):
