@@ -3,10 +3,10 @@
 against the crypto and libssl floors. Started by bench/run.sh, which installs the packages and
 builds the binaries; see docs/benchmarks.md for what each figure means.
 
-Rounds are interleaved: each round starts every terminator in turn (rotating the order) and
-measures it, so that slow drifts of a shared machine hit every row alike. Each figure is
-reported as the median and min-max over the rounds, as a ratio to the best peer, and for
-tlsfront as a multiple of the floor. Every process started here is stopped by PID."""
+Handshakes (figures 1-2) run with every server up at once, the rows taking turns in rotating
+order; the other figures run in interleaved rounds, each starting every terminator in turn.
+Each figure is reported as the median and min-max over the rounds, as the median of its
+per-round ratios to the best peer, and for tlsfront as a multiple of the floor. Every process started here is stopped by PID."""
 import argparse
 import json
 import os
@@ -27,14 +27,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = ["haproxy", "hitch", "nginx", "nginx-stream", "caddy"]
 ROWS = ["tlsfront", "tlsfront-w2"] + PEERS
+# Shown in figures 1-2 but not a peer: nginx http without upstream keepalive, i.e. a backend
+# connection per client connection, as tlsfront (TCP mode), hitch and nginx-stream make.
+REF_ROWS = ["nginx-nokeep"]
 SNI = {"ec": "bench.test", "rsa": "bench-rsa.test"}
 
-QUICK = dict(rounds=3, hs_ec=600, hs_rsa=300, warmup=100, conc=16, lat_rate=2000,
+# hs_rounds: rotations of figures 1-2 (all servers up, rows taking turns); rounds: figures 3-5
+QUICK = dict(rounds=3, hs_rounds=4, hs_ec=500, hs_rsa=250, warmup=100, conc=16, lat_rate=2000,
              lat_count=3000, idle_n=5000, idle_rounds=1, bulk=100_000_000, floor_n=1000,
-             many_pairs=4, pairs=0)
-FULL = dict(rounds=5, hs_ec=1200, hs_rsa=500, warmup=150, conc=16, lat_rate=2000,
+             many_pairs=4)
+FULL = dict(rounds=5, hs_rounds=8, hs_ec=800, hs_rsa=400, warmup=100, conc=16, lat_rate=2000,
             lat_count=3000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=2000,
-            many_pairs=8, pairs=5)
+            many_pairs=8)
 
 
 class BenchError(Exception):
@@ -126,29 +130,47 @@ def start_row(w, row, kind):
     raise BenchError("unknown row " + row)
 
 
-# ---- figures 1-4: one server, ECDSA then RSA ----
+# ---- figures 1-2: every server up at once, the rows taking turns ----
+
+def handshakes(w, cfg, figs):
+    """Full and resumed handshakes. For each certificate kind every row's server runs at the
+    same time (idle ones cost nothing) and the rows take turns in rotating order, a few
+    seconds each; the report takes each row's ratio to the best peer per rotation, so the
+    fast swings of a shared VM (a row measured a minute later can run 30 % slower) hit both
+    sides of every ratio."""
+    rows = [r for r in ROWS + REF_ROWS if not w.args.rows or r in w.args.rows]
+    for kind in ("ec", "rsa"):
+        n = cfg["hs_ec"] if kind == "ec" else cfg["hs_rsa"]
+        hs = ["--n", n, "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]
+        srvs = {}
+        try:
+            for row in rows:
+                srvs[row] = start_row(w, row, kind)
+            for rnd in range(cfg["hs_rounds"]):
+                order = rows[rnd % len(rows):] + rows[:rnd % len(rows)]
+                log("handshakes %s, rotation %d/%d" % (kind, rnd + 1, cfg["hs_rounds"]))
+                for row in order:
+                    if 1 in figs:
+                        r = run_loadgen(w, srvs[row], "hs", SNI[kind], hs)
+                        record(w, 1, "hs_%s_full" % kind, row, rnd, r)
+                    if 2 in figs:
+                        r = run_loadgen(w, srvs[row], "hs", SNI[kind], hs + ["--resume"])
+                        record(w, 2, "hs_%s_res" % kind, row, rnd, r)
+        finally:
+            for srv in srvs.values():
+                srv.stop()
+
+
+# ---- figures 3-5: one server at a time ----
 
 def measure_ec(w, srv, rnd, cfg):
     row, sni = srv.name, SNI["ec"]
-    hs = ["--n", cfg["hs_ec"], "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]
-    r = run_loadgen(w, srv, "hs", sni, hs)
-    record(w, 1, "hs_ec_full", row, rnd, r)
-    r = run_loadgen(w, srv, "hs", sni, hs + ["--resume"])
-    record(w, 2, "hs_ec_res", row, rnd, r)
     for d in ("down", "up"):
         r = run_loadgen(w, srv, "bulk", sni, ["--dir", d, "--bytes", cfg["bulk"], "--time", 120])
         record(w, 3, "bulk_" + d, row, rnd, r)
     r = run_loadgen(w, srv, "lat", sni, ["--conc", 16, "--rate", cfg["lat_rate"],
                                          "--count", cfg["lat_count"], "--time", 60])
     record(w, 4, "lat", row, rnd, r)
-
-
-def measure_rsa(w, srv, rnd, cfg):
-    row, sni = srv.name, SNI["rsa"]
-    hs = ["--n", cfg["hs_rsa"], "--conc", cfg["conc"], "--warmup", cfg["warmup"] // 2,
-          "--time", 120]
-    record(w, 1, "hs_rsa_full", row, rnd, run_loadgen(w, srv, "hs", sni, hs))
-    record(w, 2, "hs_rsa_res", row, rnd, run_loadgen(w, srv, "hs", sni, hs + ["--resume"]))
 
 
 def measure_idle(w, srv, rnd, cfg):
@@ -163,15 +185,10 @@ def rounds(w, cfg, figs):
         order = rows[rnd % len(rows):] + rows[:rnd % len(rows)]
         log("round %d/%d: %s" % (rnd + 1, cfg["rounds"], " ".join(order)))
         for row in order:
-            if figs & {1, 2, 3, 4}:
+            if figs & {3, 4}:
                 srv = start_row(w, row, "ec")
                 try:
                     measure_ec(w, srv, rnd, cfg)
-                finally:
-                    srv.stop()
-                srv = start_row(w, row, "rsa")
-                try:
-                    measure_rsa(w, srv, rnd, cfg)
                 finally:
                     srv.stop()
             if 5 in figs and rnd < cfg["idle_rounds"]:
@@ -182,30 +199,6 @@ def rounds(w, cfg, figs):
                     srv.stop()
         if 8 in figs:
             extra.libssl_floor(w, rnd, cfg)
-
-
-PAIRED = ["tlsfront", "nginx", "nginx-nokeep", "nginx-stream"]
-
-
-def paired(w, cfg):
-    """Figure 1b: full ECDSA handshakes with tlsfront and the nginx variants running side by
-    side, taking turns in rotating order, so that each rotation compares them within seconds
-    of each other; nginx-nokeep (no upstream keepalive) shows what reusing backend
-    connections is worth."""
-    rows = [r for r in PAIRED if not w.args.rows or r in w.args.rows]
-    log("figure 1b: %s side by side, %d rotations" % (" ".join(rows), cfg["pairs"]))
-    hs = ["--n", cfg["hs_ec"], "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]
-    srvs = {}
-    try:
-        for row in rows:
-            srvs[row] = start_row(w, row, "ec")
-        for rot in range(cfg["pairs"]):
-            for row in rows[rot % len(rows):] + rows[:rot % len(rows)]:
-                r = run_loadgen(w, srvs[row], "hs", SNI["ec"], hs)
-                record(w, 1, "pair_ec", row, rot, r)
-    finally:
-        for srv in srvs.values():
-            srv.stop()
 
 
 def _on_term(signum, frame):
@@ -227,7 +220,7 @@ def main():
     args = ap.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     if args.rounds:
-        cfg["rounds"] = args.rounds
+        cfg["rounds"] = cfg["hs_rounds"] = args.rounds
         cfg["idle_rounds"] = min(cfg["idle_rounds"], args.rounds)
     args.rows = [r for r in args.rows.split(",") if r]
     default_figs = {1, 2, 3, 4, 5, 8} if args.quick else {1, 2, 3, 4, 5, 6, 7, 8}
@@ -244,9 +237,9 @@ def main():
         start_backend(w)
         if 8 in figs:
             extra.crypto_floor(w)
+        if figs & {1, 2}:
+            handshakes(w, cfg, figs)
         rounds(w, cfg, figs)
-        if 1 in figs and cfg["pairs"]:
-            paired(w, cfg)
         if 8 in figs and not args.quick:
             extra.callgrind(w, cfg)
         if 6 in figs:

@@ -11,7 +11,7 @@ import time
 
 PEERS = ["haproxy", "hitch", "nginx", "nginx-stream", "caddy"]
 TCP_PEERS = ["haproxy", "hitch", "nginx-stream"]
-ROWS = ["tlsfront", "tlsfront-w2"] + PEERS
+ROWS = ["tlsfront", "tlsfront-w2"] + PEERS + ["nginx-nokeep"]  # the last: a reference row
 
 # key -> {metric name in the table: field in loadgen's JSON}
 FIELDS = {
@@ -21,7 +21,6 @@ FIELDS = {
     "idle": {"kib": "kib_per_conn"},
     "libssl": {"cpu": "cpu_s_per_1000", "kib": "rss_kib_per_conn"},
     "many": {"startup": "startup_s", "rss": "rss_kib"},
-    "pair": {"cpu": "cpu_s_per_1000"},
 }
 
 
@@ -68,7 +67,7 @@ def _stat(vals):
 
 def summarize(records, meta):
     """{key: {row: {metric: stat}}} plus the floors and the one-off figures."""
-    vals = {}
+    vals, per_round = {}, {}
     for r in records:
         fam = r["key"].split("_")[0]
         fields = FIELDS.get(fam)
@@ -79,31 +78,17 @@ def summarize(records, meta):
         elif fam == "many" and r["key"].startswith("many_pair"):
             fields = {"ratio": "ratio"}
         m = vals.setdefault(r["key"], {}).setdefault(r["row"], {})
+        per = per_round.setdefault(r["key"], {}).setdefault(r["row"], {})
         for name, field in fields.items():
             m.setdefault(name, []).append(r["data"].get(field))
-    res = {"meta": meta, "stats": {}, "one": {}}
+            per.setdefault(name, {})[str(r["round"])] = r["data"].get(field)
+    res = {"meta": meta, "stats": {}, "one": {}, "rounds": per_round}
     for key, rows in vals.items():
         res["stats"][key] = {row: {k: _stat(v) for k, v in ms.items()} for row, ms in rows.items()}
     for r in records:
         if r["key"] in ("crypto", "callgrind", "ondemand"):
             res["one"].setdefault(r["key"], {})[r["row"]] = r["data"]
-    res["paired"] = _paired_ratios(records)
     return res
-
-
-def _paired_ratios(records, ref="nginx"):
-    """Figure 1b: each row's CPU per handshake over nginx's in the same rotation."""
-    by_rot = {}
-    for r in records:
-        if r["key"] == "pair_ec":
-            by_rot.setdefault(r["round"], {})[r["row"]] = r["data"].get("cpu_s_per_1000")
-    ratios = {}
-    for rot in by_rot.values():
-        if rot.get(ref):
-            for row, v in rot.items():
-                if v is not None:
-                    ratios.setdefault(row, []).append(v / rot[ref])
-    return {row: _stat(v) for row, v in ratios.items()}
 
 
 def med(res, key, row, metric):
@@ -117,6 +102,17 @@ def best_peer(res, key, metric, better, peers=PEERS):
     if not vs:
         return None, None
     return (min(vs) if better == "low" else max(vs))
+
+
+def ratio_to_best(res, key, row, metric, better, peers=PEERS):
+    """(stat of row / best peer per round, best peer): the best peer is the one with the best
+    median; the ratio is taken within each round, where both were measured close together,
+    and summarised by its median (and min-max)."""
+    _, who = best_peer(res, key, metric, better, peers)
+    per = res.get("rounds", {}).get(key, {})
+    a, b = per.get(row, {}).get(metric, {}), per.get(who, {}).get(metric, {})
+    rs = [a[k] / b[k] for k in a if a[k] is not None and b.get(k)]
+    return (_stat(rs) if rs else None), who
 
 
 def _fmt(v, digits):
@@ -170,8 +166,8 @@ def _table(res, title, cols):
         line = "| %s |" % row
         for key, metric, _, better, digits, peers in cols:
             s = res["stats"].get(key, {}).get(row, {}).get(metric)
-            b, _ = best_peer(res, key, metric, better, peers)
-            ratio = "%.2f×" % (s["median"] / b) if s and b else "–"
+            rs, _ = ratio_to_best(res, key, row, metric, better, peers)
+            ratio = "%.2f×" % rs["median"] if rs else "–"
             line += " %s | %s |" % (_cell(s, digits), ratio)
         out.append(line)
     out.append("")
@@ -208,11 +204,10 @@ def targets(res):
     out = []
 
     def vs_best(name, key, metric, better, limit, peers=PEERS):
-        t = med(res, key, "tlsfront", metric)
-        b, who = best_peer(res, key, metric, better, peers)
-        if t is None or b is None:
+        rs, who = ratio_to_best(res, key, "tlsfront", metric, better, peers)
+        if rs is None:
             return
-        r = t / b
+        r = rs["median"]
         ok = r <= limit if better == "low" else r >= limit
         out.append(("%s vs best peer (%s)" % (name, who), r, ("≤ " if better == "low" else "≥ ")
                     + "%.2f" % limit, ok))
@@ -270,15 +265,16 @@ def markdown(res):
                " (uncommitted changes)" if m["tlsfront_tree_dirty"] else "", m["haproxy"],
                m["hitch"], m["nginx"], m["caddy"]),
            "Every terminator: one worker/thread pinned to core 0 (tlsfront-w2: two workers on "
-           "the same core); load generator and backend on core 1. Cells: median (min–max) of "
-           "%d interleaved rounds%s; idle memory: %d round(s). Run time %.0f s, load average at "
-           "the end %s." % (cfg["rounds"], " (quick mode: fewer rounds and connections than "
-                            "the full run)" if m["mode"] == "quick" else "",
-                            cfg["idle_rounds"], m["elapsed_s"], " ".join(m["loadavg_end"])), ""]
+           "the same core); load generator and backend on core 1. Handshakes (1, 2): every "
+           "server up at once, the rows taking turns, %d rotations; bulk and latency: %d "
+           "interleaved rounds; idle memory: %d round(s)%s. Cells: median (min–max); × best: "
+           "the median of the row's per-round ratios to the best peer (the peer with the best "
+           "median). Run time %.0f s, load average at the end %s." % (
+               cfg.get("hs_rounds", cfg["rounds"]), cfg["rounds"], cfg["idle_rounds"],
+               " (quick mode: fewer rounds and connections than the full run)"
+               if m["mode"] == "quick" else "", m["elapsed_s"], " ".join(m["loadavg_end"])), ""]
     for title, cols in TABLES:
         out += _table(res, title, cols)
-        if title.startswith("1."):
-            out += _paired_table(res)
     out += _extra_tables(res)
     fl = floors(res)
     if any(r[2] or r[3] for r in fl):
@@ -319,25 +315,6 @@ def _peer_floor_note(res):
     return ["The best peers as multiples of the same libssl floor (full handshakes): " +
             "; ".join(notes) + ". The floor runs over a memory BIO pair: no sockets, no "
             "backend connection, no kernel time.", ""]
-
-
-def _paired_table(res):
-    pr, st = res.get("paired") or {}, res["stats"].get("pair_ec", {})
-    if not pr:
-        return []
-    out = ["### 1b. Full ECDSA handshakes side by side (tlsfront and the nginx variants)", "",
-           "All four run at once and take turns in rotating order, so each rotation compares "
-           "them within seconds; the ratio is taken per rotation, then the median. nginx keeps "
-           "up to 64 idle upstream connections (its configuration in the table above); "
-           "nginx-nokeep is the same server without upstream keepalive, opening a backend "
-           "connection per client connection as tlsfront (TCP mode), hitch and nginx-stream do.",
-           "", "| row | server CPU-s / 1,000 | × nginx, per rotation | rotations |",
-           "|---|---:|---:|---:|"]
-    for row in ["tlsfront", "nginx", "nginx-nokeep", "nginx-stream"]:
-        if row in pr:
-            out.append("| %s | %s | %s | %d |" % (row, _cell(st.get(row, {}).get("cpu"), 3),
-                                                  _cell(pr[row], 2), pr[row]["n"]))
-    return out + [""]
 
 
 def _extra_tables(res):
