@@ -36,7 +36,7 @@ SNI = {"ec": "bench.test", "rsa": "bench-rsa.test"}
 QUICK = dict(rounds=3, hs_rounds=4, hs_ec=500, hs_rsa=250, warmup=100, conc=16, lat_rate=2000,
              lat_count=3000, idle_n=5000, idle_rounds=1, bulk=100_000_000, floor_n=1000,
              many_pairs=4)
-FULL = dict(rounds=5, hs_rounds=8, hs_ec=800, hs_rsa=400, warmup=100, conc=16, lat_rate=2000,
+FULL = dict(rounds=5, hs_rounds=7, hs_ec=800, hs_rsa=400, warmup=100, conc=16, lat_rate=2000,
             lat_count=3000, idle_n=5000, idle_rounds=5, bulk=100_000_000, floor_n=2000,
             many_pairs=8)
 

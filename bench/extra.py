@@ -84,7 +84,7 @@ def _callgrind_total(path):
 def callgrind(w, cfg):
     """User-space instructions per full ECDSA handshake: tlsfront vs the libssl floor."""
     log("callgrind: floor and tlsfront instructions per handshake")
-    n = 200
+    n = 150
     c = w.certs["ec"]
     outs = []
     for count in (n, 2 * n):  # the difference cancels start-up and warm-up
