@@ -93,6 +93,11 @@ check("RSA" in out and "Verification: OK" in out,
       "dual.test: RSA served to an RSA-only client")
 out = s_client("rsa.test")
 check("Verification: OK" in out and "RSA" in out, "RSA-only certificate served (s_client)")
+# HelloRetryRequest: the first key share (P-521) is not offered by the server, so the
+# handshake goes through a second ClientHello after the switch to the certificate's context.
+out = s_client("example.test", ["-tls1_3", "-groups", "P-521:X25519", "-alpn", "http/1.1"])
+check("Verification: OK" in out and "Server Temp Key: X25519" in out,
+      "HelloRetryRequest to X25519 completes with the name's certificate")
 
 # curl through the proxy, TLS 1.2 and 1.3.
 for flags, label in ((["--tlsv1.3"], "1.3"), (["--tlsv1.2", "--tls-max", "1.2"], "1.2")):
