@@ -16,7 +16,9 @@ SSL_CTX *tf_tls_ctx_new(const struct tf_config *cfg);
 
 struct tf_cert;
 
-/* At most this many certificates get a context of their own (~13 KiB each). */
+/* A certificate directory of up to this many certificates gives each a context of its own
+ * (~13 KiB each; a larger directory gives none). The process-wide cap is twice as many, so
+ * that a reload can build a full new store while the old one is still in use. */
 #define TF_TLS_CERT_CTX_MAX 1000
 
 /* A context holding only c's certificate, chain and key, with the ALPN callback: the
@@ -24,8 +26,8 @@ struct tf_cert;
  * certificate instead of SSL_use_cert_and_key()'s per-handshake key match and security
  * checks (~15,000 instructions). Everything else is per-SSL state taken from the listener's
  * context at SSL_new (versions, ciphers, groups, options), and session tickets stay with
- * the listener's context. NULL once TF_TLS_CERT_CTX_MAX exist (the caller falls back to
- * SSL_use_cert_and_key) or on error. Thread-safe; free with tf_tls_cert_ctx_free. */
+ * the listener's context. NULL once 2 * TF_TLS_CERT_CTX_MAX exist (the caller falls back
+ * to SSL_use_cert_and_key) or on error. Thread-safe; free with tf_tls_cert_ctx_free. */
 SSL_CTX *tf_tls_cert_ctx_new(const struct tf_cert *c);
 void tf_tls_cert_ctx_free(SSL_CTX *ctx);
 

@@ -6,6 +6,7 @@
  */
 #include "certload_int.h"
 #include "log.h"
+#include "tls.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -263,6 +264,10 @@ static void *parse_jobs(void *arg)
 {
     struct parser *p = arg;
     tf_certload_cache_init(&p->pc);
+    /* All of a small directory's certificates get a context of their own, a large one's
+     * none: the same path for every name, and a reload (which builds the new store while
+     * the old one lives) never finds the budget taken by the store it replaces. */
+    p->pc.no_ctx = p->ld->n_jobs > TF_TLS_CERT_CTX_MAX;
     size_t i;
     while ((i = atomic_fetch_add(&p->ld->next, 1)) < p->ld->n_jobs)
         run_job(p, &p->ld->jobs[i]);

@@ -376,7 +376,7 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
     parts.key = NULL;
     rc = derive(c, err, errlen);
     if (rc == PARSE_OK)
-        c->ctx = tf_tls_cert_ctx_new(c);
+        c->ctx = pc && pc->no_ctx ? NULL : tf_tls_cert_ctx_new(c);
 done:
     ERR_clear_error();
     sk_X509_pop_free(parts.certs, X509_free);

@@ -8,6 +8,7 @@
 #include "certstore.h"
 
 #include <openssl/decoder.h>
+#include <stdbool.h>
 
 #define ICA_CACHE 16 /* intermediates remembered per parser */
 
@@ -25,6 +26,8 @@ struct parse_cache {
     unsigned char *ica_der[ICA_CACHE];
     long ica_len[ICA_CACHE];
     int ica_next; /* slot to replace next */
+    bool no_ctx;  /* build no per-certificate SSL_CTX (a directory of over
+                     TF_TLS_CERT_CTX_MAX certificates) */
 };
 
 /* Result of parse_cert beyond success and failure: a CA certificate without any DNS name

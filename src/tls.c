@@ -256,7 +256,7 @@ static atomic_int cert_ctxs; /* live per-certificate contexts, process-wide */
 
 SSL_CTX *tf_tls_cert_ctx_new(const struct tf_cert *c)
 {
-    if (atomic_fetch_add(&cert_ctxs, 1) >= TF_TLS_CERT_CTX_MAX) {
+    if (atomic_fetch_add(&cert_ctxs, 1) >= 2 * TF_TLS_CERT_CTX_MAX) {
         atomic_fetch_sub(&cert_ctxs, 1);
         return NULL;
     }
