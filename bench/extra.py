@@ -216,17 +216,8 @@ class Pebble:
         self.dir = os.path.join(w.dir, "pebble")
         os.makedirs(self.dir, exist_ok=True)
         d = self.dir
-        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", d + "/ca.key", "-out", d + "/ca.crt", "-days", "2", "-subj",
-            "/CN=bench-pebble-ca")
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d + "/key.pem", "-out", d + "/csr.pem", "-subj", "/CN=localhost")
-        with open(d + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run("openssl", "x509", "-req", "-in", d + "/csr.pem", "-CA", d + "/ca.crt", "-CAkey",
-            d + "/ca.key", "-CAcreateserial", "-out", d + "/cert.pem", "-days", "2", "-extfile",
-            d + "/ext.cnf")
+        subprocess.run(["bash", os.path.join(ROOT, "certs", "mkcerts.sh"), "leaf", d, "pebble",
+                        "localhost,127.0.0.1", "--days", "2"], check=True, capture_output=True)
         self.ca = d + "/ca.crt"
         self.port, self.mgmt, self.dns_mgmt = S.free_port(), S.free_port(), S.free_port()
         self.dns_port = S.free_port()
@@ -236,7 +227,7 @@ class Pebble:
                             "127.0.0.1:%d" % self.dns_mgmt], d + "/dns.log", core=S.CLIENT_CORE)
         cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
-                          "certificate": d + "/cert.pem", "privateKey": d + "/key.pem",
+                          "certificate": d + "/pebble.crt", "privateKey": d + "/pebble.key",
                           "httpPort": 5002, "tlsPort": tls_port, "ocspResponderURL": "",
                           "externalAccountBindingRequired": False}}
         with open(d + "/pebble.json", "w") as f:

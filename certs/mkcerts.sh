@@ -5,6 +5,7 @@
 #
 #   mkcerts.sh ca DIR
 #   mkcerts.sh leaf DIR BASENAME NAME[,NAME...] [--rsa [BITS]] [--layout pair|pem|certbot]
+#                                               (a NAME may be an IPv4/IPv6 address)
 #                                               [--days N] [--ca CADIR]
 #   mkcerts.sh demo DIR
 #   mkcerts.sh many DIR N
@@ -28,7 +29,8 @@ usage: $PROG ca DIR
           pair:    DIR/BASENAME.crt + DIR/BASENAME.key (default)
           pem:     DIR/BASENAME.pem (certificate, then key)
           certbot: DIR/BASENAME/{fullchain,privkey,cert,chain}.pem
-        ECDSA P-256 unless --rsa (default 2048 bits); --days defaults to 30
+        ECDSA P-256 unless --rsa (default 2048 bits); --days defaults to 30; a NAME that is an
+        IPv4 or IPv6 address goes into the SAN as an IP address
   demo  the standard set used by the tests and the demo
   many  N leaves named <i>.many.test (i = 1..N) as DIR/<i>.many.test.pem, sharing one key
 EOF
@@ -82,6 +84,10 @@ make_leaf() {
     IFS=',' read -r -a list <<<"$names"
     [ ${#list[@]} -gt 0 ] || die "no names given"
     for n in "${list[@]}"; do
+        if [[ $n =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || $n =~ ^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*$ ]]; then
+            san+="${san:+,}IP:$n" # an address literal (pebble's own API, on 127.0.0.1)
+            continue
+        fi
         [[ $n =~ ^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$ ]] || die "bad name '$n'"
         san+="${san:+,}DNS:$n"
         [ -n "$cn" ] || cn=$n

@@ -25,13 +25,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open"; return 1; }
 
 echo "== a throwaway HTTPS certificate for pebble's own API"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -keyout "$WORK/pebble-ca.key" -out "$WORK/pebble-ca.crt" -subj /CN=demo-pebble-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pebble.key" \
-  -out "$WORK/pebble.csr" -subj /CN=localhost 2>/dev/null
-echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$WORK/ext.cnf"
-openssl x509 -req -in "$WORK/pebble.csr" -CA "$WORK/pebble-ca.crt" -CAkey "$WORK/pebble-ca.key" \
-  -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/pebble.crt" 2>/dev/null
+PEBBLE_TLS=$WORK/pebble-tls
+bash certs/mkcerts.sh leaf "$PEBBLE_TLS" pebble localhost,127.0.0.1 --days 2 >/dev/null
 
 PEBBLE_PORT=$(free_port); MGMT_PORT=$(free_port); DNS_PORT=$(free_port); DNS_MGMT=$(free_port)
 BACKEND_PORT=$(free_port)
@@ -47,7 +42,7 @@ wait_port "$BACKEND_PORT"
 echo "== tlsfront --allow '*.demo.test' (on-demand TLS)"
 build/tlsfront --listen 127.0.0.1:0 --allow '*.demo.test' --backend "127.0.0.1:$BACKEND_PORT" \
   --storage "$WORK/storage" --acme-directory "https://127.0.0.1:$PEBBLE_PORT/dir" \
-  --acme-ca "$WORK/pebble-ca.crt" --acme-email demo@demo.test --workers 2 \
+  --acme-ca "$PEBBLE_TLS/ca.crt" --acme-email demo@demo.test --workers 2 \
   >"$WORK/access.log" 2>"$WORK/tlsfront.log" &
 PIDS+=($!)
 TF_PORT=""
@@ -64,14 +59,14 @@ pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$DN
 PIDS+=($!)
 cat >"$WORK/pebble.json" <<JSON
 {"pebble": {"listenAddress": "127.0.0.1:$PEBBLE_PORT", "managementListenAddress": "127.0.0.1:$MGMT_PORT",
- "certificate": "$WORK/pebble.crt", "privateKey": "$WORK/pebble.key", "httpPort": 5002,
+ "certificate": "$PEBBLE_TLS/pebble.crt", "privateKey": "$PEBBLE_TLS/pebble.key", "httpPort": 5002,
  "tlsPort": $TF_PORT, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
 JSON
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" \
   -dnsserver "127.0.0.1:$DNS_PORT" >"$WORK/pebble.log" 2>&1 &
 PIDS+=($!)
 wait_port "$PEBBLE_PORT"
-curl -s --cacert "$WORK/pebble-ca.crt" "https://127.0.0.1:$MGMT_PORT/roots/0" >"$WORK/pebble-root.pem"
+curl -s --cacert "$PEBBLE_TLS/ca.crt" "https://127.0.0.1:$MGMT_PORT/roots/0" >"$WORK/pebble-root.pem"
 
 NAME="tenant$RANDOM.demo.test"
 echo "== first connection ever to https://$NAME (no certificate exists yet)"
@@ -81,7 +76,7 @@ curl -sS --resolve "$NAME:$TF_PORT:127.0.0.1" --cacert "$WORK/pebble-root.pem" \
 echo "== the certificate it got"
 echo | openssl s_client -connect "127.0.0.1:$TF_PORT" -servername "$NAME" 2>/dev/null \
   | openssl x509 -noout -subject -issuer -ext subjectAltName
-echo "   verified against pebble's root from its management API: $(openssl verify -CAfile "$WORK/pebble-root.pem" -untrusted <(curl -s --cacert "$WORK/pebble-ca.crt" "https://127.0.0.1:$MGMT_PORT/intermediates/0") <(echo | openssl s_client -connect "127.0.0.1:$TF_PORT" -servername "$NAME" 2>/dev/null | openssl x509) | sed 's/.*: //')"
+echo "   verified against pebble's root from its management API: $(openssl verify -CAfile "$WORK/pebble-root.pem" -untrusted <(curl -s --cacert "$PEBBLE_TLS/ca.crt" "https://127.0.0.1:$MGMT_PORT/intermediates/0") <(echo | openssl s_client -connect "127.0.0.1:$TF_PORT" -servername "$NAME" 2>/dev/null | openssl x509) | sed 's/.*: //')"
 echo "== tlsfront's log"
 grep -E "certmgr|acme" "$WORK/tlsfront.log" | sed 's/^/   /'
 echo "== access log"

@@ -26,17 +26,9 @@ class Pebble:
     def __init__(self, env=None, always_valid=False):
         self.dir = tmpdir()
         d = self.dir
-        subj = "/CN=pebble-test-ca"
-        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", d + "/ca.key", "-out", d + "/ca.crt", "-days", "3", "-subj", subj)
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", d + "/key.pem", "-out", d + "/csr.pem", "-subj", "/CN=localhost")
-        with open(d + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run("openssl", "x509", "-req", "-in", d + "/csr.pem", "-CA", d + "/ca.crt", "-CAkey",
-            d + "/ca.key", "-CAcreateserial", "-out", d + "/cert.pem", "-days", "3", "-extfile",
-            d + "/ext.cnf")
+        mk = os.path.join(os.environ.get("TF_SRC", "."), "certs", "mkcerts.sh")
+        subprocess.run(["bash", mk, "leaf", d, "pebble", "localhost,127.0.0.1", "--days", "3"],
+                       check=True, capture_output=True)
         self.ca_file = d + "/ca.crt"
         self.port = free_port()
         self.mgmt = free_port()
@@ -62,8 +54,8 @@ class Pebble:
             self.tls_port = tls_port
         cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
-                          "certificate": self.dir + "/cert.pem",
-                          "privateKey": self.dir + "/key.pem",
+                          "certificate": self.dir + "/pebble.crt",
+                          "privateKey": self.dir + "/pebble.key",
                           "httpPort": 5002, "tlsPort": self.tls_port,
                           "ocspResponderURL": "", "externalAccountBindingRequired": False}}
         path = self.dir + "/pebble.json"

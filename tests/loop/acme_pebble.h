@@ -1,6 +1,6 @@
 /*
  * acme_pebble.h: test helpers for tests/loop/test_acme.c: a throw-away CA and HTTPS
- * certificate for 127.0.0.1 (openssl CLI), Debian's pebble started by fork+exec on
+ * certificate for 127.0.0.1 (certs/mkcerts.sh), Debian's pebble started by fork+exec on
  * kernel-chosen loopback ports and killed by its PID, and a loop runner with a bound.
  * Only for tests: it blocks (system(), waitpid) outside the loop.
  */
@@ -59,20 +59,15 @@ static int run_cmd(const char *cmd)
     return rc;
 }
 
-/* A CA and a leaf for 127.0.0.1/localhost under p->dir. */
+/* A CA and a leaf for 127.0.0.1/localhost under p->dir (certs/mkcerts.sh, as everywhere). */
 static int pebble_make_certs(struct pebble *p)
 {
     char cmd[2048];
+    const char *src = getenv("TF_SRC");
     snprintf(cmd, sizeof(cmd),
-             "cd %s && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext.cnf && "
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-keyout ca.key -out ca.pem -days 2 -subj /CN=tf-test-ca 2>/dev/null && "
-             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key "
-             "-out leaf.csr -subj /CN=localhost 2>/dev/null && "
-             "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-             "-out leaf.pem -days 2 -extfile ext.cnf 2>/dev/null",
-             p->dir);
-    snprintf(p->ca_file, sizeof(p->ca_file), "%s/ca.pem", p->dir);
+             "bash '%s/certs/mkcerts.sh' leaf '%s' leaf localhost,127.0.0.1 --days 2 >/dev/null",
+             src ? src : ".", p->dir);
+    snprintf(p->ca_file, sizeof(p->ca_file), "%s/ca.crt", p->dir);
     return run_cmd(cmd);
 }
 
@@ -89,7 +84,7 @@ static int pebble_write_config(struct pebble *p, bool eab)
         return -1;
     fprintf(f,
             "{\"pebble\":{\"listenAddress\":\"127.0.0.1:%d\",\"managementListenAddress\":"
-            "\"127.0.0.1:%d\",\"certificate\":\"%s/leaf.pem\",\"privateKey\":\"%s/leaf.key\","
+            "\"127.0.0.1:%d\",\"certificate\":\"%s/leaf.crt\",\"privateKey\":\"%s/leaf.key\","
             "\"httpPort\":5002,\"tlsPort\":5001,\"ocspResponderURL\":\"\","
             "\"externalAccountBindingRequired\":%s%s}}\n",
             p->port, p->mgmt_port, p->dir, p->dir, eab ? "true" : "false",
