@@ -7,7 +7,9 @@
 #define TF_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int tf_test_passed, tf_test_failed;
 
@@ -54,5 +56,24 @@ static int tf_test_passed, tf_test_failed;
 
 #define TF_TEST_DONE()                                                                        \
     (printf("%d passed, %d failed\n", tf_test_passed, tf_test_failed), tf_test_failed ? 1 : 0)
+
+/* Write text to a new file $TMPDIR/tf-test.XXXXXX (or /tmp); its path goes to path (cap
+ * bytes). Returns 0, or -1 with nothing left behind. The caller unlinks it. */
+static inline int tf_test_tmpfile(const char *text, char *path, size_t cap)
+{
+    const char *dir = getenv("TMPDIR");
+    if (snprintf(path, cap, "%s/tf-test.XXXXXX", dir && *dir ? dir : "/tmp") >= (int)cap)
+        return -1;
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len;
+    if (close(fd) != 0 || !ok) {
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
 
 #endif

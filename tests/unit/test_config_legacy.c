@@ -130,12 +130,10 @@ static void test_options(void)
 
 static void test_json_and_errors(void)
 {
-    char err[512], path[] = "/tmp/tf_test_cfg_legacy.XXXXXX";
-    int fd = mkstemp(path);
+    char err[512], path[512];
     const char *json = "{\"proxy_from\": [\"10.1.0.0/16\"], \"trusted_xff\": [\"::/0\", "
                        "\"0.0.0.0/0\"], \"forwarded\": \"yes\", \"hsts\": \"max-age=60\"}";
-    CHECK(fd >= 0 && write(fd, json, strlen(json)) == (ssize_t)strlen(json));
-    close(fd);
+    CHECK(tf_test_tmpfile(json, path, sizeof path) == 0);
     char *none[] = {"TLSFRONT_BACKEND=127.0.0.1:1", NULL};
     char *a[] = {"tlsfront", "-c", path, NULL};
     struct tf_config *c = load(none, 3, a, err, sizeof err);

@@ -33,11 +33,9 @@ static void test_flags(void)
 
 static void test_env_and_json(void)
 {
-    char path[] = "/tmp/tf-profile-XXXXXX";
-    int fd = mkstemp(path);
+    char path[512];
     const char *json = "{\"backend\":\"127.0.0.1:1\",\"acme_profile_for\":[\"j.test=fromfile\"]}";
-    CHECK(fd >= 0 && write(fd, json, strlen(json)) == (ssize_t)strlen(json));
-    close(fd);
+    CHECK(tf_test_tmpfile(json, path, sizeof path) == 0);
     char *argv[] = {"tlsfront", "-c", path, NULL};
     char *envp[] = {NULL};
     struct tf_config_result res;
