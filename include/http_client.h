@@ -121,4 +121,8 @@ int tf_http_request_serialize(const struct tf_http_request *rq, const struct tf_
  * Returns the delay in seconds (>= 0), or -1 when absent/unparseable. */
 int64_t tf_http_retry_after(const char *value, int64_t now);
 
+/* The Retry-After of a response (r may be NULL) against the real clock, not tf_wall_now():
+ * an HTTP-date is the server's clock, not a test's offset. Seconds, or -1. */
+int64_t tf_http_response_retry_after(const struct tf_http_response *r);
+
 #endif

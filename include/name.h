@@ -20,6 +20,11 @@ int tf_name_normalize(const char *in, size_t len, char *out);
  * normalised name; a wildcard covers exactly one label. */
 bool tf_name_match(const char *pattern, const char *name);
 
+/* The most specific of n patterns matching name: an exact one, else the first "*.parent"
+ * wildcard. The patterns are the char * field at byte offset off in each of n items of
+ * size stride from base (an array of routes, of profiles, ...). Returns its index or -1. */
+int tf_name_pick(const void *base, int n, size_t stride, size_t off, const char *name);
+
 /* True when pattern is a valid route/allow pattern: a valid name, or "*." + a valid name. */
 bool tf_name_pattern_valid(const char *pattern);
 

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct tf_acme_ari_op {
     struct tf_acme *a;
@@ -354,8 +353,7 @@ static void on_ari(int err, const struct tf_http_response *resp,
     char *expl = NULL, why[160];
     int rc = tf_renew_parse_ari(resp->body, resp->body_len, &ari.start, &ari.end, &expl, why,
                                 sizeof(why));
-    const char *ra = tf_http_response_header(resp, "Retry-After");
-    int64_t s = ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
+    int64_t s = tf_http_response_retry_after(resp);
     if (s >= 0)
         ari.retry_after = TF_MIN(TF_MAX(s, 60), 86400 * 7);
     if (rc)

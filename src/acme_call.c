@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct tf_acme_call {
     struct tf_acme *a;
@@ -124,8 +123,7 @@ static void call_error_status(struct tf_acme_call *c, const struct tf_http_respo
 {
     struct tf_acme_problem p;
     tf_acme_problem_parse(resp->body, resp->body_len, resp->status, &p);
-    const char *ra = tf_http_response_header(resp, "Retry-After");
-    int64_t wait_s = ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
+    int64_t wait_s = tf_http_response_retry_after(resp);
     if (tf_acme_problem_is(&p, "badNonce") && c->bad_nonce_left-- > 0) {
         c->a->stats.bad_nonce_retries++;
         call_send(c);

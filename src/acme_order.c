@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static void step_authz(struct tf_acme_order *o);
 static void on_order_timer(uv_timer_t *t);
@@ -221,9 +220,7 @@ void tf_acme_order_after(struct tf_acme_order *o, uint64_t delay_ms, tf_acme_ord
 
 uint64_t tf_acme_order_poll_delay(struct tf_acme_order *o, const struct tf_http_response *r)
 {
-    const char *ra = r ? tf_http_response_header(r, "Retry-After") : NULL;
-    /* Real time, not tf_wall_now(): an HTTP-date is the CA's clock, not our test offset. */
-    int64_t s = ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
+    int64_t s = tf_http_response_retry_after(r);
     if (s >= 0)
         return (uint64_t)TF_MIN(s, 86400) * 1000;
     uint64_t d = o->poll_ms;

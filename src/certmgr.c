@@ -14,6 +14,7 @@
 #include "renew.h"
 
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,15 +180,9 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
  * global --acme-profile applies. */
 static const char *profile_for(const struct tf_config *cfg, const char *name)
 {
-    const char *wild = NULL;
-    for (int i = 0; i < cfg->n_profiles; i++) {
-        const struct tf_name_profile *p = &cfg->profiles[i];
-        if (p->pattern[0] != '*' && strcmp(p->pattern, name) == 0)
-            return p->profile;
-        if (!wild && p->pattern[0] == '*' && tf_name_match(p->pattern, name))
-            wild = p->profile;
-    }
-    return wild;
+    int i = tf_name_pick(cfg->profiles, cfg->n_profiles, sizeof *cfg->profiles,
+                         offsetof(struct tf_name_profile, pattern), name);
+    return i >= 0 ? cfg->profiles[i].profile : NULL;
 }
 
 void cm_start_order(struct cm_demand *d)

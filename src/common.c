@@ -88,13 +88,15 @@ const char *tf_strerror(int err)
     }
 }
 
-size_t tf_u64_dec(char *out, uint64_t v)
+/* v in base 10 or 16 (lower case) into out, NUL-terminated; returns the length. */
+static size_t u64_text(char *out, uint64_t v, unsigned base)
 {
+    static const char digits[] = "0123456789abcdef";
     char tmp[24];
     size_t n = 0;
     do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
+        tmp[n++] = digits[v % base];
+        v /= base;
     } while (v);
     for (size_t i = 0; i < n; i++)
         out[i] = tmp[n - 1 - i];
@@ -102,19 +104,14 @@ size_t tf_u64_dec(char *out, uint64_t v)
     return n;
 }
 
+size_t tf_u64_dec(char *out, uint64_t v)
+{
+    return u64_text(out, v, 10);
+}
+
 size_t tf_u64_hex(char *out, uint64_t v)
 {
-    static const char digits[] = "0123456789abcdef";
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = '\0';
-    return n;
+    return u64_text(out, v, 16);
 }
 
 uint64_t tf_mono_ms(void)

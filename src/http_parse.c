@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* A response's status line, header fields and trailers together may not exceed this. */
 #define TF_HTTP_MAX_HEADER_BYTES (64 * 1024)
@@ -616,4 +617,10 @@ int64_t tf_http_retry_after(const char *value, int64_t now)
     int64_t t = days_from_civil(d.year, (unsigned)d.mon, (unsigned)d.day) * 86400 +
                 d.hour * 3600 + d.min * 60 + d.sec;
     return t > now ? t - now : 0;
+}
+
+int64_t tf_http_response_retry_after(const struct tf_http_response *r)
+{
+    const char *ra = r ? tf_http_response_header(r, "Retry-After") : NULL;
+    return ra ? tf_http_retry_after(ra, (int64_t)time(NULL)) : -1;
 }

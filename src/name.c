@@ -68,6 +68,22 @@ bool tf_name_match(const char *pattern, const char *name)
     return strcmp(pattern, name) == 0;
 }
 
+int tf_name_pick(const void *base, int n, size_t stride, size_t off, const char *name)
+{
+    int wild = -1;
+    for (int i = 0; i < n; i++) {
+        const char *pattern;
+        memcpy(&pattern, (const char *)base + (size_t)i * stride + off, sizeof pattern);
+        if (pattern[0] != '*') {
+            if (strcmp(pattern, name) == 0)
+                return i;
+        } else if (wild < 0 && tf_name_match(pattern, name)) {
+            wild = i;
+        }
+    }
+    return wild;
+}
+
 bool tf_name_pattern_valid(const char *pattern)
 {
     char buf[TF_NAME_MAX + 1];

@@ -6,6 +6,7 @@
 #include "route.h"
 #include "name.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static void choose(struct tf_route_choice *out, const struct tf_route *r)
@@ -24,17 +25,8 @@ void tf_route_select(const struct tf_config *cfg, const char *name, struct tf_ro
     out->n_alpn = cfg->n_alpn;
     if (!name)
         return;
-    const struct tf_route *wild = NULL;
-    for (int i = 0; i < cfg->n_routes; i++) {
-        const struct tf_route *r = &cfg->routes[i];
-        if (r->pattern[0] == '*') {
-            if (!wild && tf_name_match(r->pattern, name))
-                wild = r;
-        } else if (strcmp(r->pattern, name) == 0) {
-            choose(out, r);
-            return;
-        }
-    }
-    if (wild)
-        choose(out, wild);
+    int i = tf_name_pick(cfg->routes, cfg->n_routes, sizeof *cfg->routes,
+                         offsetof(struct tf_route, pattern), name);
+    if (i >= 0)
+        choose(out, &cfg->routes[i]);
 }
