@@ -11,6 +11,7 @@
 #include "redirect.h"
 #include "certstore.h"
 #include "conn.h"
+#include "listener.h"
 #include "log.h"
 #include "name.h"
 #include "server.h"
@@ -119,9 +120,11 @@ static int on_url(llhttp_t *ll, const char *at, size_t n)
 static int on_field(llhttp_t *ll, const char *at, size_t n)
 {
     struct rd_conn *k = conn_of(ll);
-    size_t take = TF_MIN(n, sizeof k->field - 1 - k->field_len);
-    memcpy(k->field + k->field_len, at, take);
-    k->field_len += n; /* may exceed the buffer: then it is not "host" */
+    /* field_len keeps counting past the buffer (then the name is not "host"); only what
+     * fits is copied, even when a long name arrives in several pieces. */
+    size_t room = k->field_len < sizeof k->field - 1 ? sizeof k->field - 1 - k->field_len : 0;
+    memcpy(k->field + k->field_len, at, TF_MIN(n, room));
+    k->field_len += n;
     return 0;
 }
 
@@ -307,7 +310,7 @@ static void on_timeout(uv_timer_t *t)
 static void on_connection(uv_stream_t *server, int status)
 {
     struct tf_redirect *rd = server->data;
-    if (status != 0 || rd->stopping)
+    if (status != 0)
         return;
     struct rd_conn *k = tf_calloc(1, sizeof *k);
     k->rd = rd;
@@ -320,10 +323,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (rd->conns)
         rd->conns->prev = k;
     rd->conns = k;
-    int count = 0;
-    for (struct rd_conn *o = rd->conns; o && count <= RD_MAX_CONNS; o = o->next)
-        count++;
-    if (uv_accept(server, (uv_stream_t *)&k->tcp) != 0 || count > RD_MAX_CONNS) {
+    /* pending counts the listener and every connection not yet freed (closing ones too). */
+    if (uv_accept(server, (uv_stream_t *)&k->tcp) != 0 || rd->pending - 1 > RD_MAX_CONNS) {
         conn_close(k);
         return;
     }
@@ -366,11 +367,10 @@ int tf_redirect_start(struct tf_server *s)
         TF_ERROR("redirect", "--redirect-http %s: %s", cfg->redirect_http, uv_strerror(r));
         return 1; /* tf_server_free() stops us */
     }
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char name[64] = "?", ip[64];
-    if (uv_tcp_getsockname(&rd->listener, (struct sockaddr *)&ss, &len) == 0)
-        tf_conn_addr_text(&ss, name, sizeof name, ip, sizeof ip);
+    char name[64] = "?";
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&rd->listener, &fd) == 0)
+        tf_listener_name(fd, name, sizeof name);
     TF_INFO("server", "redirect-http on %s (308 to https)", name);
     return 0;
 }

@@ -3,6 +3,7 @@ https://HOST/PATH?QUERY when HOST is a name tlsfront serves (a loaded certificat
 --allow pattern), and a 400 otherwise: unknown names, IP literals, CRLF injection, "@",
 bad characters, several Host headers or none, and non-origin request targets."""
 import socket
+import time
 
 from legacycommon import Reader
 from tfcommon import check, finish, make_certs, start_tlsfront
@@ -62,6 +63,27 @@ BAD = [
 for what, raw in BAD:
     st, f, _ = req(raw)
     check(st == 400 and "location" not in f, "hostile request (%s) -> 400 (got %s)" % (what, st))
+
+# A header name far longer than the 32-byte field buffer, in pieces (one parser callback
+# per read), within the 16 KB head limit: an ordinary request (308), nothing overwritten,
+# and the listener still answers the next one.
+s = socket.create_connection(("127.0.0.1", rport), timeout=10)
+s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\n")
+for _ in range(4):
+    try:
+        s.sendall(b"X" * 3500)
+    except OSError:
+        break
+    time.sleep(0.05)
+try:
+    s.sendall(b": v\r\n\r\n")
+    st, _, _ = Reader(s).response()
+except (EOFError, OSError, ValueError):
+    st = None
+s.close()
+check(st == 308, "14 KB header name in pieces: still a valid request (got %s)" % st)
+st, f, _ = req(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
+check(st == 308, "redirect listener still answers after a long header name (got %s)" % st)
 
 check(tf.wait_for(r"listener=redirect client=127\.0\.0\.1:\d+ host=example\.test status=308", 5,
                   stream="out") is not None, "redirects are in the access log")
