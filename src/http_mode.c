@@ -420,5 +420,11 @@ bool tf_http_backend_eof(struct tf_conn *c)
         send_error(c, h->pending_status, h->pending_end);
         return true;
     }
+    if (h->upgrade_wait && h->in_head) {
+        /* The client is held for the upgrade's answer, which will never come: without a
+         * reply it would wait, unread, until the idle timeout. */
+        send_error(c, 502, "backend_closed");
+        return true;
+    }
     return false;
 }

@@ -18,10 +18,25 @@ ctx = client_ctx(certs)
 be = RecordingHTTP()
 raw = Backend(echo_handler)
 down = free_port()
+
+
+def mute_handler(c):
+    """Reads one request head, then closes without answering."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = c.recv(65536)
+        if not d:
+            break
+        got += d
+    c.close()
+
+
+mute = Backend(mute_handler)
 tf, port = start_tlsfront([
     "--certs", certs, "--backend", be.addr + ",mode=http",
     "--route", "x.wild.test=%s" % raw.addr,
     "--route", "www.example.test=127.0.0.1:%d,mode=http" % down,
+    "--route", "y.wild.test=%s,mode=http" % mute.addr,
     "--trusted-xff", "127.0.0.2", "--forwarded", "on", "--hsts", "max-age=63072000",
 ])
 
@@ -154,6 +169,19 @@ st2, _, b2 = r.response()
 check(st1 == 200 and b1.startswith(b"GET /u ") and st2 == 200 and b2.startswith(b"GET /next ") and
       echoed(b2).get("x-forwarded-for") == ["127.0.0.1"],
       "declined upgrade: the request after it is parsed and rewritten")
+s.close()
+
+# An upgrade the backend closes on without answering: a 502 now, not a client held until
+# the idle timeout (5 minutes here; the client gives up after 10 s).
+s, r = conn("y.wild.test")
+s.settimeout(10)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: y.wild.test\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key)
+try:
+    st, _, _ = r.response()
+except (EOFError, OSError, ValueError):
+    st = None
+check(st == 502, "upgrade closed by the backend unanswered: 502 (got %s)" % st)
 s.close()
 
 # Backend down in mode=http: a 502 page, not a bare close.
