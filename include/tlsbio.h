@@ -1,6 +1,6 @@
 /*
  * tlsbio.h: a BIO between OpenSSL and libuv buffers that copies as little as possible.
- * Reads: OpenSSL reads straight from the buffer libuv just filled (the worker's scratch);
+ * Reads: OpenSSL reads straight from the buffer libuv just filled (the worker's rx buffer);
  * only bytes OpenSSL did not consume (a paused or held connection) are kept, in a small
  * per-connection heap buffer that is freed once drained. Writes: TLS records are appended
  * to the worker's output buffer and handed to a flush callback once it fills or when the

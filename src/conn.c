@@ -263,9 +263,14 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (c->finishing) {
         /* Lingering close: drain what the client still sends so that closing with unread
-         * bytes does not reset the connection before it has read our answer. */
-        if (nread < 0)
-            tf_conn_close(c, c->end);
+         * bytes does not reset the connection before it has read our answer. Its EOF ends
+         * the connection once our answer is out (on_shutdown), not before: closing now
+         * would drop writes still queued for it. */
+        if (nread < 0) {
+            c->client.eof = true;
+            if (c->client.shut_done)
+                tf_conn_close(c, c->end);
+        }
         return;
     }
     if (nread < 0 && c->state == TF_CONN_PROXY_IN) {

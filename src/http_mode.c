@@ -188,17 +188,12 @@ unsigned long tf_http_requests(const struct tf_http *h)
 
 /* --- answers of our own -------------------------------------------------------------- */
 
-static void send_error(struct tf_conn *c, int status, const char *end)
+void tf_http_fail(struct tf_conn *c, int status, const char *reason)
 {
     char page[512];
     size_t n = tf_http_error_response(status, page, sizeof page);
     if (tf_pump_to_client(c, page, n))
-        tf_pump_finish(c, end);
-}
-
-void tf_http_fail(struct tf_conn *c, int status, const char *reason)
-{
-    send_error(c, status, reason);
+        tf_pump_finish(c, reason);
 }
 
 /* The rewriter refused a request. The answer waits for the responses the backend still
@@ -220,7 +215,7 @@ static void bad_request(struct tf_conn *c, struct tf_http *h)
         tf_pump_hold_client(c, true);
         return;
     }
-    send_error(c, status, end);
+    tf_http_fail(c, status, end);
 }
 
 /* --- request side -------------------------------------------------------------------- */
@@ -324,7 +319,7 @@ static void backend_broke(struct tf_conn *c, struct tf_http *h, const char *what
     TF_INFO("http", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port, what);
     if (h->in_head)
-        send_error(c, 502, "backend_bad_response");
+        tf_http_fail(c, 502, "backend_bad_response");
     else
         tf_conn_close(c, "backend_bad_response");
 }
@@ -335,7 +330,7 @@ static void response_done(struct tf_conn *c, struct tf_http *h)
     if (h->cur_final)
         h->done++;
     if (h->pending_status && h->done >= tf_http_requests(h))
-        send_error(c, h->pending_status, h->pending_end);
+        tf_http_fail(c, h->pending_status, h->pending_end);
 }
 
 static int resp_head(struct tf_conn *c, struct tf_http *h, const char *data, size_t len)
@@ -402,7 +397,9 @@ void tf_http_backend_data(struct tf_conn *c, const char *data, size_t len)
      * that a deferred error page does not wait for bytes that never come. */
     if (!c->closing && !c->finishing && !h->resp_raw && !h->in_head)
         resp_body(c, h, data, 0);
-    /* Only now: reading the client reuses the worker's scratch buffer, which held data. */
+    /* Only now, with every byte of this read handled: releasing the client runs its buffered
+     * requests through the rewriter and h->out, which must not interleave with the
+     * response parsing above. */
     if (h->release && !c->closing && !c->finishing) {
         h->release = false;
         tf_pump_hold_client(c, false);
@@ -417,13 +414,13 @@ bool tf_http_backend_eof(struct tf_conn *c)
         return true;
     }
     if (h->pending_status) {
-        send_error(c, h->pending_status, h->pending_end);
+        tf_http_fail(c, h->pending_status, h->pending_end);
         return true;
     }
     if (h->upgrade_wait && h->in_head) {
         /* The client is held for the upgrade's answer, which will never come: without a
          * reply it would wait, unread, until the idle timeout. */
-        send_error(c, 502, "backend_closed");
+        tf_http_fail(c, 502, "backend_closed");
         return true;
     }
     return false;

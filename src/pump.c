@@ -188,8 +188,7 @@ static void shutdown_side(struct tf_conn *c, struct tf_side *s)
     if (s->shut || c->closing)
         return;
     s->shut = true;
-    if (s->eof && s->wq == 0 && !s->held &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) == 0) {
+    if (s->eof && s->wq == 0) { /* wq counts held and submitted writes until done */
         /* This peer is done sending too and nothing waits to go to it: both directions end
          * here, so the close that follows sends its FIN (and whatever the kernel holds) and
          * a shutdown() first would be a syscall for nothing. */
