@@ -34,7 +34,7 @@ COPY --from=build /out/tlsfront /usr/local/bin/tlsfront
 # the file capability (an xattr on the binary) is all that remains of it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libuv1 libssl3 libcjson1 libpsl5 ca-certificates libcap2-bin \
+        libuv1 libssl3 libcjson1 libpsl5 libhiredis0.14 ca-certificates libcap2-bin \
     && setcap cap_net_bind_service=+ep /usr/local/bin/tlsfront \
     && apt-get purge -y --auto-remove libcap2-bin \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \

@@ -85,7 +85,10 @@ struct tf_config {
     struct sockaddr_storage admin_addr;
 
     /* ACME (#3) */
-    char *storage;                 /* --storage DIR, default /var/lib/tlsfront */
+    char *storage;                 /* --storage DIR|redis://..., default /var/lib/tlsfront */
+    char *storage_prefix;          /* --storage-prefix NAME (redis), default "tlsfront" */
+    char *storage_key;             /* --storage-key FILE|none (redis: required) */
+    char *storage_ca;              /* --storage-ca FILE (rediss://) */
     char *acme_directory;          /* default Let's Encrypt production */
     char *acme_email;
     char *acme_ca;                 /* --acme-ca FILE: extra trust anchor for the CA's HTTPS */
@@ -158,5 +161,22 @@ void tf_config_unref(struct tf_config *cfg);
 
 /* Usage text for --help. */
 const char *tf_config_usage(void);
+
+/* A parsed --storage redis://[[USER]:PASSWORD@]HOST:PORT[/DB] (or rediss://). Strings are
+ * owned (free with tf_config_redis_url_clear); user and pass may be NULL. */
+struct tf_redis_url {
+    bool tls;
+    char *user;
+    char *pass;
+    char *host; /* a name or an IP literal (brackets removed) */
+    int port;
+    int db;
+};
+/* True when spec names a Redis store (starts with redis:// or rediss://). */
+bool tf_config_storage_is_redis(const char *spec);
+/* Parse spec; on failure TF_EINVAL and a message in err that quotes no password. */
+int tf_config_parse_redis_url(const char *spec, struct tf_redis_url *out, char *err,
+                              size_t errlen);
+void tf_config_redis_url_clear(struct tf_redis_url *u);
 
 #endif

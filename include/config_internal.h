@@ -78,6 +78,11 @@ int tf_config_set_issue_rate(struct tf_config *, size_t, const char *, char *, s
 /* off is that of proxy_from or trusted_xff (the count follows the pointer). */
 int tf_config_set_cidr(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_hsts(struct tf_config *, size_t, const char *, char *, size_t);
+/* config_storage.c: --storage (a DIR or a redis:// URL), --storage-prefix, and the checks
+ * between the storage options once every source is applied. */
+int tf_config_set_storage(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_storage_prefix(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errlen);
 int tf_config_set_forwarded(struct tf_config *, size_t, const char *, char *, size_t);
 
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */

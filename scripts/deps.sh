@@ -6,10 +6,10 @@
 #   extra packages: bench/run.sh passes its own (haproxy, nginx, ...)
 set -euo pipefail
 
-BUILD=(build-essential cmake pkg-config libuv1-dev libssl-dev libcjson-dev node-llhttp
+BUILD=(build-essential cmake pkg-config libuv1-dev libssl-dev libcjson-dev node-llhttp libhiredis-dev
        libpsl-dev publicsuffix ca-certificates)
 TEST=(git openssl curl python3 python3-cryptography pebble procps iproute2 util-linux
-      buildah podman runc debootstrap prometheus clang libclang-rt-14-dev haproxy)
+      buildah podman runc debootstrap prometheus clang libclang-rt-14-dev haproxy redis-server)
 PKGS=("${BUILD[@]}")
 if [ "${1:-}" = "--build-only" ]; then
   shift

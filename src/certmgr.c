@@ -12,6 +12,7 @@
 #include "name.h"
 #include "psl.h"
 #include "renew.h"
+#include "storage_redis.h"
 
 #include <openssl/ssl.h>
 #include <stddef.h>
@@ -351,7 +352,7 @@ int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct 
                      char *err, size_t errlen)
 {
     *out = NULL;
-    struct tf_storage *st = tf_storage_fs_new(&srv->loop, cfg->storage, err, errlen);
+    struct tf_storage *st = tf_storage_open(&srv->loop, cfg, err, errlen);
     if (!st)
         return 2; /* nothing asynchronous exists yet */
     struct tf_certmgr *cm = tf_calloc(1, sizeof *cm);

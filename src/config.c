@@ -95,8 +95,14 @@ struct opt {
       "one line per connection on stdout")                                                         \
     X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
-    X("storage", OT_STR, 0, F(storage), 0, 0, NULL, " DIR", Y, "/var/lib/tlsfront",                \
-      "ACME account, keys and issued certificates")                                                \
+    X("storage", OT_FN, 0, 0, 0, 0, S(storage), " DIR|redis://[[USER]:PASSWORD@]HOST:PORT[/DB]", \
+      Y, "/var/lib/tlsfront", "ACME account, keys and issued certificates")                        \
+    X("storage-prefix", OT_FN, 0, 0, 0, 0, S(storage_prefix), " NAME", N, "",                      \
+      "redis storage: key prefix, so several clusters share one Redis (default tlsfront)")         \
+    X("storage-key", OT_STR, 0, F(storage_key), 0, 0, NULL, " FILE|none", N, "",                   \
+      "redis storage: 64 hex digits that encrypt private keys in Redis (AES-256-GCM); required")   \
+    X("storage-ca", OT_STR, 0, F(storage_ca), 0, 0, NULL, " FILE", N, "",                          \
+      "rediss:// storage: trust anchor (PEM) for Redis (unsupported in this build)")               \
     X("acme-directory", OT_URL, 0, F(acme_directory), 0, 0, NULL, " URL", Y,                       \
       "https://acme-v02.api.letsencrypt.org/directory", "ACME directory")                          \
     X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")      \
@@ -518,6 +524,8 @@ static int finalize(struct loader *ld)
         snprintf(err, errlen, "config: --acme-eab-kid and --acme-eab-hmac go together");
         return TF_EINVAL;
     }
+    if (tf_config_check_storage(cfg, err, errlen) != 0)
+        return TF_EINVAL;
     return 0;
 }
 

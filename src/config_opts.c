@@ -374,7 +374,8 @@ void tf_config_free_all(struct tf_config *cfg)
     char **strs[] = {&cfg->certs_dir,      &cfg->default_cert, &cfg->admin,   &cfg->storage,
                      &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
                      &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http,
-                     &cfg->hsts};
+                     &cfg->hsts,           &cfg->storage_prefix, &cfg->storage_key,
+                     &cfg->storage_ca};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);
