@@ -37,9 +37,9 @@ struct lg_conn {
     int fd;             /* -1 or 0 when unused (memset) */
     int open;
     SSL *ssl;
-    SSL_SESSION *sess;  /* the newest ticket received and not yet offered (owned; hs mode with
-                         * lg_client_keep_tickets): kept across open/close, taken by the next
-                         * connection's offer */
+    SSL_SESSION *sess; /* the newest ticket received and not yet offered (owned; hs mode with
+                        * lg_client_keep_tickets): kept across open/close, taken by the next
+                        * connection's offer */
     int state, busy, keep;
     uint32_t ev;
     const char *req;

@@ -157,7 +157,8 @@ static int mode_hs(struct lg_client *cl, const struct opts *o, struct lg_pids *p
                        r.resumed, could, pct, r.offered);
     double k = (double)r.done / 1000.0;
     printf("{\"mode\":\"hs\",\"resume\":%d,\"n\":%ld,\"conc\":%ld,\"resumed\":%ld,"
-           "\"offered\":%ld,\"resumed_pct\":%.2f,\"wall_s\":%.6f,\"rate\":%.1f,\"server_cpu_s\":%.6f,"
+           "\"offered\":%ld,\"resumed_pct\":%.2f,\"wall_s\":%.6f,\"rate\":%.1f,"
+           "\"server_cpu_s\":%.6f,"
            "\"cpu_s_per_1000\":%.6f,\"client_cpu_s\":%.6f,\"sys_cpu_s\":%.6f}\n",
            o->resume, r.done, r.conc, r.resumed, r.offered, pct, m.wall, r.done / m.wall,
            m.server_cpu, m.server_cpu / k, m.self_cpu, m.sys_cpu);

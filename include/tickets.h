@@ -38,8 +38,7 @@ void tf_tickets_unref(struct tf_ticket_ring *r);
  * an older key or when renew is set, 1 otherwise (no new ticket). The caller sets renew for
  * TLS 1.3, whose clients use each ticket once (RFC 8446, C.4): a resumption that hands out
  * no ticket leaves the client nothing for its next connection. */
-int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
-                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc,
-                  bool renew);
+int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16], unsigned char *iv,
+                  EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew);
 
 #endif

@@ -52,9 +52,8 @@ static int set_hmac(EVP_MAC_CTX *hctx, const struct tf_ticket_key *k)
     return EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, params) == 1;
 }
 
-int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
-                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc,
-                  bool renew)
+int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16], unsigned char *iv,
+                  EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew)
 {
     if (!ring || ring->n == 0)
         return enc ? -1 : 0; /* no keys: no ticket issued / ticket ignored (full handshake) */

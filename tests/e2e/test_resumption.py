@@ -73,7 +73,8 @@ for ver in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
 # try that finds the old key still current (no new ticket yet) or the key already dropped (no
 # resumption) starts over, within a generous bound.
 tf2, port2 = start_tlsfront(["--certs", certs, "--backend", backend.addr, "--workers", "1",
-                             "--ticket-rotate", "1s", "--log-level", "debug"], name="tlsfront-rotate")
+                             "--ticket-rotate", "1s", "--log-level", "debug"],
+                            name="tlsfront-rotate")
 ctx12 = client_ctx(certs, tls_min=ssl.TLSVersion.TLSv1_2, tls_max=ssl.TLSVersion.TLSv1_2)
 
 

@@ -4,8 +4,8 @@
  * callback asks OpenSSL to renew (return 2) for an older key and whenever the caller says so
  * (TLS 1.3) and not otherwise, unknown keys and a missing ring mean a full handshake.
  */
-#include "tickets.h"
 #include "tf_test.h"
+#include "tickets.h"
 
 #include <openssl/evp.h>
 #include <string.h>
