@@ -179,6 +179,26 @@ int lg_client_init(struct lg_client *cl, const char *addr, const char *sni)
     return cl->ep < 0 ? lg_fail("epoll_create1 failed") : 0;
 }
 
+/* OpenSSL calls this for every ticket (TLS 1.3 NewSessionTicket, or a TLS 1.2 session) with
+ * a reference we keep: the slot holds the newest one. */
+static int on_new_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    struct lg_conn *c = SSL_get_app_data(ssl);
+    if (!c)
+        return 0;
+    SSL_SESSION_free(c->sess);
+    c->sess = sess;
+    return 1;
+}
+
+void lg_client_keep_tickets(struct lg_client *cl)
+{
+    /* The callback runs only with client caching on; nothing is stored in the context. */
+    SSL_CTX_set_session_cache_mode(cl->ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(cl->ctx, on_new_ticket);
+}
+
 void lg_client_free(struct lg_client *cl)
 {
     if (cl->ep > 0)
@@ -217,7 +237,8 @@ int lg_conn_open(struct lg_client *cl, struct lg_conn *c, SSL_SESSION *sess)
         snprintf(name, sizeof name, cl->sni, 1 + random() % cl->sni_range);
     else
         snprintf(name, sizeof name, "%s", cl->sni);
-    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) || !SSL_set_tlsext_host_name(c->ssl, name))
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) || !SSL_set_tlsext_host_name(c->ssl, name) ||
+        !SSL_set_app_data(c->ssl, c))
         return lg_fail("SSL_new failed");
     if (sess && !SSL_set_session(c->ssl, sess))
         return lg_fail("SSL_set_session failed");

@@ -1,7 +1,8 @@
 /*
  * lg.h: the pieces loadgen.c's modes share: the client TLS context (TLS 1.3,
  * TLS_AES_128_GCM_SHA256, X25519, no verification), one non-blocking client connection as a
- * small state machine (handshake, write a request, read one HTTP/1.1 response), blocking
+ * small state machine (handshake, write a request, read one HTTP/1.1 response), the tickets
+ * a connection receives kept for its slot's next connection (one use each), blocking
  * helpers for bulk transfers, and the meters: server CPU from the kernel's per-process CPU
  * clocks (ns), this process's CPU, whole-system busy time from /proc/stat, and RSS.
  */
@@ -36,7 +37,9 @@ struct lg_conn {
     int fd;             /* -1 or 0 when unused (memset) */
     int open;
     SSL *ssl;
-    SSL_SESSION *sess;  /* kept across reconnects by the hs mode; not touched by open/close */
+    SSL_SESSION *sess; /* the newest ticket received and not yet offered (owned; hs mode with
+                        * lg_client_keep_tickets): kept across open/close, taken by the next
+                        * connection's offer */
     int state, busy, keep;
     uint32_t ev;
     const char *req;
@@ -73,6 +76,9 @@ void lg_meter_start(struct lg_meter *m, const struct lg_pids *p, const struct lg
 void lg_meter_stop(struct lg_meter *m, const struct lg_pids *p, const struct lg_pids *sys);
 
 int lg_client_init(struct lg_client *cl, const char *addr, const char *sni);
+/* From now on every ticket a connection receives replaces its slot's sess (newest kept), as
+ * a browser keeps them: the caller offers each one once and frees what is left. */
+void lg_client_keep_tickets(struct lg_client *cl);
 void lg_client_free(struct lg_client *cl);
 
 int lg_conn_open(struct lg_client *cl, struct lg_conn *c, SSL_SESSION *sess);

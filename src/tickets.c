@@ -52,8 +52,8 @@ static int set_hmac(EVP_MAC_CTX *hctx, const struct tf_ticket_key *k)
     return EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, params) == 1;
 }
 
-int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
-                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
+int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16], unsigned char *iv,
+                  EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew)
 {
     if (!ring || ring->n == 0)
         return enc ? -1 : 0; /* no keys: no ticket issued / ticket ignored (full handshake) */
@@ -72,7 +72,8 @@ int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16],
             continue;
         if (EVP_DecryptInit_ex(ctx, ring->aes, NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))
             return -1;
-        return i == 0 ? 1 : 2; /* 2: valid, but issue a ticket under the current key */
+        /* 2: valid, and issue a fresh ticket (under the current key) in this handshake. */
+        return i == 0 && !renew ? 1 : 2;
     }
     return 0; /* unknown key: full handshake */
 }

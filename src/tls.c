@@ -245,11 +245,17 @@ static int tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* Tickets live on the listener's context (OpenSSL takes the callback from the session
+ * context, which SSL_set_SSL_CTX leaves alone), so names served by a per-certificate context
+ * get them too. OpenSSL 3 sends a TLS 1.3 ticket after a resumption only when this callback
+ * asks to renew: it does for every TLS 1.3 resumption, and for TLS 1.2 once the key that
+ * sealed the ticket has rotated out of first place. */
 static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
     struct tf_conn *c = SSL_get_app_data(ssl);
-    return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc);
+    return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc,
+                         SSL_version(ssl) == TLS1_3_VERSION);
 }
 
 static atomic_int cert_ctxs; /* live per-certificate contexts, process-wide */
