@@ -1,6 +1,8 @@
 /*
  * conn.h: one proxied connection, owned by the worker that accepted it. TLS is driven from
- * libuv reads and writes through memory BIOs. Lifecycle: [PROXY_IN, on ",proxy" listeners]
+ * libuv reads and writes through tlsbio.h; the SSL is created only once the first TLS record
+ * has arrived, so a connection that sends nothing (or dribbles) costs this struct and the
+ * bytes it sent. Lifecycle: [PROXY_IN, on ",proxy" listeners]
  * -> HANDSHAKE -> CONNECTING (backend) -> PUMPING -> closed by tf_conn_close(), which is
  * idempotent; memory is freed after the last libuv close callback. tf_pump_finish() is the
  * gentle variant: the client gets what is queued (an error page), then a FIN, then the close.

@@ -147,6 +147,31 @@ void tf_tlsbio_settle(struct tf_tlsbio *st)
     st->in_len = 0;
 }
 
+/* Copy up to n of the first pending input bytes (kept, then borrowed) into dst. */
+static size_t peek(const struct tf_tlsbio *st, unsigned char *dst, size_t n)
+{
+    size_t a = TF_MIN(n, st->keep_len);
+    if (a)
+        memcpy(dst, st->keep + st->keep_off, a);
+    size_t b = TF_MIN(n - a, st->in_len);
+    if (b)
+        memcpy(dst + a, st->in, b);
+    return a + b;
+}
+
+bool tf_tlsbio_first_record(const struct tf_tlsbio *st)
+{
+    unsigned char h[5];
+    if (peek(st, h, sizeof h) < sizeof h)
+        return false;
+    /* RFC 8446 section 5.1: handshake records carry at most 2^14 bytes. Anything else is
+     * not ours to judge: OpenSSL answers it with the right alert. */
+    size_t len = ((size_t)h[3] << 8) | h[4];
+    if (h[0] != TF_TLSBIO_HANDSHAKE || len > TF_TLSBIO_MAX_RECORD)
+        return true;
+    return tf_tlsbio_pending(st) >= sizeof h + len;
+}
+
 size_t tf_tlsbio_pending(const struct tf_tlsbio *st)
 {
     return st->keep_len + st->in_len;
