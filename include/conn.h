@@ -23,6 +23,12 @@
 #define TF_WQ_HIGH (256 * 1024)
 #define TF_WQ_LOW (64 * 1024)
 
+/* Bytes a held handshake (waiting for a certificate) keeps after its ClientHello: one full
+ * record and then some. A legitimate client sends nothing more before our ServerHello; one
+ * that sends more than this while held is closed (it is still read, so that a client that
+ * leaves frees its hold at once). */
+#define TF_HOLD_SLACK (TF_TLSBIO_MAX_RECORD + 512)
+
 enum tf_conn_state {
     TF_CONN_HANDSHAKE = 0,
     TF_CONN_CONNECTING,

@@ -1,8 +1,9 @@
 /*
  * conn.c: a connection's life on its worker: accept, TLS handshake driven through tlsbio.h
  * (the SSL is made when the first record is complete: pending connections stay small),
- * timeouts (handshake, connect, idle), and the one idempotent close that frees the
- * connection after its last libuv close callback and writes the access log line.
+ * held handshakes (their input bounded while they wait), timeouts (handshake, connect,
+ * idle), and the one idempotent close that frees the connection after its last libuv close
+ * callback and writes the access log line.
  * Data forwarding lives in pump.c, backend connection in backend.c.
  */
 #include "conn.h"
@@ -232,6 +233,21 @@ static void handshake_done(struct tf_conn *c)
     tf_backend_connect(c);
 }
 
+/* A held handshake cannot use anything the client sends before the answer (a legitimate
+ * client sends nothing more before our ServerHello). Its connection stays read, so that a
+ * client that leaves frees its hold at once, but OpenSSL is not asked again and what arrives
+ * is kept only up to TF_HOLD_SLACK: past it the connection closes. Returns true if it did. */
+static bool held_overflow(struct tf_conn *c)
+{
+    size_t n = tf_tlsbio_pending(&c->bio);
+    if (n <= TF_HOLD_SLACK)
+        return false;
+    TF_INFO("conn", "conn=%llx name=%s: %zu bytes after the ClientHello while held, closed",
+            (unsigned long long)c->id, c->sni, n);
+    tf_conn_close(c, "hold_overflow");
+    return true;
+}
+
 /* Advance the handshake with the TLS input. */
 static void drive_handshake(struct tf_conn *c)
 {
@@ -244,6 +260,8 @@ static void drive_handshake(struct tf_conn *c)
     }
     int e = SSL_get_error(c->ssl, r);
     tf_pump_flush_tls(c); /* handshake messages, or the alert on failure */
+    if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB && held_overflow(c))
+        return;
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_CLIENT_HELLO_CB)
         return; /* more bytes needed, or held for a certificate */
     if (tf_log_enabled(TF_LOG_DEBUG))
@@ -307,11 +325,12 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     } else {
         tf_tlsbio_input(&c->bio, buf->base, (size_t)nread); /* borrowed until settle */
     }
-    if (c->state == TF_CONN_HANDSHAKE && !c->ssl && tls_begin(c) <= 0) {
-        tf_tlsbio_settle(&c->bio); /* a partial first record, kept until the rest comes */
+    if (c->state == TF_CONN_HANDSHAKE &&
+        ((!c->ssl && tls_begin(c) <= 0) || (c->hold == TF_HOLD_WAITING && held_overflow(c)))) {
+        tf_tlsbio_settle(&c->bio); /* a partial first record, or a held one's slack */
         return;
     }
-    if (c->state == TF_CONN_HANDSHAKE)
+    if (c->state == TF_CONN_HANDSHAKE && c->hold != TF_HOLD_WAITING)
         drive_handshake(c);
     if (!c->closing && c->state != TF_CONN_HANDSHAKE)
         tf_pump_client_data(c);

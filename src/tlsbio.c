@@ -133,14 +133,16 @@ void tf_tlsbio_input(struct tf_tlsbio *st, const char *data, size_t len)
 void tf_tlsbio_settle(struct tf_tlsbio *st)
 {
     if (st->in_len > 0) {
-        /* Compact what is kept, then append the rest of the borrowed input. */
-        char *k = tf_malloc(st->keep_len + st->in_len);
-        if (st->keep_len)
-            memcpy(k, st->keep + st->keep_off, st->keep_len);
-        memcpy(k + st->keep_len, st->in, st->in_len);
-        free(st->keep);
-        st->keep = k;
-        st->keep_off = 0;
+        /* Append the rest of the borrowed input to what is kept, which moves to the front
+         * first (realloc grows in place when it can). What is kept stays small because the
+         * callers bound it: a partial first record, a held handshake's slack
+         * (TF_HOLD_SLACK), or the last read of a connection that stopped reading. */
+        if (st->keep_off > 0) {
+            memmove(st->keep, st->keep + st->keep_off, st->keep_len);
+            st->keep_off = 0;
+        }
+        st->keep = tf_realloc(st->keep, st->keep_len + st->in_len);
+        memcpy(st->keep + st->keep_len, st->in, st->in_len);
         st->keep_len += st->in_len;
     }
     st->in = NULL;
