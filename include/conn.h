@@ -1,6 +1,8 @@
 /*
  * conn.h: one proxied connection, owned by the worker that accepted it. TLS is driven from
- * libuv reads and writes through memory BIOs. Lifecycle: [PROXY_IN, on ",proxy" listeners]
+ * libuv reads and writes through tlsbio.h; the SSL is created only once the first TLS record
+ * has arrived, so a connection that sends nothing (or dribbles) costs this struct and the
+ * bytes it sent. Lifecycle: [PROXY_IN, on ",proxy" listeners]
  * -> HANDSHAKE -> CONNECTING (backend) -> PUMPING -> closed by tf_conn_close(), which is
  * idempotent; memory is freed after the last libuv close callback. tf_pump_finish() is the
  * gentle variant: the client gets what is queued (an error page), then a FIN, then the close.
@@ -20,6 +22,12 @@
  * below the low mark. Bounds per-connection memory with a slow peer. */
 #define TF_WQ_HIGH (256 * 1024)
 #define TF_WQ_LOW (64 * 1024)
+
+/* Bytes a held handshake (waiting for a certificate) keeps after its ClientHello: one full
+ * record and then some. A legitimate client sends nothing more before our ServerHello; one
+ * that sends more than this while held is closed (it is still read, so that a client that
+ * leaves frees its hold at once). */
+#define TF_HOLD_SLACK (TF_TLSBIO_MAX_RECORD + 512)
 
 enum tf_conn_state {
     TF_CONN_HANDSHAKE = 0,

@@ -6,6 +6,8 @@
  * to the worker's output buffer and handed to a flush callback once it fills or when the
  * caller flushes after an SSL call, so several records go out in one write. An idle
  * connection therefore owns no BIO buffer at all (memory BIOs keep their high-water mark).
+ * The BIO state lives apart from the SSL: a connection keeps the first bytes here before
+ * its SSL exists (tf_tlsbio_first_record says when a whole record has arrived).
  */
 #ifndef TF_TLSBIO_H
 #define TF_TLSBIO_H
@@ -35,6 +37,11 @@ struct tf_tlsbio {
     void *arg;
 };
 
+/* TLS record layer (RFC 8446 section 5.1): content type of a handshake record, and the
+ * largest plaintext record a ClientHello may come in. */
+#define TF_TLSBIO_HANDSHAKE 22
+#define TF_TLSBIO_MAX_RECORD 16384
+
 /* A BIO reading from and writing through st (borrowed; must outlive the BIO). Use the same
  * BIO for both directions: SSL_set_bio(ssl, bio, bio) takes its one reference. */
 BIO *tf_tlsbio_new(struct tf_tlsbio *st);
@@ -45,6 +52,9 @@ void tf_tlsbio_input(struct tf_tlsbio *st, const char *data, size_t len);
 void tf_tlsbio_settle(struct tf_tlsbio *st);
 /* Input bytes not yet consumed by OpenSSL (kept or borrowed). */
 size_t tf_tlsbio_pending(const struct tf_tlsbio *st);
+/* Whether the pending input holds a whole first record, or a start that is no handshake
+ * record at all (OpenSSL then refuses it): the moment to create the SSL and feed it. */
+bool tf_tlsbio_first_record(const struct tf_tlsbio *st);
 /* Hand everything in the output buffer to the flush callback. */
 void tf_tlsbio_flush(struct tf_tlsbio *st);
 /* Free the kept input. */

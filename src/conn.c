@@ -1,7 +1,9 @@
 /*
- * conn.c: a connection's life on its worker: accept, TLS handshake driven through memory
- * BIOs, timeouts (handshake, connect, idle), and the one idempotent close that frees the
- * connection after its last libuv close callback and writes the access log line.
+ * conn.c: a connection's life on its worker: accept, TLS handshake driven through tlsbio.h
+ * (the SSL is made when the first record is complete: pending connections stay small),
+ * held handshakes (their input bounded while they wait), timeouts (handshake, connect,
+ * idle), and the one idempotent close that frees the connection after its last libuv close
+ * callback and writes the access log line.
  * Data forwarding lives in pump.c, backend connection in backend.c.
  */
 #include "conn.h"
@@ -89,12 +91,10 @@ static void refuse(uv_stream_t *listener)
     uv_close((uv_handle_t *)t, on_refused_closed);
 }
 
+/* The SSL for c, made from the worker's current context. */
 static int setup_tls(struct tf_conn *c)
 {
     c->ssl = SSL_new(c->w->ssl_ctx);
-    c->bio.out = &c->w->tx;
-    c->bio.flush = tf_pump_tls_out;
-    c->bio.arg = c;
     BIO *b = c->ssl ? tf_tlsbio_new(&c->bio) : NULL;
     if (!b) {
         SSL_free(c->ssl);
@@ -136,6 +136,9 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     tf_config_ref(c->cfg);
     c->start_ms = c->last_ms = uv_now(&w->loop);
     c->start_ns = uv_hrtime();
+    c->bio.out = &w->tx;
+    c->bio.flush = tf_pump_tls_out;
+    c->bio.arg = c;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -161,11 +164,6 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     socket_addrs(c);
     if (listener_wants_proxy(w, listener) && !expect_proxy_header(c))
         return;
-    if (setup_tls(c) != 0) {
-        tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
-        tf_conn_close(c, "tls_setup_failed");
-        return;
-    }
     uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
     r = uv_read_start((uv_stream_t *)&c->client.tcp, on_pump_alloc, on_client_read);
     if (r != 0) {
@@ -235,6 +233,21 @@ static void handshake_done(struct tf_conn *c)
     tf_backend_connect(c);
 }
 
+/* A held handshake cannot use anything the client sends before the answer (a legitimate
+ * client sends nothing more before our ServerHello). Its connection stays read, so that a
+ * client that leaves frees its hold at once, but OpenSSL is not asked again and what arrives
+ * is kept only up to TF_HOLD_SLACK: past it the connection closes. Returns true if it did. */
+static bool held_overflow(struct tf_conn *c)
+{
+    size_t n = tf_tlsbio_pending(&c->bio);
+    if (n <= TF_HOLD_SLACK)
+        return false;
+    TF_INFO("conn", "conn=%llx name=%s: %zu bytes after the ClientHello while held, closed",
+            (unsigned long long)c->id, c->sni, n);
+    tf_conn_close(c, "hold_overflow");
+    return true;
+}
+
 /* Advance the handshake with the TLS input. */
 static void drive_handshake(struct tf_conn *c)
 {
@@ -247,6 +260,8 @@ static void drive_handshake(struct tf_conn *c)
     }
     int e = SSL_get_error(c->ssl, r);
     tf_pump_flush_tls(c); /* handshake messages, or the alert on failure */
+    if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB && held_overflow(c))
+        return;
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_CLIENT_HELLO_CB)
         return; /* more bytes needed, or held for a certificate */
     if (tf_log_enabled(TF_LOG_DEBUG))
@@ -254,6 +269,22 @@ static void drive_handshake(struct tf_conn *c)
     tf_tls_clear_errors();
     TF_STAT_ADD(&c->w->server->stats, hs_failed, 1);
     tf_conn_close(c, c->end ? c->end : "handshake_failed");
+}
+
+/* The first TLS bytes: make the SSL once a whole record is here. Until then the bytes wait
+ * in c->bio, and a connection that sends nothing or dribbles owns no OpenSSL state (about
+ * 8.5 KiB, and 16 KiB more of read buffer once OpenSSL reads a partial record). Returns 1
+ * when the SSL exists, 0 when more bytes are needed, -1 after closing c. */
+static int tls_begin(struct tf_conn *c)
+{
+    if (!tf_tlsbio_first_record(&c->bio))
+        return 0;
+    if (setup_tls(c) != 0) {
+        tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
+        tf_conn_close(c, "tls_setup_failed");
+        return -1;
+    }
+    return 1;
 }
 
 void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -294,7 +325,12 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     } else {
         tf_tlsbio_input(&c->bio, buf->base, (size_t)nread); /* borrowed until settle */
     }
-    if (c->state == TF_CONN_HANDSHAKE)
+    if (c->state == TF_CONN_HANDSHAKE &&
+        ((!c->ssl && tls_begin(c) <= 0) || (c->hold == TF_HOLD_WAITING && held_overflow(c)))) {
+        tf_tlsbio_settle(&c->bio); /* a partial first record, or a held one's slack */
+        return;
+    }
+    if (c->state == TF_CONN_HANDSHAKE && c->hold != TF_HOLD_WAITING)
         drive_handshake(c);
     if (!c->closing && c->state != TF_CONN_HANDSHAKE)
         tf_pump_client_data(c);

@@ -133,18 +133,45 @@ void tf_tlsbio_input(struct tf_tlsbio *st, const char *data, size_t len)
 void tf_tlsbio_settle(struct tf_tlsbio *st)
 {
     if (st->in_len > 0) {
-        /* Compact what is kept, then append the rest of the borrowed input. */
-        char *k = tf_malloc(st->keep_len + st->in_len);
-        if (st->keep_len)
-            memcpy(k, st->keep + st->keep_off, st->keep_len);
-        memcpy(k + st->keep_len, st->in, st->in_len);
-        free(st->keep);
-        st->keep = k;
-        st->keep_off = 0;
+        /* Append the rest of the borrowed input to what is kept, which moves to the front
+         * first (realloc grows in place when it can). What is kept stays small because the
+         * callers bound it: a partial first record, a held handshake's slack
+         * (TF_HOLD_SLACK), or the last read of a connection that stopped reading. */
+        if (st->keep_off > 0) {
+            memmove(st->keep, st->keep + st->keep_off, st->keep_len);
+            st->keep_off = 0;
+        }
+        st->keep = tf_realloc(st->keep, st->keep_len + st->in_len);
+        memcpy(st->keep + st->keep_len, st->in, st->in_len);
         st->keep_len += st->in_len;
     }
     st->in = NULL;
     st->in_len = 0;
+}
+
+/* Copy up to n of the first pending input bytes (kept, then borrowed) into dst. */
+static size_t peek(const struct tf_tlsbio *st, unsigned char *dst, size_t n)
+{
+    size_t a = TF_MIN(n, st->keep_len);
+    if (a)
+        memcpy(dst, st->keep + st->keep_off, a);
+    size_t b = TF_MIN(n - a, st->in_len);
+    if (b)
+        memcpy(dst + a, st->in, b);
+    return a + b;
+}
+
+bool tf_tlsbio_first_record(const struct tf_tlsbio *st)
+{
+    unsigned char h[5];
+    if (peek(st, h, sizeof h) < sizeof h)
+        return false;
+    /* RFC 8446 section 5.1: handshake records carry at most 2^14 bytes. Anything else is
+     * not ours to judge: OpenSSL answers it with the right alert. */
+    size_t len = ((size_t)h[3] << 8) | h[4];
+    if (h[0] != TF_TLSBIO_HANDSHAKE || len > TF_TLSBIO_MAX_RECORD)
+        return true;
+    return tf_tlsbio_pending(st) >= sizeof h + len;
 }
 
 size_t tf_tlsbio_pending(const struct tf_tlsbio *st)

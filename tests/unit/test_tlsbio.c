@@ -1,7 +1,9 @@
 /*
  * test_tlsbio.c: the low-copy BIO against a real OpenSSL client over memory BIOs: a full
  * TLS 1.3 handshake and data both ways with input offered whole, one byte at a time and with
- * leftovers kept across calls; several records coalesced into one flush; EOF.
+ * leftovers kept across calls; several records coalesced into one flush; EOF; new input
+ * appended after a partly consumed keep; a first record gathered across reads before the
+ * SSL sees any of it (tf_tlsbio_first_record).
  */
 #include "alpn01.h"
 #include "tlsbio.h"
@@ -190,11 +192,87 @@ static void test_keep(void)
     pair_free(&p);
 }
 
+/* A partly consumed keep, then more input: the rest of the keep comes first, in order. */
+static void test_keep_append(void)
+{
+    struct pair p;
+    pair_init(&p);
+    CHECK(handshake(&p, 1 << 20));
+    SSL_write(p.cli, "first", 5);
+    SSL_write(p.cli, "second", 6);
+    char buf[4096];
+    int n = BIO_read(p.cout, buf, sizeof buf);
+    tf_tlsbio_input(&p.st, buf, (size_t)n);
+    tf_tlsbio_settle(&p.st);
+    char five[5];
+    CHECK_EQ_INT(SSL_read(p.srv, five, 5), 5); /* one record taken, the other kept */
+    CHECK(memcmp(five, "first", 5) == 0);
+    CHECK(p.st.keep_off > 0);
+    SSL_write(p.cli, "third", 5);
+    n = BIO_read(p.cout, buf, sizeof buf);
+    tf_tlsbio_input(&p.st, buf, (size_t)n);
+    tf_tlsbio_settle(&p.st);
+    memset(buf, 0, sizeof buf);
+    got_len = 0;
+    srv_read(&p);
+    CHECK_EQ_INT(got_len, 11);
+    CHECK(memcmp(got, "secondthird", 11) == 0);
+    CHECK(p.st.keep == NULL);
+    pair_free(&p);
+}
+
+/* The connection's first bytes, gathered before the SSL reads any: first_record turns true
+ * exactly when the ClientHello's record is complete, and the handshake then works. */
+static void test_first_record(void)
+{
+    struct pair p;
+    pair_init(&p);
+    SSL_do_handshake(p.cli);
+    char hello[4096];
+    int n = BIO_read(p.cout, hello, sizeof hello);
+    CHECK(n > 100);
+    size_t rec = 5 + (((size_t)(unsigned char)hello[3] << 8) | (unsigned char)hello[4]);
+    CHECK_EQ_INT(rec, n); /* one record */
+    CHECK(!tf_tlsbio_first_record(&p.st));
+    for (int off = 0; off < n; off += 3) {
+        size_t len = TF_MIN((size_t)3, (size_t)(n - off));
+        char piece[3];
+        memcpy(piece, hello + off, len); /* borrowed from a buffer the caller reuses */
+        tf_tlsbio_input(&p.st, piece, len);
+        CHECK_EQ_INT(tf_tlsbio_first_record(&p.st), (size_t)off + len == rec);
+        tf_tlsbio_settle(&p.st);
+        memset(piece, 0, sizeof piece);
+    }
+    CHECK(tf_tlsbio_first_record(&p.st));
+    CHECK_EQ_INT(tf_tlsbio_pending(&p.st), n);
+    /* Now the SSL reads it all from the keep; the rest of the handshake as usual. */
+    CHECK_EQ_INT(SSL_do_handshake(p.srv), -1);
+    CHECK_EQ_INT(tf_tlsbio_pending(&p.st), 0);
+    tf_tlsbio_flush(&p.st);
+    to_client(&p);
+    CHECK(handshake(&p, 1 << 20));
+    pair_free(&p);
+
+    /* Not a handshake record, or longer than a record may be: decided at 5 bytes. */
+    struct tf_tlsbio st = {0};
+    tf_tlsbio_input(&st, "GET /", 5);
+    CHECK(tf_tlsbio_first_record(&st));
+    tf_tlsbio_input(&st, "\x16\x03\x01\x40\x01", 5);
+    CHECK(tf_tlsbio_first_record(&st));
+    tf_tlsbio_input(&st, "\x16\x03\x01\x40\x00", 5);
+    CHECK(!tf_tlsbio_first_record(&st));
+    tf_tlsbio_input(&st, "\x16\x03\x01", 3);
+    CHECK(!tf_tlsbio_first_record(&st));
+    tf_tlsbio_clear(&st);
+}
+
 int main(void)
 {
     TF_TEST_RUN(test_whole);
     TF_TEST_RUN(test_bytewise);
     TF_TEST_RUN(test_odd_pieces);
     TF_TEST_RUN(test_keep);
+    TF_TEST_RUN(test_keep_append);
+    TF_TEST_RUN(test_first_record);
     return TF_TEST_DONE();
 }
