@@ -117,9 +117,11 @@ struct opt {
     X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",           \
       "time limit for one whole order")                                                            \
     X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                             \
-      "issue on demand for an exact name or *.suffix, repeatable")                                 \
+      "issue on demand only for an exact name or *.suffix, repeatable (with --ask: and "          \
+      "only if --ask also says yes)")                                                              \
     X("ask", OT_URL, 0, F(ask), 0, 0, NULL, " URL", N, "",                                         \
-      "ask this URL whether to issue for a name on demand")                                        \
+      "ask this URL whether to issue for a name on demand (with --allow: only names matching "    \
+      "a pattern are asked)")                                                                      \
     X("ask-timeout", OT_MS, 0, F(ask_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "3s",               \
       "--ask request time limit")                                                                  \
     X("ask-cache", OT_SEC, 0, F(ask_cache_s), 0, 30 * MS_DAY, NULL, " DUR", Y, "5m",               \
