@@ -134,10 +134,17 @@ struct tf_config {
     char *hsts;                    /* --hsts VALUE: Strict-Transport-Security (mode=http) */
 };
 
+#define TF_CONFIG_MAX_WARN 8
+
 /* Result of loading: on failure, err holds one line naming the flag/key and the problem. */
 struct tf_config_result {
     struct tf_config *cfg;       /* NULL on failure */
     char err[512];
+    /* On success: lines for the caller to log as warnings (e.g. an unknown TLSFRONT_*
+     * variable, with a did-you-mean); at most TF_CONFIG_MAX_WARN, the last may say more were
+     * dropped. */
+    char warn[TF_CONFIG_MAX_WARN][200];
+    int n_warn;
     bool check_only;             /* --check */
     bool help;                   /* --help printed */
     bool version;                /* --version printed */

@@ -1,10 +1,13 @@
 /*
  * gate.h: the on-demand issuance gate of the control loop: is this name allowed a
- * certificate? Local allow patterns first (exact names and "*.suffix" one-label wildcards),
- * then, when configured, the operator's --ask HTTP endpoint (GET <url>?domain=<name>; any 2xx
- * allows, anything else denies; a 5xx counts as an endpoint error) behind a bounded LRU answer cache, single-flight requests per
- * name and a cap on requests in flight. Lives on the control loop; every function must be
- * called from that loop's thread. Never blocks, never calls a callback from inside a call.
+ * certificate? Both gates must agree: when allow patterns are given (exact names and
+ * "*.suffix" one-label wildcards) the name must match one, and when the operator's --ask HTTP
+ * endpoint is given (GET <url>?domain=<name>; any 2xx allows, anything else denies; a 5xx
+ * counts as an endpoint error) it must say yes. A name no pattern matches is refused without
+ * asking. Asks go through a bounded LRU answer cache, single-flight requests per name and a
+ * cap on requests in flight. Lives on the control loop; every function but
+ * tf_gate_may_allow() must be called from that loop's thread. Never blocks, never calls a
+ * callback from inside a call.
  */
 #ifndef TF_GATE_H
 #define TF_GATE_H
@@ -19,8 +22,9 @@ struct tf_http_client;
 enum { TF_GATE_DENY = 0, TF_GATE_ALLOW = 1 };
 
 /*
- * The verdict for one check. why is a static string: "allow_pattern", "ask_allow",
- * "ask_deny", "ask_error", "ask_timeout", "not_allowed" (no pattern matched, no ask URL),
+ * The verdict for one check. why is a static string: "allow_pattern" (a pattern matched and
+ * there is no ask URL), "ask_allow", "ask_deny", "ask_error", "ask_timeout", "not_allowed"
+ * (allow patterns are set and none matched, or there is neither a pattern nor an ask URL),
  * "ask_busy" (too many requests queued). A cached answer carries the why of the answer it
  * repeats. Runs exactly once per accepted check (unless cancelled), always from a loop
  * callback.
@@ -63,8 +67,8 @@ void tf_gate_cancel(struct tf_gate_req *h);
 
 struct tf_gate_stats {
     /* Decisions by where they came from and what they were. */
-    uint64_t pattern_allow;    /* allow pattern matched */
-    uint64_t not_allowed;      /* no pattern, no ask URL */
+    uint64_t pattern_allow;    /* allow pattern matched, no ask URL */
+    uint64_t not_allowed;      /* refused without asking: no pattern matched (or no gate) */
     uint64_t ask_allow, ask_deny, ask_error, ask_timeout; /* answered by a request */
     uint64_t cache_allow, cache_deny;                     /* answered from the cache */
     uint64_t busy;             /* denied "ask_busy" */
@@ -80,6 +84,12 @@ void tf_gate_stats(const struct tf_gate *g, struct tf_gate_stats *st);
  * "ask_error"); then the gate frees itself and calls done(arg) (may be NULL) from a loop
  * callback. Idempotent. */
 void tf_gate_close(struct tf_gate *g, void (*done)(void *arg), void *arg);
+
+/* The local half of the decision, for a worker's early refusal as well as the gate: false
+ * when allow patterns are given and none matches name, or when there are neither patterns nor
+ * an ask URL. true means allowed when ask is false, and "ask the endpoint" when it is true.
+ * Pure: safe from any thread. */
+bool tf_gate_may_allow(char *const *allow, int n_allow, bool ask, const char *name);
 
 /* An exact pattern names one certificate we can obtain eagerly at start-up; a wildcard
  * pattern only says which names may be obtained on demand. */

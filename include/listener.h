@@ -13,6 +13,11 @@
  * Returns 0, or a negative errno-style code with err filled; no socket is left open then. */
 int tf_listener_bind(const struct tf_listen *l, int n, int *fds, char *err, size_t errlen);
 
+/* The advice to append to a bind failure: for EACCES on a port below 1024, how to get
+ * CAP_NET_BIND_SERVICE (text starting with a space); otherwise "". err is a negative errno
+ * (libuv codes are the same on Linux); addr is the address that failed. */
+const char *tf_listener_bind_hint(int err, const struct sockaddr *addr);
+
 /* "ADDR:PORT" of a bound socket, for the log. */
 void tf_listener_name(int fd, char *out, size_t cap);
 

@@ -39,7 +39,7 @@ struct tf_server {
     int **fds;                     /* [worker][listener] listening sockets until handed over */
 
     struct tf_mailbox mbox;        /* workers -> control loop */
-    uv_signal_t sig_term, sig_int, sig_hup, sig_pipe;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_pipe, sig_usr1;
     uv_timer_t ticket_timer, grace_timer;
 
     int n_started;                 /* workers whose thread runs */

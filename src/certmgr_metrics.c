@@ -15,7 +15,7 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
         const char *gate, *outcome;
         uint64_t v;
     } dec[] = {
-        {"pattern", "allow", g.pattern_allow}, {"none", "deny", g.not_allowed},
+        {"pattern", "allow", g.pattern_allow}, {"pattern", "deny", g.not_allowed},
         {"ask", "allow", g.ask_allow},         {"ask", "deny", g.ask_deny},
         {"ask", "error", g.ask_error},         {"ask", "timeout", g.ask_timeout},
         {"ask", "busy", g.busy},               {"cache", "allow", g.cache_allow},

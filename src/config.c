@@ -5,12 +5,15 @@
  * TF_OPTIONS below; flags, env, JSON, defaults and --help all go through that row, so they
  * cannot drift apart. For repeatable options the highest source that sets one replaces the
  * lower sources' list wholesale. Reads only the config file: no network, no other files
- * (--certs and --acme-ca are checked by their users), no logging (errors go to res->err).
+ * (--certs and --acme-ca are checked by their users), no logging (errors go to res->err,
+ * warnings such as an unknown TLSFRONT_* variable to res->warn for the caller to log).
  */
 #include "config.h"
 #include "config_internal.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,7 @@ enum opt_type {
     OT_STR,   /* char *; "" unsets it, unless the row has a default */
     OT_URL,   /* OT_STR that must be an http:// or https:// URL */
     OT_FN,    /* the row's handler does the work */
-    OT_CHECK, /* --check: sets res->check_only */
+    OT_CHECK, /* --check: sets res->check_only (a flag only: never from the environment) */
 };
 
 #define OF_REPEAT 0x01 /* each use appends; a higher source replaces the whole list */
@@ -123,9 +126,11 @@ struct opt {
     X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",           \
       "time limit for one whole order")                                                            \
     X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                             \
-      "issue on demand for an exact name or *.suffix, repeatable")                                 \
+      "issue on demand only for an exact name or *.suffix, repeatable (with --ask: and "          \
+      "only if --ask also says yes)")                                                              \
     X("ask", OT_URL, 0, F(ask), 0, 0, NULL, " URL", N, "",                                         \
-      "ask this URL whether to issue for a name on demand")                                        \
+      "ask this URL whether to issue for a name on demand (with --allow: only names matching "    \
+      "a pattern are asked)")                                                                      \
     X("ask-timeout", OT_MS, 0, F(ask_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "3s",               \
       "--ask request time limit")                                                                  \
     X("ask-cache", OT_SEC, 0, F(ask_cache_s), 0, 30 * MS_DAY, NULL, " DUR", Y, "5m",               \
@@ -162,7 +167,7 @@ struct opt {
       "mode=http: add Strict-Transport-Security: VALUE to responses lacking it (default: off)")  \
     X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                          \
       "JSON config file (also -c)")                                                                \
-    X("check", OT_CHECK, OF_NOARG | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                           \
+    X("check", OT_CHECK, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                \
       "validate the configuration and exit")                                                       \
     X("help", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                    \
       "print this help and exit (also -h)")                                                        \
@@ -183,8 +188,9 @@ static const struct opt opts[] = {TF_OPTIONS(TABLE_ROW)};
 static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
-    "Each option OPT-NAME may also be set by the environment variable TLSFRONT_OPT_NAME\n"
-    "(repeatable options: a whitespace-separated list) or by the key \"opt_name\" of the\n"
+    "Each option OPT-NAME but --check, --help and --version may also be set by the\n"
+    "environment variable TLSFRONT_OPT_NAME (repeatable options: a whitespace-separated\n"
+    "list; unknown TLSFRONT_* names are warned about) or by the key \"opt_name\" of the\n"
     "JSON file given by --config (repeatable options: an array). Flags override the\n"
     "environment, which overrides the file. Durations: 250ms, 10s, 5m, 2h, 1d, or seconds.\n\n"
     "Options:\n" TF_OPTIONS(USAGE_ROW);
@@ -236,7 +242,6 @@ static int set_value(struct loader *ld, const struct opt *o, const char *val, ch
 {
     long long n = 0;
     uint64_t ms = 0;
-    bool b = true;
     int rc = 0;
 
     switch (o->type) {
@@ -259,11 +264,8 @@ static int set_value(struct loader *ld, const struct opt *o, const char *val, ch
     case OT_URL:
         return set_string(ld, o, val, err, errlen);
     case OT_CHECK:
-        if (val)
-            rc = tf_config_parse_bool(val, &b, err, errlen);
-        if (rc == 0)
-            ld->res->check_only = b;
-        return rc;
+        ld->res->check_only = true;
+        return 0;
     case OT_FN:
         break;
     }
@@ -310,14 +312,13 @@ static const struct opt *find_flag(const char *name, size_t len)
     return NULL;
 }
 
-/* Row whose variable is TLSFRONT_ + key (len bytes: the flag upper-cased, '-' as '_'). */
+/* Row whose variable would be TLSFRONT_ + key (len bytes: the flag upper-cased, '-' as '_'),
+ * OF_NOENV rows included (the caller tells them apart), or NULL. */
 static const struct opt *find_env(const char *key, size_t len)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
         const char *n = opts[i].name;
         size_t j = 0;
-        if (opts[i].flags & OF_NOENV)
-            continue;
         while (j < len && n[j] && key[j] == (n[j] == '-' ? '_' : toupper((unsigned char)n[j])))
             j++;
         if (j == len && n[j] == '\0')
@@ -380,8 +381,83 @@ static int apply_file(struct loader *ld)
                                sizeof(ld->res->err));
 }
 
-/* TLSFRONT_<OPT>=value; unknown TLSFRONT_* names are ignored (tests and tools set their own),
- * and so are empty values. Repeatable options take a whitespace-separated list. */
+/* Add one warning line for the caller to log; past the cap the last line says so. */
+static void add_warn(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warn(struct loader *ld, const char *fmt, ...)
+{
+    struct tf_config_result *res = ld->res;
+    va_list ap;
+    if (res->n_warn == TF_CONFIG_MAX_WARN) {
+        snprintf(res->warn[TF_CONFIG_MAX_WARN - 1], sizeof(res->warn[0]),
+                 "more warnings about the configuration were dropped");
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(res->warn[res->n_warn++], sizeof(res->warn[0]), fmt, ap);
+    va_end(ap);
+}
+
+/* Edit distance between a and b (each at most 64 bytes; longer never matches closely). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65], prev;
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j], sub = prev + (a[i - 1] != b[j - 1]);
+            row[j] = TF_MIN(TF_MIN(row[j] + 1, row[j - 1] + 1), sub);
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+/* TLSFRONT_* variables the program reads that are not options. */
+static const char *const env_other[] = {ENV_PREFIX "TEST_CLOCK_OFFSET"};
+
+/* Warn about a TLSFRONT_* variable that sets nothing: o is its flag-only row, or NULL for a
+ * name no option has (then suggest the closest variable, if one is close). */
+static void warn_env(struct loader *ld, const char *name, const struct opt *o)
+{
+    char var[64], best[64] = "";
+    size_t best_d = SIZE_MAX, len = strlen(name);
+
+    if (o) {
+        add_warn(ld, "%s: --%s is a command-line flag only; variable ignored", name, o->name);
+        return;
+    }
+    for (size_t i = 0; i < TF_ARRAY_LEN(env_other); i++)
+        if (strcmp(name, env_other[i]) == 0)
+            return;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        size_t j = strlen(ENV_PREFIX), d;
+        if (opts[i].flags & OF_NOENV)
+            continue;
+        snprintf(var, sizeof(var), ENV_PREFIX "%s", opts[i].name);
+        for (; var[j]; j++)
+            var[j] = var[j] == '-' ? '_' : (char)toupper((unsigned char)var[j]);
+        d = edit_distance(name, var);
+        if (d < best_d) {
+            best_d = d;
+            snprintf(best, sizeof(best), "%s", var);
+        }
+    }
+    /* Close means a slip of a key or two, not a different word. */
+    if (best_d <= 2 && best_d * 4 < len - strlen(ENV_PREFIX) + 4)
+        add_warn(ld, "%s: unknown variable, ignored (did you mean %s?)", name, best);
+    else
+        add_warn(ld, "%s: unknown variable, ignored (see --help)", name);
+}
+
+/* TLSFRONT_<OPT>=value; empty values are ignored. A TLSFRONT_* name that is no option (a
+ * typo, or a flag-only option such as --check) is ignored with a warning, so a leftover in an
+ * env file cannot change what the service does. Repeatable options take a whitespace-separated
+ * list. */
 static int apply_env_var(struct loader *ld, const char *kv)
 {
     const char *eq = strchr(kv, '=');
@@ -391,10 +467,14 @@ static int apply_env_var(struct loader *ld, const char *kv)
 
     if (!eq || strncmp(kv, ENV_PREFIX, strlen(ENV_PREFIX)) != 0)
         return 0;
-    o = find_env(kv + strlen(ENV_PREFIX), (size_t)(eq - kv) - strlen(ENV_PREFIX));
-    if (!o || (o->flags & OF_PRE) || eq[1 + strspn(eq + 1, " \t\n")] == '\0')
-        return 0;
     snprintf(who, sizeof(who), "%.*s", (int)(eq - kv), kv);
+    o = find_env(kv + strlen(ENV_PREFIX), (size_t)(eq - kv) - strlen(ENV_PREFIX));
+    if (!o || (o->flags & OF_NOENV)) {
+        warn_env(ld, who, o);
+        return 0;
+    }
+    if ((o->flags & OF_PRE) || eq[1 + strspn(eq + 1, " \t\n")] == '\0')
+        return 0;
     if (!(o->flags & OF_REPEAT))
         return apply(ld, o, eq + 1, who);
     copy = tf_strdup(eq + 1);
@@ -498,12 +578,42 @@ static int scan_argv(struct loader *ld, int argc, char **argv, char **envp, stru
     return 0;
 }
 
+/* Name where the option of flag name came from, for cross-option messages: "--x",
+ * "TLSFRONT_X", "FILE: key \"x\"" or "--x (default)". */
+static const char *who_set(const struct loader *ld, const char *name, char *buf, size_t len)
+{
+    const struct opt *o = find_flag(name, strlen(name));
+    size_t j = 0;
+    switch (o ? ld->src[o - opts] : SRC_NONE) {
+    case SRC_FLAG:
+        snprintf(buf, len, "--%s", name);
+        break;
+    case SRC_ENV:
+        j = strlen(ENV_PREFIX);
+        snprintf(buf, len, ENV_PREFIX "%s", name);
+        for (; buf[j]; j++)
+            buf[j] = buf[j] == '-' ? '_' : (char)toupper((unsigned char)buf[j]);
+        break;
+    case SRC_FILE:
+        j = (size_t)snprintf(buf, len, "%s: key \"", ld->config_path);
+        for (const char *p = name; *p && j + 2 < len; p++)
+            buf[j++] = *p == '-' ? '_' : *p;
+        snprintf(buf + j, len - j, "\"");
+        break;
+    default:
+        snprintf(buf, len, "--%s (default)", name);
+        break;
+    }
+    return buf;
+}
+
 /* Checks across options, and defaults that depend on the machine. */
 static int finalize(struct loader *ld)
 {
     struct tf_config *cfg = ld->cfg;
     char *err = ld->res->err;
     size_t errlen = sizeof(ld->res->err);
+    char a[200], b[200];
     long cpus;
 
     if (cfg->n_listen == 0 && tf_config_set_listen(cfg, 0, ":8443", err, errlen) < 0)
@@ -517,11 +627,16 @@ static int finalize(struct loader *ld)
         return TF_EINVAL;
     }
     if (cfg->backoff_max_s < cfg->backoff_base_s) {
-        snprintf(err, errlen, "config: --backoff-max is shorter than --backoff-base");
+        snprintf(err, errlen, "%s: %u s is shorter than %s (%u s)",
+                 who_set(ld, "backoff-max", a, sizeof(a)), cfg->backoff_max_s,
+                 who_set(ld, "backoff-base", b, sizeof(b)), cfg->backoff_base_s);
         return TF_EINVAL;
     }
     if (!cfg->acme_eab_kid != !cfg->acme_eab_hmac) {
-        snprintf(err, errlen, "config: --acme-eab-kid and --acme-eab-hmac go together");
+        bool kid = cfg->acme_eab_kid != NULL;
+        snprintf(err, errlen, "%s: needs --%s as well (the two go together)",
+                 who_set(ld, kid ? "acme-eab-kid" : "acme-eab-hmac", a, sizeof(a)),
+                 kid ? "acme-eab-hmac" : "acme-eab-kid");
         return TF_EINVAL;
     }
     if (tf_config_check_storage(cfg, err, errlen) != 0)

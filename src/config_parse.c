@@ -133,27 +133,64 @@ range:
     return TF_EINVAL;
 }
 
-/* One DNS label of a lower-cased name: 1..63 of [a-z0-9-], no hyphen at either end. */
-static bool valid_label(const char *s, size_t n)
+/* What is wrong with one DNS label of a lower-cased name (1..63 of [a-z0-9-], no hyphen at
+ * either end), written into why; false if nothing is. */
+static bool label_problem(const char *s, size_t n, char *why, size_t wlen)
 {
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '-')
-            return false;
+    if (n == 0) {
+        snprintf(why, wlen, "empty label (two dots in a row, or a dot at the start)");
+        return true;
     }
-    return true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '*') {
+            snprintf(why, wlen, "a wildcard is only \"*.\" at the start, for exactly one label "
+                                "(as *.example.com)");
+            return true;
+        }
+        if (!islower(c) && !isdigit(c) && c != '-') {
+            if (isgraph(c))
+                snprintf(why, wlen, "'%c' is not allowed (letters, digits, '-' and '.')", c);
+            else
+                snprintf(why, wlen, "byte 0x%02x is not allowed (letters, digits, '-' and '.')",
+                         c);
+            return true;
+        }
+    }
+    if (n > 63) {
+        snprintf(why, wlen, "label \"%.20s...\" is longer than 63 characters", s);
+        return true;
+    }
+    if (s[0] == '-' || s[n - 1] == '-') {
+        snprintf(why, wlen, "label \"%.*s\" starts or ends with '-'", (int)TF_MIN(n, 63), s);
+        return true;
+    }
+    return false;
 }
 
-/* Labels separated by single dots; the last label is not all digits (no TLD is, and this
- * keeps IPv4 literals, which SNI never carries, out of patterns). */
-static bool valid_name(const char *s)
+/* What is wrong with a lower-cased DNS name: labels separated by single dots, the last label
+ * not all digits (no TLD is, and this keeps IPv4 literals, which SNI never carries, out of
+ * patterns). False if nothing is. */
+static bool name_problem(const char *s, char *why, size_t wlen)
 {
     const char *label = s, *last = s;
+    size_t len = strlen(s);
+    if (strstr(s, "://") || strchr(s, '/')) {
+        snprintf(why, wlen, "a DNS name, not a URL");
+        return true;
+    }
+    if (strchr(s, ':')) {
+        snprintf(why, wlen, "a DNS name, without a port");
+        return true;
+    }
+    if (len > 1 && s[len - 1] == '.') {
+        snprintf(why, wlen, "drop the trailing dot");
+        return true;
+    }
     for (const char *p = s;; p++) {
         if (*p == '.' || *p == '\0') {
-            if (!valid_label(label, (size_t)(p - label)))
-                return false;
+            if (label_problem(label, (size_t)(p - label), why, wlen))
+                return true;
             last = label;
             if (*p == '\0')
                 break;
@@ -162,29 +199,35 @@ static bool valid_name(const char *s)
     }
     for (const char *p = last; *p; p++) {
         if (!isdigit((unsigned char)*p))
-            return true;
+            return false;
     }
-    return false;
+    snprintf(why, wlen, "the last label is all digits (an IP address cannot be a pattern)");
+    return true;
 }
 
 int tf_config_parse_pattern(const char *s, char **out, char *err, size_t errlen)
 {
     size_t len = strlen(s);
-    char *low = NULL;
+    char *low = NULL, why[160];
 
-    if (len == 0 || len > 253)
-        goto bad;
+    if (len == 0) {
+        snprintf(err, errlen, "bad pattern \"\": empty");
+        return TF_EINVAL;
+    }
+    if (len > 253) {
+        snprintf(err, errlen, "bad pattern \"%.*s...\": longer than 253 characters", 40, s);
+        return TF_EINVAL;
+    }
     low = tf_strdup(s);
     for (char *p = low; *p; p++)
         *p = (char)tolower((unsigned char)*p);
-    if (!valid_name(strncmp(low, "*.", 2) == 0 ? low + 2 : low))
-        goto bad;
+    if (name_problem(strncmp(low, "*.", 2) == 0 ? low + 2 : low, why, sizeof(why))) {
+        free(low);
+        snprintf(err, errlen, "bad pattern \"%.*s\": %s", QLEN, s, why);
+        return TF_EINVAL;
+    }
     *out = low;
     return 0;
-bad:
-    free(low);
-    snprintf(err, errlen, "bad pattern \"%.*s\"", QLEN, s);
-    return TF_EINVAL;
 }
 
 /* An ALPN protocol id as we accept it: 1..255 visible ASCII bytes, none of our separators. */
@@ -295,6 +338,16 @@ int tf_config_parse_addr(const char *s, size_t len, struct sockaddr_storage *out
     long c = split_hostport(s, len, &host, &hlen, &br);
 
     memset(&ss, 0, sizeof(ss));
+    if (c < 0 && len > 0 && len <= 5 && strspn(s, "0123456789") >= len) {
+        snprintf(err, errlen, "bad address \"%.*s\" (did you mean \":%.*s\"?)", (int)len, s,
+                 (int)len, s);
+        return TF_EINVAL;
+    }
+    if (c >= 0 && hlen == 1 && host[0] == '*') {
+        snprintf(err, errlen, "bad address \"%.*s\" (did you mean \"%.*s\"? \":PORT\" is every "
+                 "address)", (int)TF_MIN(len, QLEN), s, (int)TF_MIN(len - 1, QLEN), s + 1);
+        return TF_EINVAL;
+    }
     if (c < 0 || hlen >= sizeof(h) || (br && hlen == 0))
         goto bad_addr;
     if (!parse_port(s + c + 1, len - (size_t)c - 1, 0, &port)) {
@@ -314,11 +367,21 @@ int tf_config_parse_addr(const char *s, size_t len, struct sockaddr_storage *out
         sin->sin_family = AF_INET;
         sin->sin_port = htons(port);
         if (inet_pton(AF_INET, h, &sin->sin_addr) != 1)
-            goto bad_addr;
+            goto bad_host;
     }
     *out = ss;
     *any = (hlen == 0);
     return 0;
+bad_host:
+    /* A host name, not an address: listeners bind addresses, and resolving is not ours. */
+    if (strspn(h, "0123456789.") != hlen) {
+        char lo[48] = "";
+        if (strcmp(h, "localhost") == 0)
+            snprintf(lo, sizeof(lo), "\"127.0.0.1:%u\" for loopback, ", port);
+        snprintf(err, errlen, "bad address \"%.*s\": an IP address is needed, not a host name "
+                 "(%s\":%u\" for every address)", (int)TF_MIN(len, QLEN), s, lo, port);
+        return TF_EINVAL;
+    }
 bad_addr:
     snprintf(err, errlen, "bad address \"%.*s\"", (int)TF_MIN(len, QLEN), s);
     return TF_EINVAL;
@@ -430,8 +493,17 @@ static int parse_backend_into(const char *s, const char *spec, struct tf_route *
     const char *comma = strchr(s, ','), *host = NULL;
     size_t len = comma ? (size_t)(comma - s) : strlen(s), hlen = 0;
     bool br = false;
+    const char *scheme = strstr(s, "://");
     long c = split_hostport(s, len, &host, &hlen, &br);
 
+    if (scheme) {
+        /* "http://app:8080/x" -> suggest "app:8080" (the part up to the path). */
+        const char *rest = scheme + 3;
+        size_t rlen = strcspn(rest, "/,");
+        snprintf(err, errlen, "\"%.*s\": drop the scheme, a backend is HOST:PORT spoken to in "
+                 "plaintext (did you mean \"%.*s\"?)", QLEN, spec, (int)TF_MIN(rlen, QLEN), rest);
+        return TF_EINVAL;
+    }
     if (c < 0) {
         snprintf(err, errlen, "expected HOST:PORT (IPv6 in brackets), got \"%.*s\"", QLEN, spec);
         return TF_EINVAL;

@@ -305,10 +305,12 @@ static void flight_start(struct flight *fl)
 
 /* ---- public API ---- */
 
-static bool pattern_allows(const struct tf_gate *g, const char *name)
+bool tf_gate_may_allow(char *const *allow, int n_allow, bool ask, const char *name)
 {
-    for (int i = 0; i < g->n_allow; i++)
-        if (tf_name_match(g->allow[i], name))
+    if (n_allow == 0)
+        return ask;
+    for (int i = 0; i < n_allow; i++)
+        if (tf_name_match(allow[i], name))
             return true;
     return false;
 }
@@ -355,14 +357,15 @@ int tf_gate_check(struct tf_gate *g, const char *name, tf_gate_cb cb, void *arg,
     req->arg = arg;
     if (handle)
         *handle = req;
-    if (pattern_allows(g, name)) {
-        g->st.pattern_allow++;
-        req_ready(g, req, TF_GATE_ALLOW, "allow_pattern");
+    /* Patterns and the ask URL must both agree: a name outside the patterns is never asked. */
+    if (!tf_gate_may_allow(g->allow, g->n_allow, g->ask_url != NULL, name)) {
+        g->st.not_allowed++;
+        req_ready(g, req, TF_GATE_DENY, "not_allowed");
         return 0;
     }
     if (!g->ask_url) {
-        g->st.not_allowed++;
-        req_ready(g, req, TF_GATE_DENY, "not_allowed");
+        g->st.pattern_allow++;
+        req_ready(g, req, TF_GATE_ALLOW, "allow_pattern");
         return 0;
     }
     const struct cache_entry *ce = tf_lru_get(g->cache, name, (int64_t)uv_now(g->loop));

@@ -36,6 +36,20 @@ static int bind_one(const struct sockaddr_storage *ss, bool any, int *out)
     return 0;
 }
 
+const char *tf_listener_bind_hint(int err, const struct sockaddr *addr)
+{
+    unsigned port = 0;
+    if (addr->sa_family == AF_INET)
+        port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+    else if (addr->sa_family == AF_INET6)
+        port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+    if (err != -EACCES || port == 0 || port >= 1024)
+        return "";
+    return " (ports below 1024 need root or CAP_NET_BIND_SERVICE: "
+           "AmbientCapabilities=CAP_NET_BIND_SERVICE under systemd, "
+           "setcap cap_net_bind_service=+ep on the binary, or a port of 1024 or more)";
+}
+
 int tf_listener_bind(const struct tf_listen *l, int n, int *fds, char *err, size_t errlen)
 {
     struct sockaddr_storage ss = l->addr;
@@ -44,7 +58,8 @@ int tf_listener_bind(const struct tf_listen *l, int n, int *fds, char *err, size
     for (int i = 0; i < n; i++) {
         int r = bind_one(&ss, l->any, &fds[i]);
         if (r != 0) {
-            snprintf(err, errlen, "listen %s: %s", l->spec, strerror(-r));
+            snprintf(err, errlen, "--listen %s: %s%s", l->spec, strerror(-r),
+                     tf_listener_bind_hint(r, (const struct sockaddr *)&ss));
             for (int j = 0; j < i; j++)
                 close(fds[j]);
             return r;

@@ -1,7 +1,7 @@
 /*
- * main.c: the command line. Loads the config (exit 2 with one line on a bad one), handles
- * --check/--help/--version and the `certs` subcommand, ignores SIGPIPE, then runs the server
- * until it stops. Nothing else lives here.
+ * main.c: the command line. Loads the config (exit 2 with one line on a bad one), logs its
+ * warnings, handles --check/--help/--version and the `certs` subcommand, ignores SIGPIPE, then
+ * runs the server until it stops. Nothing else lives here.
  */
 #include "acme.h"
 #include "config.h"
@@ -34,6 +34,8 @@ int main(int argc, char **argv)
     }
     struct tf_config *cfg = res.cfg;
     tf_log_setup((enum tf_log_level)cfg->log_level, cfg->log_json);
+    for (int i = 0; i < res.n_warn; i++)
+        TF_WARN("config", "%s", res.warn[i]);
     if (res.check_only) {
         printf("tlsfront: configuration ok\n");
         tf_config_unref(cfg);

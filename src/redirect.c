@@ -364,7 +364,8 @@ int tf_redirect_start(struct tf_server *s)
     if (r == 0)
         r = uv_listen((uv_stream_t *)&rd->listener, cfg->backlog, on_connection);
     if (r != 0) {
-        TF_ERROR("redirect", "--redirect-http %s: %s", cfg->redirect_http, uv_strerror(r));
+        TF_ERROR("redirect", "--redirect-http %s: %s%s", cfg->redirect_http, uv_strerror(r),
+                 tf_listener_bind_hint(r, (const struct sockaddr *)&cfg->redirect_http_addr));
         return 1; /* tf_server_free() stops us */
     }
     char name[64] = "?";

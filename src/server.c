@@ -1,6 +1,7 @@
 /*
  * server.c: the root object and the control loop. Start-up (certificates, TLS context,
- * ticket keys, listeners, workers), signals (SIGTERM/SIGINT drain then stop, SIGHUP reload),
+ * ticket keys, listeners, workers), signals (SIGTERM/SIGINT/SIGUSR1 drain then stop, SIGHUP
+ * reload),
  * ticket key rotation, and the snapshot hand-off to workers: every change builds complete
  * new immutable objects here and posts one reference to each worker. Never on the data path.
  */
@@ -214,6 +215,7 @@ static void stop_all(struct tf_server *s)
     uv_close((uv_handle_t *)&s->sig_term, on_closed_noop);
     uv_close((uv_handle_t *)&s->sig_int, on_closed_noop);
     uv_close((uv_handle_t *)&s->sig_hup, on_closed_noop);
+    uv_close((uv_handle_t *)&s->sig_usr1, on_closed_noop);
     uv_close((uv_handle_t *)&s->ticket_timer, on_closed_noop);
     uv_close((uv_handle_t *)&s->grace_timer, on_closed_noop);
     tf_mailbox_close(&s->mbox, drop_message, on_mbox_closed);
@@ -253,7 +255,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (signum == SIGHUP)
         reload(s);
     else
-        drain(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        drain(s, signum == SIGTERM ? "SIGTERM" : signum == SIGUSR1 ? "SIGUSR1" : "SIGINT");
 }
 
 static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
@@ -316,9 +318,10 @@ static int init_control(struct tf_server *s)
         uv_loop_close(&s->loop); /* no handle was made: it closes at once */
         return r;
     }
-    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup};
-    int nums[] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
+    /* SIGUSR1 is HAProxy's graceful stop: the same drain as SIGTERM. */
+    uv_signal_t *sigs[] = {&s->sig_term, &s->sig_int, &s->sig_hup, &s->sig_usr1};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
         uv_signal_init(&s->loop, sigs[i]);
         sigs[i]->data = s;
     }
@@ -326,7 +329,7 @@ static int init_control(struct tf_server *s)
     uv_timer_init(&s->loop, &s->grace_timer);
     s->ticket_timer.data = s->grace_timer.data = s;
     s->loop_ready = true; /* from here tf_server_free closes every handle above */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         r = uv_signal_start(sigs[i], on_signal, nums[i]);
         if (r != 0)
             return r;

@@ -10,6 +10,7 @@
 #include "alpn01.h"
 #include "certstore.h"
 #include "conn.h"
+#include "gate.h"
 #include "log.h"
 #include "name.h"
 #include "server.h"
@@ -131,11 +132,8 @@ static int on_demand(struct tf_conn *c, int *al)
     default:
         break;
     }
-    bool maybe = cfg->ask != NULL;
-    for (int i = 0; !maybe && i < cfg->n_allow; i++)
-        maybe = tf_name_match(cfg->allow[i], c->sni);
     *al = SSL_AD_UNRECOGNIZED_NAME;
-    if (!maybe) {
+    if (!tf_gate_may_allow(cfg->allow, cfg->n_allow, cfg->ask != NULL, c->sni)) {
         c->end = cfg->n_allow || cfg->ask ? "not_allowed" : "unknown_name";
         return SSL_CLIENT_HELLO_ERROR;
     }

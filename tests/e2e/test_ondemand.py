@@ -1,8 +1,10 @@
 """On-demand TLS against Debian's pebble with real TLS-ALPN-01 validation (no ALWAYS_VALID):
 first connection for an allowed name gets a pebble-issued certificate and the backend's
 reply in one handshake; 20 concurrent first connections make one order; refusals (not
-allowed, invalid SNI, ask deny, ask timeout, 1,000 random names) cost zero orders; a restart
-serves the stored certificate with no new order; acme-tls/1 without a pending challenge is
+allowed, invalid SNI, ask deny, ask timeout, 1,000 random names) cost zero orders; --allow
+and --ask combine with AND (a name outside the patterns is refused without asking even
+though the endpoint would say yes), --allow alone and --ask alone issue on their own; a
+restart serves the stored certificate with no new order; acme-tls/1 without a pending challenge is
 refused; the challenge certificate captured during a real validation is checked with an
 independent parser; a failed validation backs the name off with the CA's problem logged."""
 import base64
@@ -28,7 +30,7 @@ from tfcommon import (Backend, check, finish, http_handler, start_tlsfront, tmpd
 
 ACME_ID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 
-# An --ask endpoint: allows "ok-*", hangs on "slow-*", denies the rest; counts requests.
+# An --ask endpoint: hangs on "slow-*", denies "denied*", allows the rest; records requests.
 asked = []
 
 
@@ -38,7 +40,7 @@ class Ask(http.server.BaseHTTPRequestHandler):
         asked.append(name)
         if name.startswith("slow-"):
             time.sleep(3)
-        code = 200 if name.startswith("ok-") else 403
+        code = 403 if name.startswith("denied") else 200
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -153,6 +155,7 @@ check(first in sans and b"backend says hi path=/hello" in data,
       "first connection for an allowed name: one handshake, certificate for it, backend's reply "
       "(%.2fs, issuer %s)" % (dt, issuer_cn(cert)))
 check("pebble" in issuer_cn(cert).lower(), "certificate issued by pebble (verified against its root)")
+check(first in asked, "pattern match + ask yes: the endpoint was asked and the name issued")
 check(peb.orders() == 1, "exactly one order so far (%d)" % peb.orders())
 
 # The challenge certificate, checked by an independent parser (python3-cryptography).
@@ -213,20 +216,25 @@ asked.clear()
 t0 = time.time()
 r = refused("bad_label.demo.test")
 check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and not asked, "invalid SNI refused, no ask call (%s)" % r)
-r = refused("denied.other.test")
-check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and asked == ["denied.other.test"],
-      "ask-denied name refused with unrecognized_name (%s)" % r)
+r = refused("denied.demo.test")
+check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and asked == ["denied.demo.test"],
+      "pattern match + ask no: refused with unrecognized_name (%s)" % r)
+r = refused("ok-tenant.other.test")
+check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and asked == ["denied.demo.test"],
+      "no pattern match: refused without asking, though the endpoint would say yes (%s, asked %s)"
+      % (r, asked))
 t1 = time.time()
-r = refused("slow-x.other.test", timeout=20)
+r = refused("slow-x.demo.test", timeout=20)
 dt = time.time() - t1
 check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and dt < 3,
       "ask timeout -> refused promptly (%.2fs, %s)" % (dt, r))
 n_ask = len(asked)
-r = refused("denied.other.test")
+r = refused("denied.demo.test")
 check(r and len(asked) == n_ask, "ask answer cached: no second request for a denied name")
 check(peb.orders() == before, "refusals made zero orders")
 
-# 1,000 random names, none allowed (ask denies them all), while an issued name is served.
+# 1,000 random names outside the patterns (the endpoint would allow them all), while an
+# issued name is served: all refused, none asked.
 served = []
 stop = threading.Event()
 
@@ -250,12 +258,10 @@ for i in range(1000):
 stop.set()
 st.join()
 check(flood_refused == 1000, "1,000 random disallowed names refused (%d)" % flood_refused)
+check(len(asked) == n_ask, "1,000 random names outside the patterns: no ask request (%d)"
+      % (len(asked) - n_ask))
 check(peb.orders() == before, "1,000 random names made zero orders")
 check(served and all(served), "an issued name kept being served during the flood (%d ok)" % len(served))
-
-# A name allowed by the ask endpoint is issued too.
-cert, data = fetch("ok-tenant.other.test", "/ask")
-check(b"path=/ask" in data, "ask-allowed name issued and served")
 
 # A validation that fails: point the name elsewhere in pebble's DNS -> order fails with the
 # CA's problem in the log, the name is backed off (refused fast, no second order).
@@ -280,4 +286,26 @@ tf2, port2 = start_tlsfront(peb.tlsfront_args(storage) + [
 cert, data = fetch(first, "/again")
 check(b"path=/again" in data and peb.orders() == before,
       "after a restart the stored certificate is served with no new order")
+
+# --allow alone: a matching name is issued without any ask request; others are refused.
+n_ask = len(asked)
+cert, data = fetch("denied-but-allowed.demo.test", "/allow-only")
+check(b"path=/allow-only" in data and peb.orders() == before + 1 and len(asked) == n_ask,
+      "--allow only: a matching name is issued, nobody asked")
+r = refused("ok-x.other.test")
+check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " "), "--allow only: other names refused")
+
+# --ask alone: the endpoint decides every name.
+tf2.signal(15)
+check(tf2.wait(30) == 0, "SIGTERM exits 0")
+tf3, port3 = start_tlsfront(peb.tlsfront_args(storage) + [
+    "--listen", "127.0.0.1:%d" % port, "--ask", ask_url, "--backend", backend.addr],
+    name="tlsfront-ask-only")
+before = peb.orders()
+cert, data = fetch("ok-tenant.other.test", "/ask-only")
+check(b"path=/ask-only" in data and "ok-tenant.other.test" in asked and peb.orders() == before + 1,
+      "--ask only: an approved name outside any pattern is issued")
+r = refused("denied-x.else.test")
+check(r and "UNRECOGNIZED NAME" in r.upper().replace("_", " ") and "denied-x.else.test" in asked,
+      "--ask only: a name the endpoint denies is refused")
 finish()

@@ -19,6 +19,9 @@ import threading
 import time
 
 BIN = os.environ.get("TLSFRONT_BIN", os.path.join(os.getcwd(), "tlsfront"))
+# The harness's own TLSFRONT_BIN is no setting of tlsfront's (which warns about unknown
+# TLSFRONT_* variables): keep it out of the environment the binary inherits.
+os.environ.pop("TLSFRONT_BIN", None)
 SRC = os.environ.get("TF_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 SANITIZE = os.environ.get("TF_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
 

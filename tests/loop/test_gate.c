@@ -3,7 +3,8 @@
  * playing the --ask endpoint. The server answers by the first label of the asked domain:
  * allow* 200, deny* 403, maxage* 200 + "max-age=1", denyage* 403 + "max-age=1", nostore* 200
  * + "no-store", fail* 503, slow* never, hold* when the test releases it; anything else 404. It counts
- * requests and how many are open at once. Covered: allow patterns (no request), ask
+ * requests and how many are open at once. Covered: allow patterns alone (no request), ask
+ * alone, both (pattern AND ask: a name outside the patterns is never asked), neither, ask
  * allow/deny, the query separator, timeout, cache hits, max-age expiry, no-store, single
  * flight (50 checks, 1 request), the in-flight cap and "ask_busy", LRU eviction, cancel,
  * a closed port ("ask_error", cached briefly), close with a request pending, callbacks never
@@ -300,43 +301,98 @@ static void close_gate(struct tf_gate *g)
 
 /* ---- tests ---- */
 
-static void test_patterns(void)
+/* --allow alone: a pattern decides, the endpoint is never asked. */
+static void test_allow_only(void)
 {
     char *allow[] = {"static.example.com", "*.wild.example.com"};
-    struct tf_gate *g = gate(allow, 2, url, 0, 60, 0, 0);
     int before = srv.requests;
+    struct tf_gate *g = tf_gate_new(loop, NULL, allow, 2, NULL, 0, 0, 0, 0);
+    CHECK(g != NULL);
     struct result r = ask(g, "static.example.com");
     CHECK_EQ_INT(r.verdict, TF_GATE_ALLOW);
     CHECK_EQ_STR(r.why, "allow_pattern");
-    r = ask(g, "a.wild.example.com");
-    CHECK_EQ_INT(r.verdict, TF_GATE_ALLOW);
-    CHECK_EQ_INT(srv.requests, before);
-    /* Two labels below the wildcard: not covered, so the endpoint decides (404 = deny). */
-    r = ask(g, "a.b.wild.example.com");
+    r = ask(g, "x.wild.example.com");
+    CHECK_EQ_STR(r.why, "allow_pattern");
+    r = ask(g, "other.example.com");
     CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
-    CHECK_EQ_STR(r.why, "ask_deny");
-    CHECK_EQ_INT(srv.requests, before + 1);
+    CHECK_EQ_STR(r.why, "not_allowed");
+    /* Two labels below the wildcard: not covered. */
+    r = ask(g, "a.b.wild.example.com");
+    CHECK_EQ_STR(r.why, "not_allowed");
     struct tf_gate_stats st;
     tf_gate_stats(g, &st);
     CHECK_EQ_INT(st.pattern_allow, 2);
-    CHECK_EQ_INT(st.ask_deny, 1);
-    close_gate(g);
-
-    struct tf_gate *g2 = tf_gate_new(loop, NULL, allow, 2, NULL, 0, 0, 0, 0);
-    CHECK(g2 != NULL);
-    r = ask(g2, "other.example.com");
-    CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
-    CHECK_EQ_STR(r.why, "not_allowed");
-    r = ask(g2, "x.wild.example.com");
-    CHECK_EQ_STR(r.why, "allow_pattern");
+    CHECK_EQ_INT(st.not_allowed, 2);
     struct result bad = {0};
-    CHECK_EQ_INT(tf_gate_check(g2, "a.example.com&x=1", on_verdict, &bad, NULL), TF_EINVAL);
-    CHECK_EQ_INT(tf_gate_check(g2, "A.example.com", on_verdict, &bad, NULL), TF_EINVAL);
-    close_gate(g2);
+    CHECK_EQ_INT(tf_gate_check(g, "a.example.com&x=1", on_verdict, &bad, NULL), TF_EINVAL);
+    CHECK_EQ_INT(tf_gate_check(g, "A.example.com", on_verdict, &bad, NULL), TF_EINVAL);
+    close_gate(g);
     CHECK_EQ_INT(bad.calls, 0);
+    CHECK_EQ_INT(srv.requests, before);
     CHECK(tf_gate_new(loop, NULL, allow, 2, url, 0, 0, 0, 0) == NULL); /* ask without client */
     CHECK(tf_gate_eager("static.example.com"));
     CHECK(!tf_gate_eager("*.wild.example.com"));
+}
+
+/* --allow and --ask together: a name must match a pattern AND the endpoint must say yes; a
+ * name outside the patterns is refused without a request. */
+static void test_allow_and_ask(void)
+{
+    char *allow[] = {"*.both.example.com", "exact.example.com"};
+    struct tf_gate *g = gate(allow, 2, url, 0, 60, 0, 0);
+    int before = srv.requests;
+    struct result r = ask(g, "allow-x.both.example.com");
+    CHECK_EQ_INT(r.verdict, TF_GATE_ALLOW);
+    CHECK_EQ_STR(r.why, "ask_allow");
+    CHECK_EQ_INT(srv.requests, before + 1);
+    r = ask(g, "deny-x.both.example.com");
+    CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
+    CHECK_EQ_STR(r.why, "ask_deny");
+    CHECK_EQ_INT(srv.requests, before + 2);
+    /* An exact pattern is asked about too (the endpoint answers 404 to it: deny). */
+    r = ask(g, "exact.example.com");
+    CHECK_EQ_STR(r.why, "ask_deny");
+    CHECK_EQ_INT(srv.requests, before + 3);
+    /* The endpoint would allow these, but no pattern matches: never asked. */
+    r = ask(g, "allow-y.other.example.com");
+    CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
+    CHECK_EQ_STR(r.why, "not_allowed");
+    r = ask(g, "allow.a.both.example.com");
+    CHECK_EQ_STR(r.why, "not_allowed");
+    CHECK_EQ_INT(srv.requests, before + 3);
+    struct tf_gate_stats st;
+    tf_gate_stats(g, &st);
+    CHECK_EQ_INT(st.pattern_allow, 0);
+    CHECK_EQ_INT(st.not_allowed, 2);
+    CHECK_EQ_INT(st.ask_requests, 3);
+    CHECK_EQ_INT(st.ask_allow, 1);
+    CHECK_EQ_INT(st.ask_deny, 2);
+    close_gate(g);
+}
+
+/* Neither: on-demand is off, every name is refused without a request. */
+static void test_neither(void)
+{
+    int before = srv.requests;
+    struct tf_gate *g = tf_gate_new(loop, NULL, NULL, 0, NULL, 0, 0, 0, 0);
+    CHECK(g != NULL);
+    struct result r = ask(g, "allow1.example.com");
+    CHECK_EQ_INT(r.verdict, TF_GATE_DENY);
+    CHECK_EQ_STR(r.why, "not_allowed");
+    CHECK_EQ_INT(srv.requests, before);
+    close_gate(g);
+}
+
+/* The pure local half the workers use: the same truth table. */
+static void test_may_allow(void)
+{
+    char *allow[] = {"*.a.example"};
+    CHECK(tf_gate_may_allow(allow, 1, false, "x.a.example"));
+    CHECK(tf_gate_may_allow(allow, 1, true, "x.a.example"));
+    CHECK(!tf_gate_may_allow(allow, 1, false, "x.b.example"));
+    CHECK(!tf_gate_may_allow(allow, 1, true, "x.b.example"));
+    CHECK(tf_gate_may_allow(NULL, 0, true, "x.b.example"));
+    CHECK(!tf_gate_may_allow(NULL, 0, false, "x.b.example"));
 }
 
 static void test_ask_and_cache(void)
@@ -525,7 +581,7 @@ static void test_lru_eviction(void)
 static void test_cancel(void)
 {
     srv.release_holds = false;
-    char *allow[] = {"static.example.com"};
+    char *allow[] = {"*.example.com"};
     struct tf_gate *g = gate(allow, 1, url, 0, 60, 1, 0);
     int before = srv.requests;
     struct result w[3], pat = {0}, queued = {0};
@@ -535,7 +591,7 @@ static void test_cancel(void)
         h[i] = check(g, "hold-cancel.example.com", &w[i]);
     tf_gate_cancel(h[1]);
     /* A ready answer withdrawn before delivery, and a queued ask nobody waits for. */
-    tf_gate_cancel(check(g, "static.example.com", &pat));
+    tf_gate_cancel(check(g, "outside.example.org", &pat));
     tf_gate_cancel(check(g, "hold-queued.example.com", &queued));
     struct tf_gate_stats st;
     tf_gate_stats(g, &st);
@@ -703,7 +759,10 @@ int main(void)
     CHECK(http != NULL);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/ask", srv.port);
     TF_TEST_RUN(test_lru_map);
-    TF_TEST_RUN(test_patterns);
+    TF_TEST_RUN(test_allow_only);
+    TF_TEST_RUN(test_allow_and_ask);
+    TF_TEST_RUN(test_neither);
+    TF_TEST_RUN(test_may_allow);
     TF_TEST_RUN(test_ask_and_cache);
     TF_TEST_RUN(test_timeout);
     TF_TEST_RUN(test_max_age_no_store);
