@@ -66,7 +66,10 @@ void tf_server_publish_certs(struct tf_server *s);
 /* Hand a new pending-challenge snapshot to every worker (takes its own references). */
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch);
 
-/* server_admin.c: histograms, and the --admin endpoint when configured (0 or exit code). */
+/* server_admin.c: the histograms' bounds (before any worker or the certificate manager
+ * starts: they observe without a lock), and the --admin endpoint when configured (0 or exit
+ * code). */
+void tf_server_stats_init(struct tf_server *s);
 int tf_server_admin_start(struct tf_server *s);
 void tf_server_admin_stop(struct tf_server *s);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what the tests need, build tlsfront twice (release with -Werror, and ASan+UBSan),
-# and run every test through ctest in both builds. Exit code: non-zero if anything failed.
-# Usage: scripts/test.sh [--fast]   (--fast: skip the sanitizer build)
+# Install what the tests need, build tlsfront three times (release with -Werror, ASan+UBSan,
+# and ThreadSanitizer), run every test through ctest in the first two and the tests labelled
+# tsan (loop tests, and the e2e tests where workers and the control loop run together) in the
+# third. Exit code: non-zero if anything failed.
+# Usage: scripts/test.sh [--fast]   (--fast: skip the sanitizer builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -30,6 +32,17 @@ if [ "$FAST" -eq 0 ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   # The image test builds its own binary from the Dockerfile: once (release pass) is enough.
   (cd build-asan && ctest --output-on-failure -j2 --timeout 900 -LE docker) || rc=1
+
+  echo "== build (ThreadSanitizer)"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTLSFRONT_TSAN=ON \
+        -DTLSFRONT_WERROR=ON >/dev/null
+  cmake --build build-tsan -j"$JOBS"
+  echo "== ctest (ThreadSanitizer, label tsan)"
+  # A report makes the process exit 66: tests see a failed exit and the report on stderr.
+  TSAN="halt_on_error=0:exitcode=66:second_deadlock_stack=1"
+  TSAN="$TSAN:suppressions=$ROOT/tests/tsan.supp"
+  (cd build-tsan && TSAN_OPTIONS="$TSAN" ctest --output-on-failure -j2 --timeout 900 -L tsan) \
+    || rc=1
 fi
 
 echo "== fuzz targets (clang + libFuzzer, bounded runs)"

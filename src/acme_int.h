@@ -152,6 +152,7 @@ struct tf_acme_order {
     struct tf_acme_waiter waiter;
 
     bool locked, published, account_retried, finished;
+    bool lock_waiting;           /* the order lock was busy once (logged) */
     char *order_url, *finalize_url, *cert_url;
     char **authz;
     int n_authz, authz_idx;

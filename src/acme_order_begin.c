@@ -167,6 +167,14 @@ static void on_stored(int err, struct tf_cert *cert, const char *chain_pem,
 
 /* ---- lock and paused marker ---- */
 
+/* Between two tries of an order lock that another process holds. */
+#define LOCK_RETRY_MS 200
+
+static void step_lock(struct tf_acme_order *o);
+
+/* A busy lock is tried again from the order's own timer, not waited for inside the store:
+ * cancelling the order (shutdown) then ends the wait at once, where a wait in the store
+ * would keep the order, and so the shutdown, alive up to --acme-timeout. */
 static void on_locked(int err, void *arg)
 {
     struct tf_acme_order *o = arg;
@@ -176,7 +184,10 @@ static void on_locked(int err, void *arg)
     if (tf_acme_order_cancelled(o))
         return;
     if (err == TF_EBUSY) {
-        tf_acme_order_fail(o, TF_ETIMEDOUT, NULL, "another process holds the order lock");
+        if (!o->lock_waiting)
+            TF_INFO(ACME_MOD, "name=%s order lock held elsewhere: waiting", o->name);
+        o->lock_waiting = true;
+        tf_acme_order_after(o, LOCK_RETRY_MS, step_lock, "the order lock another process holds");
     } else if (err) {
         tf_acme_order_fail(o, err, NULL, "order lock: %s", tf_strerror(err));
     } else {
@@ -185,6 +196,15 @@ static void on_locked(int err, void *arg)
         if (rc)
             on_stored(rc, NULL, NULL, NULL, o);
     }
+}
+
+/* One try (wait 0): see on_locked. */
+static void step_lock(struct tf_acme_order *o)
+{
+    o->storage_busy = true;
+    int rc = tf_storage_lock(o->a->st, o->lock_name, o->a->timeout_s + 60, 0, on_locked, o);
+    if (rc)
+        on_locked(rc, o);
 }
 
 static void on_paused_get(int err, char *data, size_t len, void *arg)
@@ -206,13 +226,7 @@ static void on_paused_get(int err, char *data, size_t len, void *arg)
         tf_acme_order_fail(o, err, NULL, "reading the paused marker: %s", tf_strerror(err));
         return;
     }
-    uint64_t now = tf_mono_ms();
-    uint32_t wait_ms = o->deadline_ms > now ? (uint32_t)(o->deadline_ms - now) : 0;
-    o->storage_busy = true;
-    int rc = tf_storage_lock(o->a->st, o->lock_name, o->a->timeout_s + 60, wait_ms, on_locked,
-                             o);
-    if (rc)
-        on_locked(rc, o);
+    step_lock(o);
 }
 
 static void step_begin(struct tf_acme_order *o)

@@ -1,10 +1,14 @@
 /*
  * mailbox.c: cross-thread message queues between the control loop and the workers. The
- * mutex is held only to link or unlink messages, never while a message is handled.
+ * mutex is held only to link or unlink messages, never while a message is handled. Closing
+ * and destroying are two steps: a closed mailbox still has its mutex, so a poster on another
+ * thread that races with the close is told "closed" instead of locking a destroyed mutex;
+ * the mutex goes only in tf_mailbox_destroy, once no thread can post any more.
  */
 #include "mailbox.h"
 #include "common.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 static void on_async(uv_async_t *h)
@@ -26,6 +30,7 @@ int tf_mailbox_init(struct tf_mailbox *mb, uv_loop_t *loop, tf_mailbox_cb cb, vo
 {
     mb->head = mb->tail = NULL;
     mb->closed = false;
+    mb->handle_closed = false;
     mb->cb = cb;
     mb->owner = owner;
     int r = uv_mutex_init(&mb->mu);
@@ -70,7 +75,7 @@ static void on_closed(uv_handle_t *h)
     struct tf_mailbox *mb = cc->mb;
     void (*done)(struct tf_mailbox *) = cc->done;
     free(cc);
-    uv_mutex_destroy(&mb->mu);
+    mb->handle_closed = true;
     if (done)
         done(mb);
 }
@@ -96,6 +101,12 @@ void tf_mailbox_close(struct tf_mailbox *mb, void (*drop)(struct tf_msg *msg),
     cc->mb = mb;
     mb->async.data = cc;
     uv_close((uv_handle_t *)&mb->async, on_closed);
+}
+
+void tf_mailbox_destroy(struct tf_mailbox *mb)
+{
+    assert(mb->handle_closed && "tf_mailbox_destroy before the close callback");
+    uv_mutex_destroy(&mb->mu);
 }
 
 struct tf_msg *tf_msg_new(int type, void *ptr)

@@ -346,6 +346,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     s->cfg = cfg;
     tf_config_ref(cfg);
     s->n_workers = cfg->workers;
+    tf_server_stats_init(s); /* workers observe into the histograms from their first handshake */
     char err[512] = "";
     s->static_certs = load_static(cfg, err, sizeof err);
     if (!s->static_certs) {
@@ -411,8 +412,11 @@ void tf_server_free(struct tf_server *s)
     if (s->loop_ready) {
         stop_all(s); /* after a failed start: nothing ran yet */
         uv_run(&s->loop, UV_RUN_DEFAULT);
+        /* Mailboxes go only now that no thread can post: workers post to s->mbox until
+         * joined, and the control loop (which has ended) was the only poster to theirs. */
         for (int i = 0; i < s->n_started; i++)
             tf_worker_join(&s->workers[i]);
+        tf_mailbox_destroy(&s->mbox);
         int r = uv_loop_close(&s->loop);
         if (r != 0)
             TF_WARN("server", "control loop close: %s", uv_strerror(r));

@@ -144,12 +144,16 @@ static void srv_certs_json(void *arg, struct tf_metrics_buf *out)
     tf_metrics_buf_puts(out, "]\n");
 }
 
-int tf_server_admin_start(struct tf_server *s)
+void tf_server_stats_init(struct tf_server *s)
 {
     tf_histogram_init(&s->stats.hs_seconds, tf_metrics_handshake_bounds,
                       tf_metrics_handshake_nbounds);
     tf_histogram_init(&s->stats.issue_seconds, tf_metrics_issuance_bounds,
                       tf_metrics_issuance_nbounds);
+}
+
+int tf_server_admin_start(struct tf_server *s)
+{
     if (!s->cfg->admin)
         return 0;
     struct tf_admin_hooks h = {s, srv_healthy, srv_ready, srv_metrics, srv_certs_json};

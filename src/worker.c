@@ -240,13 +240,16 @@ bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2)
     return false;
 }
 
-/* After the thread ended: the loop has no handles left; release the snapshots. */
+/* After the thread ended and the control loop stopped running: the loop has no handles
+ * left; release the mailbox and the snapshots. */
 void tf_worker_join(struct tf_worker *w)
 {
     uv_thread_join(&w->thread);
     int r = uv_loop_close(&w->loop);
     if (r != 0)
         TF_WARN("worker", "worker=%d loop close: %s", w->id, uv_strerror(r));
+    /* The control loop, the only poster here, has ended too (see tf_server_free). */
+    tf_mailbox_destroy(&w->mbox);
     free(w->listeners);
     free(w->listener_proxy);
     tf_config_unref(w->cfg);

@@ -51,7 +51,8 @@ def check(cond, what):
 
 def _sanitizer_report(text):
     return any(k in text for k in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"))
+                                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+                                   "WARNING: ThreadSanitizer"))
 
 
 def finish():
