@@ -9,6 +9,8 @@
  *   DIR/.locks/<name>.lock        a lease: {"pid":N,"host":"H","expires":UNIX,"token":"HEX"}
  *   DIR/.locks/.guard             flock(2)ed around every read-decide-write of a lease
  * Names starting with '.' are never keys, so list() skips temp files and the lock area.
+ * An entry list() cannot read (a symlink loop, an unreadable directory) is logged and
+ * skipped: it never costs the rest of the listing.
  */
 #ifndef TF_STORAGE_FS_H
 #define TF_STORAGE_FS_H
