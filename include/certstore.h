@@ -95,8 +95,13 @@ struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_
  * stays, and a replaced cert stays in the new store under any names cert does not claim.
  * Wildcard entries are not consulted: keep ACME certs in their own store and publish
  * tf_certstore_merge(static, acme) to have operator wildcards win as well. base is
- * unchanged. O(names in base): meant for one issued certificate at a time. */
-struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert);
+ * unchanged. O(names in base): meant for one issued certificate at a time.
+ * only: NULL puts cert under every name it carries; a name puts it under that name alone
+ * (lower-cased; nothing when cert does not cover it). A managed certificate is published
+ * with only = the name that was ordered, so a CA that answers with extra SANs cannot take
+ * over names nobody ordered from it. */
+struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
+                                       const char *only);
 
 /* A new store with all names of both stores (used to combine a reloaded static dir with the
  * ACME certificates). Rule: certificates configured by the operator win. For each name and

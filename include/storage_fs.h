@@ -1,7 +1,8 @@
 /*
  * storage_fs.h: internals shared by the two halves of the filesystem store, storage_fs.c
  * (layout, atomic files, get/put/list/del, lifetime) and storage_fs_lock.c (leased locks).
- * Nothing outside those two files may include this: everyone else codes against storage.h.
+ * Nothing outside those two files may include this (the key fuzz target,
+ * tests/fuzz/fuzz_storage_key.c, excepted): everyone else codes against storage.h.
  *
  * On-disk layout under the storage directory DIR:
  *   DIR/<key>                     one value per file; a key segment "*.x" is stored "_wildcard_.x"
@@ -9,6 +10,8 @@
  *   DIR/.locks/<name>.lock        a lease: {"pid":N,"host":"H","expires":UNIX,"token":"HEX"}
  *   DIR/.locks/.guard             flock(2)ed around every read-decide-write of a lease
  * Names starting with '.' are never keys, so list() skips temp files and the lock area.
+ * An entry list() cannot read (a symlink loop, an unreadable directory) is logged and
+ * skipped: it never costs the rest of the listing.
  */
 #ifndef TF_STORAGE_FS_H
 #define TF_STORAGE_FS_H

@@ -45,9 +45,10 @@ if [ "$FAST" -eq 0 ]; then
     || rc=1
 fi
 
-echo "== fuzz targets (clang + libFuzzer, bounded runs)"
+echo "== fuzz targets (clang + libFuzzer, bounded runs: at most 20 s each, about 2 min in all)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$JOBS" --target fuzz_proxy_proto fuzz_http_rewrite
+cmake --build build-fuzz -j"$JOBS" --target fuzz_proxy_proto fuzz_http_rewrite \
+      fuzz_client_hello fuzz_acme_json fuzz_config_json fuzz_storage_key
 (cd build-fuzz && ctest --output-on-failure -L fuzz --timeout 300) || rc=1
 
 if [ "$rc" -ne 0 ]; then

@@ -20,6 +20,8 @@
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The reason may quote what the CA sent (an unknown status): control bytes in it become
+ * '?', so the reason stays one line in the log. */
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -27,6 +29,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     if (err && errlen)
         vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    for (size_t i = 0; err && i < errlen && err[i]; i++)
+        if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f)
+            err[i] = '?';
     return TF_EINVAL;
 }
 

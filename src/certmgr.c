@@ -77,12 +77,14 @@ struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
 
 /* --- publishing ------------------------------------------------------------------------ */
 
-/* Add or replace the managed certificate of name (takes its own reference on cert). */
+/* Add or replace the managed certificate of name (takes its own reference on cert). Only
+ * the ordered name is published: extra SANs the CA put in the certificate are not ours to
+ * serve (operators' static certificates, by contrast, serve every name they carry). */
 void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
-    struct tf_certstore *next = tf_certstore_with(cm->store, cert);
+    struct tf_certstore *next = tf_certstore_with(cm->store, cert, name);
     tf_certstore_unref(cm->store);
     cm->store = next;
     struct cm_managed *m = cm_find_managed(cm, name);

@@ -227,14 +227,29 @@ struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_
     return store_finish(st);
 }
 
-struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert)
+/* Put cert under one lower-cased name of st, unless an operator's cert holds its place. */
+static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *name)
+{
+    struct tf_cs_entry *e = upsert(st, name, hash_name(name));
+    const struct tf_cert *cur = e->slot.cert[cert->kind];
+    if (!cur || cur->source == cert->source || cert->source == TF_SRC_STATIC)
+        e->slot.cert[cert->kind] = cert;
+}
+
+struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
+                                       const char *only)
 {
     struct tf_certstore *st = store_clone(base, cert ? (size_t)cert->n_names : 0);
-    for (int j = 0; cert && j < cert->n_names; j++) {
-        struct tf_cs_entry *e = upsert(st, cert->names[j], hash_name(cert->names[j]));
-        const struct tf_cert *cur = e->slot.cert[cert->kind];
-        if (!cur || cur->source == cert->source || cert->source == TF_SRC_STATIC)
-            e->slot.cert[cert->kind] = cert;
+    if (cert && only) {
+        char buf[NAME_MAX_LEN + 1];
+        size_t len = strlen(only);
+        for (size_t i = 0; i <= len && len <= NAME_MAX_LEN; i++)
+            buf[i] = (only[i] >= 'A' && only[i] <= 'Z') ? (char)(only[i] - 'A' + 'a') : only[i];
+        if (len > 0 && len <= NAME_MAX_LEN && tf_cert_covers(cert, buf))
+            with_one(st, cert, buf);
+    } else {
+        for (int j = 0; cert && j < cert->n_names; j++)
+            with_one(st, cert, cert->names[j]);
     }
     return store_finish(st);
 }

@@ -644,6 +644,16 @@ static int finalize(struct loader *ld)
     return 0;
 }
 
+/* Bad config is reported on one stderr line, but errors quote the offending value, which
+ * may hold a newline or other control bytes (a JSON string "a\nb", an environment
+ * variable): each becomes '?'. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 int tf_config_load(int argc, char **argv, char **envp, struct tf_config_result *res)
 {
     struct loader ld;
@@ -672,6 +682,7 @@ int tf_config_load(int argc, char **argv, char **envp, struct tf_config_result *
         return 0;
     }
     tf_config_free_all(ld.cfg);
+    one_line(res->err);
     return rc > 0 ? 0 : TF_EINVAL;
 }
 

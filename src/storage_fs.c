@@ -10,6 +10,7 @@
 #include "storage_fs.h"
 
 #include "common.h"
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -266,6 +267,13 @@ static void keyvec_push(struct keyvec *kv, char *key)
 
 static int list_dir(const char *path, const char *prefix, struct keyvec *kv, int depth);
 
+/* The decision to skip an unreadable entry is taken here, so it is logged here (log.h is
+ * safe on pool threads). */
+static void skip_entry(const char *path, int err)
+{
+    TF_WARN("storage", "list: skipping %s: %s", path, tf_strerror(err));
+}
+
 /* One directory entry: a value (pushed), a directory (walked) or something to skip. */
 static int list_entry(const char *path, const char *prefix, const char *name, struct keyvec *kv,
                       int depth)
@@ -279,11 +287,16 @@ static int list_entry(const char *path, const char *prefix, const char *name, st
     if (!tf_storage_key_valid(key))
         goto out; /* not something a key can name (e.g. an operator's README) */
     if (stat(child, &st) < 0) {
-        err = errno == ENOENT ? 0 : -errno; /* ENOENT: deleted while we looked */
+        /* ENOENT: deleted while we looked (or a dangling link). Anything else (a symlink
+         * loop, a permission problem) costs this entry only, never the whole listing. */
+        if (errno != ENOENT)
+            skip_entry(child, -errno);
         goto out;
     }
     if (S_ISDIR(st.st_mode)) {
-        err = list_dir(child, key, kv, depth + 1);
+        int e = list_dir(child, key, kv, depth + 1);
+        if (e && e != UV_ENOENT)
+            skip_entry(child, e);
     } else if (S_ISREG(st.st_mode)) {
         keyvec_push(kv, key);
         key = NULL;

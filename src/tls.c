@@ -1,9 +1,10 @@
 /*
  * tls.c: the server SSL_CTX and its handshake callbacks. The ClientHello callback reads the
- * SNI from the raw extension, validates it, picks the certificates from the worker's
- * snapshot (ECDSA and RSA both installed when a name has both, so OpenSSL serves ECDSA to
- * clients that support it) and the route; the ALPN callback offers the route's protocols;
- * the ticket callback encrypts session tickets with the worker's rotating key ring.
+ * SNI from the raw extension (parsed by hello.c), validates it, picks the certificates from
+ * the worker's snapshot (ECDSA and RSA both installed when a name has both, so OpenSSL
+ * serves ECDSA to clients that support it) and the route; the ALPN callback offers the
+ * route's protocols; the ticket callback encrypts session tickets with the worker's rotating
+ * key ring.
  * Callbacks run on worker threads and read only that worker's snapshots.
  */
 #include "tls.h"
@@ -11,6 +12,7 @@
 #include "certstore.h"
 #include "conn.h"
 #include "gate.h"
+#include "hello.h"
 #include "log.h"
 #include "name.h"
 #include "server.h"
@@ -30,56 +32,15 @@ static const char SUITES_13[] =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 static const char GROUPS[] = "X25519:P-256:P-384";
 
-/* Extract the host_name from the server_name extension (RFC 6066 §3). Returns 1 when a name
- * was found, 0 when the extension holds none, -1 when it is malformed. */
-static int sni_from_ext(const unsigned char *p, size_t len, const unsigned char **name,
-                        size_t *name_len)
-{
-    if (len < 2)
-        return -1;
-    size_t list = ((size_t)p[0] << 8) | p[1];
-    if (list != len - 2)
-        return -1;
-    p += 2;
-    len -= 2;
-    while (len >= 3) {
-        unsigned type = p[0];
-        size_t n = ((size_t)p[1] << 8) | p[2];
-        if (n > len - 3)
-            return -1;
-        if (type == TLSEXT_NAMETYPE_host_name) {
-            *name = p + 3;
-            *name_len = n;
-            return 1;
-        }
-        p += 3 + n;
-        len -= 3 + n;
-    }
-    return len == 0 ? 0 : -1;
-}
-
-/* True when the ClientHello's ALPN list offers proto. A malformed list offers nothing (the
+/* True when the ClientHello's ALPN list offers proto (a malformed list offers nothing: the
  * ALPN callback rejects it later). */
 static bool offers_alpn(SSL *ssl, const char *proto)
 {
     const unsigned char *p;
     size_t len;
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
-                                  &len) != 1 || len < 2)
-        return false;
-    size_t list = ((size_t)p[0] << 8) | p[1];
-    if (list != len - 2)
-        return false;
-    size_t want = strlen(proto);
-    for (size_t i = 2; i < len;) {
-        size_t l = p[i];
-        if (i + 1 + l > len)
-            return false;
-        if (l == want && memcmp(p + i + 1, proto, l) == 0)
-            return true;
-        i += 1 + l;
-    }
-    return false;
+    return SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                     &p, &len) == 1 &&
+           tf_hello_alpn_offers(p, len, proto);
 }
 
 /* TLS-ALPN-01 (RFC 8737 §3): a client offering acme-tls/1 gets the challenge certificate of
@@ -178,7 +139,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     size_t ext_len = 0, raw_len = 0;
     int have = 0;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
-        have = sni_from_ext(ext, ext_len, &raw, &raw_len);
+        have = tf_hello_sni(ext, ext_len, &raw, &raw_len);
         if (have < 0) {
             c->end = "bad_sni_extension";
             *al = SSL_AD_DECODE_ERROR;
@@ -225,22 +186,9 @@ static int tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outle
             return SSL_TLSEXT_ERR_ALERT_FATAL;
         return SSL_TLSEXT_ERR_OK;
     }
-    for (int i = 0; i < c->route.n_alpn; i++) {
-        const char *want = c->route.alpn[i];
-        size_t wl = strlen(want);
-        for (unsigned int p = 0; p < inlen;) {
-            unsigned int l = in[p];
-            if (p + 1 + l > inlen)
-                return SSL_TLSEXT_ERR_ALERT_FATAL;
-            if (l == wl && memcmp(in + p + 1, want, wl) == 0) {
-                *out = in + p + 1;
-                *outlen = (unsigned char)l;
-                return SSL_TLSEXT_ERR_OK;
-            }
-            p += 1 + l;
-        }
-    }
-    return SSL_TLSEXT_ERR_NOACK;
+    int rc = tf_hello_alpn_pick(in, inlen, c->route.alpn, c->route.n_alpn, out, outlen);
+    return rc > 0 ? SSL_TLSEXT_ERR_OK : rc < 0 ? SSL_TLSEXT_ERR_ALERT_FATAL
+                                                : SSL_TLSEXT_ERR_NOACK;
 }
 
 /* Tickets live on the listener's context (OpenSSL takes the callback from the session

@@ -15,8 +15,10 @@ metadata (user, volume, stop signal, health check, entrypoint) is as documented;
 server wires the admin endpoint, /healthz answers and the image's HEALTHCHECK passes. The
 image size and the build time are printed.
 
-All container storage lives in one temporary directory removed on exit. The debootstrap'd
-root filesystem may be cached for a week in the ctest build tree (docker-cache/), or in
+All container storage lives in one temporary directory removed on exit: under the ctest build
+tree when run by ctest, else under $TF_DOCKER_WORK, $TMPDIR, /var/tmp or /tmp, the first
+whose mount allows device nodes and executables (debootstrap refuses a nodev or noexec
+mount, which /tmp often is). The debootstrap'd root filesystem may be cached for a week in the ctest build tree (docker-cache/), or in
 $TF_DOCKER_CACHE; nothing else is reused between runs.
 
 Skipped with a message only when the container tools are missing or we are not root; with
@@ -167,6 +169,39 @@ def apt_sources():
             seen.add(tuple(parts))
             lines.append("deb %s %s %s" % tuple(parts))
     return lines
+
+
+def mount_usable(path):
+    """Whether path is a directory on a mount without nodev and noexec (None: usable);
+    otherwise the reason as text."""
+    try:
+        flags = os.statvfs(path).f_flag
+    except OSError as e:
+        return "cannot stat: %s" % e.strerror
+    bad = [n for n, f in (("nodev", os.ST_NODEV), ("noexec", os.ST_NOEXEC)) if flags & f]
+    return "mounted %s" % ",".join(bad) if bad else None
+
+
+def work_parent():
+    """Where the test's temporary directory goes: the ctest build tree (the current
+    directory when ctest runs us), else $TF_DOCKER_WORK, $TMPDIR, /var/tmp, /tmp: the first
+    that exists on a mount allowing device nodes and executables."""
+    cands = []
+    if os.environ.get("TF_DOCKER_WORK"):
+        cands.append(os.environ["TF_DOCKER_WORK"])
+    if os.path.exists("CTestTestfile.cmake"):
+        cands.append(os.getcwd())
+    cands += [os.environ.get("TMPDIR") or "", "/var/tmp", "/tmp"]
+    why = []
+    for d in cands:
+        if not d or not os.path.isdir(d):
+            continue
+        reason = mount_usable(d)
+        if reason is None:
+            return d
+        why.append("%s: %s" % (d, reason))
+    raise RuntimeError("no directory for the container work tree allows devices and "
+                       "executables (%s)" % "; ".join(why))
 
 
 def make_rootfs_tar(work):
@@ -394,7 +429,14 @@ def main():
     if os.geteuid() != 0:
         skip_or_fail("not root (buildah/podman storage, debootstrap and setcap need root)")
     t_start = time.time()
-    work = tempfile.mkdtemp(prefix="tf-docker-")
+    try:
+        parent = work_parent()
+    except RuntimeError as e:
+        tf.check(False, "docker test: %s" % e)
+        tf.finish()
+        return
+    work = tempfile.mkdtemp(prefix="tf-docker-", dir=parent)
+    print("work tree: %s" % work, flush=True)
     c = Containers(os.path.join(work, "containers"))
     try:
         c.probe_driver()

@@ -10,8 +10,8 @@ import re
 import socket
 
 from legacycommon import Reader, RecordingHTTP, ws_accept, ws_frame, ws_read
-from tfcommon import (Backend, check, client_ctx, echo_handler, finish, free_port, make_certs,
-                      start_tlsfront)
+from tfcommon import (Backend, bound, check, client_ctx, echo_handler, finish, free_port,
+                      make_certs, start_tlsfront, step)
 
 certs = make_certs()
 ctx = client_ctx(certs)
@@ -41,8 +41,11 @@ tf, port = start_tlsfront([
 ])
 
 
-def conn(name="example.test", src="127.0.0.1"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(src, 0))
+def conn(name="example.test", src="127.0.0.1", timeout=60):
+    """A TLS connection to tlsfront; every read or write waits at most timeout seconds
+    (scaled for sanitizer builds): a bound on waiting, not a speed requirement."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=bound(timeout),
+                                 source_address=(src, 0))
     t = ctx.wrap_socket(s, server_hostname=name)
     return t, Reader(t)
 
@@ -118,20 +121,24 @@ check(got.get("x-forwarded-for") == ["203.0.113.7, 127.0.0.2"],
       "trusted client: X-Forwarded-For appended (%r)" % got.get("x-forwarded-for"))
 s.close()
 
-# 50 MB chunked upload, streamed, SHA-256 checked by the backend.
-s, r = conn()
+# 50 MB chunked upload, streamed, SHA-256 checked by the backend. Each write waits for
+# tlsfront and the backend to drain, and the answer comes only once the backend has hashed
+# everything: under ASan on a busy 2-core machine that is minutes, hence the wide bound.
+s, r = conn(timeout=120)
 s.sendall(b"POST /up HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n")
 h = hashlib.sha256()
 block = os.urandom(1 << 16)
 total = 50 * 1024 * 1024
 sent = 0
-while sent < total:
-    piece = block[: min(len(block), total - sent)]
-    h.update(piece)
-    s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-    sent += len(piece)
-s.sendall(b"0\r\n\r\n")
-st, f, body = r.response()
+with step("50 MB upload: sending the body"):
+    while sent < total:
+        piece = block[: min(len(block), total - sent)]
+        h.update(piece)
+        s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sent += len(piece)
+    s.sendall(b"0\r\n\r\n")
+with step("50 MB upload: waiting for the backend's answer"):
+    st, f, body = r.response()
 m = re.search(rb"bodylen=(\d+) sha256=([0-9a-f]+)", body)
 check(st == 200 and m and int(m.group(1)) == total and m.group(2).decode() == h.hexdigest(),
       "50 MB chunked upload: backend got the same SHA-256")
@@ -172,9 +179,9 @@ check(st1 == 200 and b1.startswith(b"GET /u ") and st2 == 200 and b2.startswith(
 s.close()
 
 # An upgrade the backend closes on without answering: a 502 now, not a client held until
-# the idle timeout (5 minutes here; the client gives up after 10 s).
-s, r = conn("y.wild.test")
-s.settimeout(10)
+# the idle timeout (5 minutes here; the client gives up after 30 s, scaled, which stays
+# below it).
+s, r = conn("y.wild.test", timeout=30)
 s.sendall(b"GET /ws HTTP/1.1\r\nHost: y.wild.test\r\nUpgrade: websocket\r\n"
           b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key)
 try:
@@ -201,6 +208,6 @@ s.sendall(msg)
 check(r.exact(len(msg)) == msg, "mode=tcp: request echoed byte for byte, no headers added")
 s.close()
 
-check(tf.wait_for(r"requests=10 ", 10, stream="out") is not None,
+check(tf.wait_for(r"requests=10 ", 30, stream="out") is not None,
       "access log: the pipelined connection logged requests=10")
 finish()

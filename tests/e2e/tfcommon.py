@@ -24,11 +24,44 @@ BIN = os.environ.get("TLSFRONT_BIN", os.path.join(os.getcwd(), "tlsfront"))
 os.environ.pop("TLSFRONT_BIN", None)
 SRC = os.environ.get("TF_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 SANITIZE = os.environ.get("TF_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
+# Every bound on a wait is a number of seconds that holds on an idle machine, times this
+# factor: a sanitizer build on a small loaded machine runs several times slower. Set
+# TF_TIMEOUT_SCALE to override. Bounds are never timing thresholds: they only decide how
+# long to wait for something that must happen.
+TIMEOUT_SCALE = float(os.environ.get("TF_TIMEOUT_SCALE") or (4 if SANITIZE else 1))
 
 _procs = []
 _dirs = []
 _failures = []
 _passes = 0
+_last_ok = None  # the last check that passed, named when a wait times out
+_steps = []      # names of the steps (see step()) now waiting
+
+
+def bound(seconds):
+    """A wait bound of seconds on an idle machine, scaled by TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
+class step:
+    """with step("50 MB upload: backend's answer"): ... -- a socket timeout inside the block
+    becomes a TimeoutError naming the step (and the last check that passed), so a failure
+    says which step was waiting instead of a bare "timed out"."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        _steps.append(self.name)
+        return self
+
+    def __exit__(self, kind, value, tb):
+        _steps.pop()
+        if kind is not None and issubclass(kind, (socket.timeout, TimeoutError)) and \
+                not str(value).startswith("step "):
+            raise TimeoutError("step %r timed out (%s); last passed check: %r" %
+                               (self.name, value, _last_ok)) from value
+        return False
 
 
 def tmpdir():
@@ -39,9 +72,10 @@ def tmpdir():
 
 def check(cond, what):
     """Record one assertion; failures are reported at the end (and make the test fail)."""
-    global _passes
+    global _passes, _last_ok
     if cond:
         _passes += 1
+        _last_ok = what
         print("ok   " + what, flush=True)
     else:
         _failures.append(what)
@@ -107,9 +141,10 @@ class Proc:
             return f.read().decode("utf-8", "replace")
 
     def wait_for(self, pattern, timeout=20, stream="err"):
-        """Wait until the process printed a line matching pattern; returns the match."""
+        """Wait until the process printed a line matching pattern; returns the match.
+        timeout is scaled by TIMEOUT_SCALE."""
         rx = re.compile(pattern)
-        deadline = time.time() + timeout
+        deadline = time.time() + bound(timeout)
         while time.time() < deadline:
             text = self.stderr_text() if stream == "err" else self.stdout_text()
             m = rx.search(text)
@@ -127,8 +162,9 @@ class Proc:
             os.kill(self.pid, sig)
 
     def wait(self, timeout=30):
+        """The exit status, or None if still running after timeout (scaled) seconds."""
         try:
-            return self.p.wait(timeout=timeout)
+            return self.p.wait(timeout=bound(timeout))
         except subprocess.TimeoutExpired:
             return None
 
@@ -175,6 +211,8 @@ def _excepthook(kind, value, tb):
     """An exception ends the test: show it, then every process's log."""
     sys.__excepthook__(kind, value, tb)
     _failures.append("exception: %r" % value)
+    if issubclass(kind, (socket.timeout, TimeoutError)):
+        print("timed out after the last passed check: %r" % _last_ok, flush=True)
     for p in _all_procs:
         p.dump()
     print("%d passed, %d failed" % (_passes, len(_failures)), flush=True)
@@ -223,7 +261,7 @@ def client_ctx(ca_dir, tls_max=None, tls_min=None):
 
 
 def tls_connect(port, name, ctx, host="127.0.0.1", timeout=10):
-    raw = socket.create_connection((host, port), timeout=timeout)
+    raw = socket.create_connection((host, port), timeout=bound(timeout))
     return ctx.wrap_socket(raw, server_hostname=name)
 
 
@@ -336,7 +374,8 @@ def free_port():
 
 
 def wait_until(fn, timeout=10, step=0.02):
-    deadline = time.time() + timeout
+    """fn()'s first true value within timeout (scaled) seconds, else its last value."""
+    deadline = time.time() + bound(timeout)
     while time.time() < deadline:
         v = fn()
         if v:
@@ -350,7 +389,7 @@ class BioClient:
     close_notify (TLS half-close) and still read the reply, which SSLSocket cannot do."""
 
     def __init__(self, port, name, ctx, host="127.0.0.1", timeout=30):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=bound(timeout))
         self.inc = ssl.MemoryBIO()
         self.out = ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=name)

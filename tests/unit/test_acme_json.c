@@ -185,6 +185,9 @@ static void test_order(void)
          "order: \"status\" missing or not a string"},
         {"{\"status\":\"weird\",\"finalize\":\"https://x/f\",\"authorizations\":[\"https://x/z\"]}",
          "order: unknown status \"weird\""},
+        /* A status quoting control bytes still gives a one-line reason (fuzz_acme_json). */
+        {"{\"status\":\"pe\\nx\\u0001\",\"finalize\":\"https://x/f\",\"authorizations\":[]}",
+         "order: unknown status \"pe?x?\""},
         {"{\"status\":\"ready\",\"authorizations\":[\"https://x/z\"]}",
          "order: \"finalize\" missing or not a string"},
         {"{\"status\":\"ready\",\"finalize\":\"https://x/f\",\"authorizations\":\"https://x/z\"}",

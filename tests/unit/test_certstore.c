@@ -342,6 +342,32 @@ static void test_from_pem(void)
 }
 
 /* Leaves used by the with/merge tests, in their own dir with their own CA. */
+/* A managed certificate is published under the name that was ordered only: a CA answering
+ * an order for example.test with www.example.test as well does not get www served. */
+static void test_with_ordered_name(void)
+{
+    char err[256] = "";
+    struct tf_cert *all = cert_from("extra/exall.crt", "extra/exall.key", err, sizeof err);
+    CHECK(all != NULL);
+    if (!all)
+        return;
+    all->source = TF_SRC_ACME;
+    struct tf_certstore *empty = tf_certstore_new();
+    struct tf_certstore *st = tf_certstore_with(empty, all, "Example.TEST");
+    CHECK(get(st, "example.test", TF_CERT_EC) == all);
+    CHECK(tf_certstore_lookup(st, "www.example.test") == NULL);
+    CHECK_EQ_INT(tf_certstore_names(st), 1);
+    /* A name the certificate does not cover publishes nothing. */
+    struct tf_certstore *st2 = tf_certstore_with(empty, all, "other.test");
+    CHECK_EQ_INT(tf_certstore_names(st2), 0);
+    CHECK(tf_certstore_lookup(st2, "other.test") == NULL);
+    tf_certstore_unref(st2);
+    tf_certstore_unref(st);
+    tf_certstore_unref(empty);
+    CHECK_EQ_INT(refs(all), 1);
+    tf_cert_unref(all);
+}
+
 static int make_extra(void)
 {
     return sh("set -e; S='%s'; D='%s/extra'; "
@@ -363,11 +389,11 @@ static void check_with_acme(const struct tf_certstore *base, const struct tf_cer
     if (a20 && arsa) {
         a20->source = TF_SRC_ACME;
         arsa->source = TF_SRC_ACME;
-        struct tf_certstore *st5 = tf_certstore_with(base, a20);
+        struct tf_certstore *st5 = tf_certstore_with(base, a20, NULL);
         CHECK(get(st5, "example.test", TF_CERT_EC) == old);
         CHECK_EQ_INT(tf_certstore_count(st5), 6);
         CHECK_EQ_INT(refs(a20), 1);
-        struct tf_certstore *st6 = tf_certstore_with(st5, arsa);
+        struct tf_certstore *st6 = tf_certstore_with(st5, arsa, NULL);
         CHECK(get(st6, "example.test", TF_CERT_RSA) == arsa);
         tf_certstore_unref(st5);
         tf_certstore_unref(st6);
@@ -388,7 +414,7 @@ static void test_with(void)
         goto done;
     const struct tf_cert *old = get(base, "example.test", TF_CERT_EC);
 
-    struct tf_certstore *st2 = tf_certstore_with(base, c20);
+    struct tf_certstore *st2 = tf_certstore_with(base, c20, NULL);
     CHECK(get(base, "example.test", TF_CERT_EC) == old);
     CHECK(get(st2, "example.test", TF_CERT_EC) == c20);
     CHECK(get(st2, "www.example.test", TF_CERT_EC) == old);
@@ -397,13 +423,13 @@ static void test_with(void)
     CHECK_EQ_INT(refs(old), 2);
     CHECK_EQ_INT(refs(c20), 2);
 
-    struct tf_certstore *st3 = tf_certstore_with(st2, rsa);
+    struct tf_certstore *st3 = tf_certstore_with(st2, rsa, NULL);
     CHECK(get(st3, "example.test", TF_CERT_EC) == c20);
     CHECK(get(st3, "example.test", TF_CERT_RSA) == rsa);
     CHECK(get(st2, "example.test", TF_CERT_RSA) == NULL);
 
     /* A cert claiming every name of the old one pushes it out of the new snapshot. */
-    struct tf_certstore *st4 = tf_certstore_with(base, all);
+    struct tf_certstore *st4 = tf_certstore_with(base, all, NULL);
     CHECK_EQ_INT(tf_certstore_count(st4), 6);
     CHECK(get(st4, "www.example.test", TF_CERT_EC) == all);
 
@@ -573,6 +599,7 @@ int main(void)
         TF_TEST_RUN(test_from_pem);
         CHECK_EQ_INT(make_extra(), 0);
         TF_TEST_RUN(test_with);
+        TF_TEST_RUN(test_with_ordered_name);
         TF_TEST_RUN(test_merge);
         TF_TEST_RUN(test_many);
     }

@@ -685,6 +685,9 @@ static void test_json_errors(void)
     check_json_err("{\"storage\": 5}", ": key \"storage\": expected a string");
     check_json_err("{\"alpn\": [\"h2,x\"]}",
                    ": key \"alpn\": expected an array of strings without ','");
+    /* A quoted value with control bytes still makes one line (found by fuzz_config_json). */
+    check_json_err("{\"backend\": \"c\\nx\\u0007\"}",
+                   ": key \"backend\": expected HOST:PORT (IPv6 in brackets), got \"c?x?\"");
 }
 
 /* Run a load with stdout captured (for --help and --version); *out is a heap copy. */

@@ -317,6 +317,46 @@ static void test_unusable_dir(void)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* One unreadable entry under a prefix (a symlink to itself: stat says ELOOP even for root,
+ * and a directory symlink cycle deeper than the walk allows) costs only that entry: the
+ * rest of the listing still comes back, asynchronously and through the synchronous helper. */
+static void test_list_skips_unreadable(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char *dir;
+    struct tf_storage *s = store_new(&loop, "unreadable", &dir);
+    CHECK_EQ_INT(put_str(s, "certs/a.example/cert.pem", "a", false), 0);
+    CHECK_EQ_INT(put_str(s, "certs/b.example/cert.pem", "b", false), 0);
+    char *self = path_in(dir, "certs/loop.example");
+    CHECK_EQ_INT(symlink("loop.example", self), 0);
+    char *cycle = path_in(dir, "certs/b.example/again");
+    CHECK_EQ_INT(symlink("..", cycle), 0);
+    struct res r = {0};
+    CHECK_EQ_INT(done_wait(s, tf_storage_list(s, "certs", on_list, &r), &r), 0);
+    /* b.example/again/b.example/again/... is walked up to the depth limit, then skipped. */
+    int a = 0, b = 0;
+    for (int i = 0; i < r.n; i++) {
+        a += strcmp(r.keys[i], "certs/a.example/cert.pem") == 0;
+        b += strcmp(r.keys[i], "certs/b.example/cert.pem") == 0;
+        CHECK(strstr(r.keys[i], "loop.example") == NULL);
+    }
+    CHECK_EQ_INT(a, 1);
+    CHECK_EQ_INT(b, 1);
+    res_clear(&r);
+    char **sk;
+    int sn;
+    CHECK_EQ_INT(tf_storage_fs_list_sync(dir, "certs", &sk, &sn), 0);
+    CHECK(sn >= 2);
+    for (int i = 0; i < sn; i++)
+        free(sk[i]);
+    free(sk);
+    store_close(s, &loop);
+    free(cycle);
+    free(self);
+    free(dir);
+}
+
 /* Parse a lease file; expires (or -1) and whether pid and host are as given. */
 
 int main(void)
@@ -331,6 +371,7 @@ int main(void)
     TF_TEST_RUN(test_del);
     TF_TEST_RUN(test_failed_writes_keep_old);
     TF_TEST_RUN(test_unusable_dir);
+    TF_TEST_RUN(test_list_skips_unreadable);
     root_remove();
     return TF_TEST_DONE();
 }
