@@ -34,6 +34,7 @@ struct tf_backend {
     uint16_t port;
     enum tf_proxy_proto proxy;
     enum tf_route_mode mode;
+    bool connect;                /* ",connect=on": mode=http forwards CONNECT (else 405) */
 };
 
 /* "PATTERN=HOST:PORT[,opts]"; PATTERN is an exact name or "*.suffix" (one label). */
