@@ -122,6 +122,7 @@ struct tf_config {
     /* HTTP redirect (#7) */
     char *redirect_http;
     struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */
+    int redirect_max_per_ip;       /* connections per client address, default 16 */
 
     /* Legacy backends (#7) */
     struct tf_cidr *proxy_from;    /* --proxy-from: who may send PROXY headers; none = anyone */

@@ -145,6 +145,8 @@ struct opt {
       "on-demand names unused this many days are not renewed")                                     \
     X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                        \
       "plain-HTTP listener that redirects to https:// (default: off)")                             \
+    X("redirect-max-per-ip", OT_INT, 0, F(redirect_max_per_ip), 1, 1024, NULL, " N", Y, "16",     \
+      "--redirect-http connections open per client address")                                       \
     X("proxy-from", OT_FN, OF_REPEAT, F(proxy_from), 0, 0, S(cidr), " CIDR", N, "",                \
       "load balancers allowed to send PROXY headers to \",proxy\" listeners, repeatable "          \
       "(default: any)")                                                                            \

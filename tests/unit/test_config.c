@@ -156,6 +156,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->max_orders, 4);
     CHECK_EQ_INT(c->max_held, 1000);
     CHECK_EQ_INT(c->max_held_per_ip, 20);
+    CHECK_EQ_INT(c->redirect_max_per_ip, 16);
     CHECK_EQ_INT(c->max_names, 10000);
     CHECK_EQ_INT(c->backoff_base_s, 60);
     CHECK_EQ_INT(c->backoff_max_s, 86400);
