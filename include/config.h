@@ -34,6 +34,7 @@ struct tf_backend {
     uint16_t port;
     enum tf_proxy_proto proxy;
     enum tf_route_mode mode;
+    bool connect;                /* ",connect=on": mode=http forwards CONNECT (else 405) */
 };
 
 /* "PATTERN=HOST:PORT[,opts]"; PATTERN is an exact name or "*.suffix" (one label). */
@@ -124,6 +125,7 @@ struct tf_config {
     /* HTTP redirect (#7) */
     char *redirect_http;
     struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */
+    int redirect_max_per_ip;       /* connections per client address, default 16 */
 
     /* Legacy backends (#7) */
     struct tf_cidr *proxy_from;    /* --proxy-from: who may send PROXY headers; none = anyone */

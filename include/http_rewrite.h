@@ -40,6 +40,8 @@ struct tf_http_rw_opts {
     const char *proto;       /* NULL means "https" */
     bool trust_xff;          /* append to an incoming X-Forwarded-For/Forwarded, else replace */
     bool add_forwarded;      /* also write RFC 7239 Forwarded */
+    bool allow_connect;      /* forward CONNECT (else refused with 405: a 2xx would turn
+                              * the connection into a tunnel nobody checks) */
     size_t max_header_bytes; /* request line + header fields; 0 = the default (32 KiB) */
 };
 
@@ -51,8 +53,8 @@ void tf_http_rw_free(struct tf_http_rw *rw);
  * Returns 0 to go on, TF_HTTP_RW_UPGRADE (see above; the caller stops reading the client
  * until the backend's response decides, then calls tf_http_rw_set_tunnel() or
  * tf_http_rw_upgrade_refused()), or a negative code after which the connection must close:
- * TF_EPROTO (malformed or smuggling attempt, status 400) or TF_ETOOBIG (header block over
- * the cap, status 431); the error is sticky. A request head is emitted only once complete
+ * TF_EPROTO (malformed or smuggling attempt, status 400; CONNECT without allow_connect,
+ * status 405) or TF_ETOOBIG (header block over the cap, status 431); the error is sticky. A request head is emitted only once complete
  * and valid; on error, output of the bad request appended during this call is withdrawn
  * from out (out->len goes back), so a bad request that arrives in one read never reaches
  * the backend. Body bytes of a valid head already emitted by earlier calls cannot be
@@ -61,7 +63,7 @@ void tf_http_rw_free(struct tf_http_rw *rw);
  * bytes are dropped (RFC 9112 section 9.6). */
 int tf_http_rw_feed(struct tf_http_rw *rw, const char *data, size_t len, struct tf_buf_sink *out);
 
-/* After an error: the status to answer (400 or 431) and a short reason for the log. */
+/* After an error: the status to answer (400, 405 or 431) and a short reason for the log. */
 int tf_http_rw_status(const struct tf_http_rw *rw);
 const char *tf_http_rw_reason(const struct tf_http_rw *rw);
 /* Request heads emitted so far on this connection (responses the caller should expect). */
@@ -78,7 +80,7 @@ void tf_http_rw_set_tunnel(struct tf_http_rw *rw, struct tf_buf_sink *out);
  * the held bytes; returns what tf_http_rw_feed() returns for them. */
 int tf_http_rw_upgrade_refused(struct tf_http_rw *rw, struct tf_buf_sink *out);
 
-/* A complete "Connection: close" response for 400, 408, 431, 502, 503 or 504 (other codes
+/* A complete "Connection: close" response for 400, 405, 408, 431, 502, 503 or 504 (other codes
  * are written as 500), small plain-text body. Returns its length, or 0 if cap is too small. */
 size_t tf_http_error_response(int status, char *out, size_t cap);
 

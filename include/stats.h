@@ -5,6 +5,7 @@
 #ifndef TF_STATS_H
 #define TF_STATS_H
 
+#include "log.h"
 #include "metrics.h"
 
 #include <stdatomic.h>
@@ -27,6 +28,10 @@ struct tf_stats {
     atomic_ullong backend_errors_route[TF_STATS_ROUTES + 1]; /* [0] default, [i+1] route i */
     struct tf_histogram hs_seconds;     /* handshake latency, accept to finished */
     struct tf_histogram issue_seconds;  /* on-demand: first request to certificate */
+    /* Messages that a flood would repeat per connection or per name (rate-limited). */
+    struct tf_log_limit log_order_refused; /* an order refused by the local budget */
+    struct tf_log_limit log_not_allowed;   /* a name the gates denied */
+    struct tf_log_limit log_redirect_cap;  /* --redirect-http per-address cap reached */
 };
 
 #define TF_STAT_ADD(s, field, v) atomic_fetch_add_explicit(&(s)->field, (v), memory_order_relaxed)

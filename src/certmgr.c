@@ -196,7 +196,8 @@ void cm_start_order(struct cm_demand *d)
     int r = tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why, sizeof why);
     if (r != 0) {
         cm->stats.refused_budget++;
-        TF_WARN("certmgr", "name=%s order refused by the local budget: %s", d->name, why);
+        tf_log_limited(&cm->srv->stats.log_order_refused, (int64_t)tf_mono_ms(), TF_LOG_WARN,
+                       "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
         demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
@@ -228,8 +229,9 @@ static void on_gate(int verdict, const char *why, void *arg)
     if (verdict != TF_GATE_ALLOW) {
         struct tf_certmgr *cm = d->cm;
         cm->stats.decisions_deny++;
-        TF_INFO("certmgr", "name=%s not allowed (%s)%s", d->name, why,
-                d->renewal ? ": not renewed" : "");
+        tf_log_limited(&cm->srv->stats.log_not_allowed, (int64_t)tf_mono_ms(), TF_LOG_INFO,
+                       "certmgr", "name=%s not allowed (%s)%s", d->name, why,
+                       d->renewal ? ": not renewed" : "");
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
         demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, why);

@@ -71,10 +71,10 @@ struct opt {
     X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
     X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
       "certificate for clients without SNI or with an unknown name (default: refuse)")             \
-    X("backend", OT_FN, 0, 0, 0, 0, S(backend), " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]", N, "", \
-      "default backend")                                                                           \
+    X("backend", OT_FN, 0, 0, 0, 0, S(backend),                                                    \
+      " HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,connect=on]", N, "", "default backend")           \
     X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                                \
-      " PATTERN=HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,alpn=A+B]", N, "",                        \
+      " PATTERN=HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,connect=on][,alpn=A+B]", N, "",           \
       "send an exact name or *.suffix to a backend, repeatable (JSON: \"routes\", objects ok)")    \
     X("alpn", OT_FN, OF_JLIST, 0, 0, 0, S(alpn), " LIST", Y, "http/1.1",                           \
       "comma-separated ALPN protocols of the default backend")                                     \
@@ -156,6 +156,8 @@ struct opt {
       "on-demand names unused this many days are not renewed")                                     \
     X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                        \
       "plain-HTTP listener that redirects to https:// (default: off)")                             \
+    X("redirect-max-per-ip", OT_INT, 0, F(redirect_max_per_ip), 1, 1024, NULL, " N", Y, "16",     \
+      "--redirect-http connections open per client address")                                       \
     X("proxy-from", OT_FN, OF_REPEAT, F(proxy_from), 0, 0, S(cidr), " CIDR", N, "",                \
       "load balancers allowed to send PROXY headers to \",proxy\" listeners, repeatable "          \
       "(default: any)")                                                                            \

@@ -99,23 +99,24 @@ static void plus_separated(char *s)
     }
 }
 
-/* {"pattern","backend","alpn","proxy_protocol","mode"} as "PATTERN=BACKEND,opt=..". */
+/* {"pattern","backend","alpn","proxy_protocol","mode","connect"} as "PATTERN=BACKEND,opt=..". */
 static int route_text(const cJSON *obj, char **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"pattern", "backend", "proxy_protocol", "mode"};
-    static const char *const forbidden[] = {"=,", "", ",", ","}; /* would split the spec */
-    const char *v[4] = {NULL, NULL, NULL, NULL};
+    static const char *const keys[] = {"pattern", "backend", "proxy_protocol", "mode",
+                                       "connect"};
+    static const char *const forbidden[] = {"=,", "", ",", ",", ","}; /* would split the spec */
+    const char *v[5] = {NULL, NULL, NULL, NULL, NULL};
     char *alpn = NULL;
     const cJSON *it;
 
     cJSON_ArrayForEach(it, obj)
     {
         size_t k = 0;
-        while (k < 4 && strcmp(it->string, keys[k]) != 0)
+        while (k < 5 && strcmp(it->string, keys[k]) != 0)
             k++;
-        if (k < 4 && cJSON_IsString(it) && !strpbrk(it->valuestring, forbidden[k])) {
+        if (k < 5 && cJSON_IsString(it) && !strpbrk(it->valuestring, forbidden[k])) {
             v[k] = it->valuestring;
-        } else if (k == 4 && strcmp(it->string, "alpn") == 0 && cJSON_IsArray(it) && !alpn) {
+        } else if (k == 5 && strcmp(it->string, "alpn") == 0 && cJSON_IsArray(it) && !alpn) {
             if (join_strings(it, ",+", &alpn, err, errlen) < 0)
                 return TF_EINVAL;
             plus_separated(alpn);
@@ -131,8 +132,9 @@ static int route_text(const cJSON *obj, char **out, char *err, size_t errlen)
         return TF_EINVAL;
     }
     *out =
-        tf_asprintf("%s=%s%s%s%s%s%s%s", v[0], v[1], v[2] ? ",proxy=" : "", v[2] ? v[2] : "",
-                    v[3] ? ",mode=" : "", v[3] ? v[3] : "", alpn ? ",alpn=" : "", alpn ? alpn : "");
+        tf_asprintf("%s=%s%s%s%s%s%s%s%s%s", v[0], v[1], v[2] ? ",proxy=" : "", v[2] ? v[2] : "",
+                    v[3] ? ",mode=" : "", v[3] ? v[3] : "", v[4] ? ",connect=" : "",
+                    v[4] ? v[4] : "", alpn ? ",alpn=" : "", alpn ? alpn : "");
     free(alpn);
     return 0;
 }

@@ -471,6 +471,13 @@ static int backend_option(const char *opt, size_t n, const char *spec, struct tf
             b->mode = TF_MODE_HTTP;
         else
             goto bad;
+    } else if (n > 8 && strncmp(opt, "connect=", 8) == 0) {
+        if (n == 10 && strncmp(opt + 8, "on", 2) == 0)
+            b->connect = true;
+        else if (n == 11 && strncmp(opt + 8, "off", 3) == 0)
+            b->connect = false;
+        else
+            goto bad;
     } else if (route && n > 5 && strncmp(opt, "alpn=", 5) == 0) {
         val = tf_strndup(opt + 5, n - 5);
         rc = tf_config_parse_alpn(val, '+', r->alpn, &r->n_alpn, err, errlen);
@@ -480,7 +487,9 @@ static int backend_option(const char *opt, size_t n, const char *spec, struct tf
     }
     return rc;
 bad:
-    snprintf(err, errlen, "bad option \"%.*s\" in \"%.*s\" (expected proxy=v1|v2, mode=tcp|http%s)",
+    snprintf(err, errlen,
+             "bad option \"%.*s\" in \"%.*s\" (expected proxy=v1|v2, mode=tcp|http, "
+             "connect=on|off%s)",
              (int)TF_MIN(n, QLEN), opt, QLEN, spec, route ? ", alpn=A+B" : "");
     return TF_EINVAL;
 }
@@ -523,6 +532,10 @@ static int parse_backend_into(const char *s, const char *spec, struct tf_route *
         int rc = backend_option(p + 1, n, spec, r, route, err, errlen);
         if (rc < 0)
             return rc;
+    }
+    if (r->backend.connect && r->backend.mode != TF_MODE_HTTP) {
+        snprintf(err, errlen, "connect=on needs mode=http in \"%.*s\"", QLEN, spec);
+        return TF_EINVAL;
     }
     return 0;
 }

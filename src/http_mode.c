@@ -6,7 +6,8 @@
  * that frames the backend's responses: it buffers each response head (capped) to add
  * Strict-Transport-Security when configured, counts responses so that an error page never
  * lands in the middle of an earlier response, and answers the rewriter's upgrade question
- * (101, or 2xx to CONNECT, switches both directions to plain byte forwarding). Bodies pass
+ * (101, or 2xx to CONNECT on a route with connect=on, switches both directions to plain
+ * byte forwarding; elsewhere the rewriter answers CONNECT with 405). Bodies pass
  * through without buffering. Never writes to sockets itself: everything goes through
  * tf_pump_to_backend(), tf_pump_to_client() and tf_pump_finish().
  */
@@ -156,6 +157,7 @@ struct tf_http *tf_http_new(struct tf_conn *c)
                      tf_cidr_match(cfg->trusted_xff, cfg->n_trusted_xff,
                                    (const struct sockaddr *)&c->src_addr),
         .add_forwarded = cfg->forwarded,
+        .allow_connect = c->route.backend->connect,
     };
     h->c = c;
     h->rw = tf_http_rw_new(&o);
@@ -202,7 +204,7 @@ void tf_http_fail(struct tf_conn *c, int status, const char *reason)
 static void bad_request(struct tf_conn *c, struct tf_http *h)
 {
     int status = tf_http_rw_status(h->rw);
-    const char *end = status == 431 ? "http_431" : "http_400";
+    const char *end = status == 431 ? "http_431" : status == 405 ? "http_405" : "http_400";
     TF_INFO("http", "conn=%llx %s name=%s: %d %s", (unsigned long long)c->id, c->peer,
             c->sni[0] ? c->sni : "-", status, tf_http_rw_reason(h->rw));
     if (tf_http_rw_mid_request(h->rw)) {

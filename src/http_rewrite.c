@@ -43,7 +43,7 @@ struct rw_field {
 struct tf_http_rw {
     llhttp_t ll;
     char *client_addr, *host, *proto;
-    bool trust_xff, add_forwarded;
+    bool trust_xff, add_forwarded, allow_connect;
     size_t max_header;
     enum rw_phase phase;
     enum rw_pause pause;      /* why llhttp_execute() last returned HPE_PAUSED */
@@ -257,6 +257,7 @@ struct tf_http_rw *tf_http_rw_new(const struct tf_http_rw_opts *opts)
     rw->proto = tf_strdup(opts->proto ? opts->proto : "https");
     rw->trust_xff = opts->trust_xff;
     rw->add_forwarded = opts->add_forwarded;
+    rw->allow_connect = opts->allow_connect;
     rw->max_header =
         opts->max_header_bytes ? opts->max_header_bytes : TF_HTTP_RW_DEFAULT_MAX_HEADER;
     llhttp_init(&rw->ll, HTTP_REQUEST, &rw_settings);
@@ -517,6 +518,8 @@ static int finish_head(struct tf_http_rw *rw, struct tf_buf_sink *out)
     }
     if (!host && minor == 1)
         return fail(rw, TF_EPROTO, 400, "missing Host");
+    if (llhttp_get_method(&rw->ll) == HTTP_CONNECT && !rw->allow_connect)
+        return fail(rw, TF_EPROTO, 405, "CONNECT not enabled on this route");
     if (host) {
         size_t n = trim_ows(rw->arena.data + host->value_off, host->value_len);
         if (!host_ok(rw->arena.data + host->value_off, n))
@@ -693,6 +696,8 @@ static const char *status_text(int status)
     switch (status) {
     case 400:
         return "Bad Request";
+    case 405:
+        return "Method Not Allowed";
     case 408:
         return "Request Timeout";
     case 431:

@@ -2,6 +2,8 @@
  * log.c: event and access logging. The only process-wide settings in tlsfront live here
  * (minimum level and format), written once before any thread starts and on reload from the
  * control loop; they are atomics so a worker reading them mid-reload sees a whole value.
+ * Rate-limited message classes (struct tf_log_limit) keep their state in their owner, never
+ * here, and are driven by the caller's clock so that tests can feed a fake one.
  * Never blocks on anything but write(2) to stderr/stdout; never logs key material.
  */
 #include "log.h"
@@ -124,6 +126,47 @@ void tf_log(enum tf_log_level level, const char *module, const char *fmt, ...)
         n += (size_t)snprintf(buf, sizeof buf, "%s %s %s: %s", ts, level_name(level), module, msg);
     }
     emit(STDERR_FILENO, buf, n, sizeof buf);
+}
+
+bool tf_log_limit_pass(struct tf_log_limit *l, int64_t now_ms, uint64_t *repeated,
+                       int64_t *span_ms)
+{
+    int64_t interval = l->interval_ms ? l->interval_ms : TF_LOG_LIMIT_DEFAULT_MS;
+    long long next = atomic_load(&l->next_ms);
+    /* One thread wins the window: the others (and later callers inside it) only count. */
+    if (now_ms < next || !atomic_compare_exchange_strong(&l->next_ms, &next, now_ms + interval)) {
+        atomic_fetch_add_explicit(&l->pending, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+        return false;
+    }
+    *repeated = atomic_exchange(&l->pending, 0);
+    /* next was the previous line's time plus the interval; 0 (never written) gives 0. */
+    *span_ms = next ? now_ms - (next - interval) : 0;
+    return true;
+}
+
+uint64_t tf_log_limit_suppressed(const struct tf_log_limit *l)
+{
+    return atomic_load_explicit(&l->suppressed, memory_order_relaxed);
+}
+
+void tf_log_limited(struct tf_log_limit *l, int64_t now_ms, enum tf_log_level level,
+                    const char *module, const char *fmt, ...)
+{
+    uint64_t repeated;
+    int64_t span_ms;
+    if (!tf_log_enabled(level) || !tf_log_limit_pass(l, now_ms, &repeated, &span_ms))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (repeated == 0)
+        tf_log(level, module, "%s", msg);
+    else
+        tf_log(level, module, "%s (repeated %llu times in the last %lld s)", msg,
+               (unsigned long long)repeated, (long long)((span_ms + 500) / 1000));
 }
 
 void tf_log_ssl(enum tf_log_level level, const char *module, const char *context)

@@ -5,8 +5,11 @@
  * HOST comes from the Host header, normalised with tf_name_normalize() (so IP literals,
  * ports other than digits, "@", CR/LF and anything outside LDH are refused), and only names
  * tlsfront would serve a certificate for get a redirect: it must never become an open
- * redirect. It never touches worker state and reads the server's snapshots only on the
- * control loop, where they are replaced.
+ * redirect. One client address may hold at most --redirect-max-per-ip of the RD_MAX_CONNS
+ * connections, and a request head must arrive within --handshake-timeout (the TLS
+ * listeners' limit for the bytes before any request), so one client cannot keep every slot.
+ * It never touches worker state and reads the server's snapshots only on the control loop,
+ * where they are replaced.
  */
 #include "redirect.h"
 #include "certstore.h"
@@ -25,7 +28,6 @@
 #define RD_MAX_CONNS 1024
 #define RD_MAX_HEAD (16 * 1024)
 #define RD_MAX_TARGET 8192
-#define RD_TIMEOUT_MS 10000
 #define RD_LINGER_MS 2000
 
 struct tf_redirect {
@@ -59,6 +61,7 @@ struct rd_conn {
     size_t host_len;
     bool host_over;
     char peer[64];
+    char ip[64];                  /* the peer's address alone: the per-address count's key */
     char resp[RD_MAX_TARGET + 512];
     char rbuf[4096];
 };
@@ -307,6 +310,22 @@ static void on_timeout(uv_timer_t *t)
     conn_close(t->data);
 }
 
+/* Whether k's address already holds --redirect-max-per-ip other open connections (the
+ * list holds open ones only; k is on it). A walk: at most RD_MAX_CONNS, on accept only. */
+static bool over_address_cap(struct tf_redirect *rd, const struct rd_conn *k)
+{
+    const struct tf_config *cfg = rd->s->cfg;
+    int n = 0;
+    for (const struct rd_conn *o = rd->conns; o; o = o->next)
+        n += o != k && strcmp(o->ip, k->ip) == 0;
+    if (n < cfg->redirect_max_per_ip)
+        return false;
+    tf_log_limited(&rd->s->stats.log_redirect_cap, (int64_t)tf_mono_ms(), TF_LOG_INFO,
+                   "redirect", "%s: --redirect-max-per-ip (%d) reached, closed", k->peer,
+                   cfg->redirect_max_per_ip);
+    return true;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct tf_redirect *rd = server->data;
@@ -330,12 +349,16 @@ static void on_connection(uv_stream_t *server, int status)
     }
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[64] = "?";
+    snprintf(k->ip, sizeof k->ip, "?");
     if (uv_tcp_getpeername(&k->tcp, (struct sockaddr *)&ss, &len) == 0)
-        tf_conn_addr_text(&ss, k->peer, sizeof k->peer, ip, sizeof ip);
+        tf_conn_addr_text(&ss, k->peer, sizeof k->peer, k->ip, sizeof k->ip);
+    if (over_address_cap(rd, k)) {
+        conn_close(k);
+        return;
+    }
     llhttp_init(&k->ll, HTTP_REQUEST, &rd_settings);
     k->ll.data = k;
-    uv_timer_start(&k->timer, on_timeout, RD_TIMEOUT_MS, 0);
+    uv_timer_start(&k->timer, on_timeout, rd->s->cfg->handshake_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&k->tcp, on_alloc, on_read) != 0)
         conn_close(k);
 }

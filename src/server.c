@@ -396,6 +396,10 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         char name[80];
         tf_listener_name(uv_fileno_of(&s->workers[0].listeners[l]), name, sizeof name);
         TF_INFO("server", "listening on %s (%d workers)", name, s->n_workers);
+        if (cfg->listen[l].proxy && cfg->n_proxy_from == 0)
+            TF_WARN("server", "listener %s takes PROXY headers from any source: anyone who can "
+                              "reach it can forge the client address (set --proxy-from)",
+                    name);
     }
     return tf_redirect_start(s);
 }

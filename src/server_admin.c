@@ -92,6 +92,24 @@ static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)
     tf_metrics_buf_free(&lb);
 }
 
+/* Lines the rate-limited log classes held back, one series per class. */
+static void log_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+{
+    const struct {
+        const char *labels;
+        const struct tf_log_limit *l;
+    } cls[] = {
+        {"class=\"order_refused_budget\"", &s->stats.log_order_refused},
+        {"class=\"name_not_allowed\"", &s->stats.log_not_allowed},
+        {"class=\"redirect_address_cap\"", &s->stats.log_redirect_cap},
+    };
+    for (size_t i = 0; i < TF_ARRAY_LEN(cls); i++)
+        tf_metrics_counter(out, "tlsfront_log_suppressed_total",
+                           i == 0 ? "Log lines held back by rate limiting, by message class."
+                                  : NULL,
+                           cls[i].labels, tf_log_limit_suppressed(cls[i].l));
+}
+
 static void srv_metrics(void *arg, struct tf_metrics_buf *out)
 {
     struct tf_server *s = arg;
@@ -99,6 +117,7 @@ static void srv_metrics(void *arg, struct tf_metrics_buf *out)
                      "version=\"" TLSFRONT_VERSION "\"", 1);
     conn_metrics(s, out);
     route_metrics(s, out);
+    log_metrics(s, out);
     tf_metrics_gauge(out, "tlsfront_certificates", "Certificates being served.", NULL,
                      (double)tf_certstore_count(s->certs));
     tf_metrics_histogram(out, "tlsfront_issuance_duration_seconds",

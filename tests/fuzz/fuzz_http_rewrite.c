@@ -49,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .host = "sni.example",
                                 .trust_xff = sel & 8,
                                 .add_forwarded = sel & 16,
+                                .allow_connect = sel & 64,
                                 .max_header_bytes = sel & 32 ? 256 : 0};
     size_t pl = strlen(pre), n = pl + size - 2;
     char *in = malloc(n + 1);
@@ -63,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (ra != 0 && ra != TF_HTTP_RW_UPGRADE && ra != TF_EPROTO && ra != TF_ETOOBIG)
         abort();
-    if ((ra == TF_EPROTO && sa != 400) || (ra == TF_ETOOBIG && sa != 431))
+    if ((ra == TF_EPROTO && sa != 400 && (sa != 405 || o.allow_connect)) ||
+        (ra == TF_ETOOBIG && sa != 431))
         abort();
     if (ra >= 0 && (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0)))
         abort();

@@ -156,6 +156,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c->max_orders, 4);
     CHECK_EQ_INT(c->max_held, 1000);
     CHECK_EQ_INT(c->max_held_per_ip, 20);
+    CHECK_EQ_INT(c->redirect_max_per_ip, 16);
     CHECK_EQ_INT(c->max_names, 10000);
     CHECK_EQ_INT(c->backoff_base_s, 60);
     CHECK_EQ_INT(c->backoff_max_s, 86400);
@@ -323,7 +324,7 @@ static void test_json(void)
                   "  \"routes\": [\"x.example=app:1\",\n"
                   "             {\"pattern\": \"*.Y.example\", \"backend\": \"[::1]:2\",\n"
                   "              \"alpn\": [\"h2\", \"http/1.1\"], \"proxy_protocol\": \"v1\",\n"
-                  "              \"mode\": \"http\"}],\n"
+                  "              \"mode\": \"http\", \"connect\": \"on\"}],\n"
                   "  \"alpn\": [\"h2\"],\n"
                   "  \"handshake_timeout\": \"1500ms\", \"idle_timeout\": 60, \"grace\": 0.25,\n"
                   "  \"tls_min\": 1.3, \"log_format\": \"json\", \"issue_rate\": 30,\n"
@@ -348,6 +349,7 @@ static void test_json(void)
     CHECK_EQ_STR(c->routes[1].backend.host, "::1");
     CHECK_EQ_INT(c->routes[1].backend.proxy, TF_PROXY_V1);
     CHECK_EQ_INT(c->routes[1].backend.mode, TF_MODE_HTTP);
+    CHECK(c->routes[1].backend.connect && !c->backend->connect && !c->routes[0].backend.connect);
     CHECK_EQ_INT(c->routes[1].n_alpn, 2);
     CHECK_EQ_STR(c->routes[1].alpn[0], "h2");
     CHECK_EQ_INT(c->n_alpn, 1);
@@ -501,7 +503,11 @@ static void test_backend_parse(void)
     tf_config_backend_clear(&b);
     CHECK_EQ_INT(tf_config_parse_backend("10.0.0.1:80,proxy=v2,mode=http", &b, err, sizeof(err)),
                  0);
-    CHECK(b.proxy == TF_PROXY_V2 && b.mode == TF_MODE_HTTP);
+    CHECK(b.proxy == TF_PROXY_V2 && b.mode == TF_MODE_HTTP && !b.connect);
+    tf_config_backend_clear(&b);
+    CHECK_EQ_INT(tf_config_parse_backend("10.0.0.1:80,connect=on,mode=http", &b, err, sizeof(err)),
+                 0);
+    CHECK(b.mode == TF_MODE_HTTP && b.connect);
     tf_config_backend_clear(&b);
     CHECK_EQ_INT(tf_config_parse_backend("[::1]:9000,proxy=v1", &b, err, sizeof(err)), 0);
     CHECK(strcmp(b.host, "::1") == 0 && b.proxy == TF_PROXY_V1);
@@ -522,6 +528,9 @@ static void test_backend_parse(void)
         {"app:80,proxy=v3", "bad option \"proxy=v3\""},
         {"app:80,alpn=h2", "bad option \"alpn=h2\""},
         {"app:80,foo", "bad option \"foo\""},
+        {"app:80,connect=yes,mode=http", "bad option \"connect=yes\""},
+        {"app:80,connect=on", "connect=on needs mode=http in \"app:80,connect=on\""},
+        {"app:80,mode=tcp,connect=on", "connect=on needs mode=http"},
     };
     for (size_t i = 0; i < TF_ARRAY_LEN(bad); i++) {
         CHECK_EQ_INT(tf_config_parse_backend(bad[i].spec, &b, err, sizeof(err)), TF_EINVAL);
@@ -678,7 +687,7 @@ static void test_json_errors(void)
     check_json_err("{\"routes\": [{\"pattern\": \"a.x\", \"backend\": \"b:1\","
                    " \"proxy_protocol\": \"v9\"}]}",
                    ": key \"routes\": bad option \"proxy=v9\" in \"a.x=b:1,proxy=v9\" "
-                   "(expected proxy=v1|v2, mode=tcp|http, alpn=A+B)");
+                   "(expected proxy=v1|v2, mode=tcp|http, connect=on|off, alpn=A+B)");
     check_json_err("{\"handshake_timeout\": true}",
                    ": key \"handshake_timeout\": expected a duration (seconds, or a string like "
                    "\"10s\")");

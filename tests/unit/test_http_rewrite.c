@@ -25,6 +25,13 @@ static struct tf_http_rw *mk(const char *client, bool trust, bool fwd, size_t ma
     return tf_http_rw_new(&o);
 }
 
+/* A rewriter of a route with connect=on. */
+static struct tf_http_rw *mk_connect(void)
+{
+    struct tf_http_rw_opts o = {.client_addr = CLIENT, .host = "sni.example", .allow_connect = true};
+    return tf_http_rw_new(&o);
+}
+
 /* Feeds s in pieces: split 0 = all at once, 1 = one byte at a time, otherwise pseudo-random
  * pieces of 1..split bytes from seed. Stops at the first non-zero result and returns it. */
 static int feed_split(struct tf_http_rw *rw, const char *s, size_t n, size_t split, unsigned seed,
@@ -479,11 +486,40 @@ static void test_upgrade(void)
     }
 }
 
+/* Without connect=on a CONNECT request never reaches the backend: 405, and nothing after it
+ * is parsed (a 2xx from a catch-all backend would make the rest an unchecked tunnel). The
+ * requests before it still go out. */
+static void test_connect_not_enabled(void)
+{
+    const char *in = "GET /first HTTP/1.1\r\nHost: c.example\r\n\r\n"
+                     "CONNECT c.example:443 HTTP/1.1\r\nHost: c.example:443\r\n\r\n"
+                     "GET /after HTTP/1.1\r\nHost: c.example\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    for (size_t split = 0; split < 3; split++) {
+        struct tf_http_rw *rw = mk(CLIENT, false, false, 0);
+        struct tf_buf_sink out = {0};
+        int rc = feed_split(rw, in, strlen(in), split, 7, &out);
+        CHECK_EQ_INT(rc, TF_EPROTO);
+        CHECK_EQ_INT(tf_http_rw_status(rw), 405);
+        CHECK_EQ_INT(count(&out, "GET /first HTTP/1.1\r\n"), 1);
+        CHECK_EQ_INT(count(&out, "CONNECT"), 0);
+        CHECK_EQ_INT(count(&out, "/after"), 0);
+        CHECK_EQ_INT(count(&out, "6.6.6.6"), 0);
+        CHECK_EQ_INT(tf_http_rw_requests(rw), 1);
+        CHECK(!tf_http_rw_mid_request(rw));
+        tf_buf_sink_free(&out);
+        tf_http_rw_free(rw);
+    }
+    char page[512];
+    size_t n = tf_http_error_response(405, page, sizeof page);
+    const char *line = "HTTP/1.1 405 Method Not Allowed\r\n";
+    CHECK(n > 0 && strncmp(page, line, strlen(line)) == 0);
+}
+
 static void test_connect_refused(void)
 {
     const char *in = "CONNECT c.example:443 HTTP/1.1\r\nHost: c.example:443\r\n\r\n"
                      "GET /after HTTP/1.1\r\nHost: c.example\r\n\r\n";
-    struct tf_http_rw *rw = mk(CLIENT, false, false, 0);
+    struct tf_http_rw *rw = mk_connect();
     struct tf_buf_sink out = {0};
     CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), TF_HTTP_RW_UPGRADE);
     CHECK_EQ_INT(count(&out, "CONNECT c.example:443 HTTP/1.1\r\n"), 1);
@@ -498,7 +534,7 @@ static void test_connect_refused(void)
     tf_http_rw_free(rw);
 
     /* Held bytes that are not HTTP are refused once parsed. */
-    rw = mk(CLIENT, false, false, 0);
+    rw = mk_connect();
     const char *tls = "CONNECT c:443 HTTP/1.1\r\nHost: c:443\r\n\r\n\x16\x03\x01";
     CHECK_EQ_INT(tf_http_rw_feed(rw, tls, strlen(tls), &out), TF_HTTP_RW_UPGRADE);
     out.len = 0;
@@ -508,7 +544,7 @@ static void test_connect_refused(void)
     tf_http_rw_free(rw);
 
     /* Too much held before the answer. */
-    rw = mk(CLIENT, false, false, 0);
+    rw = mk_connect();
     char *junk = tf_calloc(1, TF_HTTP_RW_HOLD_MAX + 1);
     CHECK_EQ_INT(tf_http_rw_feed(rw, tls, strlen(tls), &out), TF_HTTP_RW_UPGRADE);
     CHECK_EQ_INT(tf_http_rw_feed(rw, junk, TF_HTTP_RW_HOLD_MAX + 1, &out), TF_EPROTO);
@@ -566,6 +602,7 @@ int main(void)
     TF_TEST_RUN(test_bad_after_good);
     TF_TEST_RUN(test_header_caps);
     TF_TEST_RUN(test_upgrade);
+    TF_TEST_RUN(test_connect_not_enabled);
     TF_TEST_RUN(test_connect_refused);
     TF_TEST_RUN(test_error_response);
     TF_TEST_RUN(test_resp_status);
