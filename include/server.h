@@ -20,6 +20,8 @@
 enum tf_server_msg {
     TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
     TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name; text2: client address */
+    TF_SMSG_NEED_CHALLENGE,  /* ptr: the worker; text: a name offered acme-tls/1 without a
+                              * challenge here (cluster: another node may have it) */
 };
 
 struct tf_server {

@@ -269,6 +269,12 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
             tf_certmgr_need(s->certmgr, w->id, m->text, m->text2);
         else /* nobody can issue (shutting down): the held handshake fails at once */
             tf_worker_post_cert_done(w, m->text, SSL_AD_INTERNAL_ERROR, "shutting_down");
+    } else if (m->type == TF_SMSG_NEED_CHALLENGE) {
+        struct tf_worker *w = m->ptr;
+        if (s->certmgr)
+            tf_certmgr_need_challenge(s->certmgr, w->id, m->text);
+        else
+            tf_worker_post_challenge_done(w, m->text, false);
     }
     tf_msg_free(m);
 }
