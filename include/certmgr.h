@@ -32,6 +32,11 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name, const 
  * answers the worker later with TF_WMSG_CHALLENGE_DONE. */
 void tf_certmgr_need_challenge(struct tf_certmgr *cm, int worker, const char *name);
 
+/* The ticket key rotation timer fired. Cluster: rotates the ring shared through the store
+ * (one node per period, under a lock) or picks up another node's, and returns true; false:
+ * the server rotates its own ring. */
+bool tf_certmgr_tickets_due(struct tf_certmgr *cm);
+
 /* The current managed-certificate store (borrowed). */
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm);
 

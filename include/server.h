@@ -66,6 +66,8 @@ int tf_server_run(struct tf_server *s);
  * worker (control loop). */
 void tf_server_publish_certs(struct tf_server *s);
 /* Hand a new pending-challenge snapshot to every worker (takes its own references). */
+/* Replace the session ticket key ring (takes a reference) and hand it to every worker. */
+void tf_server_set_tickets(struct tf_server *s, struct tf_ticket_ring *r);
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch);
 
 /* server_admin.c: histograms, and the --admin endpoint when configured (0 or exit code). */

@@ -320,6 +320,7 @@ static void on_message(const char *msg, size_t len, void *arg)
     if (cm->closing)
         return;
     if (!msg) {
+        cm_tickets_sync(cm, false);
         if (!cm->resyncing && cm->loaded &&
             tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm) == 0)
             cm->resyncing = true;
@@ -336,6 +337,8 @@ static void on_message(const char *msg, size_t len, void *arg)
         fetch_challenge(cm, name, -1);
     } else if (strcmp(kind, "unchal") == 0) {
         cm_responder_unpublish(cm, name);
+    } else if (strcmp(kind, "tickets") == 0) {
+        cm_tickets_sync(cm, false);
     }
 }
 
@@ -359,4 +362,5 @@ void cm_cluster_start(struct tf_certmgr *cm, struct tf_acme_responder *resp)
     cm->cluster = true;
     resp->publish_async = publish_async;
     resp->unpublish = unpublish;
+    cm_tickets_sync(cm, false);
 }

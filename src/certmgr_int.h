@@ -101,6 +101,10 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name);
  * order; a store that cannot be read refuses d ("storage_unavailable"). */
 void cm_cluster_check_stored(struct cm_demand *d);
 
+/* certmgr_tickets.c: take the shared ticket key ring (creating it when the store has
+ * none); rotate: a rotation tick. */
+void cm_tickets_sync(struct tf_certmgr *cm, bool rotate);
+
 /* certmgr_renew.c */
 void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m);
 void cm_renew_start(struct tf_certmgr *cm);

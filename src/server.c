@@ -75,9 +75,19 @@ static void broadcast(struct tf_server *s, int type)
         tf_worker_post(&s->workers[i], type, NULL, NULL);
 }
 
+void tf_server_set_tickets(struct tf_server *s, struct tf_ticket_ring *r)
+{
+    tf_tickets_ref(r);
+    tf_tickets_unref(s->tickets);
+    s->tickets = r;
+    broadcast_tickets(s);
+}
+
 static void on_ticket_timer(uv_timer_t *t)
 {
     struct tf_server *s = t->data;
+    if (s->certmgr && tf_certmgr_tickets_due(s->certmgr))
+        return; /* cluster: the ring is shared through the store */
     struct tf_ticket_ring *r = tf_tickets_rotate(s->tickets);
     if (!r) {
         tf_log_ssl(TF_LOG_ERROR, "server", "ticket key rotation");

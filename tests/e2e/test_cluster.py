@@ -4,7 +4,8 @@ round-robin balancer, so a challenge is validated by whichever node the connecti
 on. Ten fresh names, first connections spread over the nodes: each is served on its first
 connection, pebble sees exactly ten orders, every node ends up serving every name with the
 same serial (announced, not ordered again), and a fourth node started later serves them all
-from Redis with no new order."""
+from Redis with no new order. Session tickets from any node resume on any other (the
+ticket key ring is shared through Redis)."""
 import os
 import socket
 import ssl
@@ -90,6 +91,34 @@ for i, (_, port) in enumerate(nodes):
         serial, _ = fetch(port, n)
         check(serial == first[n][0], "node%d serves %s with the same serial" % (i, n))
 check(peb.orders() == 10, "still ten orders after every node served every name")
+
+
+# Shared session ticket keys: a session from one node resumes on every other one.
+def session_from(port, name):
+    c = ssl.create_default_context(cafile=rootf)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+    with c.wrap_socket(raw, server_hostname=name) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
+        while s.recv(65536):
+            pass
+        return c, s.session
+
+
+def resumed_on(port, name, c, sess):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+    with c.wrap_socket(raw, server_hostname=name, session=sess) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
+        while s.recv(65536):
+            pass
+        return s.session_reused
+
+
+for a in range(3):
+    b = (a + 1) % 3
+    c, sess = session_from(nodes[a][1], names[0])
+    check(sess is not None and sess.has_ticket, "node%d issued a session ticket" % a)
+    check(resumed_on(nodes[b][1], names[0], c, sess),
+          "a session ticket from node%d resumes on node%d" % (a, b))
 
 late, late_port = node("node3")
 for n in names:
