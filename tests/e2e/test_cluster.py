@@ -126,4 +126,32 @@ for n in names:
     check(serial == first[n][0], "a node started later serves %s with the same serial" % n)
 check(peb.orders() == 10, "no new order for the late node (%d)" % peb.orders())
 
+# Redis stopped: issued names are still served by every node; a fresh name is refused at
+# once with the storage reason; Redis back (empty: no persistence) -> served, no restart.
+redis.stop()
+for i, (_, port) in enumerate(nodes):
+    serial, _ = fetch(port, names[1])
+    check(serial == first[names[1]][0], "node%d serves %s while Redis is down" % (i, names[1]))
+try:
+    fetch(nodes[0][1], "fresh.cl.test", timeout=30)
+    check(False, "a fresh name is refused while Redis is down")
+except ssl.SSLError:
+    pass
+p0 = nodes[0][0]
+check(wait_until(lambda: "storage_unavailable" in p0.stdout_text() + p0.stderr_text(),
+                 timeout=10), "the refusal names the storage in the access log")
+redis.start()
+
+
+def fresh_served():
+    try:
+        fetch(nodes[0][1], "fresh.cl.test", timeout=30)
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+check(wait_until(fresh_served, timeout=60, step=0.5),
+      "a fresh name is served again once Redis is back, without a restart")
+
 finish()
