@@ -140,6 +140,11 @@ struct tf_acme_responder {
     void (*publish)(void *arg, const char *name, const char *key_authorization);
     void (*unpublish)(void *arg, const char *name);
     void *arg;
+    /* When set, replaces publish: the challenge is POSTed only once done(ctx) ran (later,
+     * from a loop callback, exactly once), so that a responder shared by several nodes can
+     * make the challenge known to all of them first. The client stays alive until then. */
+    void (*publish_async)(void *arg, const char *name, const char *key_authorization,
+                          void (*done)(void *ctx), void *ctx);
 };
 
 struct tf_acme_order_opts {

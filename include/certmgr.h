@@ -27,6 +27,16 @@ int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct 
  * TF_WMSG_CERT_DONE. */
 void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name, const char *client_ip);
 
+/* A worker holds an acme-tls/1 handshake for name, which has no challenge here. Cluster:
+ * looks it up in the shared store (another node may have published it) and installs it;
+ * answers the worker later with TF_WMSG_CHALLENGE_DONE. */
+void tf_certmgr_need_challenge(struct tf_certmgr *cm, int worker, const char *name);
+
+/* The ticket key rotation timer fired. Cluster: rotates the ring shared through the store
+ * (one node per period, under a lock) or picks up another node's, and returns true; false:
+ * the server rotates its own ring. */
+bool tf_certmgr_tickets_due(struct tf_certmgr *cm);
+
 /* The current managed-certificate store (borrowed). */
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm);
 
@@ -35,7 +45,7 @@ void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg);
 
 struct tf_certmgr_stats {
     uint64_t decisions_allow, decisions_deny, orders_ok, orders_failed, refused_backoff,
-        refused_budget;
+        refused_budget, refused_storage, cluster_certs_received, cluster_challenges_received;
     int pending_challenges, managed;
 };
 void tf_certmgr_get_stats(const struct tf_certmgr *cm, struct tf_certmgr_stats *out);

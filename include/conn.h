@@ -80,6 +80,7 @@ struct tf_conn {
     int hold_alert;               /* SSL_AD_* sent when the hold fails */
     struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
     bool acme;                    /* a TLS-ALPN-01 validation connection (RFC 8737) */
+    bool hold_challenge;          /* held for a challenge another node published (cluster) */
 
     char sni[254];
     char ip[48];                  /* client address without port (per-address caps) */

@@ -20,6 +20,8 @@
 enum tf_server_msg {
     TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
     TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name; text2: client address */
+    TF_SMSG_NEED_CHALLENGE,  /* ptr: the worker; text: a name offered acme-tls/1 without a
+                              * challenge here (cluster: another node may have it) */
 };
 
 struct tf_server {
@@ -64,6 +66,8 @@ int tf_server_run(struct tf_server *s);
  * worker (control loop). */
 void tf_server_publish_certs(struct tf_server *s);
 /* Hand a new pending-challenge snapshot to every worker (takes its own references). */
+/* Replace the session ticket key ring (takes a reference) and hand it to every worker. */
+void tf_server_set_tickets(struct tf_server *s, struct tf_ticket_ring *r);
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch);
 
 /* server_admin.c: the histograms' bounds (before any worker or the certificate manager

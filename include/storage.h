@@ -26,6 +26,7 @@
 #include <uv.h>
 
 struct tf_storage;
+struct tf_storage_cluster_ops;
 
 #define TF_STORAGE_MAX_KEY 1024
 #define TF_STORAGE_MAX_SEGMENT 240
@@ -64,6 +65,9 @@ struct tf_storage_ops {
      * Added last so positional initialisers of older ops tables stay valid; may be NULL. */
     int (*renew)(struct tf_storage *s, const char *name, uint32_t lease_s, tf_storage_done_cb cb,
                  void *arg);
+    /* Cluster extension (include/storage_cluster.h): NULL in a store that serves one node
+     * (the filesystem store). */
+    const struct tf_storage_cluster_ops *cluster;
 };
 
 struct tf_storage {

@@ -29,6 +29,9 @@ struct tf_ticket_ring {
 /* A new ring: a fresh random key first, then up to TF_TICKET_KEYS-1 keys of prev (may be
  * NULL). Returns NULL if the random generator fails. */
 struct tf_ticket_ring *tf_tickets_rotate(const struct tf_ticket_ring *prev);
+/* A ring holding copies of keys[0..n) (1 <= n <= TF_TICKET_KEYS; a cluster's shared ring,
+ * read from the store). Returns NULL for a bad n or when the cipher cannot be fetched. */
+struct tf_ticket_ring *tf_tickets_from_keys(const struct tf_ticket_key *keys, int n);
 void tf_tickets_ref(struct tf_ticket_ring *r);
 void tf_tickets_unref(struct tf_ticket_ring *r);
 

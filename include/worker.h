@@ -29,6 +29,7 @@ enum tf_worker_msg {
     TF_WMSG_CERT_DONE,  /* text: name; err: 0 ready, else the SSL_AD_* alert; text2: reason */
     TF_WMSG_DRAIN,      /* stop accepting; report idle when the last connection closes */
     TF_WMSG_STOP,       /* close every connection and end the loop */
+    TF_WMSG_CHALLENGE_DONE, /* as CERT_DONE, for handshakes held for a TLS-ALPN-01 challenge */
 };
 
 struct tf_worker {
@@ -75,6 +76,9 @@ int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds
 bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2);
 /* Answer a worker's certificate request for name: alert 0 = ready, else the SSL_AD_* alert
  * to fail its held handshakes with; reason (may be NULL) is copied. Any thread. */
+/* Answer the handshakes held for name's TLS-ALPN-01 challenge (cluster: looked up in the
+ * shared store); the challenge snapshot, if updated, arrived before this message. */
+void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found);
 void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
                               const char *reason);
 /* Join the thread after TF_WMSG_STOP and free what the worker owned. */

@@ -153,6 +153,7 @@ struct tf_acme_order {
 
     bool locked, published, account_retried, finished;
     bool lock_waiting;           /* the order lock was busy once (logged) */
+    bool chal_pending; /* the challenge still needs its POST (RFC 8555 §7.5.1) */
     char *order_url, *finalize_url, *cert_url;
     char **authz;
     int n_authz, authz_idx;

@@ -322,6 +322,29 @@ static void on_challenge(int err, const struct tf_http_response *resp,
                         "the authorization");
 }
 
+/* The challenge is published (on every node, for a shared responder): POST it. */
+static void post_challenge(struct tf_acme_order *o)
+{
+    o->poll_ms = TF_ACME_FIRST_POLL_MS;
+    if (!o->chal_pending) {
+        /* Already being validated (an earlier order of ours): just poll. */
+        tf_acme_order_after(o, 0, step_poll_authz, "the authorization");
+        return;
+    }
+    int rc = tf_acme_order_post(o, o->chal_url, "{}", NULL, on_challenge);
+    if (rc)
+        tf_acme_order_fail(o, rc, NULL, "challenge: cannot start the request");
+}
+
+static void on_published(void *ctx)
+{
+    struct tf_acme_order *o = ctx;
+    o->storage_busy = false;
+    if (tf_acme_order_cancelled(o))
+        return;
+    post_challenge(o);
+}
+
 static void start_challenge(struct tf_acme_order *o, const struct tf_acme_challenge_doc *c)
 {
     struct tf_acme *a = o->a;
@@ -331,24 +354,24 @@ static void start_challenge(struct tf_acme_order *o, const struct tf_acme_challe
         tf_acme_order_fail(o, TF_ETLS, NULL, "cannot compute the key authorization");
         return;
     }
+    free(o->chal_url);
+    o->chal_url = tf_strdup(c->url);
+    o->chal_pending = c->status == TF_ACME_ST_PENDING;
+    o->published = true;
+    if (a->resp.publish_async) {
+        o->storage_busy = true;
+        a->resp.publish_async(a->resp.arg, o->name, ka, on_published, o);
+        OPENSSL_cleanse(ka, strlen(ka));
+        free(ka);
+        return;
+    }
     if (a->resp.publish)
         a->resp.publish(a->resp.arg, o->name, ka);
-    o->published = true;
     OPENSSL_cleanse(ka, strlen(ka));
     free(ka);
     if (tf_acme_order_cancelled(o)) /* the responder may have closed the client */
         return;
-    free(o->chal_url);
-    o->chal_url = tf_strdup(c->url);
-    o->poll_ms = TF_ACME_FIRST_POLL_MS;
-    if (c->status != TF_ACME_ST_PENDING) {
-        /* Already being validated (an earlier order of ours): just poll. */
-        tf_acme_order_after(o, 0, step_poll_authz, "the authorization");
-        return;
-    }
-    int rc = tf_acme_order_post(o, o->chal_url, "{}", NULL, on_challenge);
-    if (rc)
-        tf_acme_order_fail(o, rc, NULL, "challenge: cannot start the request");
+    post_challenge(o);
 }
 
 static void authz_invalid(struct tf_acme_order *o, const struct tf_acme_authz_doc *z)

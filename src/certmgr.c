@@ -21,7 +21,7 @@
 
 /* --- answering workers ----------------------------------------------------------------- */
 
-static void answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
+void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
                    const char *reason)
 {
     struct tf_server *s = cm->srv;
@@ -29,12 +29,12 @@ static void answer(struct tf_certmgr *cm, int worker, const char *name, int aler
         tf_worker_post_cert_done(&s->workers[worker], name, alert, reason);
 }
 
-static void demand_finish(struct cm_demand *d, int alert, const char *reason)
+void cm_demand_finish(struct cm_demand *d, int alert, const char *reason)
 {
     struct tf_certmgr *cm = d->cm;
     for (int i = 0; i < cm->srv->n_workers; i++)
         if (d->waiting[i])
-            answer(cm, i, d->name, alert, reason);
+            cm_answer(cm, i, d->name, alert, reason);
     struct cm_demand **pp = &cm->demands;
     while (*pp && *pp != d)
         pp = &(*pp)->next;
@@ -45,7 +45,7 @@ static void demand_finish(struct cm_demand *d, int alert, const char *reason)
     free(d);
 }
 
-static struct cm_demand *find_demand(struct tf_certmgr *cm, const char *name)
+struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name)
 {
     for (struct cm_demand *d = cm->demands; d; d = d->next)
         if (strcmp(d->name, name) == 0)
@@ -104,7 +104,7 @@ void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *ce
         tf_server_publish_certs(cm->srv);
 }
 
-static void publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
+void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
 {
     tf_challenges_unref(cm->challenges);
     cm->challenges = next;
@@ -112,7 +112,7 @@ static void publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next
     tf_server_publish_challenges(cm->srv, next);
 }
 
-static void responder_publish(void *arg, const char *name, const char *key_authorization)
+void cm_responder_publish(void *arg, const char *name, const char *key_authorization)
 {
     struct tf_certmgr *cm = arg;
     X509 *cert = NULL;
@@ -121,7 +121,7 @@ static void responder_publish(void *arg, const char *name, const char *key_autho
         tf_log_ssl(TF_LOG_ERROR, "certmgr", "building the TLS-ALPN-01 certificate");
         return; /* the validation fails and the order reports it */
     }
-    publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
+    cm_publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
     X509_free(cert);
     EVP_PKEY_free(key);
     /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
@@ -130,12 +130,12 @@ static void responder_publish(void *arg, const char *name, const char *key_autho
              dot ? (int)(dot - key_authorization) : 0, key_authorization);
 }
 
-static void responder_unpublish(void *arg, const char *name)
+void cm_responder_unpublish(void *arg, const char *name)
 {
     struct tf_certmgr *cm = arg;
     if (!tf_challenges_find(cm->challenges, name))
         return;
-    publish_challenges(cm, tf_challenges_without(cm->challenges, name));
+    cm_publish_challenges(cm, tf_challenges_without(cm->challenges, name));
 }
 
 /* --- orders ---------------------------------------------------------------------------- */
@@ -158,8 +158,10 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
             tf_histogram_observe(&cm->srv->stats.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert(cm, d->name, res->cert);
+        if (!res->from_storage)
+            cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);
-        demand_finish(d, 0, NULL);
+        cm_demand_finish(d, 0, NULL);
     } else {
         cm->stats.orders_failed++;
         if (res && res->cert)
@@ -169,7 +171,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
             TF_INFO("certmgr", "name=%s not issued (%s); backed off for %llds", name,
                     res && res->reason ? res->reason : tf_strerror(err),
                     (long long)(until > now ? until - now : 0));
-        demand_finish(d, SSL_AD_INTERNAL_ERROR,
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
                       err == TF_EDENIED ? "paused"
                       : err == TF_ETIMEDOUT ? "issue_timeout"
                       : err == UV_ECANCELED ? "shutting_down" : "issue_failed");
@@ -200,7 +202,7 @@ void cm_start_order(struct cm_demand *d)
                        "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
-        demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
         if (renewal)
             cm_renew_done(cm, name, false);
         free(name);
@@ -218,7 +220,7 @@ void cm_start_order(struct cm_demand *d)
     free(replaces);
     if (r != 0) {
         tf_budget_order_done(cm->budget, d->name, d->rd, false, false, now_ms);
-        demand_finish(d, SSL_AD_INTERNAL_ERROR, "issue_failed");
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "issue_failed");
     }
 }
 
@@ -234,7 +236,7 @@ static void on_gate(int verdict, const char *why, void *arg)
                        d->renewal ? ": not renewed" : "");
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
-        demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, why);
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, why);
         if (renewal)
             cm_renew_done(cm, name, false);
         free(name);
@@ -247,10 +249,10 @@ static void on_gate(int verdict, const char *why, void *arg)
 static void need_now(struct tf_certmgr *cm, int worker, const char *name)
 {
     if (tf_certstore_lookup(cm->srv->certs, name)) {
-        answer(cm, worker, name, 0, NULL); /* issued meanwhile */
+        cm_answer(cm, worker, name, 0, NULL); /* issued meanwhile */
         return;
     }
-    struct cm_demand *d = find_demand(cm, name);
+    struct cm_demand *d = cm_find_demand(cm, name);
     if (d) {
         d->waiting[worker] = true;
         return;
@@ -258,12 +260,15 @@ static void need_now(struct tf_certmgr *cm, int worker, const char *name)
     int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
     if (until > tf_wall_now()) {
         cm->stats.refused_backoff++;
-        answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, "backed_off");
+        cm_answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, "backed_off");
         return;
     }
     d = cm_demand_new(cm, name);
     d->waiting[worker] = true;
-    cm_gate_then_order(d);
+    if (cm->cluster)
+        cm_cluster_check_stored(d); /* another node may have obtained it */
+    else
+        cm_gate_then_order(d);
 }
 
 void cm_gate_then_order(struct cm_demand *d)
@@ -273,7 +278,7 @@ void cm_gate_then_order(struct cm_demand *d)
         bool renewal = d->renewal;
         struct tf_certmgr *cm = d->cm;
         char *name = tf_strdup(d->name);
-        demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "not_allowed");
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "not_allowed");
         if (renewal)
             cm_renew_done(cm, name, false);
         free(name);
@@ -286,7 +291,7 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name, const 
 {
     (void)client_ip;
     if (cm->closing) {
-        answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, "shutting_down");
+        cm_answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, "shutting_down");
         return;
     }
     if (!cm->loaded) {
@@ -376,7 +381,8 @@ int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct 
         snprintf(err, errlen, "--acme-ca: %s", why);
         return 2;
     }
-    struct tf_acme_responder resp = {responder_publish, responder_unpublish, cm};
+    struct tf_acme_responder resp = {cm_responder_publish, cm_responder_unpublish, cm, NULL};
+    cm_cluster_start(cm, &resp);
     cm->acme = tf_acme_new(cm->loop, cfg, cm->storage, cm->http, &resp, err, errlen);
     if (!cm->acme)
         return 2;
@@ -488,7 +494,7 @@ void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
         n = d->next;
         if (d->gate_req) {
             tf_gate_cancel(d->gate_req);
-            demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
+            cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
         }
     }
     for (struct cm_queued *q = cm->queued, *n; q; q = n) {

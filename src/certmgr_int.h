@@ -63,6 +63,10 @@ struct tf_certmgr {
     void (*close_done)(void *arg);
     void *close_arg;
     struct tf_certmgr_stats stats;
+    /* cluster (certmgr_cluster.c): the store is shared with other nodes */
+    bool cluster;
+    bool resyncing;               /* reloading every stored certificate after a gap */
+    char node_id[17];             /* random, tells our own announcements apart */
 };
 
 struct cm_queued {
@@ -78,6 +82,28 @@ void cm_start_order(struct cm_demand *d);
 /* Run the gate for d, then (allowed) the budget and the order; d is finished either way. */
 void cm_gate_then_order(struct cm_demand *d);
 struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name);
+
+void cm_demand_finish(struct cm_demand *d, int alert, const char *reason);
+struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name);
+void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
+               const char *reason);
+void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next);
+/* The local TLS-ALPN-01 responder (arg: the manager). */
+void cm_responder_publish(void *arg, const char *name, const char *key_authorization);
+void cm_responder_unpublish(void *arg, const char *name);
+
+/* certmgr_cluster.c: a store shared with other nodes (no-ops otherwise). */
+/* Subscribe to the other nodes' announcements and make resp share challenges. */
+void cm_cluster_start(struct tf_certmgr *cm, struct tf_acme_responder *resp);
+/* Tell the other nodes that name has a new certificate in the store. */
+void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name);
+/* d (one waiting worker, nothing started): serve what the store holds, else gate and
+ * order; a store that cannot be read refuses d ("storage_unavailable"). */
+void cm_cluster_check_stored(struct cm_demand *d);
+
+/* certmgr_tickets.c: take the shared ticket key ring (creating it when the store has
+ * none); rotate: a rotation tick. */
+void cm_tickets_sync(struct tf_certmgr *cm, bool rotate);
 
 /* certmgr_renew.c */
 void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m);

@@ -34,6 +34,15 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
                        "gate.", "reason=\"backoff\"", cm->stats.refused_backoff);
     tf_metrics_counter(out, "tlsfront_ondemand_refused_total", NULL, "reason=\"budget\"",
                        cm->stats.refused_budget);
+    tf_metrics_counter(out, "tlsfront_ondemand_refused_total", NULL,
+                       "reason=\"storage_unavailable\"", cm->stats.refused_storage);
+    if (cm->cluster) {
+        tf_metrics_counter(out, "tlsfront_cluster_received_total", "Certificates and "
+                           "challenges taken from other nodes' announcements.", "kind=\"cert\"",
+                           cm->stats.cluster_certs_received);
+        tf_metrics_counter(out, "tlsfront_cluster_received_total", NULL, "kind=\"challenge\"",
+                           cm->stats.cluster_challenges_received);
+    }
     tf_metrics_counter(out, "tlsfront_ask_requests_total", "HTTP requests made to --ask.", NULL,
                        g.ask_requests);
     tf_metrics_counter(out, "tlsfront_orders_total", "ACME orders by result.", "result=\"ok\"",

@@ -437,9 +437,10 @@ void tf_conn_hold(struct tf_conn *c)
     uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
-        if (strcmp(o->sni, c->sni) == 0)
+        if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge)
             return;
-    struct tf_msg *m = tf_msg_new(TF_SMSG_NEED_CERT, w);
+    struct tf_msg *m =
+        tf_msg_new(c->hold_challenge ? TF_SMSG_NEED_CHALLENGE : TF_SMSG_NEED_CERT, w);
     m->text = tf_strdup(c->sni);
     m->text2 = tf_strdup(c->ip);
     if (!tf_mailbox_post(&w->server->mbox, m))

@@ -76,9 +76,19 @@ static void broadcast(struct tf_server *s, int type)
         tf_worker_post(&s->workers[i], type, NULL, NULL);
 }
 
+void tf_server_set_tickets(struct tf_server *s, struct tf_ticket_ring *r)
+{
+    tf_tickets_ref(r);
+    tf_tickets_unref(s->tickets);
+    s->tickets = r;
+    broadcast_tickets(s);
+}
+
 static void on_ticket_timer(uv_timer_t *t)
 {
     struct tf_server *s = t->data;
+    if (s->certmgr && tf_certmgr_tickets_due(s->certmgr))
+        return; /* cluster: the ring is shared through the store */
     struct tf_ticket_ring *r = tf_tickets_rotate(s->tickets);
     if (!r) {
         tf_log_ssl(TF_LOG_ERROR, "server", "ticket key rotation");
@@ -271,6 +281,12 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
             tf_certmgr_need(s->certmgr, w->id, m->text, m->text2);
         else /* nobody can issue (shutting down): the held handshake fails at once */
             tf_worker_post_cert_done(w, m->text, SSL_AD_INTERNAL_ERROR, "shutting_down");
+    } else if (m->type == TF_SMSG_NEED_CHALLENGE) {
+        struct tf_worker *w = m->ptr;
+        if (s->certmgr)
+            tf_certmgr_need_challenge(s->certmgr, w->id, m->text);
+        else
+            tf_worker_post_challenge_done(w, m->text, false);
     }
     tf_msg_free(m);
 }

@@ -117,6 +117,7 @@ static void op_callback(struct rs_op *op)
     int err = op->err;
     switch (op->kind) {
     case RK_GET:
+    case RK_GET_TTL:
         op->cb.get(err, err ? NULL : op->data, err ? 0 : op->len, op->arg);
         if (!err)
             op->data = NULL;
@@ -127,6 +128,9 @@ static void op_callback(struct rs_op *op)
             op->keys = NULL;
             op->n = 0;
         }
+        break;
+    case RK_COUNT:
+        op->cb.count(err, err ? 0 : op->value, op->arg);
         break;
     default:
         if (op->cb.done)
@@ -298,6 +302,12 @@ void tf_rs_send(struct rs_op *op)
     case RK_LIST:
         send_scan(op);
         break;
+    case RK_PUT_TTL:
+    case RK_GET_TTL:
+    case RK_PUBLISH:
+    case RK_COUNT:
+        tf_rs_ext_send(op);
+        break;
     default:
         tf_rs_lock_send(op);
         break;
@@ -316,8 +326,7 @@ void tf_rs_dispatch(struct rs_op *op)
 
 /* ---- replies ---- */
 
-/* A GET reply's value into op->data (opening the envelope); sets op->err. */
-static void got_value(struct rs_op *op, const char *v, size_t len)
+void tf_rs_got_value(struct rs_op *op, const char *v, size_t len)
 {
     struct tf_storage_redis *rs = op->rs;
     if (!tf_storage_crypt_sealed(v, len)) {
@@ -414,7 +423,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     switch (op->kind) {
     case RK_GET:
         if (r->type == REDIS_REPLY_STRING)
-            got_value(op, r->str, r->len);
+            tf_rs_got_value(op, r->str, r->len);
         else
             op->err = r->type != REDIS_REPLY_INTEGER ? TF_EPROTO
                       : r->integer == 1              ? UV_EISDIR
@@ -433,6 +442,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             send_scan(op);
             return;
         }
+        break;
+    case RK_PUT_TTL:
+    case RK_GET_TTL:
+    case RK_PUBLISH:
+    case RK_COUNT:
+        tf_rs_ext_reply(op, r);
         break;
     default:
         tf_rs_lock_reply(op, r);

@@ -26,7 +26,6 @@
 #define BACKOFF_MAX_MS 5000
 
 static void connect_start(struct tf_storage_redis *rs);
-static void free_step(struct tf_storage_redis *rs);
 
 /* ---- the event adapter ----
  * hiredis 0.14's own libuv adapter (hiredis/adapters/libuv.h) returns early when libuv
@@ -93,7 +92,7 @@ static void ev_cleanup(void *d)
     uv_close((uv_handle_t *)&p->handle, on_poll_closed);
 }
 
-static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+int tf_rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
     struct rs_events *p = tf_calloc(1, sizeof(*p));
     if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
@@ -245,7 +244,7 @@ static void connect_ip(struct tf_storage_redis *rs, const char *ip)
         go_down(rs, UV_ECONNREFUSED, why);
         return;
     }
-    if (ev_attach(ac, rs->base.loop) != REDIS_OK) {
+    if (tf_rs_ev_attach(ac, rs->base.loop) != REDIS_OK) {
         redisAsyncFree(ac);
         go_down(rs, UV_EBADF, "cannot watch the socket");
         return;
@@ -270,7 +269,7 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                      : uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
     uv_freeaddrinfo(res);
     if (rs->freeing) {
-        free_step(rs);
+        tf_rs_free_step(rs);
         return;
     }
     if (status) {
@@ -334,7 +333,7 @@ static void rs_free(struct tf_storage_redis *rs)
 }
 
 /* One of the handles (or the resolver request) the store waits for at close is done. */
-static void free_step(struct tf_storage_redis *rs)
+void tf_rs_free_step(struct tf_storage_redis *rs)
 {
     if (--rs->closes_pending == 0)
         rs_free(rs);
@@ -342,7 +341,7 @@ static void free_step(struct tf_storage_redis *rs)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    free_step(h->data);
+    tf_rs_free_step(h->data);
 }
 
 void tf_rs_maybe_finish(struct tf_storage_redis *rs)
@@ -361,6 +360,7 @@ void tf_rs_maybe_finish(struct tf_storage_redis *rs)
     uv_handle_t *hs[] = {(uv_handle_t *)&rs->retry, (uv_handle_t *)&rs->watchdog,
                          (uv_handle_t *)&rs->defer};
     rs->closes_pending = (int)TF_ARRAY_LEN(hs) + (rs->gai_pending ? 1 : 0);
+    tf_rs_sub_close(rs);
     if (rs->gai_pending)
         uv_cancel((uv_req_t *)&rs->gai); /* on_gai still runs, and counts itself off */
     for (size_t i = 0; i < TF_ARRAY_LEN(hs); i++)
@@ -389,6 +389,7 @@ static const struct tf_storage_ops redis_ops = {
     .unlock = tf_rs_unlock,
     .close = rs_close,
     .renew = tf_rs_renew,
+    .cluster = &tf_rs_cluster_ops,
 };
 
 struct tf_storage *tf_storage_redis_new(uv_loop_t *loop, const struct tf_storage_redis_opts *o,

@@ -19,6 +19,7 @@
 #ifndef TF_STORAGE_REDIS_INT_H
 #define TF_STORAGE_REDIS_INT_H
 
+#include "storage_cluster.h"
 #include "storage_redis.h"
 
 #include <hiredis/async.h>
@@ -30,9 +31,23 @@
 
 enum rs_state { RS_DOWN, RS_RESOLVING, RS_CONNECTING, RS_UP };
 
-enum rs_kind { RK_GET, RK_PUT, RK_LIST, RK_DEL, RK_LOCK, RK_UNLOCK, RK_RENEW };
+enum rs_kind {
+    RK_GET,
+    RK_PUT,
+    RK_LIST,
+    RK_DEL,
+    RK_LOCK,
+    RK_UNLOCK,
+    RK_RENEW,
+    /* the cluster extension (storage_redis_pubsub.c) */
+    RK_PUT_TTL,
+    RK_GET_TTL,
+    RK_PUBLISH,
+    RK_COUNT,
+};
 
 struct rs_held;
+struct rs_sub;
 struct tf_storage_redis;
 
 /*
@@ -64,10 +79,14 @@ struct rs_op {
     uint64_t deadline_ms;
     uv_timer_t timer; /* lock retry; initialised on first use, closed before free */
     bool timer_used, timer_waiting;
+    /* cluster extension: put_ttl's expiry, count's delta and expiry, and its result */
+    uint32_t ttl_ms;
+    int64_t delta, value;
     union {
         tf_storage_get_cb get;
         tf_storage_done_cb done;
         tf_storage_list_cb list;
+        tf_storage_count_cb count;
     } cb; /* NULL done: an internal release at close */
     void *arg;
 };
@@ -102,6 +121,7 @@ struct tf_storage_redis {
     struct rs_op *done_head, *done_tail;
     int inflight;       /* live ops */
     struct rs_held *held;
+    struct rs_sub *sub; /* owned: the subscriber connection, once subscribe was called */
     bool closing, freeing;
     int closes_pending;
     void (*close_done)(void *arg);
@@ -136,6 +156,20 @@ int tf_rs_list(struct tf_storage *s, const char *prefix, tf_storage_list_cb cb, 
 int tf_rs_del(struct tf_storage *s, const char *key, tf_storage_done_cb cb, void *arg);
 /* storage_redis_conn.c: free the store once closing and nothing is live any more. */
 void tf_rs_maybe_finish(struct tf_storage_redis *rs);
+
+/* A GET reply's value into op->data, opening the envelope; sets op->err. */
+void tf_rs_got_value(struct rs_op *op, const char *v, size_t len);
+/* storage_redis_conn.c: watch a new hiredis context's socket on loop (REDIS_OK/ERR). */
+int tf_rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop);
+/* storage_redis_conn.c: one of the things the store waits for at close is done. */
+void tf_rs_free_step(struct tf_storage_redis *rs);
+
+/* storage_redis_pubsub.c: the cluster extension's ops table, its commands and replies, and
+ * the subscriber connection's close (adds what it waits for to rs->closes_pending). */
+extern const struct tf_storage_cluster_ops tf_rs_cluster_ops;
+void tf_rs_ext_send(struct rs_op *op);
+void tf_rs_ext_reply(struct rs_op *op, redisReply *r);
+void tf_rs_sub_close(struct tf_storage_redis *rs);
 
 /* storage_redis_lock.c: the lock ops, and the replies of lock commands. */
 int tf_rs_lock(struct tf_storage *s, const char *name, uint32_t lease_s, uint32_t wait_ms,

@@ -29,6 +29,22 @@ struct tf_ticket_ring *tf_tickets_rotate(const struct tf_ticket_ring *prev)
     return r;
 }
 
+struct tf_ticket_ring *tf_tickets_from_keys(const struct tf_ticket_key *keys, int n)
+{
+    if (n < 1 || n > TF_TICKET_KEYS)
+        return NULL;
+    struct tf_ticket_ring *r = tf_calloc(1, sizeof *r);
+    tf_ref_init(&r->ref, 1);
+    r->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!r->aes) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->keys, keys, (size_t)n * sizeof *keys);
+    r->n = n;
+    return r;
+}
+
 void tf_tickets_ref(struct tf_ticket_ring *r)
 {
     if (r)

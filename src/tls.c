@@ -50,6 +50,14 @@ static int answer_challenge(SSL *ssl, struct tf_conn *c, bool have_sni, int *al)
 {
     const struct tf_challenge *ch =
         have_sni ? tf_challenges_find(c->w->challenges, c->sni) : NULL;
+    if (!ch && have_sni && c->hold == TF_HOLD_WAITING)
+        return SSL_CLIENT_HELLO_RETRY;
+    if (!ch && have_sni && c->hold == TF_HOLD_NONE && tf_config_storage_is_redis(c->cfg->storage)) {
+        /* Cluster: another node may have published it; the control loop looks it up. */
+        c->hold_challenge = true;
+        tf_conn_hold(c);
+        return SSL_CLIENT_HELLO_RETRY;
+    }
     if (!ch) {
         c->end = "acme_tls_no_challenge";
         *al = SSL_AD_NO_APPLICATION_PROTOCOL;

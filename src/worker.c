@@ -9,6 +9,7 @@
 #include "log.h"
 #include "server.h"
 
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,7 +88,7 @@ static const char *static_reason(const char *reason)
     static const char *const known[] = {
         "not_allowed", "ask_deny", "ask_error", "ask_timeout", "ask_busy", "backed_off",
         "rate_limited", "budget", "names_cap", "paused", "issue_failed", "issue_timeout",
-        "shutting_down",
+        "shutting_down", "storage_unavailable", "acme_tls_no_challenge",
     };
     for (size_t i = 0; reason && i < TF_ARRAY_LEN(known); i++)
         if (strcmp(known[i], reason) == 0)
@@ -97,12 +98,13 @@ static const char *static_reason(const char *reason)
 
 /* The control loop answered for name: resume (err 0) or fail (err = alert) every connection
  * held for it. The certificate store update, if any, arrived before this message. */
-static void cert_done(struct tf_worker *w, const char *name, int alert, const char *reason)
+static void cert_done(struct tf_worker *w, const char *name, int alert, const char *reason,
+                      bool challenge)
 {
     struct tf_conn *c = w->held;
     while (c) {
         struct tf_conn *next = c->held_next;
-        if (strcmp(c->sni, name) == 0) {
+        if (strcmp(c->sni, name) == 0 && c->hold_challenge == challenge) {
             /* unhold may close c and others; restart the scan rather than trust next. */
             tf_conn_unhold(c, alert == 0, alert, static_reason(reason));
             next = w->held;
@@ -144,7 +146,10 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
         break;
     }
     case TF_WMSG_CERT_DONE:
-        cert_done(w, m->text, m->err, m->text2);
+        cert_done(w, m->text, m->err, m->text2, false);
+        break;
+    case TF_WMSG_CHALLENGE_DONE:
+        cert_done(w, m->text, m->err, m->text2, true);
         break;
     case TF_WMSG_DRAIN:
         w->draining = true;
@@ -227,6 +232,16 @@ void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
     m->err = alert;
     if (!tf_mailbox_post(&w->mbox, m))
         tf_msg_free(m); /* the worker is stopping: its held connections close anyway */
+}
+
+void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found)
+{
+    struct tf_msg *m = tf_msg_new(TF_WMSG_CHALLENGE_DONE, NULL);
+    m->text = tf_strdup(name);
+    m->text2 = found ? NULL : tf_strdup("acme_tls_no_challenge");
+    m->err = found ? 0 : SSL_AD_NO_APPLICATION_PROTOCOL;
+    if (!tf_mailbox_post(&w->mbox, m))
+        tf_msg_free(m);
 }
 
 bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2)

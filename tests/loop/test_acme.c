@@ -112,7 +112,7 @@ static struct tf_config mkcfg(const char *url, uint32_t timeout_s)
 static struct tf_acme *mkacme(struct ctx *c, const char *url, uint32_t timeout_s)
 {
     struct tf_config cfg = mkcfg(url, timeout_s);
-    struct tf_acme_responder rsp = {on_publish, on_unpublish, c};
+    struct tf_acme_responder rsp = {on_publish, on_unpublish, c, NULL};
     char err[256];
     struct tf_acme *a = tf_acme_new(&c->loop, &cfg, c->st, c->http, &rsp, err, sizeof(err));
     if (!a)

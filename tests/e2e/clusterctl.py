@@ -1,0 +1,96 @@
+"""Cluster e2e helpers: a real redis-server on loopback (no persistence) and a small TCP
+round-robin balancer (one backend per new connection, in turn) that counts connections per
+backend. Both are stopped by the test that started them (the Redis server by its PID)."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from tfcommon import Proc, free_port, tmpdir
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tmpdir()
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = Proc("redis-%d" % time.monotonic_ns(),
+                         ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", self.dir])
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.dump()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        self.proc.stop()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+
+def storage_key_file():
+    path = os.path.join(tmpdir(), "storage.key")
+    with open(path, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+class Balancer:
+    """TCP round robin on 127.0.0.1:0 over backends (ports), set or changed at any time."""
+
+    def __init__(self):
+        self.backends = []
+        self.counts = {}
+        self.lock = threading.Lock()
+        self.next = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                port = self.backends[self.next % len(self.backends)]
+                self.next += 1
+                self.counts[port] = self.counts.get(port, 0) + 1
+            threading.Thread(target=self._serve, args=(c, port), daemon=True).start()
+
+    def _serve(self, c, port):
+        try:
+            b = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:
+            c.close()
+            return
+        def pipe(src, dst):
+            try:
+                while True:
+                    d = src.recv(65536)
+                    if not d:
+                        break
+                    dst.sendall(d)
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        t = threading.Thread(target=pipe, args=(b, c), daemon=True)
+        t.start()
+        pipe(c, b)
+        t.join(30)
+        c.close()
+        b.close()
