@@ -18,10 +18,11 @@ N = 200
 
 
 class Ask(http.server.BaseHTTPRequestHandler):
-    """Denies every name."""
+    """Denies the names under flood.test, allows the rest (a name must match --allow and be
+    approved by --ask to be ordered)."""
 
     def do_GET(self):
-        self.send_response(403)
+        self.send_response(403 if "flood.test" in self.path else 200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -37,7 +38,7 @@ tf, port = start_tlsfront([
     "--certs", certs, "--backend", "127.0.0.1:9", "--access-log", "off",
     "--storage", tmpdir(), "--acme-directory", "https://127.0.0.1:9/dir",
     "--ask", "http://127.0.0.1:%d/check" % ask_srv.server_address[1],
-    "--allow", "*.budget.test", "--issue-burst", "1", "--issue-rate", "0.001",
+    "--allow", "*.budget.test", "--allow", "*.flood.test", "--issue-burst", "1", "--issue-rate", "0.001",
     "--admin", "127.0.0.1:0"])
 m = tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)")
 aport = int(m.group(1))
