@@ -242,6 +242,7 @@ static int copy_config(struct tf_acme *a, const struct tf_config *cfg, char *err
     a->acct_key_type = cfg->acme_account_key;
     a->cert_key_type = cfg->acme_cert_key;
     a->timeout_s = cfg->acme_timeout_s ? cfg->acme_timeout_s : 300;
+    a->lease_s = cfg->storage_lease_s ? cfg->storage_lease_s : 30;
     if ((cfg->acme_eab_kid != NULL) != (cfg->acme_eab_hmac != NULL)) {
         snprintf(err, errlen, "acme EAB: --acme-eab-kid and --acme-eab-hmac go together");
         return TF_EINVAL;

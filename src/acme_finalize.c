@@ -56,6 +56,8 @@ static char *meta_json(struct tf_acme_order *o)
 
 static void store_cert(struct tf_acme_order *o)
 {
+    if (tf_acme_order_cancelled(o)) /* never store what a lost lease no longer covers */
+        return;
     char *meta = meta_json(o);
     o->storage_busy = true;
     int rc = tf_acme_store_save(o->a->st, o->name, o->chain_pem, o->key_pem, meta, on_saved, o);

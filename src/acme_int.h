@@ -78,6 +78,7 @@ struct tf_acme {
     size_t eab_hmac_len;
     enum tf_key_type acct_key_type, cert_key_type;
     uint32_t timeout_s;
+    uint32_t lease_s;            /* order lock lease, renewed every third of it */
 
     struct tf_acme_directory dir;
     bool have_dir;
@@ -151,6 +152,11 @@ struct tf_acme_order {
     uv_work_t work;
     struct tf_acme_waiter waiter;
 
+    /* the order lock's lease (acme_order_lease.c) */
+    uv_timer_t lease_timer;
+    bool renew_busy, lease_lost, releasing;
+    int closes;                  /* timer handles still closing */
+
     bool locked, published, account_retried, finished;
     bool lock_waiting;           /* the order lock was busy once (logged) */
     bool chal_pending; /* the challenge still needs its POST (RFC 8555 §7.5.1) */
@@ -175,6 +181,17 @@ struct tf_acme_order *tf_acme_order_start(struct tf_acme *a, const char *name,
                                           const struct tf_acme_order_opts *opts);
 /* Make the order end soon with UV_ECANCELED. */
 void tf_acme_order_cancel(struct tf_acme_order *o);
+/* Unlink and free an order whose handles are closed (acme_order.c). */
+void tf_acme_order_free(struct tf_acme_order *o);
+
+/* The order lock's lease (acme_order_lease.c). init: with the order's timer. start: the lock
+ * was taken; renew it every third of the lease until the end. A renewal answered "lost" sets
+ * lease_lost and cancels what is in flight, so the order fails at its next step and never
+ * stores. end: after the obtainers were answered: wait for a renewal in flight, release the
+ * lock if still held, close both timers, then tf_acme_order_free. */
+void tf_acme_lease_init(struct tf_acme_order *o);
+void tf_acme_lease_start(struct tf_acme_order *o);
+void tf_acme_lease_end(struct tf_acme_order *o);
 
 /* Shared by the order files. */
 void tf_acme_order_fail(struct tf_acme_order *o, int err, const struct tf_acme_problem *prob,

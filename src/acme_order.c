@@ -25,9 +25,8 @@ static void on_order_timer(uv_timer_t *t);
 
 /* ---- ending ---- */
 
-static void on_order_closed(uv_handle_t *h)
+void tf_acme_order_free(struct tf_acme_order *o)
 {
-    struct tf_acme_order *o = h->data;
     struct tf_acme *a = o->a;
     if (o->prev)
         o->prev->next = o->next;
@@ -56,17 +55,6 @@ static void on_order_closed(uv_handle_t *h)
     tf_acme_problem_clear(&o->problem);
     free(o);
     tf_acme_release(a);
-}
-
-static void on_unlocked(int err, void *arg)
-{
-    struct tf_acme_order *o = arg;
-    o->storage_busy = false;
-    if (err == TF_EDENIED)
-        TF_WARN(ACME_MOD, "name=%s order lock lease was lost while ordering", o->name);
-    else if (err)
-        TF_WARN(ACME_MOD, "name=%s releasing the order lock: %s", o->name, tf_strerror(err));
-    uv_close((uv_handle_t *)&o->timer, on_order_closed);
 }
 
 static void unpublish(struct tf_acme_order *o)
@@ -125,15 +113,7 @@ static void order_finish(struct tf_acme_order *o, bool from_storage)
         ob->cb(o->err, &res, ob->arg);
         free(ob);
     }
-    if (o->locked) {
-        o->locked = false;
-        o->storage_busy = true;
-        int rc = tf_storage_unlock(o->a->st, o->lock_name, on_unlocked, o);
-        if (rc)
-            on_unlocked(rc, o);
-        return;
-    }
-    uv_close((uv_handle_t *)&o->timer, on_order_closed);
+    tf_acme_lease_end(o);
 }
 
 void tf_acme_order_fail(struct tf_acme_order *o, int err, const struct tf_acme_problem *prob,
@@ -163,6 +143,12 @@ void tf_acme_order_succeed(struct tf_acme_order *o, bool from_storage)
 
 bool tf_acme_order_cancelled(struct tf_acme_order *o)
 {
+    if (o->lease_lost) {
+        tf_acme_order_fail(o, TF_EDENIED, NULL,
+                           "the order lock's lease was lost (another node may order this name): "
+                           "abandoned without storing");
+        return true;
+    }
     if (!o->a->closing)
         return false;
     tf_acme_order_fail(o, UV_ECANCELED, NULL, "cancelled");

@@ -180,7 +180,7 @@ static void on_locked(int err, void *arg)
     struct tf_acme_order *o = arg;
     o->storage_busy = false;
     if (err == 0)
-        o->locked = true;
+        tf_acme_lease_start(o);
     if (tf_acme_order_cancelled(o))
         return;
     if (err == TF_EBUSY) {
@@ -202,7 +202,7 @@ static void on_locked(int err, void *arg)
 static void step_lock(struct tf_acme_order *o)
 {
     o->storage_busy = true;
-    int rc = tf_storage_lock(o->a->st, o->lock_name, o->a->timeout_s + 60, 0, on_locked, o);
+    int rc = tf_storage_lock(o->a->st, o->lock_name, o->a->lease_s, 0, on_locked, o);
     if (rc)
         on_locked(rc, o);
 }
@@ -257,6 +257,7 @@ struct tf_acme_order *tf_acme_order_start(struct tf_acme *a, const char *name,
     o->work.data = o;
     uv_timer_init(a->loop, &o->timer);
     o->timer.data = o;
+    tf_acme_lease_init(o);
     o->next = a->orders;
     if (a->orders)
         a->orders->prev = o;

@@ -106,6 +106,9 @@ struct opt {
       "redis storage: 64 hex digits that encrypt private keys in Redis (AES-256-GCM); required")   \
     X("storage-ca", OT_STR, 0, F(storage_ca), 0, 0, NULL, " FILE", N, "",                          \
       "rediss:// storage: trust anchor (PEM) for Redis (unsupported in this build)")               \
+    X("storage-lease", OT_SEC, 0, F(storage_lease_s), 3000, MS_DAY, NULL, " DUR", Y, "30s",        \
+      "order lock lease, renewed every third of it: a node killed mid-order blocks its name "     \
+      "this long")                                                                                 \
     X("acme-directory", OT_URL, 0, F(acme_directory), 0, 0, NULL, " URL", Y,                       \
       "https://acme-v02.api.letsencrypt.org/directory", "ACME directory")                          \
     X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")      \

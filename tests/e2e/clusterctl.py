@@ -47,9 +47,12 @@ def storage_key_file():
 
 
 class Balancer:
-    """TCP round robin on 127.0.0.1:0 over backends (ports), set or changed at any time."""
+    """TCP round robin on 127.0.0.1:0 over backends (ports), set or changed at any time.
+    While hold is set, new connections are accepted and parked (never forwarded) in held."""
 
     def __init__(self):
+        self.hold = False
+        self.held = []
         self.backends = []
         self.counts = {}
         self.lock = threading.Lock()
@@ -66,6 +69,25 @@ class Balancer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            with self.lock:
+                if self.hold:
+                    self.held.append(c)
+                    continue
+                port = self.backends[self.next % len(self.backends)]
+                self.next += 1
+                self.counts[port] = self.counts.get(port, 0) + 1
+            threading.Thread(target=self._serve, args=(c, port), daemon=True).start()
+
+    def release_held(self, forward=False):
+        """Stop holding; forward the parked connections to the backends (their peers see a
+        late answer) or close them (their peers see a failure)."""
+        with self.lock:
+            self.hold = False
+            held, self.held = self.held, []
+        for c in held:
+            if not forward:
+                c.close()
+                continue
             with self.lock:
                 port = self.backends[self.next % len(self.backends)]
                 self.next += 1
