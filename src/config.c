@@ -72,7 +72,8 @@ struct opt {
       "worker threads (default: number of online CPUs)")                                           \
     X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
     X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
-      "certificate for clients without SNI or with an unknown name (default: refuse)")             \
+      "certificate for clients without SNI, or with an unknown name when --allow/--ask "       \
+      "are off (default: refuse)")             \
     X("backend", OT_FN, 0, 0, 0, 0, S(backend), " HOST:PORT[,proxy=v1|v2][,mode=tcp|http]", N, "", \
       "default backend")                                                                           \
     X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                                \
@@ -140,7 +141,7 @@ struct opt {
     X("hold-timeout", OT_MS, 0, F(hold_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "20s",            \
       "how long a handshake waits for its certificate")                                            \
     X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate), " N", Y, "10",                         \
-      "orders per minute (token bucket rate)")                                                     \
+      "orders per minute (token bucket rate; whole orders: below 1 acts as 1, 2.5 as 2)")                                                     \
     X("issue-burst", OT_INT, 0, F(issue_burst), 1, 1000000, NULL, " N", Y, "20",                   \
       "token bucket size")                                                                         \
     X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4", "concurrent orders")    \
