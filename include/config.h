@@ -1,7 +1,8 @@
 /*
  * config.h: the one immutable configuration of a running tlsfront, merged from flags,
- * TLSFRONT_* environment variables, a JSON file (-c FILE, cJSON) and defaults, with the
- * precedence flag > env > file > default. A loaded config is never modified: SIGHUP builds a
+ * TLSFRONT_* lines of an env file (--env-file FILE), TLSFRONT_* environment variables, a JSON
+ * file (-c FILE, cJSON) and defaults, with the precedence flag > env file > environment >
+ * JSON file > default. A loaded config is never modified: SIGHUP builds a
  * whole new one and swaps it in (refcounted, shared read-only by every worker).
  */
 #ifndef TF_CONFIG_H
@@ -134,6 +135,9 @@ struct tf_config {
     int n_trusted_xff;
     bool forwarded;                /* --forwarded: also write RFC 7239 Forwarded (mode=http) */
     char *hsts;                    /* --hsts VALUE: Strict-Transport-Security (mode=http) */
+
+    /* Start-up only (flags, never from the environment or the file) */
+    bool takeover;                 /* --takeover: share listening addresses already in use */
 };
 
 #define TF_CONFIG_MAX_WARN 8
@@ -154,8 +158,9 @@ struct tf_config_result {
 
 /*
  * Parse argv (without the subcommand), the environment (envp, NULL-terminated "K=V") and
- * the JSON file named by -c/--config/TLSFRONT_CONFIG. Returns 0 and sets res->cfg (refcount
- * 1), or TF_EINVAL with res->err set. Does no network I/O; reads only the config file.
+ * the JSON file named by -c/--config/TLSFRONT_CONFIG and the env file named by --env-file
+ * (TLSFRONT_*=VALUE lines that override the environment). Returns 0 and sets res->cfg (refcount
+ * 1), or TF_EINVAL with res->err set. Does no network I/O; reads only those two files.
  * argv[0] is a program or subcommand name and is skipped, as with getopt. --help and
  * --version print to stdout and return 0 with res->cfg NULL and res->help/res->version set.
  */
@@ -167,6 +172,12 @@ int tf_config_parse_listen(const char *spec, struct tf_listen *out, char *err, s
 
 void tf_config_ref(struct tf_config *cfg);
 void tf_config_unref(struct tf_config *cfg);
+
+/* The options a reload cannot change (they need a restart) that differ between the running
+ * config a and the reloaded b, as "--admin, --listen" into out (empty when none). Returns
+ * how many differ. */
+int tf_config_restart_diff(const struct tf_config *a, const struct tf_config *b, char *out,
+                           size_t len);
 
 /* Usage text for --help. */
 const char *tf_config_usage(void);

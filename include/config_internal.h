@@ -85,6 +85,23 @@ int tf_config_set_storage_prefix(struct tf_config *, size_t, const char *, char 
 int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errlen);
 int tf_config_set_forwarded(struct tf_config *, size_t, const char *, char *, size_t);
 
+/* config_envfile.c: the lines of an env file (--env-file): blank lines and lines starting
+ * with '#' skipped, "export " before a key allowed, KEY=VALUE with one pair of matching
+ * quotes around VALUE removed (as systemd's EnvironmentFile and most shells read them).
+ * Returns a NULL-terminated array of "KEY=VALUE" strings (free with tf_config_envfile_free),
+ * or NULL with err set: "FILE: ..." or "FILE:LINE: ...". */
+char **tf_config_envfile_read(const char *path, char *err, size_t errlen);
+void tf_config_envfile_free(char **lines);
+
+/* config_diff.c: the options a reload cannot change, for --help (keep in step with the
+ * table there; a unit test checks it). */
+#define TF_CONFIG_RESTART_TEXT                                                                     \
+    "--listen, --backlog, --workers, --admin, --redirect-http, --ticket-rotate,\n"               \
+    "--storage, --storage-prefix, --storage-key, --storage-ca, --acme-directory,\n"             \
+    "--acme-email, --acme-key-type, --acme-ca, --acme-eab-kid, --acme-eab-hmac,\n"              \
+    "--issue-rate, --issue-burst, --max-orders, --max-names, and turning on-demand\n"           \
+    "issuance on (--allow/--ask when neither was set at start)"
+
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */
 void tf_config_free_all(struct tf_config *cfg);
 

@@ -9,6 +9,13 @@
 
 #include "config.h"
 
+/* Whether l's address is free: binds a socket without SO_REUSEPORT and closes it. Returns 0
+ * (free, or port 0), -EADDRINUSE when some process listens there (a running tlsfront would
+ * otherwise share the port through SO_REUSEPORT), or another negative errno; err is filled
+ * on failure. Two instances started in the same instant may both pass: the check is for
+ * operators' slips, not a lock. */
+int tf_listener_probe(const struct tf_listen *l, char *err, size_t errlen);
+
 /* Create n sockets for l, bound and non-blocking (not yet listening). fds[n] receives them.
  * Returns 0, or a negative errno-style code with err filled; no socket is left open then. */
 int tf_listener_bind(const struct tf_listen *l, int n, int *fds, char *err, size_t errlen);

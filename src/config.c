@@ -1,10 +1,11 @@
 /*
  * config.c: builds the one immutable struct tf_config from defaults, the JSON file (-c FILE,
- * cJSON), TLSFRONT_* environment variables and command-line flags, in that order, so a later
- * source overrides an earlier one (flag > env > file > default). Every option is one row of
+ * cJSON), TLSFRONT_* environment variables, the TLSFRONT_* lines of an env file (--env-file
+ * FILE) and command-line flags, in that order, so a later source overrides an earlier one
+ * (flag > env file > environment > JSON file > default). Every option is one row of
  * TF_OPTIONS below; flags, env, JSON, defaults and --help all go through that row, so they
  * cannot drift apart. For repeatable options the highest source that sets one replaces the
- * lower sources' list wholesale. Reads only the config file: no network, no other files
+ * lower sources' list wholesale. Reads only the two files: no network, no other files
  * (--certs and --acme-ca are checked by their users), no logging (errors go to res->err,
  * warnings such as an unknown TLSFRONT_* variable to res->warn for the caller to log).
  */
@@ -35,6 +36,7 @@ enum opt_type {
     OT_URL,   /* OT_STR that must be an http:// or https:// URL */
     OT_FN,    /* the row's handler does the work */
     OT_CHECK, /* --check: sets res->check_only (a flag only: never from the environment) */
+    OT_FLAG,  /* bool field set to true by a flag that takes no value */
 };
 
 #define OF_REPEAT 0x01 /* each use appends; a higher source replaces the whole list */
@@ -45,7 +47,7 @@ enum opt_type {
 #define OF_JNUM 0x20   /* JSON: a number is accepted as well as a string */
 #define OF_JLIST 0x40  /* JSON: an array of strings is accepted, joined with ',' */
 
-enum src_level { SRC_NONE = 0, SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
+enum src_level { SRC_NONE = 0, SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_ENVFILE, SRC_FLAG };
 
 struct opt {
     const char *name; /* flag without "--"; env and JSON names derive from it */
@@ -70,7 +72,8 @@ struct opt {
       "worker threads (default: number of online CPUs)")                                           \
     X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
     X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
-      "certificate for clients without SNI or with an unknown name (default: refuse)")             \
+      "certificate for clients without SNI, or with an unknown name when --allow/--ask "       \
+      "are off (default: refuse)")                                                             \
     X("backend", OT_FN, 0, 0, 0, 0, S(backend),                                                    \
       " HOST:PORT[,proxy=v1|v2][,mode=tcp|http][,connect=on]", N, "", "default backend")           \
     X("route", OT_FN, OF_REPEAT, 0, 0, 0, S(route),                                                \
@@ -138,7 +141,7 @@ struct opt {
     X("hold-timeout", OT_MS, 0, F(hold_timeout_ms), 1, DUR_MAX, NULL, " DUR", Y, "20s",            \
       "how long a handshake waits for its certificate")                                            \
     X("issue-rate", OT_FN, OF_JNUM, 0, 0, 0, S(issue_rate), " N", Y, "10",                         \
-      "orders per minute (token bucket rate)")                                                     \
+      "orders per minute (token bucket rate; whole orders: below 1 acts as 1, 2.5 as 2)")                                                     \
     X("issue-burst", OT_INT, 0, F(issue_burst), 1, 1000000, NULL, " N", Y, "20",                   \
       "token bucket size")                                                                         \
     X("max-orders", OT_INT, 0, F(max_orders), 1, 1000, NULL, " N", Y, "4", "concurrent orders")    \
@@ -169,6 +172,12 @@ struct opt {
       "mode=http: add Strict-Transport-Security: VALUE to responses lacking it (default: off)")  \
     X("config", OT_FN, OF_PRE | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",                          \
       "JSON config file (also -c)")                                                                \
+    X("env-file", OT_FN, OF_PRE | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, " FILE", N, "",             \
+      "TLSFRONT_*=VALUE lines (# comments), read at start and at each SIGHUP; they override "    \
+      "the environment")                                                                           \
+    X("takeover", OT_FLAG, OF_NOARG | OF_NOENV | OF_NOJSON, F(takeover), 0, 0, NULL, "", N, "",   \
+      "listen even where a running tlsfront listens (upgrade: start the new one with this, "     \
+      "then SIGTERM the old)")                                                                     \
     X("check", OT_CHECK, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                \
       "validate the configuration and exit")                                                       \
     X("help", OT_FN, OF_NOARG | OF_NOENV | OF_NOJSON, 0, 0, 0, NULL, "", N, "",                    \
@@ -189,12 +198,19 @@ static const struct opt opts[] = {TF_OPTIONS(TABLE_ROW)};
     "  --" name meta "\n        " help USAGE_DEF_##dk(def) "\n"
 static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
+    "       tlsfront certs [--storage DIR|URL] [--storage-key FILE] [--storage-prefix NAME]\n"
+    "           (lists the certificates in the ACME storage, one a line)\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
-    "Each option OPT-NAME but --check, --help and --version may also be set by the\n"
-    "environment variable TLSFRONT_OPT_NAME (repeatable options: a whitespace-separated\n"
-    "list; unknown TLSFRONT_* names are warned about) or by the key \"opt_name\" of the\n"
-    "JSON file given by --config (repeatable options: an array). Flags override the\n"
-    "environment, which overrides the file. Durations: 250ms, 10s, 5m, 2h, 1d, or seconds.\n\n"
+    "Each option OPT-NAME but --check, --config, --env-file, --takeover, --help and\n"
+    "--version may also be set by the environment variable TLSFRONT_OPT_NAME (repeatable\n"
+    "options: a whitespace-separated list; unknown TLSFRONT_* names are warned about), by a\n"
+    "TLSFRONT_OPT_NAME=VALUE line of the --env-file, or by the key \"opt_name\" of the JSON\n"
+    "file given by --config (repeatable options: an array). Flags override the env file,\n"
+    "which overrides the environment, which overrides the JSON file. Durations: 250ms, 10s,\n"
+    "5m, 2h, 1d, or seconds.\n\n"
+    "SIGHUP re-reads the JSON file, the env file and the certificate directory. These\n"
+    "need a restart (a reload that changes one logs \"needs a restart\"):\n"
+    TF_CONFIG_RESTART_TEXT ".\n\n"
     "Options:\n" TF_OPTIONS(USAGE_ROW);
 
 const char *tf_config_usage(void)
@@ -210,6 +226,8 @@ struct loader {
     unsigned char src[N_OPTS]; /* per row: the source that last set it */
     const char *config_path;   /* from --config or TLSFRONT_CONFIG; borrowed */
     const char *config_who;    /* which of the two, for messages */
+    const char *env_file;      /* from --env-file; borrowed */
+    char **env_lines;          /* the env file's KEY=VALUE lines; owned */
 };
 
 /* One flag from argv, checked before any source is applied. */
@@ -267,6 +285,9 @@ static int set_value(struct loader *ld, const struct opt *o, const char *val, ch
         return set_string(ld, o, val, err, errlen);
     case OT_CHECK:
         ld->res->check_only = true;
+        return 0;
+    case OT_FLAG:
+        *FIELD(ld, o, bool) = true;
         return 0;
     case OT_FN:
         break;
@@ -469,12 +490,14 @@ static int apply_env_var(struct loader *ld, const char *kv)
 
     if (!eq || strncmp(kv, ENV_PREFIX, strlen(ENV_PREFIX)) != 0)
         return 0;
-    snprintf(who, sizeof(who), "%.*s", (int)(eq - kv), kv);
+    snprintf(who, sizeof(who), "%.*s", (int)TF_MIN(eq - kv, 100), kv);
     o = find_env(kv + strlen(ENV_PREFIX), (size_t)(eq - kv) - strlen(ENV_PREFIX));
     if (!o || (o->flags & OF_NOENV)) {
         warn_env(ld, who, o);
         return 0;
     }
+    if (ld->cur == SRC_ENVFILE)
+        snprintf(who, sizeof(who), "%.80s: %.*s", ld->env_file, (int)TF_MIN(eq - kv, 40), kv);
     if ((o->flags & OF_PRE) || eq[1 + strspn(eq + 1, " \t\n")] == '\0')
         return 0;
     if (!(o->flags & OF_REPEAT))
@@ -486,9 +509,10 @@ static int apply_env_var(struct loader *ld, const char *kv)
     return rc;
 }
 
-static int apply_env(struct loader *ld, char **envp)
+/* The environment (SRC_ENV), or the env file's lines (SRC_ENVFILE). */
+static int apply_env(struct loader *ld, char **envp, enum src_level level)
 {
-    ld->cur = SRC_ENV;
+    ld->cur = level;
     for (char **e = envp; e && *e; e++) {
         if (apply_env_var(ld, *e) < 0)
             return TF_EINVAL;
@@ -563,11 +587,25 @@ static int scan_argv(struct loader *ld, int argc, char **argv, char **envp, stru
         int rc = scan_flag(ld, argc, argv, &i, &uses[*n]);
         if (rc != 0)
             return rc;
-        if (uses[*n].o->flags & OF_PRE) {
+        if ((uses[*n].o->flags & OF_PRE) && strcmp(uses[*n].o->name, "env-file") == 0)
+            ld->env_file = uses[*n].val;
+        else if (uses[*n].o->flags & OF_PRE) {
             ld->config_path = uses[*n].val;
             ld->config_who = "--config";
         }
         (*n)++;
+    }
+    if (ld->env_file) {
+        ld->env_lines = tf_config_envfile_read(ld->env_file, ld->res->err, sizeof(ld->res->err));
+        if (!ld->env_lines)
+            return TF_EINVAL;
+    }
+    /* TLSFRONT_CONFIG: the env file's beats the environment's. */
+    for (char **e = ld->env_lines; !ld->config_path && e && *e; e++) {
+        if (strncmp(*e, ENV_PREFIX "CONFIG=", strlen(ENV_PREFIX "CONFIG=")) == 0) {
+            ld->config_path = *e + strlen(ENV_PREFIX "CONFIG=");
+            ld->config_who = ENV_PREFIX "CONFIG";
+        }
     }
     for (char **e = envp; !ld->config_path && e && *e; e++) {
         if (strncmp(*e, ENV_PREFIX "CONFIG=", strlen(ENV_PREFIX "CONFIG=")) == 0) {
@@ -591,6 +629,7 @@ static const char *who_set(const struct loader *ld, const char *name, char *buf,
         snprintf(buf, len, "--%s", name);
         break;
     case SRC_ENV:
+    case SRC_ENVFILE:
         j = strlen(ENV_PREFIX);
         snprintf(buf, len, ENV_PREFIX "%s", name);
         for (; buf[j]; j++)
@@ -673,12 +712,15 @@ int tf_config_load(int argc, char **argv, char **envp, struct tf_config_result *
     if (rc == 0)
         rc = apply_file(&ld);
     if (rc == 0)
-        rc = apply_env(&ld, envp);
+        rc = apply_env(&ld, envp, SRC_ENV);
+    if (rc == 0)
+        rc = apply_env(&ld, ld.env_lines, SRC_ENVFILE);
     if (rc == 0)
         rc = apply_flags(&ld, uses, n);
     if (rc == 0)
         rc = finalize(&ld);
     free(uses);
+    tf_config_envfile_free(ld.env_lines);
     if (rc == 0) {
         res->cfg = ld.cfg;
         return 0;

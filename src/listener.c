@@ -2,6 +2,11 @@
  * listener.c: binding listening sockets with SO_REUSEPORT (libuv 1.44 cannot set it, so the
  * sockets are made here and handed to uv_tcp_open by the workers). ":PORT" binds [::] with
  * IPV6_V6ONLY off: one socket serves IPv4 and IPv6. Runs at start-up only.
+ *
+ * SO_REUSEPORT would let a second tlsfront on the same address silently split the traffic
+ * with the first, so before binding, tf_listener_probe binds a plain socket (SO_REUSEADDR
+ * only) to the address: the kernel refuses it while any socket listens there, tlsfront or
+ * not, and a socket in TIME_WAIT does not count. Only --takeover skips the probe.
  */
 #include "listener.h"
 #include "common.h"
@@ -34,6 +39,38 @@ static int bind_one(const struct sockaddr_storage *ss, bool any, int *out)
     }
     *out = fd;
     return 0;
+}
+
+int tf_listener_probe(const struct tf_listen *l, char *err, size_t errlen)
+{
+    const struct sockaddr_storage *ss = &l->addr;
+    unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                                    : ((const struct sockaddr_in *)ss)->sin_port);
+    if (port == 0)
+        return 0; /* a kernel-chosen port is never in use */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "--listen %s: %s", l->spec, strerror(errno));
+        return -errno;
+    }
+    int one = 1, zero = 0, r = 0;
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, l->any ? &zero : &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0)
+        r = -errno;
+    close(fd);
+    if (r == -EADDRINUSE)
+        snprintf(err, errlen,
+                 "--listen %s: another process already listens on this address (a running "
+                 "tlsfront? add --takeover to share it while upgrading, then stop the old one)",
+                 l->spec);
+    else if (r != 0)
+        snprintf(err, errlen, "--listen %s: %s%s", l->spec, strerror(-r),
+                 tf_listener_bind_hint(r, (const struct sockaddr *)ss));
+    return r;
 }
 
 const char *tf_listener_bind_hint(int err, const struct sockaddr *addr)

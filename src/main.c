@@ -1,9 +1,10 @@
 /*
  * main.c: the command line. Loads the config (exit 2 with one line on a bad one), logs its
- * warnings, handles --check/--help/--version and the `certs` subcommand, ignores SIGPIPE, then
+ * warnings, handles --check (check.c)/--help/--version and the `certs` subcommand, ignores SIGPIPE, then
  * runs the server until it stops. Nothing else lives here.
  */
 #include "acme.h"
+#include "check.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -37,9 +38,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < res.n_warn; i++)
         TF_WARN("config", "%s", res.warn[i]);
     if (res.check_only) {
-        printf("tlsfront: configuration ok\n");
+        int rc = tf_check_run(cfg);
+        if (rc == 0)
+            printf("tlsfront: configuration ok\n");
         tf_config_unref(cfg);
-        return 0;
+        return rc;
     }
 
     struct tf_server *srv = tf_calloc(1, sizeof *srv);

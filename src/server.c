@@ -159,7 +159,7 @@ static void reload_done(uv_work_t *req, int status)
     if (s->certmgr)
         tf_certmgr_reconfigure(s->certmgr, s->cfg);
     else if (s->cfg->n_allow || s->cfg->ask)
-        TF_WARN("server", "reload: on-demand issuance takes effect after a restart");
+        TF_WARN("server", "reload: needs a restart: --allow/--ask (on-demand issuance was off)");
     broadcast_config(s);
     tf_server_publish_certs(s);
     TF_INFO("server", "reloaded: %zu certificates, %zu names", tf_certstore_count(s->certs),
@@ -180,8 +180,11 @@ static void reload(struct tf_server *s)
         TF_ERROR("server", "reload failed, keeping the running config: %s", res.err);
         return;
     }
-    if (res.cfg->n_listen != s->cfg->n_listen || res.cfg->workers != s->cfg->workers)
-        TF_WARN("server", "reload: listener and worker changes take effect after a restart");
+    char changed[400];
+    if (tf_config_restart_diff(s->cfg, res.cfg, changed, sizeof changed) > 0)
+        TF_WARN("server", "reload: needs a restart: %s (the running values stay)", changed);
+    for (int i = 0; i < res.n_warn; i++)
+        TF_WARN("config", "%s", res.warn[i]);
     struct reload_job *j = tf_calloc(1, sizeof *j);
     j->s = s;
     j->cfg = res.cfg;
@@ -302,9 +305,15 @@ static int bind_all(struct tf_server *s)
         for (int l = 0; l < cfg->n_listen; l++)
             s->fds[w][l] = -1;
     }
+    char err[256];
+    for (int l = 0; l < cfg->n_listen && !cfg->takeover; l++) {
+        if (tf_listener_probe(&cfg->listen[l], err, sizeof err) != 0) {
+            fprintf(stderr, "tlsfront: %s\n", err);
+            return 2;
+        }
+    }
     int *tmp = tf_calloc((size_t)s->n_workers, sizeof(int));
     for (int l = 0; l < cfg->n_listen; l++) {
-        char err[256];
         if (tf_listener_bind(&cfg->listen[l], s->n_workers, tmp, err, sizeof err) != 0) {
             TF_ERROR("server", "%s", err);
             free(tmp);
@@ -377,15 +386,16 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     s->tickets = tf_tickets_rotate(NULL);
     if (!s->ssl_ctx || !s->tickets)
         return 1;
-    if (bind_all(s) != 0)
-        return 1;
+    int rc = bind_all(s);
+    if (rc != 0)
+        return rc;
     int r = init_control(s);
     if (r != 0) {
         TF_ERROR("server", "control loop: %s", uv_strerror(r));
         return 1;
     }
     if (cfg->n_allow || cfg->ask) {
-        int rc = tf_certmgr_start(s, cfg, &s->certmgr, err, sizeof err);
+        rc = tf_certmgr_start(s, cfg, &s->certmgr, err, sizeof err);
         if (rc != 0) {
             fprintf(stderr, "tlsfront: %s\n", err);
             return rc;
