@@ -7,8 +7,8 @@
  * output (which withdraws the bad request) is a prefix of the split output; results are
  * only 0, TF_HTTP_RW_UPGRADE, TF_EPROTO (400) or TF_ETOOBIG (431).
  */
-#include "common.h"
-#include "http_rewrite.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/proto/http_rewrite.h"
 
 #include <stdint.h>
 #include <stdlib.h>

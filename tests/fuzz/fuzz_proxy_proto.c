@@ -6,8 +6,8 @@
  * input, the result does not depend on trailing bytes, every shorter prefix asks for more
  * bytes, and a parsed address survives a v1 and a v2 encode/parse round trip.
  */
-#include "common.h"
-#include "proxy_proto.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/proto/proxy_proto.h"
 
 #include <stdint.h>
 #include <stdlib.h>
