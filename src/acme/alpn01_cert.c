@@ -4,6 +4,7 @@
  * challenge table lives elsewhere. It must never reuse a key: every certificate gets a fresh
  * P-256 key, so a challenge certificate can never be mistaken for (or leak) a real one.
  */
+#include "tlsfront/acme/alpn01_cert.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/base/common.h"
 #include "tlsfront/acme/jws.h"

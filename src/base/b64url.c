@@ -5,7 +5,7 @@
  * Pure functions: no state, no I/O, results owned by the caller (free()).
  */
 #include "tlsfront/base/common.h"
-#include "tlsfront/acme/jws.h"
+#include "tlsfront/base/b64url.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,6 +4,7 @@
  * problem. Runs before (and without) any loop; blocking file reads are fine here. Exit
  * codes: 0 listed, 1 storage unreadable, 2 bad usage.
  */
+#include "certs_cmd_int.h"
 #include "tlsfront/acme/acme.h"
 #include "tlsfront/base/common.h"
 
@@ -44,7 +45,7 @@ static int parse_args(int argc, char **argv, const char **dir)
     return 0;
 }
 
-int tf_acme_certs_cmd(int argc, char **argv)
+int tf_cmd_certs(int argc, char **argv)
 {
     const char *dir;
     int rc = parse_args(argc, argv, &dir);

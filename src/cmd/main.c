@@ -3,7 +3,7 @@
  * --check/--help/--version and the `certs` subcommand, ignores SIGPIPE, then runs the server
  * until it stops. Nothing else lives here.
  */
-#include "tlsfront/acme/acme.h"
+#include "certs_cmd_int.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/ctl/server.h"
@@ -20,7 +20,7 @@ int main(int argc, char **argv)
     /* A peer closing mid-write must be an error return, not a process kill. */
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "certs") == 0)
-        return tf_acme_certs_cmd(argc - 1, argv + 1);
+        return tf_cmd_certs(argc - 1, argv + 1);
 
     struct tf_config_result res;
     memset(&res, 0, sizeof res);

@@ -9,7 +9,7 @@
 #include "tlsfront/proxy/listener.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/ctl/redirect.h"
-#include "tlsfront/tls/tls.h"
+#include "tlsfront/proxy/handshake.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +67,37 @@ void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
         if (!tf_worker_post(&s->workers[i], TF_WMSG_CHALLENGES, ch, NULL))
             tf_challenges_unref(ch);
     }
+}
+
+/* --- the certificate manager's host (tlsfront/issue/certmgr.h) -------------------------- */
+
+static void host_publish_certs(void *arg)
+{
+    tf_server_publish_certs(arg);
+}
+
+static void host_publish_challenges(void *arg, struct tf_challenges *ch)
+{
+    tf_server_publish_challenges(arg, ch);
+}
+
+static void host_answer(void *arg, int worker, const char *name, int alert, const char *reason)
+{
+    struct tf_server *s = arg;
+    if (worker >= 0 && worker < s->n_started)
+        tf_worker_post_cert_done(&s->workers[worker], name, alert, reason);
+}
+
+static bool host_serves(void *arg, const char *name)
+{
+    const struct tf_server *s = arg;
+    return tf_certstore_lookup(s->certs, name) != NULL;
+}
+
+static bool host_has_static(void *arg, const char *name)
+{
+    const struct tf_server *s = arg;
+    return tf_certstore_lookup(s->static_certs, name) != NULL;
 }
 
 static void broadcast(struct tf_server *s, int type)
@@ -130,7 +161,7 @@ static void reload_done(uv_work_t *req, int status)
                      j->err[0] ? j->err : uv_strerror(status));
         goto out;
     }
-    ctx = tf_tls_ctx_new(j->cfg);
+    ctx = tf_handshake_ctx_new(j->cfg);
     if (!ctx) {
         TF_ERROR("server", "reload failed, keeping the running config: TLS context");
         goto out;
@@ -266,7 +297,7 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
     } else if (m->type == TF_SMSG_NEED_CERT) {
         struct tf_worker *w = m->ptr;
         if (s->certmgr)
-            tf_certmgr_need(s->certmgr, w->id, m->text, m->text2);
+            tf_certmgr_need(s->certmgr, w->id, m->text);
         else /* nobody can issue (shutting down): the held handshake fails at once */
             tf_worker_post_cert_done(w, m->text, SSL_AD_INTERNAL_ERROR, "shutting_down");
     }
@@ -353,7 +384,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     tf_certstore_ref(s->certs);
     if (cfg->default_cert && !tf_certstore_lookup(s->certs, cfg->default_cert))
         TF_WARN("server", "--default-cert %s: no loaded certificate covers it", cfg->default_cert);
-    s->ssl_ctx = tf_tls_ctx_new(cfg);
+    s->ssl_ctx = tf_handshake_ctx_new(cfg);
     s->tickets = tf_tickets_rotate(NULL);
     if (!s->ssl_ctx || !s->tickets)
         return 1;
@@ -365,7 +396,18 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         return 1;
     }
     if (cfg->n_allow || cfg->ask) {
-        int rc = tf_certmgr_start(s, cfg, &s->certmgr, err, sizeof err);
+        struct tf_certmgr_host host = {
+            .loop = &s->loop,
+            .n_workers = s->n_workers,
+            .issue_seconds = &s->stats.issue_seconds,
+            .arg = s,
+            .publish_certs = host_publish_certs,
+            .publish_challenges = host_publish_challenges,
+            .answer = host_answer,
+            .serves = host_serves,
+            .has_static = host_has_static,
+        };
+        int rc = tf_certmgr_start(&host, cfg, &s->certmgr, err, sizeof err);
         if (rc != 0) {
             fprintf(stderr, "tlsfront: %s\n", err);
             return rc;
@@ -377,8 +419,8 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         SSL_CTX_up_ref(s->ssl_ctx);
         tf_certstore_ref(s->certs);
         tf_tickets_ref(s->tickets);
-        r = tf_worker_start(&s->workers[i], s, i, s->fds[i], cfg->n_listen, cfg, s->ssl_ctx,
-                            s->certs, s->tickets);
+        r = tf_worker_start(&s->workers[i], &s->stats, &s->mbox, i, s->fds[i], cfg->n_listen, cfg,
+                            s->ssl_ctx, s->certs, s->tickets);
         if (r != 0) {
             TF_ERROR("server", "worker %d: %s", i, uv_strerror(r));
             return 1;

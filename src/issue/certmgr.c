@@ -23,15 +23,13 @@
 static void answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
                    const char *reason)
 {
-    struct tf_server *s = cm->srv;
-    if (worker >= 0 && worker < s->n_started)
-        tf_worker_post_cert_done(&s->workers[worker], name, alert, reason);
+    cm->host.answer(cm->host.arg, worker, name, alert, reason);
 }
 
 static void demand_finish(struct cm_demand *d, int alert, const char *reason)
 {
     struct tf_certmgr *cm = d->cm;
-    for (int i = 0; i < cm->srv->n_workers; i++)
+    for (int i = 0; i < cm->host.n_workers; i++)
         if (d->waiting[i])
             answer(cm, i, d->name, alert, reason);
     struct cm_demand **pp = &cm->demands;
@@ -57,7 +55,7 @@ struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name)
     struct cm_demand *d = tf_calloc(1, sizeof *d);
     d->cm = cm;
     d->name = tf_strdup(name);
-    d->waiting = tf_calloc((size_t)cm->srv->n_workers, sizeof *d->waiting);
+    d->waiting = tf_calloc((size_t)cm->host.n_workers, sizeof *d->waiting);
     d->created_ms = tf_mono_ms();
     if (tf_psl_registered_domain(name, d->rd, sizeof d->rd) != 0)
         snprintf(d->rd, sizeof d->rd, "%s", name);
@@ -98,7 +96,7 @@ void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *ce
     m->failures = 0;
     cm_schedule(cm, m);
     if (cm->loaded)
-        tf_server_publish_certs(cm->srv);
+        cm->host.publish_certs(cm->host.arg);
 }
 
 static void publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
@@ -106,7 +104,7 @@ static void publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next
     tf_challenges_unref(cm->challenges);
     cm->challenges = next;
     cm->stats.pending_challenges = next->n;
-    tf_server_publish_challenges(cm->srv, next);
+    cm->host.publish_challenges(cm->host.arg, next);
 }
 
 static void responder_publish(void *arg, const char *name, const char *key_authorization)
@@ -152,7 +150,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
     if (err == 0 && res && res->cert) {
         cm->stats.orders_ok++;
         if (!renewal)
-            tf_histogram_observe(&cm->srv->stats.issue_seconds,
+            tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert(cm, d->name, res->cert);
         tf_cert_unref(res->cert);
@@ -241,7 +239,7 @@ static void on_gate(int verdict, const char *why, void *arg)
 
 static void need_now(struct tf_certmgr *cm, int worker, const char *name)
 {
-    if (tf_certstore_lookup(cm->srv->certs, name)) {
+    if (cm->host.serves(cm->host.arg, name)) {
         answer(cm, worker, name, 0, NULL); /* issued meanwhile */
         return;
     }
@@ -277,9 +275,8 @@ void cm_gate_then_order(struct cm_demand *d)
     d->gate_req = h;
 }
 
-void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name, const char *client_ip)
+void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 {
-    (void)client_ip;
     if (cm->closing) {
         answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, "shutting_down");
         return;
@@ -311,7 +308,7 @@ static void on_all_stored(int err, int n_loaded, int n_skipped, void *arg)
         TF_ERROR("certmgr", "loading stored certificates: %s", tf_strerror(err));
     TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n_loaded, n_skipped);
     cm->loaded = true;
-    tf_server_publish_certs(cm->srv);
+    cm->host.publish_certs(cm->host.arg);
     struct cm_queued *q = cm->queued;
     cm->queued = NULL;
     while (q) {
@@ -347,17 +344,17 @@ static struct tf_gate *gate_for(struct tf_certmgr *cm, const struct tf_config *c
                        cfg->ask_cache_s, 16, 10000);
 }
 
-int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct tf_certmgr **out,
-                     char *err, size_t errlen)
+int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config *cfg,
+                     struct tf_certmgr **out, char *err, size_t errlen)
 {
     *out = NULL;
-    struct tf_storage *st = tf_storage_fs_new(&srv->loop, cfg->storage, err, errlen);
+    struct tf_storage *st = tf_storage_fs_new(host->loop, cfg->storage, err, errlen);
     if (!st)
         return 2; /* nothing asynchronous exists yet */
     struct tf_certmgr *cm = tf_calloc(1, sizeof *cm);
     *out = cm; /* from here a failure is cleaned up by tf_certmgr_close */
-    cm->srv = srv;
-    cm->loop = &srv->loop;
+    cm->host = *host;
+    cm->loop = host->loop;
     cm->cfg = (struct tf_config *)cfg;
     tf_config_ref(cm->cfg);
     cm->store = tf_certstore_new();
@@ -424,12 +421,6 @@ void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg)
             cm_gate_then_order(d);
         }
     }
-}
-
-void tf_certmgr_get_stats(const struct tf_certmgr *cm, struct tf_certmgr_stats *out)
-{
-    *out = cm->stats;
-    out->managed = cm->n_managed;
 }
 
 /* --- shutdown -------------------------------------------------------------------------- */

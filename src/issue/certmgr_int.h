@@ -6,12 +6,12 @@
 #define TF_CERTMGR_INT_H
 
 #include "tlsfront/acme/acme.h"
+#include "tlsfront/acme/alpn01_cert.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/issue/budget.h"
 #include "tlsfront/issue/certmgr.h"
 #include "tlsfront/issue/gate.h"
 #include "tlsfront/net/http_client.h"
-#include "tlsfront/ctl/server.h"
 #include "tlsfront/store/storage.h"
 
 #include <uv.h>
@@ -42,7 +42,7 @@ struct cm_managed {
 };
 
 struct tf_certmgr {
-    struct tf_server *srv;
+    struct tf_certmgr_host host;  /* copied at start */
     uv_loop_t *loop;
     struct tf_config *cfg;        /* reference */
     struct tf_storage *storage;

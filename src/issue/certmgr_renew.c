@@ -138,7 +138,7 @@ void cm_eager_start(struct tf_certmgr *cm)
     for (int i = 0; i < cm->cfg->n_allow; i++) {
         const char *name = cm->cfg->allow[i];
         if (!eager_name(name) || tf_certstore_lookup(cm->store, name) ||
-            tf_certstore_lookup(cm->srv->static_certs, name) || cm_find_managed(cm, name))
+            cm->host.has_static(cm->host.arg, name) || cm_find_managed(cm, name))
             continue;
         bool busy = false;
         for (struct cm_demand *d = cm->demands; d && !busy; d = d->next)
@@ -172,7 +172,7 @@ static void on_tick(uv_timer_t *t)
     bool eager_left = false;
     for (int i = 0; i < cm->cfg->n_allow && !eager_left; i++)
         eager_left = eager_name(cm->cfg->allow[i]) && !cm_find_managed(cm, cm->cfg->allow[i]) &&
-                     !tf_certstore_lookup(cm->srv->static_certs, cm->cfg->allow[i]);
+                     !cm->host.has_static(cm->host.arg, cm->cfg->allow[i]);
     uint64_t ms = (uint64_t)(next - now) * 1000;
     if (eager_left && ms > TICK_FAST_MS)
         ms = TICK_FAST_MS;

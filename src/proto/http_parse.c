@@ -6,11 +6,12 @@
  * (callers pass "now").
  */
 #include "tlsfront/base/common.h"
-#include "tlsfront/net/http_client.h"
+#include "tlsfront/proto/http_parse.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <llhttp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

@@ -4,9 +4,8 @@
  * is tried in order. Success hands over to the pump; failure closes the client connection
  * promptly with one log line (mode=http: after a 502 page, #7). Owns no memory beyond the addrinfo list held by the conn.
  */
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
-#include "tlsfront/ctl/server.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +25,8 @@ static int route_slot(const struct tf_conn *c)
 
 static void fail(struct tf_conn *c, int err)
 {
-    TF_STAT_ADD(&c->w->server->stats, backend_errors, 1);
-    TF_STAT_ADD(&c->w->server->stats, backend_errors_route[route_slot(c)], 1);
+    TF_STAT_ADD(c->w->stats, backend_errors, 1);
+    TF_STAT_ADD(c->w->stats, backend_errors_route[route_slot(c)], 1);
     TF_INFO("backend", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));

@@ -4,11 +4,15 @@
  * connection after its last libuv close callback and writes the access log line.
  * Data forwarding lives in pump.c, backend connection in backend.c.
  */
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/tls/alpn01.h"
-#include "tlsfront/ctl/server.h"
 #include "tlsfront/tls/tls.h"
+
+#include <stddef.h>
+
+_Static_assert(offsetof(struct tf_conn, alpn_sel) == 0,
+               "tf_tls_alpn_select_cb reads the connection's first member");
 
 #include <stddef.h>
 
@@ -58,7 +62,7 @@ static bool listener_wants_proxy(struct tf_worker *w, uv_stream_t *listener)
 
 static bool over_limit(struct tf_worker *w)
 {
-    struct tf_stats *st = &w->server->stats;
+    struct tf_stats *st = w->stats;
     int open = atomic_load_explicit(&st->conns_open, memory_order_relaxed);
     if (open < w->cfg->max_connections)
         return false;
@@ -141,8 +145,8 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    TF_STAT_ADD(&w->server->stats, conns_open, 1);
-    TF_STAT_ADD(&w->server->stats, conns_total, 1);
+    TF_STAT_ADD(w->stats, conns_open, 1);
+    TF_STAT_ADD(w->stats, conns_total, 1);
 
     uv_tcp_init(&w->loop, &c->client.tcp);
     c->client.open = true;
@@ -182,7 +186,7 @@ void tf_conn_touch(struct tf_conn *c)
 
 static void record_handshake(struct tf_conn *c)
 {
-    struct tf_stats *st = &c->w->server->stats;
+    struct tf_stats *st = c->w->stats;
     const unsigned char *proto = NULL;
     unsigned int plen = 0;
     SSL_get0_alpn_selected(c->ssl, &proto, &plen);
@@ -204,9 +208,9 @@ static void record_handshake(struct tf_conn *c)
 
 static void handshake_done(struct tf_conn *c)
 {
-    if (c->acme) {
+    if (c->alpn_sel.acme) {
         /* RFC 8737 §3: the validator only needs the handshake; send nothing and close. */
-        TF_STAT_ADD(&c->w->server->stats, acme_challenges_served, 1);
+        TF_STAT_ADD(c->w->stats, acme_challenges_served, 1);
         c->tls_version = SSL_get_version(c->ssl);
         c->alpn = TF_ALPN01_PROTO;
         c->end = "acme_challenge"; /* the validator may already be gone: that is fine */
@@ -252,7 +256,7 @@ static void drive_handshake(struct tf_conn *c)
     if (tf_log_enabled(TF_LOG_DEBUG))
         tf_log_ssl(TF_LOG_DEBUG, "conn", "handshake");
     tf_tls_clear_errors();
-    TF_STAT_ADD(&c->w->server->stats, hs_failed, 1);
+    TF_STAT_ADD(c->w->stats, hs_failed, 1);
     tf_conn_close(c, c->end ? c->end : "handshake_failed");
 }
 
@@ -323,12 +327,12 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->state == TF_CONN_HANDSHAKE) {
-        TF_STAT_ADD(&c->w->server->stats, hs_timeout, 1);
+        TF_STAT_ADD(c->w->stats, hs_timeout, 1);
         tf_conn_close(c, "handshake_timeout");
         return;
     }
     if (c->state == TF_CONN_CONNECTING) {
-        TF_STAT_ADD(&c->w->server->stats, backend_errors, 1);
+        TF_STAT_ADD(c->w->stats, backend_errors, 1);
         TF_INFO("conn", "conn=%llx name=%s backend %s:%u: connect timed out",
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
                 c->route.backend->port);
@@ -384,7 +388,7 @@ static void held_unlink(struct tf_conn *c)
         c->held_next->held_prev = c->held_prev;
     c->held_prev = c->held_next = NULL;
     w->n_held--;
-    atomic_fetch_sub(&w->server->stats.held_now, 1);
+    atomic_fetch_sub(&w->stats->held_now, 1);
 }
 
 void tf_conn_hold(struct tf_conn *c)
@@ -396,8 +400,8 @@ void tf_conn_hold(struct tf_conn *c)
         w->held->held_prev = c;
     w->held = c;
     w->n_held++;
-    TF_STAT_ADD(&w->server->stats, held_now, 1);
-    TF_STAT_ADD(&w->server->stats, held_total, 1);
+    TF_STAT_ADD(w->stats, held_now, 1);
+    TF_STAT_ADD(w->stats, held_total, 1);
     uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
@@ -405,8 +409,7 @@ void tf_conn_hold(struct tf_conn *c)
             return;
     struct tf_msg *m = tf_msg_new(TF_SMSG_NEED_CERT, w);
     m->text = tf_strdup(c->sni);
-    m->text2 = tf_strdup(c->ip);
-    if (!tf_mailbox_post(&w->server->mbox, m))
+    if (!tf_mailbox_post(w->ctl, m))
         tf_msg_free(m); /* shutting down: the hold timer ends it */
 }
 
@@ -465,8 +468,8 @@ static void conn_free(struct tf_conn *c)
     struct tf_worker *w = c->w;
     if (c->cfg->access_log)
         access_log(c);
-    TF_STAT_ADD(&w->server->stats, bytes_in, c->bytes_in);
-    TF_STAT_ADD(&w->server->stats, bytes_out, c->bytes_out);
+    TF_STAT_ADD(w->stats, bytes_in, c->bytes_in);
+    TF_STAT_ADD(w->stats, bytes_out, c->bytes_out);
     tf_pump_free_held(c);
     tf_http_free(c->http);
     free(c->pin);
@@ -481,7 +484,7 @@ static void conn_free(struct tf_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->n_conns--;
-    atomic_fetch_sub(&w->server->stats.conns_open, 1);
+    atomic_fetch_sub(&w->stats->conns_open, 1);
     tf_config_unref(c->cfg);
     free(c);
     tf_worker_conn_gone(w);

@@ -8,7 +8,7 @@
  * Parsing and encoding are proxy_proto.c's; this file only moves bytes and addresses and
  * must never touch TLS state beyond feeding the TLS input.
  */
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/proto/proxy_proto.h"
 

@@ -6,13 +6,13 @@
  * the ticket callback encrypts session tickets with the worker's rotating key ring.
  * Callbacks run on worker threads and read only that worker's snapshots.
  */
+#include "tlsfront/proxy/handshake.h"
 #include "tlsfront/tls/tls.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/tls/certstore.h"
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/base/name.h"
-#include "tlsfront/ctl/server.h"
 #include "tlsfront/tls/tickets.h"
 
 #include <openssl/err.h>
@@ -99,7 +99,7 @@ static int answer_challenge(SSL *ssl, struct tf_conn *c, bool have_sni, int *al)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    c->acme = true;
+    c->alpn_sel.acme = true;
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -139,7 +139,7 @@ static int on_demand(struct tf_conn *c, int *al)
         c->end = cfg->n_allow || cfg->ask ? "not_allowed" : "unknown_name";
         return SSL_CLIENT_HELLO_ERROR;
     }
-    struct tf_stats *st = &w->server->stats;
+    struct tf_stats *st = w->stats;
     if (atomic_load(&st->held_now) >= cfg->max_held || held_by(w, c->ip) >= cfg->max_held_per_ip) {
         TF_STAT_ADD(st, held_refused, 1);
         c->end = "hold_limit";
@@ -211,38 +211,9 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         return SSL_CLIENT_HELLO_ERROR;
     }
     tf_route_select(c->cfg, have ? c->sni : NULL, &c->route);
+    c->alpn_sel.protos = c->route.alpn;
+    c->alpn_sel.n_protos = c->route.n_alpn;
     return SSL_CLIENT_HELLO_SUCCESS;
-}
-
-/* Server preference: the route's first protocol the client also offers. No overlap: no ALPN
- * (the handshake goes on, as with a client that sent none). */
-static int tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned int inlen, void *arg)
-{
-    struct tf_conn *c = SSL_get_app_data(ssl);
-    if (c->acme) {
-        static const unsigned char proto[] = "\x0a" TF_ALPN01_PROTO;
-        if (SSL_select_next_proto((unsigned char **)out, outlen, proto, sizeof proto - 1, in,
-                                  inlen) != OPENSSL_NPN_NEGOTIATED)
-            return SSL_TLSEXT_ERR_ALERT_FATAL;
-        return SSL_TLSEXT_ERR_OK;
-    }
-    for (int i = 0; i < c->route.n_alpn; i++) {
-        const char *want = c->route.alpn[i];
-        size_t wl = strlen(want);
-        for (unsigned int p = 0; p < inlen;) {
-            unsigned int l = in[p];
-            if (p + 1 + l > inlen)
-                return SSL_TLSEXT_ERR_ALERT_FATAL;
-            if (l == wl && memcmp(in + p + 1, want, wl) == 0) {
-                *out = in + p + 1;
-                *outlen = (unsigned char)l;
-                return SSL_TLSEXT_ERR_OK;
-            }
-            p += 1 + l;
-        }
-    }
-    return SSL_TLSEXT_ERR_NOACK;
 }
 
 static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
@@ -252,34 +223,7 @@ static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
     return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc);
 }
 
-static atomic_int cert_ctxs; /* live per-certificate contexts, process-wide */
-
-SSL_CTX *tf_tls_cert_ctx_new(const struct tf_cert *c)
-{
-    if (atomic_fetch_add(&cert_ctxs, 1) >= 2 * TF_TLS_CERT_CTX_MAX) {
-        atomic_fetch_sub(&cert_ctxs, 1);
-        return NULL;
-    }
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx || SSL_CTX_use_cert_and_key(ctx, c->leaf, c->key, c->chain, 1) != 1) {
-        SSL_CTX_free(ctx);
-        ERR_clear_error();
-        atomic_fetch_sub(&cert_ctxs, 1);
-        return NULL;
-    }
-    SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
-    return ctx;
-}
-
-void tf_tls_cert_ctx_free(SSL_CTX *ctx)
-{
-    if (!ctx)
-        return;
-    SSL_CTX_free(ctx);
-    atomic_fetch_sub(&cert_ctxs, 1);
-}
-
-SSL_CTX *tf_tls_ctx_new(const struct tf_config *cfg)
+SSL_CTX *tf_handshake_ctx_new(const struct tf_config *cfg)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
@@ -295,7 +239,7 @@ SSL_CTX *tf_tls_ctx_new(const struct tf_config *cfg)
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, NULL);
-    SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, tf_tls_alpn_select_cb, NULL);
     if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb) != 1)
         goto fail;
     return ctx;

@@ -10,7 +10,7 @@
  * through without buffering. Never writes to sockets itself: everything goes through
  * tf_pump_to_backend(), tf_pump_to_client() and tf_pump_finish().
  */
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/proto/http_rewrite.h"
 #include "tlsfront/base/log.h"
 

@@ -8,9 +8,8 @@
  * http_mode.c on its way in both directions; mode=tcp stays a straight copy. Never frees the
  * connection: errors go through tf_conn_close(), answers-then-close through tf_pump_finish().
  */
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
-#include "tlsfront/ctl/server.h"
 #include "tlsfront/tls/tls.h"
 
 #include <openssl/err.h>

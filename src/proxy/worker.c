@@ -5,9 +5,8 @@
  * worker's objects.
  */
 #include "tlsfront/proxy/worker.h"
-#include "tlsfront/proxy/conn.h"
+#include "conn_int.h"
 #include "tlsfront/base/log.h"
-#include "tlsfront/ctl/server.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,7 @@ static void close_listeners(struct tf_worker *w)
 static void report_idle(struct tf_worker *w)
 {
     struct tf_msg *m = tf_msg_new(TF_SMSG_WORKER_IDLE, w);
-    if (!tf_mailbox_post(&w->server->mbox, m))
+    if (!tf_mailbox_post(w->ctl, m))
         tf_msg_free(m);
 }
 
@@ -173,11 +172,13 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds, int n_fds,
+int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailbox *ctl, int id,
+                    int *fds, int n_fds,
                     struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
                     struct tf_ticket_ring *tickets)
 {
-    w->server = srv;
+    w->stats = stats;
+    w->ctl = ctl;
     w->id = id;
     w->cfg = cfg;
     w->ssl_ctx = ctx;

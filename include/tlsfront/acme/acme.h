@@ -251,8 +251,5 @@ struct tf_acme_store_entry {
 int tf_acme_store_list_sync(const char *dir, struct tf_acme_store_entry **out, int *n);
 void tf_acme_store_entries_free(struct tf_acme_store_entry *e, int n);
 
-/* `tlsfront certs --storage DIR`: prints name, issuer, not_after and days left.
- * argv excludes the program name but includes "certs". Returns the exit code. */
-int tf_acme_certs_cmd(int argc, char **argv);
 
 #endif

@@ -10,17 +10,13 @@
 #ifndef TF_JWS_H
 #define TF_JWS_H
 
+#include "tlsfront/base/b64url.h"
 #include "tlsfront/config/config.h" /* enum tf_key_type */
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
-
-char *tf_b64url_encode(const void *data, size_t len);
-/* Decode (padding optional, rejects characters outside the base64url alphabet).
- * Returns 0 and a malloc'd *out, or TF_EINVAL. */
-int tf_b64url_decode(const char *s, size_t slen, unsigned char **out, size_t *outlen);
 
 /* Generate a key. RSA generation is slow: call it from libuv's thread pool. */
 EVP_PKEY *tf_key_generate(enum tf_key_type type);

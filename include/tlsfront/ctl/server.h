@@ -17,11 +17,6 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
-enum tf_server_msg {
-    TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
-    TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name; text2: client address */
-};
-
 struct tf_server {
     uv_loop_t loop;                /* the control loop (main thread) */
     int argc;
@@ -39,7 +34,7 @@ struct tf_server {
     int **fds;                     /* [worker][listener] listening sockets until handed over */
 
     struct tf_mailbox mbox;        /* workers -> control loop */
-    uv_signal_t sig_term, sig_int, sig_hup, sig_pipe;
+    uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t ticket_timer, grace_timer;
 
     int n_started;                 /* workers whose thread runs */

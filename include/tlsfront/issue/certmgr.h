@@ -7,25 +7,48 @@
 #ifndef TF_CERTMGR_H
 #define TF_CERTMGR_H
 
-#include "tlsfront/tls/certstore.h"
+#include "tlsfront/base/metrics.h"
 #include "tlsfront/config/config.h"
+#include "tlsfront/tls/alpn01.h"
+#include "tlsfront/tls/certstore.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
-struct tf_server;
 struct tf_certmgr;
 
-/* Create the manager for cfg (on-demand or eager names configured). Checks the storage
- * synchronously (start-up: err names the directory when it is unusable) and starts loading
- * stored certificates. Returns 0, or an exit code (2: configuration) with err filled; *out is
- * then NULL or a partial manager that the caller must tf_certmgr_close. */
-int tf_certmgr_start(struct tf_server *srv, const struct tf_config *cfg, struct tf_certmgr **out,
-                     char *err, size_t errlen);
+/* What the manager needs from whoever runs it (the control loop's server), as a struct of
+ * hooks so that the manager never sees its host. Every hook runs on the control loop. */
+struct tf_certmgr_host {
+    uv_loop_t *loop;                    /* the control loop */
+    int n_workers;                      /* workers that may ask: ids 0 .. n_workers - 1 */
+    struct tf_histogram *issue_seconds; /* on-demand: first request to certificate */
+    void *arg;                          /* passed to every hook */
+    /* The managed store changed: merge it with the static one and hand it to the workers. */
+    void (*publish_certs)(void *arg);
+    /* Hand a pending-challenge snapshot to every worker (the hook takes its own references). */
+    void (*publish_challenges)(void *arg, struct tf_challenges *ch);
+    /* Answer a worker's request for name: alert 0 = ready, else the SSL_AD_* alert to fail
+     * its held handshakes with; reason (may be NULL) is a static string. */
+    void (*answer)(void *arg, int worker, const char *name, int alert, const char *reason);
+    /* True when the workers serve a certificate for name (static or managed). */
+    bool (*serves)(void *arg, const char *name);
+    /* True when a static (--certs) certificate covers name: it is never obtained or renewed. */
+    bool (*has_static)(void *arg, const char *name);
+};
 
-/* A worker holds a handshake for name (normalised, valid). Answers the worker later with
- * TF_WMSG_CERT_DONE. */
-void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name, const char *client_ip);
+/* Create the manager for cfg (on-demand or eager names configured). host is copied; its arg
+ * must outlive the manager. Checks the storage synchronously (start-up: err names the
+ * directory when it is unusable) and starts loading stored certificates. Returns 0, or an
+ * exit code (2: configuration) with err filled; *out is then NULL or a partial manager that
+ * the caller must tf_certmgr_close. */
+int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config *cfg,
+                     struct tf_certmgr **out, char *err, size_t errlen);
+
+/* A worker holds a handshake for name (normalised, valid). Answers it later through the
+ * host's answer hook. */
+void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name);
 
 /* The current managed-certificate store (borrowed). */
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm);
@@ -38,7 +61,6 @@ struct tf_certmgr_stats {
         refused_budget;
     int pending_challenges, managed;
 };
-void tf_certmgr_get_stats(const struct tf_certmgr *cm, struct tf_certmgr_stats *out);
 
 /* Append the manager's metric families (gate decisions, orders, challenges, budget, expiry
  * per managed name) in the Prometheus text format. */

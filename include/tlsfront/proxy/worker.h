@@ -11,6 +11,7 @@
 #include "tlsfront/tls/certstore.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/base/mailbox.h"
+#include "tlsfront/base/stats.h"
 #include "tlsfront/tls/tickets.h"
 #include "tlsfront/tls/tlsbio.h"
 
@@ -18,8 +19,13 @@
 #include <stdbool.h>
 #include <uv.h>
 
-struct tf_server;
 struct tf_conn;
+
+/* What a worker posts to the control loop's mailbox. */
+enum tf_server_msg {
+    TF_SMSG_WORKER_IDLE = 1, /* ptr: the worker; a draining worker has no connections left */
+    TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name */
+};
 
 enum tf_worker_msg {
     TF_WMSG_CONFIG = 1, /* ptr: struct tf_config * (reference moves to the worker), ptr2: SSL_CTX * (ref moves) */
@@ -32,7 +38,8 @@ enum tf_worker_msg {
 };
 
 struct tf_worker {
-    struct tf_server *server;       /* borrowed: only its immutable fields and atomics */
+    struct tf_stats *stats;         /* borrowed: the process-wide counters (atomics) */
+    struct tf_mailbox *ctl;         /* borrowed: the control loop's mailbox (TF_SMSG_*) */
     int id;
     uv_thread_t thread;
     uv_loop_t loop;
@@ -67,8 +74,10 @@ struct tf_worker {
 };
 
 /* Set up w (loop, mailbox, listeners from fds) on the calling thread and start its thread.
- * cfg/ctx/certs/tickets: new references for the worker. Returns 0 or a libuv error. */
-int tf_worker_start(struct tf_worker *w, struct tf_server *srv, int id, int *fds, int n_fds,
+ * stats and ctl are borrowed and must outlive the worker. cfg/ctx/certs/tickets: new
+ * references for the worker. Returns 0 or a libuv error. */
+int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailbox *ctl, int id,
+                    int *fds, int n_fds,
                     struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
                     struct tf_ticket_ring *tickets);
 /* Post a message from the control loop. Returns false if the worker is gone (msg unchanged). */

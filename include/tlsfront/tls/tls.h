@@ -1,20 +1,30 @@
 /*
- * tls.h: the server SSL_CTX (TLS 1.2/1.3, ECDHE and AEAD only, server preference, session
- * tickets through the worker's rotating key ring) and the handshake callbacks: certificate
- * choice by SNI in the ClientHello callback, ALPN by route.
+ * tls.h: what every server TLS context shares: the per-certificate contexts that the
+ * certificate loader builds, the ALPN callback (server preference among a route's protocols,
+ * or only acme-tls/1 for a TLS-ALPN-01 validation) and the error-queue helper. The listener's
+ * context and the handshake callbacks belong to the data path (tlsfront/proxy/handshake.h).
  */
 #ifndef TF_TLS_H
 #define TF_TLS_H
 
-#include "tlsfront/config/config.h"
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-
-/* A new server context for cfg. Returns NULL after logging the OpenSSL errors. */
-SSL_CTX *tf_tls_ctx_new(const struct tf_config *cfg);
+#include <stdbool.h>
 
 struct tf_cert;
+
+/* What ALPN selection reads from a server connection. The SSL's app data must point at an
+ * object whose first member is this struct (the data path's connection). */
+struct tf_tls_alpn {
+    bool acme;            /* a TLS-ALPN-01 validation (RFC 8737): only acme-tls/1 */
+    char *const *protos;  /* the route's protocols in server preference, borrowed */
+    int n_protos;
+};
+
+/* The ALPN callback of every server context: the first of protos the client also offers;
+ * no overlap: no ALPN (the handshake goes on, as with a client that sent none). */
+int tf_tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg);
 
 /* A certificate directory of up to this many certificates gives each a context of its own
  * (~13 KiB each; a larger directory gives none). The process-wide cap is twice as many, so

@@ -475,10 +475,6 @@ static void test_store_listing(struct ctx *c)
     CHECK_EQ_INT(bad, 1);
     CHECK_EQ_INT(good, r.calls / 100);
     tf_acme_store_entries_free(e, n);
-    char *argv[] = {"certs", "--storage", c->store_dir};
-    CHECK_EQ_INT(tf_acme_certs_cmd(3, argv), 0);
-    char *bad_argv[] = {"certs", "--bogus"};
-    CHECK_EQ_INT(tf_acme_certs_cmd(2, bad_argv), 2);
 }
 
 /* TF_TEST_RUN for calls with arguments. */

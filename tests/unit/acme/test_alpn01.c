@@ -3,6 +3,7 @@
  * OpenSSL's own parsers (signature, SAN, critical acmeIdentifier extension, key type) and
  * with an independent parser, Debian's python3-cryptography, run on the PEM in a temp file.
  */
+#include "tlsfront/acme/alpn01_cert.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/base/common.h"
 #include "tf_test.h"

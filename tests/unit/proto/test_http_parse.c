@@ -4,7 +4,7 @@
  * garbage; URL splitting; Retry-After in all its forms. Pure logic, no I/O.
  */
 #include "tlsfront/base/common.h"
-#include "tlsfront/net/http_client.h"
+#include "tlsfront/proto/http_parse.h"
 #include "tf_test.h"
 
 #include <stdlib.h>
