@@ -1,5 +1,5 @@
 /*
- * config_internal.h: shared only by the files of the config module (config.c: sources and
+ * config_int.h: shared only by the files of the config module (config.c: sources and
  * the option table; config_parse.c: value parsers; config_opts.c: option handlers;
  * config_json.c: the JSON file). Parsers and handlers share one contract: parse text, fill
  * an out-parameter, and on failure return TF_EINVAL with a message in err that names the

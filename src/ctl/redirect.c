@@ -1,5 +1,5 @@
 /*
- * redirect.c: the HTTP-to-HTTPS redirect listener (--redirect-http, issue 7). It owns its
+ * redirect.c: the HTTP-to-HTTPS redirect listener (--redirect-http). It owns its
  * listening socket and its connections, all on the control loop; requests are parsed with
  * llhttp in strict mode and answered with a 308 to https://HOST/PATH?QUERY and a close.
  * HOST comes from the Host header, normalised with tf_name_normalize() (so IP literals,

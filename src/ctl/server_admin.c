@@ -1,5 +1,5 @@
 /*
- * server_admin.c: what the admin endpoint shows (#6): health (every worker loop turned in
+ * server_admin.c: what the admin endpoint shows: health (every worker loop turned in
  * the last 5 s), readiness (listeners bound, certificates loaded, not draining), the
  * Prometheus metrics read from the shared atomics, and the certificate list as JSON. Runs on
  * the control loop; only reads atomics and control-loop state, so a scrape cannot corrupt or

@@ -1,5 +1,5 @@
 /*
- * http_client.c: the asynchronous HTTP/1.1 client behind include/http_client.h. It owns the
+ * http_client.c: the asynchronous HTTP/1.1 client behind tlsfront/net/http_client.h. It owns the
  * client's SSL_CTX, its requests (one uv_timer each: deferred start, timeout and deferred
  * completion) and its connections (DNS via uv_getaddrinfo, uv_tcp, OpenSSL over memory BIOs,
  * an idle timer), with idle keep-alive connections pooled per origin. It never blocks the loop,

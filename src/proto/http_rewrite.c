@@ -1,5 +1,5 @@
 /*
- * http_rewrite.c: the request rewriter of mode=http routes (issue 7). It owns one llhttp
+ * http_rewrite.c: the request rewriter of mode=http routes. It owns one llhttp
  * request parser per client connection, the current request head (until it is emitted) and
  * the bytes held after an Upgrade/CONNECT request. It must never do I/O or log, and it must
  * never let a byte of an invalid request head reach the sink: heads are buffered (capped)

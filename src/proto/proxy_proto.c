@@ -1,5 +1,5 @@
 /*
- * proxy_proto.c: PROXY protocol v1/v2 encoder and incremental parser (issue 7), following
+ * proxy_proto.c: PROXY protocol v1/v2 encoder and incremental parser, following
  * HAProxy's proxy-protocol.txt. It owns nothing and must never do I/O, log, allocate or read
  * the clock: the connection code decides what to do with a result (close on TF_EPROTO, log
  * once). The parser is strict: anything the spec does not allow is TF_EPROTO, so a listener

@@ -2,7 +2,7 @@
  * backend.c: connecting a connection to its backend. IP literals connect at once; names go
  * through uv_getaddrinfo on libuv's thread pool (never blocking the loop) and each address
  * is tried in order. Success hands over to the pump; failure closes the client connection
- * promptly with one log line (mode=http: after a 502 page, #7). Owns no memory beyond the addrinfo list held by the conn.
+ * promptly with one log line (mode=http: after a 502 page). Owns no memory beyond the addrinfo list held by the conn.
  */
 #include "conn_int.h"
 #include "tlsfront/base/log.h"

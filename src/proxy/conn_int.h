@@ -30,7 +30,7 @@ enum tf_conn_state {
     TF_CONN_CONNECTING,
     TF_CONN_PUMPING,
     TF_CONN_CLOSING,
-    TF_CONN_PROXY_IN, /* reading a load balancer's PROXY header, before TLS (#7) */
+    TF_CONN_PROXY_IN, /* reading a load balancer's PROXY header, before TLS */
 };
 
 struct tf_http;
@@ -41,7 +41,7 @@ struct tf_side {
     bool open;        /* tcp initialised (needs uv_close) */
     bool reading;     /* uv_read_start active */
     bool paused;      /* reading stopped for backpressure */
-    bool hold;        /* reading stopped until an HTTP upgrade is answered (client, #7) */
+    bool hold;        /* reading stopped until an HTTP upgrade is answered (client) */
     bool eof;         /* peer finished sending (FIN or close_notify) */
     bool shut;        /* we finished sending to this peer (shutdown queued) */
     bool shut_done;   /* shutdown completed */
@@ -72,7 +72,7 @@ struct tf_conn {
     struct tf_config *cfg;        /* reference for the connection's life */
     struct tf_route_choice route; /* borrowed from cfg */
 
-    /* On-demand: a handshake held while the control loop obtains a certificate (#4). */
+    /* On-demand: a handshake held while the control loop obtains a certificate. */
     enum { TF_HOLD_NONE = 0, TF_HOLD_WAITING, TF_HOLD_READY, TF_HOLD_FAILED } hold;
     int hold_alert;               /* SSL_AD_* sent when the hold fails */
     struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
@@ -80,14 +80,14 @@ struct tf_conn {
     char sni[254];
     char ip[48];                  /* client address without port (per-address caps) */
     char peer[64];                /* client address as text */
-    /* PROXY in (#7): the addresses above are the header's; lb_peer is the socket's peer. */
+    /* PROXY in: the addresses above are the header's; lb_peer is the socket's peer. */
     bool proxied;
     char lb_peer[64];
     unsigned char *pin;           /* PROXY header bytes so far (PROXY_IN state only), owned */
     size_t pin_len;
     struct sockaddr_storage src_addr; /* the client (from the header when proxied) */
     struct sockaddr_storage dst_addr; /* the address the client connected to */
-    struct tf_http *http;         /* mode=http state (#7), owned; NULL in mode=tcp */
+    struct tf_http *http;         /* mode=http state, owned; NULL in mode=tcp */
     const char *alpn;             /* borrowed from cfg or static */
     const char *tls_version;
     bool resumed;
@@ -97,14 +97,14 @@ struct tf_conn {
     const char *end;              /* why it ended, for the access log */
 };
 
-/* conn_proxy.c: the PROXY protocol at both ends (#7). */
+/* conn_proxy.c: the PROXY protocol at both ends. */
 /* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
  * header is done (the connection moved to HANDSHAKE and the bytes after the header are the
  * TLS input), 0 when more bytes are needed, or -1 after closing the connection. */
 int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len);
 /* Queue the route's PROXY v1/v2 header as the first bytes for the backend. */
 void tf_conn_proxy_out(struct tf_conn *c);
-/* http_mode.c: mode=http glue between the pump and the request rewriter (#7). */
+/* http_mode.c: mode=http glue between the pump and the request rewriter. */
 struct tf_http *tf_http_new(struct tf_conn *c);
 void tf_http_free(struct tf_http *h);
 /* Plaintext from the client: rewrite and forward to the backend, or answer 400/431. */

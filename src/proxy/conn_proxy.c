@@ -1,5 +1,5 @@
 /*
- * conn_proxy.c: the PROXY protocol at both ends of a connection (issue 7). In: on a listener
+ * conn_proxy.c: the PROXY protocol at both ends of a connection. In: on a listener
  * marked ",proxy" the first bytes must be a v1 or v2 header from the load balancer; it is
  * read (bounded in size; the handshake timer bounds the time) before any TLS byte, and its
  * source address replaces the socket's for everything after: logs, per-address gates,

@@ -1,9 +1,10 @@
 /*
- * tls.c: the server SSL_CTX and its handshake callbacks. The ClientHello callback reads the
- * SNI from the raw extension, validates it, picks the certificates from the worker's
- * snapshot (ECDSA and RSA both installed when a name has both, so OpenSSL serves ECDSA to
- * clients that support it) and the route; the ALPN callback offers the route's protocols;
- * the ticket callback encrypts session tickets with the worker's rotating key ring.
+ * handshake.c: the listener's server SSL_CTX and its handshake callbacks. The ClientHello
+ * callback reads the SNI from the raw extension, validates it, picks the certificates from
+ * the worker's snapshot (ECDSA and RSA both installed when a name has both, so OpenSSL
+ * serves ECDSA to clients that support it) and the route, and fills the connection's
+ * struct tf_tls_alpn for the ALPN callback (src/tls/certctx.c); the ticket callback
+ * encrypts session tickets with the worker's rotating key ring.
  * Callbacks run on worker threads and read only that worker's snapshots.
  */
 #include "tlsfront/proxy/handshake.h"
@@ -163,7 +164,7 @@ static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
         if (!switched && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
         if (cert->source == TF_SRC_ACME) {
-            /* Renewal skips names nobody asked for (#4); write only when the second changes. */
+            /* Renewal skips names nobody asked for; write only when the second changes. */
             int64_t now = tf_wall_now();
             if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
                 atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);

@@ -1,5 +1,5 @@
 /*
- * http_mode.c: the mode=http glue between the pump and the request rewriter (issue 7). It
+ * http_mode.c: the mode=http glue between the pump and the request rewriter. It
  * owns, per connection, the tf_http_rw that rewrites the client's requests, a second llhttp
  * parser that follows the rewritten request stream only to learn each request's method (a
  * response to HEAD has no body, a 2xx to CONNECT opens a tunnel), and a response parser

@@ -1,6 +1,6 @@
 /*
  * storage.c: the parts of the storage contract that do not depend on where values live:
- * the key syntax every implementation accepts (see include/storage.h). Keys double as
+ * the key syntax every implementation accepts (see tlsfront/store/storage.h). Keys double as
  * relative file paths in the filesystem store, so this check is what keeps a key from
  * escaping the storage directory or colliding with temp and lock files: it must never be
  * loosened without reviewing storage_fs.c. Owns no state, does no I/O.

@@ -1,8 +1,8 @@
 /*
- * storage_fs.c: the filesystem store (include/storage.h) minus its locks: the on-disk layout
- * described in include/storage_fs.h, atomic writes (temp file, fsync, rename, fsync of the
- * directory), get/put/list/del run on libuv's thread pool, the synchronous helpers for the
- * `certs` command, and the store's lifetime (close waits for every operation in flight).
+ * storage_fs.c: the filesystem store (tlsfront/store/storage.h) minus its locks: the
+ * on-disk layout described in tlsfront/store/storage_fs.h, atomic writes (temp file, fsync,
+ * rename, fsync of the directory), get/put/list/del run on libuv's thread pool, the
+ * synchronous helpers for the `certs` command, and the store's lifetime (close waits for every operation in flight).
  * It must never touch the disk on the loop thread once started (tf_storage_fs_new is the
  * start-up exception), never leave a value half written, and never follow a key outside
  * the storage directory (keys are validated before any path is built).

@@ -1,5 +1,5 @@
 /*
- * fuzz_http_rewrite.c: libFuzzer target for the mode=http request rewriter (issue 7). The
+ * fuzz_http_rewrite.c: libFuzzer target for the mode=http request rewriter. The
  * first byte picks the options, a read-split size and a prefix (none, a valid request head
  * start, a chunked POST head) so the search reaches bodies and trailers quickly. Checked,
  * besides ASan/UBSan/LSan: the result does not depend on how the stream is split into

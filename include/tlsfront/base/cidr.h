@@ -1,6 +1,6 @@
 /*
  * cidr.h: address prefixes ("192.0.2.0/24", "2001:db8::/32", or a bare address meaning the
- * whole address) for the small allow lists of issue 7: the load balancers allowed to send a
+ * whole address) for the small allow lists of the legacy options: the load balancers allowed to send a
  * PROXY header, and the clients whose X-Forwarded-For is trusted. Pure functions, no
  * allocation, no I/O. IPv4-mapped IPv6 addresses ("::ffff:192.0.2.1", what a dual-stack
  * socket reports for an IPv4 peer) match IPv4 prefixes.

@@ -22,7 +22,7 @@ struct tf_listen {
     char *spec;                  /* as given, for messages */
     struct sockaddr_storage addr;
     bool any;                    /* ":PORT": bind [::] dual-stack */
-    bool proxy;                  /* accept PROXY protocol v1/v2 in (#7) */
+    bool proxy;                  /* accept PROXY protocol v1/v2 in */
 };
 
 enum tf_proxy_proto { TF_PROXY_NONE = 0, TF_PROXY_V1, TF_PROXY_V2 };
@@ -80,11 +80,11 @@ struct tf_config {
     bool access_log;               /* --access-log on|off */
     int log_level;                 /* enum tf_log_level; --log-level debug|info|warn|error */
 
-    /* Admin (#6) */
+    /* Admin */
     char *admin;                   /* --admin ADDR:PORT, NULL = off */
     struct sockaddr_storage admin_addr;
 
-    /* ACME (#3) */
+    /* ACME */
     char *storage;                 /* --storage DIR, default /var/lib/tlsfront */
     char *acme_directory;          /* default Let's Encrypt production */
     char *acme_email;
@@ -101,7 +101,7 @@ struct tf_config {
     enum tf_key_type acme_cert_key;    /* default EC256 */
     uint32_t acme_timeout_s;           /* whole-order bound, default 300 */
 
-    /* On-demand (#4) */
+    /* On-demand */
     char **allow;                  /* --allow PATTERN (repeatable) */
     int n_allow;
     char *ask;                     /* --ask URL */
@@ -118,11 +118,11 @@ struct tf_config {
     uint32_t backoff_max_s;        /* default 86400 */
     uint32_t idle_name_days;       /* on-demand names unused this long are not renewed, default 30 */
 
-    /* HTTP redirect (#7) */
+    /* HTTP redirect */
     char *redirect_http;
     struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */
 
-    /* Legacy backends (#7) */
+    /* Legacy backends */
     struct tf_cidr *proxy_from;    /* --proxy-from: who may send PROXY headers; none = anyone */
     int n_proxy_from;
     struct tf_cidr *trusted_xff;   /* --trusted-xff: clients whose X-Forwarded-For is kept */

@@ -1,5 +1,5 @@
 /*
- * redirect.h: the --redirect-http listener (issue 7). Plain HTTP on the control loop: every
+ * redirect.h: the --redirect-http listener. Plain HTTP on the control loop: every
  * request gets a 308 to https://HOST/PATH?QUERY, where HOST must be a name tlsfront serves
  * (a loaded certificate covers it, or an --allow pattern matches it); anything else gets a
  * 400, so the listener is never an open redirect. One request per connection.

@@ -1,7 +1,8 @@
 /*
- * server.h: the root object. Owns the control loop (signals, reload, ticket rotation, and
- * later ACME and the admin endpoint), the current config and certificate snapshots, the
- * TLS context and the workers. Nothing on the data path runs here.
+ * server.h: the root object. Owns the control loop (signals, reload, ticket rotation), the
+ * current config and certificate snapshots, the TLS context, the workers, and the optional
+ * parts it joins to them: the certificate manager (through its host hooks), the admin
+ * endpoint and the redirect listener. Nothing on the data path runs here.
  */
 #ifndef TF_SERVER_H
 #define TF_SERVER_H
@@ -45,7 +46,7 @@ struct tf_server {
 
     struct tf_certmgr *certmgr;    /* managed certificates; NULL without on-demand/ACME */
     struct tf_admin *admin;        /* --admin endpoint; NULL when off */
-    struct tf_redirect *redirect;  /* --redirect-http listener (#7); NULL when off */
+    struct tf_redirect *redirect;  /* --redirect-http listener; NULL when off */
 
     struct tf_stats stats;         /* shared atomics */
 };

@@ -1,5 +1,5 @@
 /*
- * http_rewrite.h: the request rewriter of HTTP-aware routes (mode=http, issue 7). A pure,
+ * http_rewrite.h: the request rewriter of HTTP-aware routes (mode=http). A pure,
  * streaming transformer of the client-to-backend byte stream of one HTTP/1.x connection: it
  * parses requests with llhttp (no lenient flags) plus stricter checks of its own, re-emits each
  * request head with X-Forwarded-For/-Proto/-Host (and optionally Forwarded) set, and passes

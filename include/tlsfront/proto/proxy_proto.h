@@ -1,5 +1,5 @@
 /*
- * proxy_proto.h: the PROXY protocol (HAProxy's proxy-protocol.txt, versions 1 and 2), issue 7.
+ * proxy_proto.h: the PROXY protocol (HAProxy's proxy-protocol.txt, versions 1 and 2).
  * Pure encoder and incremental parser: no I/O, no logging, no clock, no allocation. The
  * connection code prepends an encoded header before the first byte sent to a backend
  * ("proxy=v1|v2" routes) and, on listeners marked ",proxy", parses the header a load balancer

@@ -46,7 +46,7 @@ struct tf_worker {
     struct tf_mailbox mbox;         /* control loop -> this worker */
     uv_tcp_t *listeners;            /* n_listeners, owned; fds handed over by the server */
     int *fds;
-    bool *listener_proxy;           /* n_listeners: expects a PROXY header first (#7), owned */
+    bool *listener_proxy;           /* n_listeners: expects a PROXY header first, owned */
     int n_listeners;
     int listeners_open;             /* pending listener close callbacks */
 

@@ -1,5 +1,5 @@
 /*
- * test_config_legacy.c: the options of issue 7 that test_config.c (near its size cap) does
+ * test_config_legacy.c: the legacy-backend options that test_config.c (near its size cap) does
  * not cover: --proxy-from and --trusted-xff (CIDR lists through flags, env and JSON, with
  * the usual precedence), --forwarded, --hsts (header-value validation), and the CIDR parser
  * and matcher they use (prefix edges, IPv4-mapped IPv6, bad input). Writes only its own

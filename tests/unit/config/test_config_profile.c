@@ -1,6 +1,6 @@
 /*
- * test_config_profile.c: --acme-profile-for PATTERN=PROFILE (issue #3: certificate profiles
- * per name) from flags, the environment and the JSON file, and its errors.
+ * test_config_profile.c: --acme-profile-for PATTERN=PROFILE (certificate profiles per
+ * name) from flags, the environment and the JSON file, and its errors.
  */
 #include "tlsfront/config/config.h"
 #include "tf_test.h"

@@ -1,5 +1,5 @@
 /*
- * test_http_rewrite.c: the mode=http request rewriter (issue 7): header insertion for single,
+ * test_http_rewrite.c: the mode=http request rewriter: header insertion for single,
  * keep-alive and pipelined requests, byte-exact bodies under every kind of read split,
  * X-Forwarded-* spoofing, Forwarded with IPv6, Upgrade/CONNECT, and a table of smuggling and
  * malformed inputs that must each get 400/431 with zero bytes of the bad request emitted.

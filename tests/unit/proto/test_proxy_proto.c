@@ -1,5 +1,5 @@
 /*
- * test_proxy_proto.c: PROXY protocol v1/v2 encoder and parser (issue 7): the spec's example
+ * test_proxy_proto.c: PROXY protocol v1/v2 encoder and parser: the spec's example
  * headers byte for byte, round trips over IPv4/IPv6, TLVs, byte-at-a-time and truncated
  * input, oversized headers, garbage and each class of malformed header.
  */
