@@ -27,12 +27,14 @@ struct tf_acme_acct_op {
     EVP_PKEY *key;
     struct tf_acme_call *call;
     char *key_path, *json_path;
+    tf_acme_account_cb done;
 };
 
 static void acct_end(struct tf_acme_acct_op *op, int err, const char *reason,
                      const struct tf_acme_problem *prob)
 {
     struct tf_acme *a = op->a;
+    tf_acme_account_cb done = op->done;
     a->acct_op = NULL;
     if (!err) {
         EVP_PKEY_free(a->acct_key);
@@ -43,7 +45,7 @@ static void acct_end(struct tf_acme_acct_op *op, int err, const char *reason,
     free(op->key_path);
     free(op->json_path);
     free(op);
-    tf_acme_account_done(a, a->closing && err ? UV_ECANCELED : err, reason, prob);
+    done(a, a->closing && err ? UV_ECANCELED : err, reason, prob);
     tf_acme_release(a);
 }
 
@@ -264,10 +266,11 @@ static void on_key_get(int err, char *data, size_t len, void *arg)
     }
 }
 
-void tf_acme_account_start(struct tf_acme *a)
+void tf_acme_account_start(struct tf_acme *a, tf_acme_account_cb done)
 {
     struct tf_acme_acct_op *op = tf_calloc(1, sizeof(*op));
     op->a = a;
+    op->done = done;
     op->type = a->acct_key_type;
     op->work.data = op;
     op->key_path = tf_asprintf("acme/%s/account.key", a->ca_id);

@@ -286,3 +286,55 @@ void tf_acme_call_cancel(struct tf_acme_call *c)
     else if (c->timer_armed)
         uv_timer_start(&c->timer, on_call_timer, 0, 0);
 }
+
+/* ---- the client's lifetime ---- */
+
+void tf_acme_hold(struct tf_acme *a) { a->refs++; }
+
+static void on_acme_closed(uv_handle_t *h)
+{
+    struct tf_acme *a = h->data;
+    void (*done)(void *) = a->close_done;
+    void *arg = a->close_arg;
+    for (int i = 0; i < a->n_nonces; i++)
+        free(a->nonces[i]);
+    tf_acme_directory_clear(&a->dir);
+    EVP_PKEY_free(a->acct_key);
+    free(a->kid);
+    free(a->dir_url);
+    free(a->ca_id);
+    free(a->email);
+    free(a->profile);
+    free(a->eab_kid);
+    free(a->eab_hmac);
+    free(a);
+    if (done)
+        done(arg);
+}
+
+void tf_acme_release(struct tf_acme *a)
+{
+    if (--a->refs == 0)
+        uv_close((uv_handle_t *)&a->close_timer, on_acme_closed);
+}
+
+/* ---- nonce pool (RFC 8555 §7.2): newest first, bounded ---- */
+
+char *tf_acme_nonce_take(struct tf_acme *a)
+{
+    if (a->n_nonces == 0)
+        return NULL;
+    return a->nonces[--a->n_nonces];
+}
+
+void tf_acme_nonce_put(struct tf_acme *a, const char *nonce)
+{
+    if (!tf_acme_nonce_valid(nonce))
+        return;
+    if (a->n_nonces == ACME_MAX_NONCES) {
+        free(a->nonces[0]);
+        memmove(a->nonces, a->nonces + 1, sizeof(a->nonces[0]) * (ACME_MAX_NONCES - 1));
+        a->n_nonces--;
+    }
+    a->nonces[a->n_nonces++] = tf_strdup(nonce);
+}

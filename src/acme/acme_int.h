@@ -1,8 +1,11 @@
 /*
- * acme_int.h: what the ACME client's files (acme.c, acme_call.c, acme_account.c,
- * acme_order.c, acme_finalize.c) share and nobody else may use: the client struct, the
- * request layer (nonces, JWS, badNonce retry, backoff) and the order struct. Everything here
- * lives on the control loop's thread.
+ * acme_int.h: what the ACME client's files share and nobody else may use: the client struct,
+ * the request layer (nonces, JWS, badNonce retry, backoff) and the order struct. The files
+ * form a chain, each using only those before it: acme_json.c and acme_store.c (data),
+ * acme_call.c (requests, nonce pool, the client's references), acme_account.c,
+ * acme_ready.c (directory and account readiness), acme_order.c (what every order step
+ * shares), acme_finalize.c, acme_authz.c, acme_order_begin.c, acme.c (the client).
+ * Everything here lives on the control loop's thread.
  */
 #ifndef TF_ACME_INT_H
 #define TF_ACME_INT_H
@@ -100,29 +103,33 @@ struct tf_acme {
     struct tf_acme_stats stats;
 };
 
+/* acme_call.c: the client's references. */
 void tf_acme_hold(struct tf_acme *a);
 /* Drop a reference; the last one after tf_acme_close frees the client. */
 void tf_acme_release(struct tf_acme *a);
 
-/* Nonce pool. take returns a new string or NULL; put copies a valid nonce. */
+/* acme_call.c: the nonce pool (RFC 8555 §7.2). take returns a new string or NULL; put copies
+ * a valid nonce. */
 char *tf_acme_nonce_take(struct tf_acme *a);
 void tf_acme_nonce_put(struct tf_acme *a, const char *nonce);
+
+/* ---- account (acme_account.c) ---- */
+
+/* How the account code ends: err 0 (a->acct_key and a->kid are set) or the failure. */
+typedef void (*tf_acme_account_cb)(struct tf_acme *a, int err, const char *reason,
+                                   const struct tf_acme_problem *prob);
+/* Load or create the account key and register (or find) the account; done runs once at the
+ * end. */
+void tf_acme_account_start(struct tf_acme *a, tf_acme_account_cb done);
+void tf_acme_account_cancel(struct tf_acme *a);
+
+/* ---- readiness (acme_ready.c) ---- */
 
 /* Wait for the directory (and the account). w->cb runs once, from a loop callback or, when
  * everything is ready, right away. */
 void tf_acme_ensure(struct tf_acme *a, struct tf_acme_waiter *w);
 /* Drop the cached account URL (the CA forgot it, e.g. a restarted test CA). */
 void tf_acme_forget_account(struct tf_acme *a);
-
-/* ---- account (acme_account.c) ---- */
-
-/* Load or create the account key and register (or find) the account; calls
- * tf_acme_account_done() at the end. */
-void tf_acme_account_start(struct tf_acme *a);
-void tf_acme_account_cancel(struct tf_acme *a);
-/* Called by the account code once it ends; wakes the waiters. */
-void tf_acme_account_done(struct tf_acme *a, int err, const char *reason,
-                          const struct tf_acme_problem *prob);
 
 /* ---- orders (acme_order.c, acme_finalize.c) ---- */
 
@@ -175,6 +182,8 @@ struct tf_acme_order *tf_acme_order_start(struct tf_acme *a, const char *name,
 void tf_acme_order_cancel(struct tf_acme_order *o);
 
 /* Shared by the order files. */
+/* Withdraw the order's published challenge, if any (the responder's unpublish). */
+void tf_acme_order_unpublish(struct tf_acme_order *o);
 void tf_acme_order_fail(struct tf_acme_order *o, int err, const struct tf_acme_problem *prob,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Fail from a call's result: names the step, recognises a paused name. */
@@ -202,7 +211,7 @@ bool tf_acme_order_cancelled(struct tf_acme_order *o);
 bool tf_acme_order_answer(struct tf_acme_order *o, const char *step, int err,
                           const struct tf_acme_problem *prob);
 
-/* acme_order.c: walk the order's authorizations (publish, challenge, poll), then
+/* acme_authz.c: walk the order's authorizations (publish, challenge, poll), then
  * tf_acme_order_poll_ready(). */
 void tf_acme_order_authorize(struct tf_acme_order *o);
 
