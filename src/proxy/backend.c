@@ -31,7 +31,7 @@ static void fail(struct tf_conn *c, int err)
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));
     if (c->http) {
-        tf_http_fail(c, 502, "backend_connect_failed");
+        tf_httpmode_fail(c, 502, "backend_connect_failed");
         return;
     }
     SSL_shutdown(c->ssl);

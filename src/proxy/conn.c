@@ -235,7 +235,7 @@ static void handshake_done(struct tf_conn *c)
     if (c->closing)
         return;
     if (c->route.backend->mode == TF_MODE_HTTP)
-        c->http = tf_http_new(c);
+        c->http = tf_httpmode_new(c);
     tf_backend_connect(c);
 }
 
@@ -337,7 +337,7 @@ static void on_timer(uv_timer_t *t)
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
                 c->route.backend->port);
         if (c->http)
-            tf_http_fail(c, 502, "backend_connect_timeout");
+            tf_httpmode_fail(c, 502, "backend_connect_timeout");
         else
             tf_conn_close(c, "backend_connect_timeout");
         return;
@@ -443,7 +443,7 @@ static void access_log(struct tf_conn *c)
         tf_u64_dec(backend + hl + 1, c->route.backend->port);
     }
     if (c->http)
-        tf_u64_dec(reqs, tf_http_requests(c->http));
+        tf_u64_dec(reqs, tf_httpmode_requests(c->http));
     struct tf_kv kv[] = {
         {"conn", id, false},
         {"client", c->peer, false},
@@ -471,7 +471,7 @@ static void conn_free(struct tf_conn *c)
     TF_STAT_ADD(w->stats, bytes_in, c->bytes_in);
     TF_STAT_ADD(w->stats, bytes_out, c->bytes_out);
     tf_pump_free_held(c);
-    tf_http_free(c->http);
+    tf_httpmode_free(c->http);
     free(c->pin);
     if (c->addrs)
         uv_freeaddrinfo(c->addrs);

@@ -33,7 +33,7 @@ enum tf_conn_state {
     TF_CONN_PROXY_IN, /* reading a load balancer's PROXY header, before TLS */
 };
 
-struct tf_http;
+struct tf_httpmode;
 
 /* One direction's socket state; the pump treats both sides alike. */
 struct tf_side {
@@ -87,7 +87,7 @@ struct tf_conn {
     size_t pin_len;
     struct sockaddr_storage src_addr; /* the client (from the header when proxied) */
     struct sockaddr_storage dst_addr; /* the address the client connected to */
-    struct tf_http *http;         /* mode=http state, owned; NULL in mode=tcp */
+    struct tf_httpmode *http;         /* mode=http state, owned; NULL in mode=tcp */
     const char *alpn;             /* borrowed from cfg or static */
     const char *tls_version;
     bool resumed;
@@ -105,18 +105,18 @@ int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len);
 /* Queue the route's PROXY v1/v2 header as the first bytes for the backend. */
 void tf_conn_proxy_out(struct tf_conn *c);
 /* http_mode.c: mode=http glue between the pump and the request rewriter. */
-struct tf_http *tf_http_new(struct tf_conn *c);
-void tf_http_free(struct tf_http *h);
+struct tf_httpmode *tf_httpmode_new(struct tf_conn *c);
+void tf_httpmode_free(struct tf_httpmode *h);
 /* Plaintext from the client: rewrite and forward to the backend, or answer 400/431. */
-void tf_http_client_data(struct tf_conn *c, const char *data, size_t len);
+void tf_httpmode_client_data(struct tf_conn *c, const char *data, size_t len);
 /* Bytes from the backend: responses to the client (HSTS added), upgrade decisions. */
-void tf_http_backend_data(struct tf_conn *c, const char *data, size_t len);
+void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len);
 /* The backend sent FIN: a deferred error page can go out now. Returns true if it took over
  * (the connection is finishing). */
-bool tf_http_backend_eof(struct tf_conn *c);
+bool tf_httpmode_backend_eof(struct tf_conn *c);
 /* The backend could not be reached: answer status (502) and finish with reason. */
-void tf_http_fail(struct tf_conn *c, int status, const char *reason);
-unsigned long tf_http_requests(const struct tf_http *h);
+void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason);
+unsigned long tf_httpmode_requests(const struct tf_httpmode *h);
 
 /* pump.c: data in both directions. */
 void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward the TLS input */

@@ -24,7 +24,7 @@
 #define RESP_HEAD_MAX (64 * 1024)
 #define METHOD_UNKNOWN 0xff
 
-struct tf_http {
+struct tf_httpmode {
     struct tf_conn *c;            /* owner (the connection frees this) */
     struct tf_http_rw *rw;
     struct tf_buf_sink out;       /* rewriter output, reused for every feed */
@@ -53,14 +53,14 @@ struct tf_http {
     const char *pending_end;
 };
 
-static struct tf_http *http_of(llhttp_t *ll)
+static struct tf_httpmode *http_of(llhttp_t *ll)
 {
     return ll->data;
 }
 
 /* --- request methods (mirror parser) ------------------------------------------------- */
 
-static void push_method(struct tf_http *h, unsigned char m)
+static void push_method(struct tf_httpmode *h, unsigned char m)
 {
     if (h->m_len == h->m_cap) {
         size_t cap = h->m_cap ? h->m_cap * 2 : 16;
@@ -76,7 +76,7 @@ static void push_method(struct tf_http *h, unsigned char m)
     h->m_len++;
 }
 
-static int pop_method(struct tf_http *h)
+static int pop_method(struct tf_httpmode *h)
 {
     if (h->m_len == 0)
         return METHOD_UNKNOWN;
@@ -100,7 +100,7 @@ static const llhttp_settings_t mirror_settings = {.on_headers_complete = on_mirr
 
 static int on_resp_headers(llhttp_t *ll)
 {
-    struct tf_http *h = http_of(ll);
+    struct tf_httpmode *h = http_of(ll);
     int st = ll->status_code;
     h->cur_final = st < 100 || st >= 200 || st == 101;
     h->cur_tunnel = false;
@@ -143,9 +143,9 @@ static void xff_addr(const struct tf_conn *c, char *out, size_t cap)
         snprintf(out, cap, "%s", c->ip);
 }
 
-struct tf_http *tf_http_new(struct tf_conn *c)
+struct tf_httpmode *tf_httpmode_new(struct tf_conn *c)
 {
-    struct tf_http *h = tf_calloc(1, sizeof *h);
+    struct tf_httpmode *h = tf_calloc(1, sizeof *h);
     const struct tf_config *cfg = c->cfg;
     char addr[sizeof c->ip];
     xff_addr(c, addr, sizeof addr);
@@ -168,7 +168,7 @@ struct tf_http *tf_http_new(struct tf_conn *c)
     return h;
 }
 
-void tf_http_free(struct tf_http *h)
+void tf_httpmode_free(struct tf_httpmode *h)
 {
     if (!h)
         return;
@@ -181,14 +181,14 @@ void tf_http_free(struct tf_http *h)
 
 /* Requests forwarded: the rewriter counts heads it emitted, including one it withdrew
  * with the rest of a bad request; the mirror counts what really went out. */
-unsigned long tf_http_requests(const struct tf_http *h)
+unsigned long tf_httpmode_requests(const struct tf_httpmode *h)
 {
     return h->mirror_ok ? h->forwarded : tf_http_rw_requests(h->rw);
 }
 
 /* --- answers of our own -------------------------------------------------------------- */
 
-void tf_http_fail(struct tf_conn *c, int status, const char *reason)
+void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason)
 {
     char page[512];
     size_t n = tf_http_error_response(status, page, sizeof page);
@@ -199,7 +199,7 @@ void tf_http_fail(struct tf_conn *c, int status, const char *reason)
 /* The rewriter refused a request. The answer waits for the responses the backend still
  * owes for earlier requests; a request whose head already went out cannot be answered by
  * us at all (the backend may be answering it), so that connection just closes. */
-static void bad_request(struct tf_conn *c, struct tf_http *h)
+static void bad_request(struct tf_conn *c, struct tf_httpmode *h)
 {
     int status = tf_http_rw_status(h->rw);
     const char *end = status == 431 ? "http_431" : "http_400";
@@ -209,18 +209,18 @@ static void bad_request(struct tf_conn *c, struct tf_http *h)
         tf_conn_close(c, end);
         return;
     }
-    if (h->done < tf_http_requests(h) && !c->backend.eof) {
+    if (h->done < tf_httpmode_requests(h) && !c->backend.eof) {
         h->pending_status = status;
         h->pending_end = end;
         tf_pump_hold_client(c, true);
         return;
     }
-    tf_http_fail(c, status, end);
+    tf_httpmode_fail(c, status, end);
 }
 
 /* --- request side -------------------------------------------------------------------- */
 
-static void forward(struct tf_http *h)
+static void forward(struct tf_httpmode *h)
 {
     if (h->out.len == 0)
         return;
@@ -232,13 +232,13 @@ static void forward(struct tf_http *h)
 }
 
 /* What tf_http_rw_feed() and tf_http_rw_upgrade_refused() return, acted upon. */
-static void after_feed(struct tf_conn *c, struct tf_http *h, int rc)
+static void after_feed(struct tf_conn *c, struct tf_httpmode *h, int rc)
 {
     forward(h);
     if (rc == TF_HTTP_RW_UPGRADE) {
         if (!h->upgrade_wait) {
             h->upgrade_wait = true;
-            h->upgrade_idx = tf_http_requests(h);
+            h->upgrade_idx = tf_httpmode_requests(h);
         }
         tf_pump_hold_client(c, true);
     } else if (rc < 0) {
@@ -246,15 +246,15 @@ static void after_feed(struct tf_conn *c, struct tf_http *h, int rc)
     }
 }
 
-void tf_http_client_data(struct tf_conn *c, const char *data, size_t len)
+void tf_httpmode_client_data(struct tf_conn *c, const char *data, size_t len)
 {
-    struct tf_http *h = c->http;
+    struct tf_httpmode *h = c->http;
     h->out.len = 0;
     after_feed(c, h, tf_http_rw_feed(h->rw, data, len, &h->out));
 }
 
 /* The response to the held upgrade request is here: tunnel, or go on parsing requests. */
-static void upgrade_answer(struct tf_conn *c, struct tf_http *h)
+static void upgrade_answer(struct tf_conn *c, struct tf_httpmode *h)
 {
     h->upgrade_wait = false;
     h->out.len = 0;
@@ -284,7 +284,7 @@ static bool has_field(const struct tf_buf_sink *head, const char *name)
 
 /* Send the buffered head, with Strict-Transport-Security before its empty line when
  * configured and absent (final, non-tunnel responses only); one SSL_write, one record. */
-static bool emit_head(struct tf_conn *c, struct tf_http *h)
+static bool emit_head(struct tf_conn *c, struct tf_httpmode *h)
 {
     struct tf_buf_sink *hd = &h->head;
     const char *hsts = c->cfg->hsts;
@@ -314,26 +314,26 @@ static bool emit_head(struct tf_conn *c, struct tf_http *h)
 }
 
 /* The backend broke HTTP. Before any byte of the response went out: 502; else close. */
-static void backend_broke(struct tf_conn *c, struct tf_http *h, const char *what)
+static void backend_broke(struct tf_conn *c, struct tf_httpmode *h, const char *what)
 {
     TF_INFO("http", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port, what);
     if (h->in_head)
-        tf_http_fail(c, 502, "backend_bad_response");
+        tf_httpmode_fail(c, 502, "backend_bad_response");
     else
         tf_conn_close(c, "backend_bad_response");
 }
 
 /* A whole response went out: maybe the deferred error page may follow now. */
-static void response_done(struct tf_conn *c, struct tf_http *h)
+static void response_done(struct tf_conn *c, struct tf_httpmode *h)
 {
     if (h->cur_final)
         h->done++;
-    if (h->pending_status && h->done >= tf_http_requests(h))
-        tf_http_fail(c, h->pending_status, h->pending_end);
+    if (h->pending_status && h->done >= tf_httpmode_requests(h))
+        tf_httpmode_fail(c, h->pending_status, h->pending_end);
 }
 
-static int resp_head(struct tf_conn *c, struct tf_http *h, const char *data, size_t len)
+static int resp_head(struct tf_conn *c, struct tf_httpmode *h, const char *data, size_t len)
 {
     size_t n = TF_MIN(len, RESP_HEAD_MAX - h->head.len);
     if (n == 0) {
@@ -360,7 +360,7 @@ static int resp_head(struct tf_conn *c, struct tf_http *h, const char *data, siz
     return (int)used;
 }
 
-static int resp_body(struct tf_conn *c, struct tf_http *h, const char *data, size_t len)
+static int resp_body(struct tf_conn *c, struct tf_httpmode *h, const char *data, size_t len)
 {
     h->paused_msg = false;
     llhttp_errno_t e = llhttp_execute(&h->resp, data, len);
@@ -379,9 +379,9 @@ static int resp_body(struct tf_conn *c, struct tf_http *h, const char *data, siz
     return (int)used;
 }
 
-void tf_http_backend_data(struct tf_conn *c, const char *data, size_t len)
+void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len)
 {
-    struct tf_http *h = c->http;
+    struct tf_httpmode *h = c->http;
     while (len > 0 && !c->closing && !c->finishing) {
         if (h->resp_raw) {
             tf_pump_to_client(c, data, len);
@@ -406,21 +406,21 @@ void tf_http_backend_data(struct tf_conn *c, const char *data, size_t len)
     }
 }
 
-bool tf_http_backend_eof(struct tf_conn *c)
+bool tf_httpmode_backend_eof(struct tf_conn *c)
 {
-    struct tf_http *h = c->http;
+    struct tf_httpmode *h = c->http;
     if (!h->resp_raw && h->in_head && h->head.len > 0) {
         backend_broke(c, h, "closed inside a response head");
         return true;
     }
     if (h->pending_status) {
-        tf_http_fail(c, h->pending_status, h->pending_end);
+        tf_httpmode_fail(c, h->pending_status, h->pending_end);
         return true;
     }
     if (h->upgrade_wait && h->in_head) {
         /* The client is held for the upgrade's answer, which will never come: without a
          * reply it would wait, unread, until the idle timeout. */
-        tf_http_fail(c, 502, "backend_closed");
+        tf_httpmode_fail(c, 502, "backend_closed");
         return true;
     }
     return false;

@@ -223,7 +223,7 @@ static void forward_client(struct tf_conn *c, size_t n)
         return;
     c->bytes_in += (uint64_t)n;
     if (c->http)
-        tf_http_client_data(c, c->w->scratch, n);
+        tf_httpmode_client_data(c, c->w->scratch, n);
     else
         side_send(c, &c->backend, c->w->scratch, n);
 }
@@ -273,7 +273,7 @@ static void backend_eof(struct tf_conn *c)
 {
     c->backend.eof = true;
     stop_reading(&c->backend);
-    if (c->http && tf_http_backend_eof(c))
+    if (c->http && tf_httpmode_backend_eof(c))
         return;
     tf_tls_clear_errors();
     if (SSL_shutdown(c->ssl) < 0)
@@ -297,7 +297,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     tf_conn_touch(c);
     c->bytes_out += (uint64_t)nread;
     if (c->http)
-        tf_http_backend_data(c, buf->base, (size_t)nread);
+        tf_httpmode_backend_data(c, buf->base, (size_t)nread);
     else if (!tf_pump_to_client(c, buf->base, (size_t)nread))
         return;
     tf_pump_flush_tls(c);
