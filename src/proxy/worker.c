@@ -85,7 +85,7 @@ static const char *static_reason(const char *reason)
 {
     static const char *const known[] = {
         "not_allowed", "ask_deny", "ask_error", "ask_timeout", "ask_busy", "backed_off",
-        "rate_limited", "budget", "names_cap", "paused", "issue_failed", "issue_timeout",
+        "rate_limited", "budget", "paused", "issue_failed", "issue_timeout",
         "shutting_down",
     };
     for (size_t i = 0; reason && i < TF_ARRAY_LEN(known); i++)
