@@ -7,6 +7,7 @@
  */
 #include "acme_int.h"
 #include "tlsfront/base/common.h"
+#include "tlsfront/acme/csr.h"
 #include "tlsfront/acme/jws.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/acme/renew.h"

@@ -7,7 +7,7 @@
 #include "tlsfront/acme/alpn01_cert.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/base/common.h"
-#include "tlsfront/acme/jws.h"
+#include "tlsfront/acme/csr.h"
 
 #include <openssl/asn1.h>
 #include <openssl/bn.h>

@@ -6,7 +6,8 @@
  * no I/O, no logging, no state; the OpenSSL error queue is left for the caller.
  */
 #include "tlsfront/base/common.h"
-#include "tlsfront/acme/jws.h"
+#include "tlsfront/acme/csr.h"
+#include "tlsfront/base/b64url.h"
 
 #include <openssl/asn1.h>
 #include <openssl/x509.h>

@@ -1,5 +1,5 @@
 /*
- * jws.c: the account-side crypto of ACME as pure functions: key generation and PEM, the
+ * jws.c: the account-side crypto of ACME as pure functions: the
  * public JWK with its RFC 7638 thumbprint, JWS in flattened JSON serialization (RFC 7515 §7.2.2,
  * RFC 8555 §6.2), External Account Binding (RFC 8555 §7.3.4) and key authorizations (RFC 8555
  * §8.1). It never does I/O, never logs (callers log the OpenSSL error queue once, where they
@@ -24,61 +24,6 @@
 #include <string.h>
 
 #define P256_COORD_LEN 32
-
-EVP_PKEY *tf_key_generate(enum tf_key_type type)
-{
-    switch (type) {
-    case TF_KEY_EC256:
-        return EVP_EC_gen("P-256");
-    case TF_KEY_RSA2048:
-        return EVP_RSA_gen(2048); /* e = 65537 is OpenSSL's default */
-    case TF_KEY_RSA3072:
-        return EVP_RSA_gen(3072);
-    case TF_KEY_RSA4096:
-        return EVP_RSA_gen(4096);
-    }
-    return NULL;
-}
-
-char *tf_key_to_pem(EVP_PKEY *key)
-{
-    char *pem = NULL, *data = NULL;
-    BIO *bio = key ? BIO_new(BIO_s_mem()) : NULL;
-    if (!bio)
-        goto out;
-    /* PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY") in OpenSSL 3. */
-    if (!PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL))
-        goto out;
-    long n = BIO_get_mem_data(bio, &data);
-    if (n <= 0 || !data)
-        goto out;
-    pem = tf_strndup(data, (size_t)n);
-out:
-    BIO_free(bio);
-    return pem;
-}
-
-/* Key files are never encrypted; refusing a passphrase keeps OpenSSL from prompting on a tty. */
-static int jws_no_passphrase_cb(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
-EVP_PKEY *tf_key_from_pem(const char *pem, size_t len)
-{
-    if (!pem || len == 0 || len > INT_MAX)
-        return NULL;
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    if (!bio)
-        return NULL;
-    EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, jws_no_passphrase_cb, NULL);
-    BIO_free(bio);
-    return key;
-}
 
 /* True for an EC key on P-256, the only curve ES256 allows (RFC 7518 §3.4). */
 static bool jws_is_p256(EVP_PKEY *key)

@@ -4,6 +4,7 @@
  * key authorizations, CSR contents and PEM round trips. Pure logic, no I/O.
  */
 #include "tlsfront/base/common.h"
+#include "tlsfront/acme/csr.h"
 #include "tlsfront/acme/jws.h"
 #include "tf_test.h"
 
