@@ -16,9 +16,10 @@ check(m is not None and m.group(1) == opts,
 
 ops = open(os.path.join(SRC, "docs", "operations.md")).read()
 names = set()
-for f in os.listdir(os.path.join(SRC, "src")):
-    if f.endswith(".c"):
-        names |= set(re.findall(r'"(tlsfront_[a-z_]+)"', open(os.path.join(SRC, "src", f)).read()))
+for d, _, files in os.walk(os.path.join(SRC, "src")):
+    for f in files:
+        if f.endswith(".c"):
+            names |= set(re.findall(r'"(tlsfront_[a-z_]+)"', open(os.path.join(d, f)).read()))
 check(len(names) > 10, "metric names found in the sources (%d)" % len(names))
 missing = sorted(n for n in names if n not in ops)
 check(not missing, "every metric is named in docs/operations.md (missing: %s)" % missing)
