@@ -91,10 +91,13 @@ static void on_deadline(uv_timer_t *t)
     ((struct ctx *)t->data)->timed_out = true;
 }
 
-/* Run the loop until cond(arg) holds, or 10 s pass. */
+/* Run the loop until cond(arg) holds, or 10 s pass. The loop's clock is refreshed first:
+ * a caller that consumed buffered responses without running the loop would otherwise start
+ * the deadline from a stale time and could see it expire early. */
 static bool run_until(struct ctx *x, bool (*cond)(void *), void *arg)
 {
     x->timed_out = false;
+    uv_update_time(&x->loop);
     uv_timer_start(&x->deadline, on_deadline, 10000, 0);
     while (!cond(arg) && !x->timed_out)
         uv_run(&x->loop, UV_RUN_ONCE);
