@@ -91,6 +91,10 @@ struct opt {
       "drain time after SIGTERM")                                                                  \
     X("ticket-rotate", OT_SEC, 0, F(ticket_rotate_s), 1000, 365 * MS_DAY, NULL, " DUR", Y, "1h",   \
       "session ticket key rotation")                                                               \
+    X("backend-keepalive", OT_INT, 0, F(backend_keepalive), 0, 100000, NULL, " N", Y, "32",      \
+      "mode=http: idle backend connections kept for reuse, per worker and backend (0: off)")     \
+    X("backend-keepalive-timeout", OT_MS, 0, F(backend_keepalive_timeout_ms), 1, DUR_MAX, NULL,  \
+      " DUR", Y, "30s", "mode=http: close a pooled backend connection idle this long")          \
     X("max-connections", OT_INT, 0, F(max_connections), 1, 10000000, NULL, " N", Y, "10000",       \
       "connections per process")                                                                   \
     X("tls-min", OT_FN, OF_JNUM, 0, 0, 0, S(tls_min), " 1.2|1.3", Y, "1.2", "lowest TLS version")  \

@@ -64,6 +64,14 @@ static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
     tf_metrics_counter(out, "tlsfront_acme_challenges_served_total",
                        "TLS-ALPN-01 validation handshakes answered.", NULL,
                        LOAD(st, acme_challenges_served));
+    tf_metrics_counter(out, "tlsfront_backend_pool_total",
+                       "mode=http backend connections wanted: from the keep-alive pool (hit) "
+                       "or newly connected (miss).", "result=\"hit\"", LOAD(st, pool_hits));
+    tf_metrics_counter(out, "tlsfront_backend_pool_total", NULL, "result=\"miss\"",
+                       LOAD(st, pool_misses));
+    tf_metrics_counter(out, "tlsfront_backend_pool_stale_retries_total",
+                       "Pooled backend connections found closed, requests sent again on a new "
+                       "one.", NULL, LOAD(st, pool_stale_retries));
     tf_metrics_gauge(out, "tlsfront_held_handshakes", "Handshakes held for a certificate now.",
                      NULL, LOAD(st, held_now));
     tf_metrics_counter(out, "tlsfront_held_handshakes_total", "Handshakes ever held.", NULL,

@@ -337,6 +337,12 @@ static bool name_is(const struct tf_http_rw *rw, const struct rw_field *f, const
            strncasecmp(rw->arena.data + f->name_off, name, f->name_len) == 0;
 }
 
+/* Hop-by-hop fields that describe only the client's connection (RFC 9110 section 7.6.1):
+ * a client's "Keep-Alive: max=1" must not make the backend close a pooled connection.
+ * Connection itself is filtered by emit_connection(); Upgrade and TE pass, because upgrades
+ * are negotiated end to end through the tunnel. */
+static bool is_hop(const struct tf_http_rw *rw, const struct rw_field *f);
+
 /* Headers we set; a client's copies are spoofed (or, if trusted, merged). */
 static bool is_ours(const char *p, size_t n)
 {
@@ -366,6 +372,11 @@ static size_t trim_ows(const char *p, size_t n)
     while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
         n--;
     return n;
+}
+
+static bool is_hop(const struct tf_http_rw *rw, const struct rw_field *f)
+{
+    return name_is(rw, f, "keep-alive") || name_is(rw, f, "proxy-connection");
 }
 
 /* Connection without the tokens that name our headers: a client listing X-Forwarded-For
@@ -484,6 +495,8 @@ static void emit_head(struct tf_http_rw *rw, const char *host_val, struct tf_buf
                 join_value(name_is(rw, f, "forwarded") ? &fwd : &xff, a + f->value_off, vlen);
         } else if (name_is(rw, f, "connection")) {
             emit_connection(rw, f, out);
+        } else if (is_hop(rw, f)) {
+            continue;
         } else if (!is_ours(a + f->name_off, f->name_len)) {
             tf_buf_sink_append(out, a + f->name_off, f->name_len);
             sink_puts(out, ": ");

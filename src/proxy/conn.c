@@ -153,6 +153,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
 
     uv_tcp_init(&w->loop, &c->client.tcp);
     c->client.open = true;
+    c->client.sock = &c->client.tcp;
     c->client.tcp.data = c;
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
@@ -226,8 +227,7 @@ static void handshake_done(struct tf_conn *c)
         tf_conn_close(c, "no_route");
         return;
     }
-    c->state = TF_CONN_CONNECTING;
-    uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
+    tf_conn_connecting(c);
     if (c->route.backend->proxy != TF_PROXY_NONE)
         tf_conn_proxy_out(c); /* first in the held queue: before any client byte */
     if (c->closing)
@@ -392,6 +392,13 @@ void tf_conn_linger(struct tf_conn *c)
 {
     uint64_t ms = TF_MIN((uint64_t)c->cfg->idle_timeout_ms, (uint64_t)2000);
     uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* Connecting to the backend: the timer watches the connect deadline. */
+void tf_conn_connecting(struct tf_conn *c)
+{
+    c->state = TF_CONN_CONNECTING;
+    uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
 }
 
 /* Called once the backend is connected: from now on the timer watches idleness. */
@@ -560,6 +567,6 @@ void tf_conn_close(struct tf_conn *c, const char *reason)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (c->backend.open) {
         c->pending_closes++;
-        uv_close((uv_handle_t *)&c->backend.tcp, on_handle_closed);
+        uv_close((uv_handle_t *)c->backend.sock, tf_backend_on_closed);
     }
 }

@@ -45,7 +45,8 @@ struct tf_httpmode;
 
 /* One direction's socket state; the pump treats both sides alike. */
 struct tf_side {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;     /* the client's socket (unused on the backend side) */
+    uv_tcp_t *sock;   /* the socket: &client.tcp, or the backend's tf_bconn's tcp */
     bool open;        /* tcp initialised (needs uv_close) */
     bool reading;     /* uv_read_start active */
     bool paused;      /* reading stopped for backpressure */
@@ -68,6 +69,10 @@ struct tf_conn {
     int pending_closes;
 
     struct tf_side client, backend;
+    struct tf_bconn *bconn;       /* the backend connection (backend.sock), owned; NULL
+                                   * before connecting and once closed or pooled */
+    bool backend_reused;          /* bconn came from the keep-alive pool */
+    bool backend_retried;         /* ... and went stale: this is the fresh one (no pool) */
     uv_timer_t timer;             /* handshake, connect and idle timeouts */
     uv_getaddrinfo_t gai;
     uv_connect_t connect_req;
@@ -126,6 +131,12 @@ bool tf_httpmode_backend_eof(struct tf_conn *c);
 /* The backend could not be reached: answer status (502) and finish with reason. */
 void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason);
 unsigned long tf_httpmode_requests(const struct tf_httpmode *h);
+/* Keep-alive pool hooks (http_mode.c). The client sent its EOF: returns true if the HTTP
+ * layer took over (the backend connection stays open for the pool or the responses owed). */
+bool tf_httpmode_client_eof(struct tf_conn *c);
+/* The backend connection failed (EOF or error) before any response byte: returns true if
+ * the HTTP layer reconnected to replay idempotent requests (a stale pooled connection). */
+bool tf_httpmode_backend_stale(struct tf_conn *c);
 
 /* pump.c: data in both directions. */
 void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward the TLS input */
@@ -148,11 +159,20 @@ void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
 
 /* backend.c */
 void tf_backend_connect(struct tf_conn *c);
+/* Hand the backend connection to the worker's pool (mode=http, a complete exchange and
+ * nothing queued; the caller checked with tf_http_backend_reusable). */
+void tf_backend_release(struct tf_conn *c);
+/* Close the backend connection (pooled reuse went stale) and connect afresh, bypassing the
+ * pool; bytes sent with tf_pump_to_backend meanwhile wait for the new connection. */
+void tf_backend_reconnect(struct tf_conn *c);
+/* The close callback for c's backend socket: frees it and releases c. */
+void tf_backend_on_closed(uv_handle_t *h);
 
 /* conn.c helpers used by the pump and the backend connector */
 void tf_conn_touch(struct tf_conn *c);
 void tf_conn_maybe_done(struct tf_conn *c);
 void tf_conn_connected(struct tf_conn *c);
+void tf_conn_connecting(struct tf_conn *c);
 void tf_conn_linger(struct tf_conn *c); /* short timer while finishing */
 /* Drop one pending-close reference (a handle or request that outlives tf_conn_close). */
 void tf_conn_release(struct tf_conn *c);

@@ -10,6 +10,16 @@
  * byte forwarding; elsewhere the rewriter answers CONNECT with 405). Bodies pass
  * through without buffering. Never writes to sockets itself: everything goes through
  * tf_pump_to_backend(), tf_pump_to_client() and tf_pump_finish().
+ *
+ * Keep-alive pool (--backend-keepalive): a backend connection goes back to the worker's pool
+ * only when the client has finished (its EOF) and the exchange on it is clean: every request
+ * forwarded whole and answered by a complete response, both sides allowing keep-alive, no
+ * tunnel, nothing queued. A backend connection thus serves one client connection at a time,
+ * so two clients' requests never share it. A connection taken from the pool may turn out to
+ * have been closed by the backend meanwhile: the requests sent on it are kept (capped) until
+ * the first response byte, and if it fails before that byte and they were all idempotent
+ * (RFC 9110 section 9.2.2) they are sent once more on a fresh connection; otherwise the
+ * client gets the 502 it would have got anyway.
  */
 #include "conn_int.h"
 #include "tlsfront/proto/http_rewrite.h"
@@ -23,6 +33,8 @@
 
 /* Cap on one buffered response head; above it the backend gets the blame (502). */
 #define RESP_HEAD_MAX (64 * 1024)
+/* Request bytes kept for a replay after a stale pooled connection; beyond it, no replay. */
+#define REPLAY_MAX (64 * 1024)
 #define METHOD_UNKNOWN 0xff
 
 struct tf_httpmode {
@@ -52,6 +64,13 @@ struct tf_httpmode {
     bool release;                 /* resume the client once the backend's bytes are out */
     int pending_status;           /* 400/431 to send once earlier responses are complete */
     const char *pending_end;
+
+    bool req_keepalive;           /* the last forwarded request allows a next one */
+    bool resp_keepalive;          /* ... and so does the last final response */
+    bool eof_wait;                /* the client is done: pool (or close) once all answered */
+    bool got_resp;                /* a byte came from this backend connection */
+    bool replay_ok;               /* the requests in replay are idempotent and all there */
+    struct tf_buf_sink replay;    /* sent on a pooled connection before its first answer */
 };
 
 static struct tf_httpmode *http_of(llhttp_t *ll)
@@ -87,15 +106,33 @@ static int pop_method(struct tf_httpmode *h)
     return m;
 }
 
+/* RFC 9110 section 9.2.2: a request a client may send again without a second effect. */
+static bool idempotent(int m)
+{
+    return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE ||
+           m == HTTP_PUT || m == HTTP_DELETE;
+}
+
 static int on_mirror_headers(llhttp_t *ll)
 {
     http_of(ll)->forwarded++;
+    if (!idempotent(ll->method))
+        http_of(ll)->replay_ok = false;
     push_method(http_of(ll), (unsigned char)ll->method);
     ll->upgrade = 0; /* keep parsing: whether it becomes a tunnel is the response's call */
     return 0;
 }
 
-static const llhttp_settings_t mirror_settings = {.on_headers_complete = on_mirror_headers};
+static int on_mirror_complete(llhttp_t *ll)
+{
+    http_of(ll)->req_keepalive = llhttp_should_keep_alive(ll) != 0;
+    return 0;
+}
+
+static const llhttp_settings_t mirror_settings = {
+    .on_headers_complete = on_mirror_headers,
+    .on_message_complete = on_mirror_complete,
+};
 
 /* --- response framing ---------------------------------------------------------------- */
 
@@ -123,6 +160,8 @@ static int on_resp_headers(llhttp_t *ll)
 
 static int on_resp_complete(llhttp_t *ll)
 {
+    if (http_of(ll)->cur_final)
+        http_of(ll)->resp_keepalive = llhttp_should_keep_alive(ll) != 0;
     http_of(ll)->paused_msg = true;
     return HPE_PAUSED;
 }
@@ -167,6 +206,7 @@ struct tf_httpmode *tf_httpmode_new(struct tf_conn *c)
     llhttp_init(&h->resp, HTTP_RESPONSE, &resp_settings);
     h->resp.data = h;
     h->in_head = true;
+    h->req_keepalive = h->resp_keepalive = h->replay_ok = true;
     return h;
 }
 
@@ -177,6 +217,7 @@ void tf_httpmode_free(struct tf_httpmode *h)
     tf_http_rw_free(h->rw);
     tf_buf_sink_free(&h->out);
     tf_buf_sink_free(&h->head);
+    tf_buf_sink_free(&h->replay);
     free(h->methods);
     free(h);
 }
@@ -229,6 +270,12 @@ static void forward(struct tf_httpmode *h)
     if (!h->tunnel && h->mirror_ok &&
         llhttp_execute(&h->mirror, h->out.data, h->out.len) != HPE_OK)
         h->mirror_ok = false; /* methods unknown from here: responses framed as to GET */
+    if (h->c->backend_reused && !h->got_resp && h->replay_ok) {
+        if (h->replay.len + h->out.len <= REPLAY_MAX)
+            tf_buf_sink_append(&h->replay, h->out.data, h->out.len);
+        else
+            h->replay_ok = false;
+    }
     tf_pump_to_backend(h->c, h->out.data, h->out.len);
     h->out.len = 0;
 }
@@ -273,6 +320,8 @@ static void upgrade_answer(struct tf_conn *c, struct tf_httpmode *h)
 }
 
 /* --- response side ------------------------------------------------------------------- */
+
+static void end_exchange(struct tf_conn *c, struct tf_httpmode *h);
 
 static bool has_field(const struct tf_buf_sink *head, const char *name)
 {
@@ -384,6 +433,10 @@ static int resp_body(struct tf_conn *c, struct tf_httpmode *h, const char *data,
 void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len)
 {
     struct tf_httpmode *h = c->http;
+    if (!h->got_resp && len > 0) {
+        h->got_resp = true; /* the connection works: nothing to replay from here */
+        tf_buf_sink_free(&h->replay);
+    }
     while (len > 0 && !c->closing && !c->finishing) {
         if (h->resp_raw) {
             tf_pump_to_client(c, data, len);
@@ -399,6 +452,8 @@ void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len)
      * that a deferred error page does not wait for bytes that never come. */
     if (!c->closing && !c->finishing && !h->resp_raw && !h->in_head)
         resp_body(c, h, data, 0);
+    if (h->eof_wait && h->done >= tf_httpmode_requests(h) && !c->closing && !c->finishing)
+        end_exchange(c, h);
     /* Only now, with every byte of this read handled: releasing the client runs its buffered
      * requests through the rewriter and h->out, which must not interleave with the
      * response parsing above. */
@@ -411,6 +466,8 @@ void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len)
 bool tf_httpmode_backend_eof(struct tf_conn *c)
 {
     struct tf_httpmode *h = c->http;
+    if (tf_httpmode_backend_stale(c))
+        return true;
     if (!h->resp_raw && h->in_head && h->head.len > 0) {
         backend_broke(c, h, "closed inside a response head");
         return true;
@@ -425,5 +482,76 @@ bool tf_httpmode_backend_eof(struct tf_conn *c)
         tf_httpmode_fail(c, 502, "backend_closed");
         return true;
     }
+    if (!h->resp_raw && h->in_head && h->done < tf_httpmode_requests(h)) {
+        /* Requests left unanswered, and no byte of their answers went out yet. */
+        tf_httpmode_fail(c, 502, "backend_closed");
+        return true;
+    }
+    if (h->eof_wait) {
+        /* The client is done and the backend too: nothing was shut down on either side. */
+        tf_pump_finish(c, "done");
+        return true;
+    }
     return false;
+}
+
+/* --- keep-alive pool ----------------------------------------------------------------- */
+
+/* Whether the backend connection may serve another client as things stand, answers aside:
+ * pooling on, no PROXY header (it names this client), connected and open both ways, every
+ * forwarded request whole, keep-alive allowed by both sides so far, no tunnel. */
+static bool poolable(const struct tf_conn *c, const struct tf_httpmode *h)
+{
+    return c->cfg->backend_keepalive > 0 && c->route.backend->proxy == TF_PROXY_NONE &&
+           c->state == TF_CONN_PUMPING && c->bconn && c->backend.open && !c->backend.eof &&
+           !c->backend.shut && !c->w->draining && !h->tunnel && !h->resp_raw &&
+           !h->upgrade_wait && h->mirror_ok && !h->pending_status &&
+           !tf_http_rw_mid_request(h->rw) && h->req_keepalive && h->resp_keepalive;
+}
+
+/* ... and right now: every request answered completely, no response begun, nothing queued. */
+static bool idle_now(const struct tf_conn *c, const struct tf_httpmode *h)
+{
+    return h->in_head && h->head.len == 0 && h->done == h->forwarded &&
+           c->backend.wq == 0 && !c->backend.held;
+}
+
+/* The client finished and every response went out: the backend connection goes to the pool
+ * when it can, and the client gets close_notify and FIN. */
+static void end_exchange(struct tf_conn *c, struct tf_httpmode *h)
+{
+    h->eof_wait = false;
+    if (poolable(c, h) && idle_now(c, h))
+        tf_backend_release(c);
+    tf_pump_finish(c, "done");
+}
+
+bool tf_httpmode_client_eof(struct tf_conn *c)
+{
+    struct tf_httpmode *h = c->http;
+    if (!poolable(c, h))
+        return false;
+    if (h->done < tf_httpmode_requests(h)) {
+        h->eof_wait = true; /* tf_http_backend_data ends it when the answers are out */
+        return true;
+    }
+    end_exchange(c, h);
+    return true;
+}
+
+bool tf_httpmode_backend_stale(struct tf_conn *c)
+{
+    struct tf_httpmode *h = c->http;
+    if (!c->backend_reused || h->got_resp || !h->replay_ok || c->backend.wq != 0 ||
+        c->closing || c->finishing)
+        return false;
+    TF_INFO("http", "conn=%llx name=%s backend %s:%u: pooled connection closed, %s",
+            (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
+            c->route.backend->port, h->replay.len ? "retrying on a new one" : "reconnecting");
+    struct tf_buf_sink again = h->replay;
+    memset(&h->replay, 0, sizeof h->replay);
+    tf_backend_reconnect(c);
+    tf_pump_to_backend(c, again.data, again.len); /* held until it connects */
+    tf_buf_sink_free(&again);
+    return true;
 }

@@ -48,7 +48,7 @@ static int start_reading(struct tf_conn *c, struct tf_side *s)
 {
     if (s->reading || s->eof || s->hold || c->closing || (c->finishing && s == &c->backend))
         return 0;
-    int r = uv_read_start((uv_stream_t *)&s->tcp, on_pump_alloc,
+    int r = uv_read_start((uv_stream_t *)s->sock, on_pump_alloc,
                           s == &c->client ? on_client_read : on_backend_read);
     if (r == 0)
         s->reading = true;
@@ -58,7 +58,7 @@ static int start_reading(struct tf_conn *c, struct tf_side *s)
 static void stop_reading(struct tf_side *s)
 {
     if (s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
+        uv_read_stop((uv_stream_t *)s->sock);
         s->reading = false;
     }
 }
@@ -101,7 +101,7 @@ static void on_write_done(uv_write_t *req, int status)
 static void submit(struct tf_conn *c, struct tf_wreq *w)
 {
     uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-    int r = uv_write(&w->req, (uv_stream_t *)&w->side->tcp, &b, 1, on_write_done);
+    int r = uv_write(&w->req, (uv_stream_t *)w->side->sock, &b, 1, on_write_done);
     if (r != 0) {
         w->side->wq -= w->len;
         free(w);
@@ -116,7 +116,7 @@ static void side_send(struct tf_conn *c, struct tf_side *s, const char *data, si
     bool connected = s == &c->client || c->state == TF_CONN_PUMPING;
     if (connected && s->wq == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+        int n = uv_try_write((uv_stream_t *)s->sock, &b, 1);
         if (n > 0) {
             data += n;
             len -= (size_t)n;
@@ -198,7 +198,7 @@ static void shutdown_side(struct tf_conn *c, struct tf_side *s)
     uv_shutdown_t *req = s == &c->client ? &c->shut_req[0] : &c->shut_req[1];
     req->data = c;
     /* libuv runs the shutdown after every queued write: the last bytes go out first. */
-    int r = uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown);
+    int r = uv_shutdown(req, (uv_stream_t *)s->sock, on_shutdown);
     if (r != 0) {
         s->shut_done = true;
         tf_conn_maybe_done(c);
@@ -211,6 +211,8 @@ void tf_pump_client_eof(struct tf_conn *c)
         return;
     c->client.eof = true;
     stop_reading(&c->client);
+    if (c->http && tf_httpmode_client_eof(c))
+        return; /* the backend connection stays up for the responses owed, or the pool */
     if (c->state == TF_CONN_PUMPING)
         shutdown_side(c, &c->backend);
     tf_conn_maybe_done(c);
@@ -290,7 +292,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_EOF)
             backend_eof(c);
-        else
+        else if (!(c->http && tf_httpmode_backend_stale(c)))
             tf_conn_close(c, "backend_read_error");
         return;
     }

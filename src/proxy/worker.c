@@ -5,6 +5,7 @@
  * worker's objects.
  */
 #include "tlsfront/proxy/worker.h"
+#include "backend_pool_int.h"
 #include "conn_int.h"
 #include "tlsfront/base/log.h"
 
@@ -76,6 +77,7 @@ static void stop(struct tf_worker *w)
     w->stopping = true;
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
     close_listeners(w);
+    tf_pool_close(w->pool);
     for (struct tf_conn *c = w->conns; c; c = c->next)
         tf_conn_close(c, w->draining ? "grace_expired" : "shutdown");
     tf_mailbox_close(&w->mbox, drop_payload, on_mailbox_closed);
@@ -153,6 +155,7 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
     case TF_WMSG_DRAIN:
         w->draining = true;
         close_listeners(w);
+        tf_pool_close(w->pool); /* and connections that end from now on are not pooled */
         if (w->n_conns == 0)
             report_idle(w);
         break;
@@ -203,6 +206,7 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
     atomic_store(&w->heartbeat_ms, tf_mono_ms());
     uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
     uv_unref((uv_handle_t *)&w->heartbeat);
+    w->pool = tf_pool_new(&w->loop, w->stats);
     w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
     w->listener_proxy = tf_calloc((size_t)n_fds, sizeof *w->listener_proxy);
     w->n_listeners = n_fds;
@@ -268,6 +272,7 @@ void tf_worker_join(struct tf_worker *w)
     tf_mailbox_destroy(&w->mbox);
     free(w->listeners);
     free(w->listener_proxy);
+    tf_pool_free(w->pool);
     tf_config_unref(w->cfg);
     SSL_CTX_free(w->ssl_ctx);
     tf_certstore_unref(w->certs);

@@ -21,6 +21,8 @@ struct tf_stats {
     atomic_ullong hs_tls12, hs_tls13;
     atomic_ullong bytes_in, bytes_out;  /* plaintext client->backend, backend->client */
     atomic_ullong backend_errors;
+    atomic_ullong pool_hits, pool_misses;   /* mode=http keep-alive pool (src/proxy/backend_pool_int.h) */
+    atomic_ullong pool_stale_retries;       /* requests replayed after a stale pooled conn */
     atomic_int held_now;                /* gauge: handshakes held for a certificate */
     atomic_ullong held_total, held_refused;
     atomic_ullong acme_challenges_served;

@@ -74,6 +74,9 @@ struct tf_config {
     uint32_t connect_timeout_ms;   /* default 5000 */
     uint32_t grace_ms;             /* SIGTERM drain, default 30000 */
     int max_connections;           /* per process; default 10000 */
+    int backend_keepalive;         /* idle mode=http backend connections kept per worker
+                                    * and backend address; 0 = off (default 32) */
+    uint32_t backend_keepalive_timeout_ms; /* ... closed after idling this long (default 30s) */
     uint32_t ticket_rotate_s;      /* session ticket key rotation, default 3600 */
     bool tls12;                    /* allow TLS 1.2 (default true); TLS 1.3 always */
 

@@ -62,6 +62,7 @@ struct tf_worker {
     struct tf_challenges *challenges; /* pending TLS-ALPN-01 challenges (may be NULL) */
 
     struct tf_conn *conns;          /* intrusive list of live connections */
+    struct tf_pool *pool;           /* idle keep-alive backend connections, owned */
     struct tf_conn *held;           /* connections whose handshake waits for a certificate */
     int n_held;
     int n_conns;

@@ -107,6 +107,16 @@ static void test_single(void)
     tf_http_rw_free(rw);
 }
 
+/* Keep-Alive and Proxy-Connection describe the client's hop only: not forwarded. */
+static void test_hop_by_hop(void)
+{
+    const char *in = "GET / HTTP/1.1\r\nHost: a.example\r\nKeep-Alive: timeout=5, max=1\r\n"
+                     "Proxy-Connection: keep-alive\r\nTE: trailers\r\n\r\n";
+    const char *want = "GET / HTTP/1.1\r\nHost: a.example\r\nTE: trailers\r\n" OURS(
+        "a.example") "\r\n";
+    check_all_splits(in, strlen(in), want, strlen(want), false);
+}
+
 static void test_keepalive(void)
 {
     struct tf_http_rw *rw = mk(CLIENT, false, false, 0);
@@ -591,6 +601,7 @@ static void test_resp_status(void)
 int main(void)
 {
     TF_TEST_RUN(test_single);
+    TF_TEST_RUN(test_hop_by_hop);
     TF_TEST_RUN(test_keepalive);
     TF_TEST_RUN(test_pipelined);
     TF_TEST_RUN(test_chunked_exact);
