@@ -2,14 +2,20 @@
 """Memory per pending connection: RSS growth of tlsfront per TCP connection that has not
 finished its handshake (docs/benchmarks.md, "Memory per pending connection").
 
-  bench/pending_mem.py BIN [--n 2000] [--variant idle|half|both] [--latency]
+  bench/pending_mem.py BIN [--n 2000] [--variant idle|half|both] [--latency [--no-caddy]]
 
 Starts BIN (one worker, certificates from certs/mkcerts.sh, long handshake timeout) on
 127.0.0.1, opens N TCP connections to it that send nothing (idle) or half a ClientHello
 (half), waits until the admin endpoint counts them all, and prints VmRSS before and after
-from /proc/PID/status. With --latency it also times 200 full handshakes plus one request
-of a legitimate client, before and while the N connections wait. Loopback only;
-every process it starts is stopped by PID.
+from /proc/PID/status.
+
+With --latency it instead times a legitimate client (a full handshake plus one HTTP request
+and its response, one at a time) against tlsfront with its default 10 s handshake timeout
+and, in the same run, against Caddy (one thread, the same certificate, the same backend):
+200 rounds alone, then continuously from the moment the N connections are open until 2 s
+after tlsfront's handshake timeout would have dropped them all (so the mass drop is inside
+the window). Servers are pinned to core 0 and the client to core 1 (taskset), as in
+bench/bench.py. Loopback only; every process it starts is stopped by PID.
 """
 import argparse
 import os
@@ -70,50 +76,131 @@ def client_hello(name):
     return out.read()
 
 
-def echo(sock):
-    def run(c):
-        try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    return
-                c.sendall(d)
-        except OSError:
+def one_request_ms(port, ctx):
+    """A new connection: full handshake, one GET, its whole response; milliseconds."""
+    t0 = time.perf_counter()
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                         server_hostname="example.test") as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+        while s.recv(4096):  # the response, then EOF (Connection: close)
             pass
-        finally:
-            c.close()
+    return (time.perf_counter() - t0) * 1000
 
-    while True:
-        try:
-            c, _ = sock.accept()
-        except OSError:
-            return
-        threading.Thread(target=run, args=(c,), daemon=True).start()
+
+def pct(samples):
+    out = sorted(samples)
+    return statistics.median(out), out[max(0, int(len(out) * 0.99) - 1)], len(out)
 
 
 def handshake_ms(port, ctx, rounds):
-    out = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
-                            server_hostname="example.test")
-        s.sendall(b"x")
-        s.recv(1)
-        out.append((time.perf_counter() - t0) * 1000)
-        s.close()
-    out.sort()
-    return statistics.median(out), out[int(len(out) * 0.99) - 1]
+    return pct([one_request_ms(port, ctx) for _ in range(rounds)])
 
 
-def measure(binary, certs, variant, n, latency):
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def open_pending(port, n, variant):
+    half = client_hello("example.test")
+    half = half[: len(half) // 2]
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        if variant == "half":
+            s.sendall(half)
+        socks.append(s)
+    return socks
+
+
+def start_server(kind, binary, certs, backend, d):
+    """tlsfront (one worker, default handshake timeout) or Caddy (GOMAXPROCS=1), pinned to
+    core 0; returns (Popen, port)."""
+    if kind == "tlsfront":
+        err = os.path.join(d, "tf.err")
+        p = subprocess.Popen(["taskset", "-c", "0", binary, "--listen", "127.0.0.1:0",
+                              "--certs", certs, "--backend", "127.0.0.1:%d" % backend,
+                              "--workers", "1", "--max-connections", "100000"],
+                             stdout=subprocess.DEVNULL, stderr=open(err, "wb"),
+                             stdin=subprocess.DEVNULL)
+        return p, int(wait_log(err, r"listening on [^ ]*:(\d+)").group(1))
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    cd = os.path.join(d, "caddy")
+    os.makedirs(cd, exist_ok=True)
+    cfg = os.path.join(cd, "Caddyfile")
+    with open(cfg, "w") as f:
+        f.write("{\n  admin off\n  auto_https disable_redirects\n  storage file_system %s/st\n}\n"
+                "https://:%d {\n  bind 127.0.0.1\n  tls %s %s\n  reverse_proxy 127.0.0.1:%d {\n    flush_interval -1\n  }\n}\n"
+                % (cd, port, os.path.join(certs, "example.crt"),
+                   os.path.join(certs, "example.key"), backend))
+    env = dict(os.environ, GOMAXPROCS="1", HOME=cd, XDG_DATA_HOME=cd, XDG_CONFIG_HOME=cd)
+    p = subprocess.Popen(["taskset", "-c", "0", "caddy", "run", "--adapter", "caddyfile",
+                          "--config", cfg], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(d, "caddy.err"), "wb"),
+                         stdin=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p, port
+        except OSError:
+            if p.poll() is not None:
+                break
+            time.sleep(0.05)
+    p.kill()
+    raise RuntimeError("caddy did not start (see %s)" % os.path.join(d, "caddy.err"))
+
+
+def c_backend(d):
+    """bench/backend.c (the origin of bench/run.sh), built here, pinned to core 1: the same
+    cheap backend for both servers. Returns (Popen, port)."""
+    exe = os.path.join(d, "backend")
+    subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(SRC, "bench", "backend.c")],
+                   check=True)
+    p = subprocess.Popen(["taskset", "-c", "1", exe, "0"], stdout=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    return p, int(p.stdout.readline().rsplit(b":", 1)[1])
+
+
+def latency(kind, binary, certs, variant, n, window_s):
+    """p50/p99 of one_request_ms alone, then over window_s seconds from when the n pending
+    connections are open (tlsfront's 10 s handshake timeout drops them inside it)."""
+    d = tempfile.mkdtemp(prefix="tf-pending-lat-")
+    back, back_port = c_backend(d)
+    p, port = start_server(kind, binary, certs, back_port, d)
+    socks = []
+    try:
+        ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+        handshake_ms(port, ctx, 20)
+        alone = handshake_ms(port, ctx, 200)
+        base_fds = fd_count(p.pid)
+        socks = open_pending(port, n, variant)
+        deadline = time.time() + 30
+        while fd_count(p.pid) < base_fds + n and time.time() < deadline:
+            time.sleep(0.05)
+        t_end = time.time() + window_s
+        samples = []
+        while time.time() < t_end:
+            samples.append(one_request_ms(port, ctx))
+        dropped = fd_count(p.pid) < base_fds + n // 2
+        return alone, pct(samples), dropped
+    finally:
+        for s in socks:
+            s.close()
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        back.send_signal(signal.SIGKILL)
+        back.wait()
+
+
+def measure(binary, certs, variant, n):
     d = tempfile.mkdtemp(prefix="tf-pending-")
-    back = socket.socket()
-    back.bind(("127.0.0.1", 0))
-    back.listen(64)
-    threading.Thread(target=echo, args=(back,), daemon=True).start()
+    back, back_port = c_backend(d)
     err = os.path.join(d, "err")
     p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-                          "--certs", certs, "--backend", "127.0.0.1:%d" % back.getsockname()[1],
+                          "--certs", certs, "--backend", "127.0.0.1:%d" % back_port,
                           "--workers", "1", "--handshake-timeout", "600s",
                           "--access-log", "off", "--max-connections", str(n + 1000)],
                          stdout=subprocess.DEVNULL, stderr=open(err, "wb"),
@@ -125,7 +212,6 @@ def measure(binary, certs, variant, n, latency):
         ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
         # Warm up: a few complete handshakes so allocator arenas and OpenSSL tables exist.
         handshake_ms(port, ctx, 20)
-        lat0 = handshake_ms(port, ctx, 200) if latency else None
         time.sleep(0.5)
         before = rss_kib(p.pid)
         half = client_hello("example.test")
@@ -140,14 +226,14 @@ def measure(binary, certs, variant, n, latency):
             time.sleep(0.1)
         time.sleep(1)  # the last reads are processed
         after = rss_kib(p.pid)
-        lat1 = handshake_ms(port, ctx, 200) if latency else None
-        return before, after, lat0, lat1
+        return before, after
     finally:
         for s in socks:
             s.close()
         p.send_signal(signal.SIGKILL)
         p.wait()
-        back.close()
+        back.send_signal(signal.SIGKILL)
+        back.wait()
 
 
 def main():
@@ -156,6 +242,7 @@ def main():
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--variant", default="both", choices=["idle", "half", "both"])
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--no-caddy", action="store_true")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.n + 4096), hard))
@@ -163,13 +250,22 @@ def main():
     subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "demo", certs], check=True,
                    stdout=subprocess.DEVNULL)
     variants = ["idle", "half"] if a.variant == "both" else [a.variant]
+    if a.latency:
+        os.sched_setaffinity(0, {1})
+        kinds = ["tlsfront"] + ([] if a.no_caddy else ["caddy"])
+        for v in variants:
+            for k in kinds:
+                alone, busy, dropped = latency(k, a.binary, certs, v, a.n, 12.0)
+                print("%-4s %-8s request p50/p99 ms: %.2f/%.2f alone, %.2f/%.2f (%d samples) "
+                      "over 12 s with %d pending%s" % (v, k, alone[0], alone[1], busy[0],
+                                                       busy[1], busy[2], a.n,
+                                                       ", dropped inside" if dropped else ""))
+                sys.stdout.flush()
+        return
     for v in variants:
-        before, after, lat0, lat1 = measure(a.binary, certs, v, a.n, a.latency)
+        before, after = measure(a.binary, certs, v, a.n)
         print("%-4s n=%d  RSS %.1f -> %.1f MiB  %.2f KiB per connection"
               % (v, a.n, before / 1024, after / 1024, (after - before) / a.n))
-        if lat0:
-            print("      handshake+echo p50/p99 ms: %.2f/%.2f alone, %.2f/%.2f with %d pending"
-                  % (lat0[0], lat0[1], lat1[0], lat1[1], a.n))
     sys.stdout.flush()
 
 

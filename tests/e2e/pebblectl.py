@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.request
 
-from tfcommon import Proc, free_port, tmpdir
+from tfcommon import Proc, bound, free_port, tmpdir
 
 
 def _free_udp_port():
@@ -63,10 +63,10 @@ class Pebble:
             json.dump(cfg, f)
         self.proc = Proc("pebble", ["pebble", "-config", path, "-dnsserver",
                                     "127.0.0.1:%d" % self.dns_port], env=self.env)
-        deadline = time.time() + 20
+        deadline = time.time() + bound(20)
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=bound(1)).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -82,7 +82,7 @@ class Pebble:
 
     def _get(self, url):
         ctx = ssl.create_default_context(cafile=self.ca_file)
-        with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+        with urllib.request.urlopen(url, context=ctx, timeout=bound(10)) as r:
             return r.read()
 
     def root_pem(self):
@@ -103,7 +103,7 @@ class Pebble:
         """Point host's A record somewhere else (challtestsrv management API)."""
         body = json.dumps({"host": host, "addresses": [addr]}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/add-a" % self.dns_mgmt, data=body)
-        urllib.request.urlopen(req, timeout=10).read()
+        urllib.request.urlopen(req, timeout=bound(10)).read()
 
     def tlsfront_args(self, storage):
         return ["--acme-directory", self.directory, "--acme-ca", self.ca_file,

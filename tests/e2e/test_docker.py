@@ -370,8 +370,8 @@ def container_checks(c, work):
 
 
 def admin_wired():
-    """True once the server starts the admin endpoint (src/server*.c calls tf_admin_start)."""
-    d = os.path.join(tf.SRC, "src")
+    """True once the server starts the admin endpoint (src/ctl/server*.c calls tf_admin_start)."""
+    d = os.path.join(tf.SRC, "src", "ctl")
     for n in os.listdir(d):
         if n.startswith("server") and n.endswith(".c"):
             with open(os.path.join(d, n), errors="replace") as f:

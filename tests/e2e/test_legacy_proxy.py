@@ -13,7 +13,8 @@ import time
 
 from legacycommon import (Reader, RecordingHTTP, free_port, free_port6, haproxy,
                           listening_ports, wait_port)
-from tfcommon import check, client_ctx, finish, make_certs, start_tlsfront, wait_until
+from tfcommon import (bound, check, client_ctx, finish, make_certs, start_tlsfront,
+                      wait_until)
 
 certs = make_certs()
 ctx = client_ctx(certs)
@@ -44,7 +45,7 @@ p4, p6, pp = listening_ports(tf)[:3]
 def ask(name, host, port, source=None):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam)
-    s.settimeout(15)
+    s.settimeout(bound(15))
     if source:
         s.bind((source, 0))
     s.connect((host, port))
@@ -115,7 +116,7 @@ check(tf.wait_for(r"client=\[::1\]:\d+ proxy_peer=127\.0\.0\.1:\d+ sni=dual\.tes
 
 # --- negative cases ----------------------------------------------------------------------
 # A PROXY header on a listener without ",proxy" is garbage: TLS fails, 9.9.9.9 never used.
-s = socket.create_connection(("127.0.0.1", p4), timeout=10)
+s = socket.create_connection(("127.0.0.1", p4), timeout=bound(10))
 s.sendall(b"PROXY TCP4 9.9.9.9 127.0.0.1 1111 443\r\n")
 try:
     ctx.wrap_socket(s, server_hostname="example.test")
@@ -126,7 +127,7 @@ check(plain_ok, "plain listener: a PROXY header makes the TLS handshake fail")
 check("9.9.9.9" not in tf.stdout_text(), "plain listener: the header's address is never used")
 
 # A TLS client straight to the ",proxy" listener: not a PROXY header, closed and logged.
-s = socket.create_connection(("127.0.0.1", pp), timeout=10)
+s = socket.create_connection(("127.0.0.1", pp), timeout=bound(10))
 try:
     ctx.wrap_socket(s, server_hostname="example.test")
     bad_ok = False
@@ -136,7 +137,7 @@ check(bad_ok and tf.wait_for(r"end=proxy_header_invalid", 10, stream="out") is n
       "proxy listener: no header -> closed, end=proxy_header_invalid")
 
 # An incomplete header: closed when the handshake timer (2 s) fires.
-s = socket.create_connection(("127.0.0.1", pp), timeout=10)
+s = socket.create_connection(("127.0.0.1", pp), timeout=bound(10))
 s.sendall(b"PROXY TCP4 1.2.3.4 ")
 t0 = time.time()
 try:
@@ -151,7 +152,7 @@ s.close()
 # --proxy-from 127.0.0.1: a "load balancer" at 127.0.0.2 is refused before reading anything.
 s = socket.socket()
 s.bind(("127.0.0.2", 0))
-s.settimeout(10)
+s.settimeout(bound(10))
 s.connect(("127.0.0.1", pp))
 s.sendall(b"PROXY TCP4 5.5.5.5 127.0.0.1 1111 443\r\n")
 try:

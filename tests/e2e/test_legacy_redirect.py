@@ -6,7 +6,7 @@ import socket
 import time
 
 from legacycommon import Reader
-from tfcommon import check, finish, make_certs, start_tlsfront
+from tfcommon import bound, check, finish, make_certs, start_tlsfront
 
 certs = make_certs()
 tf, port = start_tlsfront(["--certs", certs, "--backend", "127.0.0.1:9",
@@ -19,7 +19,7 @@ rport = int(m.group(1))
 
 
 def req(raw):
-    s = socket.create_connection(("127.0.0.1", rport), timeout=10)
+    s = socket.create_connection(("127.0.0.1", rport), timeout=bound(10))
     s.sendall(raw)
     r = Reader(s)
     try:
@@ -67,7 +67,7 @@ for what, raw in BAD:
 # A header name far longer than the 32-byte field buffer, in pieces (one parser callback
 # per read), within the 16 KB head limit: an ordinary request (308), nothing overwritten,
 # and the listener still answers the next one.
-s = socket.create_connection(("127.0.0.1", rport), timeout=10)
+s = socket.create_connection(("127.0.0.1", rport), timeout=bound(10))
 s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\n")
 for _ in range(4):
     try:

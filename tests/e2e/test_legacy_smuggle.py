@@ -6,7 +6,7 @@ backend must never receive."""
 import socket
 
 from legacycommon import Reader, RecordingHTTP
-from tfcommon import check, client_ctx, finish, make_certs, start_tlsfront
+from tfcommon import bound, check, client_ctx, finish, make_certs, start_tlsfront
 
 certs = make_certs()
 ctx = client_ctx(certs)
@@ -61,7 +61,7 @@ CASES = [
 
 
 def run(i, what, want, bad):
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=15),
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=bound(15)),
                         server_hostname="example.test")
     r = Reader(s)
     ok_marker = b"/ok-%d " % i

@@ -9,7 +9,7 @@ import ssl
 import threading
 import time
 
-from tfcommon import (Backend, SANITIZE, check, client_ctx, echo_handler, finish, make_certs,
+from tfcommon import (Backend, SANITIZE, bound, check, client_ctx, echo_handler, finish, make_certs,
                       start_tlsfront, tls_connect, wait_until)
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -25,7 +25,7 @@ ctx = client_ctx(certs)
 t0 = time.time()
 s = socket.create_connection(("127.0.0.1", port))
 s.sendall(b"\x16\x03\x01\x00\xff\x01\x00")
-s.settimeout(10)
+s.settimeout(bound(10))
 try:
     d = s.recv(100)
 except OSError:
@@ -39,7 +39,7 @@ check(tf.wait_for(r"end=handshake_timeout", 5, stream="out") is not None,
 # Idle timeout after the handshake.
 t0 = time.time()
 s = tls_connect(port, "example.test", ctx)
-s.settimeout(10)
+s.settimeout(bound(10))
 try:
     d = s.recv(100)
 except OSError:
@@ -123,11 +123,11 @@ while time.time() < t_end:
     peak = max(peak, tf2.rss_kib())
     time.sleep(0.02)
 growth = peak - base
-bound = 16 * 1024 if not SANITIZE else 64 * 1024
+rss_bound = 16 * 1024 if not SANITIZE else 64 * 1024
 check(got > 0 and sent["n"] > got, "slow reader: backend is far ahead (%d MB sent, %d KB read)"
       % (sent["n"] >> 20, got >> 10))
-check(growth < bound, "slow reader: proxy RSS grew %d KiB (bound %d KiB) while the backend "
-      "pushed %d MB" % (growth, bound, sent["n"] >> 20))
+check(growth < rss_bound, "slow reader: proxy RSS grew %d KiB (bound %d KiB) while the backend "
+      "pushed %d MB" % (growth, rss_bound, sent["n"] >> 20))
 s.close()
 fast.close()
 

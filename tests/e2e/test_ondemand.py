@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
 
 from pebblectl import Pebble
-from tfcommon import (Backend, check, finish, http_handler, start_tlsfront, tmpdir, wait_until)
+from tfcommon import (Backend, bound, check, finish, http_handler, start_tlsfront, tmpdir,
+                      wait_until)
 
 ACME_ID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 
@@ -76,7 +77,7 @@ def ctx():
 
 def fetch(name, path="/", timeout=30):
     """One connection: handshake (verified against pebble's root) + one request."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=bound(timeout))
     with ctx().wrap_socket(raw, server_hostname=name) as s:
         cert = s.getpeercert()
         s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(), name.encode()))
@@ -96,7 +97,7 @@ def refused(name, alpn=None, timeout=10):
     c.verify_mode = ssl.CERT_NONE
     if alpn:
         c.set_alpn_protocols(alpn)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=bound(timeout))
     try:
         with c.wrap_socket(raw, server_hostname=name) as s:
             return None
@@ -131,10 +132,10 @@ def grabber(name):
     c.check_hostname = False
     c.verify_mode = ssl.CERT_NONE
     c.set_alpn_protocols(["acme-tls/1"])
-    deadline = time.time() + 30
+    deadline = time.time() + bound(30)
     while not stop_grab.is_set() and time.time() < deadline and "der" not in grab:
         try:
-            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            raw = socket.create_connection(("127.0.0.1", port), timeout=bound(5))
             with c.wrap_socket(raw, server_hostname=name) as s:
                 grab["der"] = s.getpeercert(binary_form=True)
                 grab["alpn"] = s.selected_alpn_protocol()

@@ -89,7 +89,7 @@ if os.geteuid() == 0:
 if cmd:
     r = subprocess.run(cmd, capture_output=True, timeout=20)
     err = r.stderr.decode()
-    check(r.returncode == 1 and "--listen 127.0.0.1:1: Permission denied" in err
+    check(r.returncode == 2 and "--listen 127.0.0.1:1: Permission denied" in err
           and "CAP_NET_BIND_SERVICE" in err,
           "bind EACCES on a port below 1024 names --listen and CAP_NET_BIND_SERVICE (rc=%d: %s)"
           % (r.returncode, err.strip()[-300:]))

@@ -12,8 +12,8 @@ import subprocess
 import threading
 import time
 
-from tfcommon import (BIN, SRC, Backend, check, client_ctx, echo_handler, finish, start_tlsfront,
-                      tls_connect, tmpdir, wait_until)
+from tfcommon import (BIN, SRC, Backend, bound, check, client_ctx, echo_handler, finish,
+                      start_tlsfront, tls_connect, tmpdir, wait_until)
 
 MK = os.path.join(SRC, "certs", "mkcerts.sh")
 d = tmpdir()
@@ -93,7 +93,7 @@ check(tf2.wait_for(r"draining", 5) is not None, "SIGTERM: draining logged")
 
 def refused():
     try:
-        socket.create_connection(("127.0.0.1", port2), timeout=1).close()
+        socket.create_connection(("127.0.0.1", port2), timeout=bound(1)).close()
         return False
     except OSError:
         return True
@@ -131,7 +131,7 @@ for args, env, needle in cases:
     e = dict(os.environ)
     e.update(env)
     r = subprocess.run([BIN, "--listen", "127.0.0.1:0"] + args, capture_output=True, env=e,
-                       timeout=20)
+                       timeout=bound(20))
     lines = [l for l in r.stderr.decode().splitlines() if l.strip()]
     check(r.returncode == 2 and len(lines) == 1 and needle in lines[0],
           "bad config %s -> exit 2, one line naming it (rc=%d: %s)" % (needle, r.returncode,
@@ -139,9 +139,10 @@ for args, env, needle in cases:
 cfgf = os.path.join(tmpdir(), "bad.json")
 with open(cfgf, "w") as f:
     f.write('{\n  "backend": "127.0.0.1:1",\n  "workers": 2,,\n}\n')
-r = subprocess.run([BIN, "-c", cfgf], capture_output=True, timeout=20)
+r = subprocess.run([BIN, "-c", cfgf], capture_output=True, timeout=bound(20))
 err = r.stderr.decode()
 check(r.returncode == 2 and cfgf + ":3:" in err, "JSON syntax error names file:line:col (%s)" % err.strip())
-r = subprocess.run([BIN, "--check", "--backend", "127.0.0.1:1"], capture_output=True, timeout=20)
+r = subprocess.run([BIN, "--check", "--backend", "127.0.0.1:1"], capture_output=True,
+                   timeout=bound(20))
 check(r.returncode == 0, "--check accepts a good config")
 finish()

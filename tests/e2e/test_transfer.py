@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from tfcommon import (Backend, BioClient, check, client_ctx, finish, free_port, make_certs,
+from tfcommon import (Backend, BioClient, bound, check, client_ctx, finish, free_port, make_certs,
                       start_tlsfront, tls_connect)
 
 SIZE = 100 * 1024 * 1024
@@ -81,7 +81,7 @@ check(n == SIZE and h.hexdigest() == EXPECTED,
 s.sendall(b"late bytes after the backend's FIN")
 socket.socket.shutdown(s, socket.SHUT_WR)  # TCP FIN, keeping the TLS state
 ok = False
-deadline = time.time() + 20
+deadline = time.time() + bound(20)
 while time.time() < deadline:
     if "after_fin" in results:
         ok = True

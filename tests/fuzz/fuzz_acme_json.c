@@ -9,8 +9,8 @@
  * http(s) URLs, counts that match the arrays); clearing after success or failure is safe;
  * problem helpers (copy, summary, is, is_paused) work on every parsed problem.
  */
-#include "acme.h"
-#include "common.h"
+#include "tlsfront/acme/acme.h"
+#include "tlsfront/base/common.h"
 
 #include <stdint.h>
 #include <stdlib.h>

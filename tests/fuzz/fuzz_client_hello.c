@@ -9,9 +9,9 @@
  * matches itself; ALPN offers and picks agree, and a pick points inside the input at one of
  * the wanted protocols.
  */
-#include "common.h"
-#include "hello.h"
-#include "name.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/tls/hello.h"
+#include "tlsfront/base/name.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -6,8 +6,8 @@
  * a failed load leaves no config and a one-line error; a successful one has a backend or a
  * route, as the loader promises.
  */
-#include "common.h"
-#include "config.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/config/config.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * fuzz_http_rewrite.c: libFuzzer target for the mode=http request rewriter (issue 7). The
+ * fuzz_http_rewrite.c: libFuzzer target for the mode=http request rewriter. The
  * first byte picks the options, a read-split size and a prefix (none, a valid request head
  * start, a chunked POST head) so the search reaches bodies and trailers quickly. Checked,
  * besides ASan/UBSan/LSan: the result does not depend on how the stream is split into
@@ -7,8 +7,8 @@
  * output (which withdraws the bad request) is a prefix of the split output; results are
  * only 0, TF_HTTP_RW_UPGRADE, TF_EPROTO (400) or TF_ETOOBIG (431).
  */
-#include "common.h"
-#include "http_rewrite.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/proto/http_rewrite.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,13 +1,13 @@
 /*
- * fuzz_proxy_proto.c: libFuzzer target for the PROXY protocol parser and encoders (issue 7).
+ * fuzz_proxy_proto.c: libFuzzer target for the PROXY protocol parser and encoders.
  * The first byte picks a prefix (none, "PROXY TCP4 ", "PROXY TCP6 ", the v2 signature, the
  * v2 signature + PROXY/TCP4 or TCP6) so the search reaches deep states without a corpus.
  * Checked: the parser never reads out of bounds (ASan), a header's length never exceeds the
  * input, the result does not depend on trailing bytes, every shorter prefix asks for more
  * bytes, and a parsed address survives a v1 and a v2 encode/parse round trip.
  */
-#include "common.h"
-#include "proxy_proto.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/proto/proxy_proto.h"
 
 #include <stdint.h>
 #include <stdlib.h>

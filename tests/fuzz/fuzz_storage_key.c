@@ -8,8 +8,8 @@
  * segment "*.x" "_wildcard_.x" and leaves every other segment as it is; two different
  * valid keys never share a path.
  */
-#include "common.h"
-#include "storage_fs.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/store/storage_fs.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #ifndef TF_TEST_ACME_PEBBLE_H
 #define TF_TEST_ACME_PEBBLE_H
 
-#include "common.h"
+#include "tlsfront/base/common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

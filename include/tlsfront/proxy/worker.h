@@ -1,0 +1,102 @@
+/*
+ * worker.h: one worker = one thread, one libuv loop, its own SO_REUSEPORT listening sockets
+ * and every connection accepted on them, from accept to close. A worker reads only its own
+ * snapshot references (config, certificate store, ticket keys), which the control loop
+ * replaces by message; it never touches another worker's objects.
+ */
+#ifndef TF_WORKER_H
+#define TF_WORKER_H
+
+#include "tlsfront/tls/alpn01.h"
+#include "tlsfront/tls/certstore.h"
+#include "tlsfront/config/config.h"
+#include "tlsfront/base/mailbox.h"
+#include "tlsfront/base/stats.h"
+#include "tlsfront/tls/tickets.h"
+#include "tlsfront/tls/tlsbio.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <uv.h>
+
+struct tf_conn;
+
+/* What a worker posts to the control loop's mailbox. */
+enum tf_server_msg {
+    TF_SMSG_WORKER_IDLE = 1, /* ptr: the worker; a draining worker has no connections left */
+    TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name */
+    TF_SMSG_NEED_CHALLENGE,  /* ptr: the worker; text: a name offered acme-tls/1 without a
+                              * challenge here (cluster: another node may have it) */
+};
+
+enum tf_worker_msg {
+    TF_WMSG_CONFIG = 1, /* ptr: struct tf_config * (reference moves to the worker), ptr2: SSL_CTX * (ref moves) */
+    TF_WMSG_CERTS,      /* ptr: struct tf_certstore * (reference moves) */
+    TF_WMSG_TICKETS,    /* ptr: struct tf_ticket_ring * (reference moves) */
+    TF_WMSG_CHALLENGES, /* ptr: struct tf_challenges * (reference moves) */
+    TF_WMSG_CERT_DONE,  /* text: name; err: 0 ready, else the SSL_AD_* alert; text2: reason */
+    TF_WMSG_DRAIN,      /* stop accepting; report idle when the last connection closes */
+    TF_WMSG_STOP,       /* close every connection and end the loop */
+    TF_WMSG_CHALLENGE_DONE, /* as CERT_DONE, for handshakes held for a TLS-ALPN-01 challenge */
+};
+
+struct tf_worker {
+    struct tf_stats *stats;         /* borrowed: the process-wide counters (atomics) */
+    struct tf_mailbox *ctl;         /* borrowed: the control loop's mailbox (TF_SMSG_*) */
+    int id;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    struct tf_mailbox mbox;         /* control loop -> this worker */
+    uv_tcp_t *listeners;            /* n_listeners, owned; fds handed over by the server */
+    int *fds;
+    bool *listener_proxy;           /* n_listeners: expects a PROXY header first, owned */
+    int n_listeners;
+    int listeners_open;             /* pending listener close callbacks */
+
+    /* Snapshots: one reference each, touched only on this worker's thread. */
+    struct tf_config *cfg;
+    SSL_CTX *ssl_ctx;
+    struct tf_certstore *certs;
+    struct tf_ticket_ring *tickets;
+
+    struct tf_challenges *challenges; /* pending TLS-ALPN-01 challenges (may be NULL) */
+
+    struct tf_conn *conns;          /* intrusive list of live connections */
+    struct tf_pool *pool;           /* idle keep-alive backend connections, owned */
+    struct tf_conn *held;           /* connections whose handshake waits for a certificate */
+    int n_held;
+    int n_conns;
+    uint64_t next_conn_id;
+    bool draining, stopping;
+    uv_timer_t heartbeat;           /* proves the loop turns (/healthz) */
+    _Atomic uint64_t heartbeat_ms;  /* tf_mono_ms() of the last tick; read by the admin */
+    /* Buffers that never hold data beyond one callback (see tlsbio.h): */
+    char rx[65536];                 /* every socket read lands here */
+    char scratch[65536];            /* plaintext out of SSL_read */
+    struct tf_tlsbio_out tx;        /* TLS records, coalesced, flushed after each SSL call */
+    char txbuf[160 * 1024];
+};
+
+/* Set up w (loop, mailbox, listeners from fds) on the calling thread and start its thread.
+ * stats and ctl are borrowed and must outlive the worker. cfg/ctx/certs/tickets: new
+ * references for the worker. Returns 0 or a libuv error. */
+int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailbox *ctl, int id,
+                    int *fds, int n_fds,
+                    struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
+                    struct tf_ticket_ring *tickets);
+/* Post a message from the control loop. Returns false if the worker is gone (msg unchanged). */
+bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2);
+/* Answer a worker's certificate request for name: alert 0 = ready, else the SSL_AD_* alert
+ * to fail its held handshakes with; reason (may be NULL) is copied. Any thread. */
+/* Answer the handshakes held for name's TLS-ALPN-01 challenge (cluster: looked up in the
+ * shared store); the challenge snapshot, if updated, arrived before this message. */
+void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found);
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              const char *reason);
+/* Join the thread after TF_WMSG_STOP and free what the worker owned. */
+void tf_worker_join(struct tf_worker *w);
+
+/* Called by conn.c when a connection is freed (for drain accounting). */
+void tf_worker_conn_gone(struct tf_worker *w);
+
+#endif

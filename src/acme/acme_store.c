@@ -1,0 +1,380 @@
+/*
+ * acme_store.c: where issued certificates live in storage: certs/<name>/key.pem (0600),
+ * certs/<name>/cert.pem (chain, leaf first) and certs/<name>/meta.json, plus the paused
+ * markers acme/<ca-id>/paused/<name>. Saves write the key first, then the chain, then the
+ * metadata, so a crash in between leaves a pair the loader rejects (mismatch) rather than a
+ * chain without its key. Loading checks that key and leaf match; loading everything skips
+ * (and logs) what does not. Also the synchronous listing for `tlsfront certs`.
+ */
+#include "tlsfront/acme/acme.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/base/log.h"
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_MOD "acme"
+
+static bool name_chars_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 253)
+        return false;
+    const char *p = strncmp(name, "*.", 2) == 0 ? name + 2 : name;
+    if (!*p || *p == '.' || *p == '-')
+        return false;
+    for (; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+            return false;
+    return true;
+}
+
+char *tf_acme_store_key(const char *name, const char *file)
+{
+    if (!name || !name_chars_ok(name))
+        return NULL;
+    char *key = tf_asprintf("certs/%s/%s", name, file);
+    if (!tf_storage_key_valid(key)) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+char *tf_acme_paused_key(const char *ca_id, const char *name)
+{
+    if (!name || !name_chars_ok(name))
+        return NULL;
+    char *key = tf_asprintf("acme/%s/paused/%s", ca_id, name);
+    if (!tf_storage_key_valid(key)) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+/* ---- save: key, chain, meta in that order ---- */
+
+struct save_op {
+    struct tf_storage *st;
+    char *keys[3], *data[3];
+    bool secret[3];
+    int step;
+    tf_storage_done_cb cb;
+    void *arg;
+};
+
+static void save_op_free(struct save_op *op)
+{
+    for (int i = 0; i < 3; i++) {
+        free(op->keys[i]);
+        if (op->data[i])
+            OPENSSL_cleanse(op->data[i], strlen(op->data[i]));
+        free(op->data[i]);
+    }
+    free(op);
+}
+
+static void on_save_step(int err, void *arg)
+{
+    struct save_op *op = arg;
+    if (!err && ++op->step < 3) {
+        int i = op->step;
+        err = tf_storage_put(op->st, op->keys[i], op->data[i], strlen(op->data[i]),
+                             op->secret[i], on_save_step, op);
+        if (!err)
+            return;
+    }
+    op->cb(err, op->arg);
+    save_op_free(op);
+}
+
+int tf_acme_store_save(struct tf_storage *st, const char *name, const char *chain_pem,
+                       const char *key_pem, const char *meta_json, tf_storage_done_cb cb,
+                       void *arg)
+{
+    char *k = tf_acme_store_key(name, "key.pem");
+    if (!k)
+        return TF_EINVAL;
+    struct save_op *op = tf_calloc(1, sizeof(*op));
+    op->st = st;
+    op->cb = cb;
+    op->arg = arg;
+    op->keys[0] = k;
+    op->keys[1] = tf_acme_store_key(name, "cert.pem");
+    op->keys[2] = tf_acme_store_key(name, "meta.json");
+    op->data[0] = tf_strdup(key_pem);
+    op->data[1] = tf_strdup(chain_pem);
+    op->data[2] = tf_strdup(meta_json ? meta_json : "{}");
+    op->secret[0] = true;
+    int rc = tf_storage_put(st, op->keys[0], op->data[0], strlen(op->data[0]), true,
+                            on_save_step, op);
+    if (rc)
+        save_op_free(op);
+    return rc;
+}
+
+/* ---- load one ---- */
+
+struct load_op {
+    struct tf_storage *st;
+    char *name, *chain;
+    size_t chain_len;
+    tf_acme_store_load_cb cb;
+    void *arg;
+};
+
+static void load_end(struct load_op *op, int err, struct tf_cert *c, const char *key)
+{
+    op->cb(err, c, op->chain, key, op->arg);
+    free(op->name);
+    free(op->chain);
+    free(op);
+}
+
+static void on_load_key(int err, char *data, size_t len, void *arg)
+{
+    struct load_op *op = arg;
+    struct tf_cert *c = NULL;
+    if (!err) {
+        char why[200];
+        char *path = tf_acme_store_key(op->name, "cert.pem");
+        c = tf_cert_from_pem(op->chain, op->chain_len, data, len, path, why, sizeof(why));
+        ERR_clear_error();
+        if (!c) {
+            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", op->name, why);
+            err = TF_EINVAL;
+        } else if (!tf_cert_covers(c, op->name)) {
+            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: does not cover the name",
+                    op->name);
+            tf_cert_unref(c);
+            c = NULL;
+            err = TF_EINVAL;
+        }
+        free(path);
+    }
+    load_end(op, err, c, err ? NULL : data);
+    if (data) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+}
+
+static void on_load_chain(int err, char *data, size_t len, void *arg)
+{
+    struct load_op *op = arg;
+    if (err) {
+        free(data);
+        load_end(op, err, NULL, NULL);
+        return;
+    }
+    op->chain = data;
+    op->chain_len = len;
+    char *key = tf_acme_store_key(op->name, "key.pem");
+    int rc = tf_storage_get(op->st, key, on_load_key, op);
+    free(key);
+    if (rc)
+        on_load_key(rc, NULL, 0, op);
+}
+
+int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
+                       void *arg)
+{
+    char *key = tf_acme_store_key(name, "cert.pem");
+    if (!key)
+        return TF_EINVAL;
+    struct load_op *op = tf_calloc(1, sizeof(*op));
+    op->st = st;
+    op->name = tf_strdup(name);
+    op->cb = cb;
+    op->arg = arg;
+    int rc = tf_storage_get(st, key, on_load_chain, op);
+    free(key);
+    if (rc) {
+        free(op->name);
+        free(op);
+    }
+    return rc;
+}
+
+/* ---- load all ---- */
+
+/* The distinct names under "certs": keys may come back as "certs/<name>/<file>",
+ * "<name>/<file>" or "<name>"; all give <name>. */
+static int names_from_keys(char **keys, int n, char ***out)
+{
+    char **names = tf_calloc((size_t)n + 1, sizeof(char *));
+    int cnt = 0;
+    for (int i = 0; i < n; i++) {
+        const char *k = keys[i];
+        if (strncmp(k, "certs/", 6) == 0)
+            k += 6;
+        size_t len = strcspn(k, "/");
+        char *name = tf_strndup(k, len);
+        bool dup = !name_chars_ok(name);
+        for (int j = 0; j < cnt && !dup; j++)
+            dup = strcmp(names[j], name) == 0;
+        if (dup)
+            free(name);
+        else
+            names[cnt++] = name;
+    }
+    *out = names;
+    return cnt;
+}
+
+struct all_op {
+    struct tf_storage *st;
+    char **names;
+    int n, idx, loaded, skipped;
+    tf_acme_store_each_cb each;
+    tf_acme_store_all_cb done;
+    void *arg;
+};
+
+static void all_next(struct all_op *op);
+
+static void on_all_one(int err, struct tf_cert *c, const char *chain, const char *key,
+                       void *arg)
+{
+    struct all_op *op = arg;
+    (void)chain;
+    (void)key;
+    if (err) {
+        if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
+            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", op->names[op->idx],
+                    tf_strerror(err));
+        op->skipped++;
+    } else {
+        op->loaded++;
+        if (op->each)
+            op->each(op->names[op->idx], c, op->arg);
+        else
+            tf_cert_unref(c);
+    }
+    op->idx++;
+    all_next(op);
+}
+
+static void all_next(struct all_op *op)
+{
+    while (op->idx < op->n) {
+        int rc = tf_acme_store_load(op->st, op->names[op->idx], on_all_one, op);
+        if (!rc)
+            return;
+        op->skipped++;
+        op->idx++;
+    }
+    if (op->done)
+        op->done(0, op->loaded, op->skipped, op->arg);
+    for (int i = 0; i < op->n; i++)
+        free(op->names[i]);
+    free(op->names);
+    free(op);
+}
+
+static void on_all_list(int err, char **keys, int n, void *arg)
+{
+    struct all_op *op = arg;
+    if (err == UV_ENOENT) {
+        err = 0;
+        n = 0;
+    }
+    if (!err)
+        op->n = names_from_keys(keys, n, &op->names);
+    for (int i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
+    if (err) {
+        if (op->done)
+            op->done(err, 0, 0, op->arg);
+        free(op);
+        return;
+    }
+    all_next(op);
+}
+
+int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
+                           tf_acme_store_all_cb done, void *arg)
+{
+    struct all_op *op = tf_calloc(1, sizeof(*op));
+    op->st = st;
+    op->each = each;
+    op->done = done;
+    op->arg = arg;
+    int rc = tf_storage_list(st, "certs", on_all_list, op);
+    if (rc)
+        free(op);
+    return rc;
+}
+
+/* ---- synchronous listing ---- */
+
+static void list_one(const char *dir, const char *name, struct tf_acme_store_entry *e)
+{
+    char *ck = tf_acme_store_key(name, "cert.pem"), *kk = tf_acme_store_key(name, "key.pem");
+    char *chain = NULL, *key = NULL, why[200] = "";
+    size_t clen = 0, klen = 0;
+    e->name = tf_strdup(name);
+    int rc = tf_storage_fs_read_sync(dir, ck, &chain, &clen);
+    if (!rc)
+        rc = tf_storage_fs_read_sync(dir, kk, &key, &klen);
+    struct tf_cert *c = NULL;
+    if (rc) {
+        e->error = tf_strdup(tf_strerror(rc));
+    } else if (!(c = tf_cert_from_pem(chain, clen, key, klen, ck, why, sizeof(why)))) {
+        ERR_clear_error();
+        e->error = tf_strdup(why);
+    } else {
+        e->issuer = tf_strdup(c->issuer ? c->issuer : "");
+        e->not_after = c->not_after;
+        tf_cert_unref(c);
+    }
+    if (key) {
+        OPENSSL_cleanse(key, klen);
+        free(key);
+    }
+    free(chain);
+    free(ck);
+    free(kk);
+}
+
+int tf_acme_store_list_sync(const char *dir, struct tf_acme_store_entry **out, int *n)
+{
+    char **keys = NULL;
+    int nk = 0;
+    *out = NULL;
+    *n = 0;
+    int rc = tf_storage_fs_list_sync(dir, "certs", &keys, &nk);
+    if (rc == UV_ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    char **names = NULL;
+    int cnt = names_from_keys(keys, nk, &names);
+    for (int i = 0; i < nk; i++)
+        free(keys[i]);
+    free(keys);
+    struct tf_acme_store_entry *e = tf_calloc((size_t)cnt + 1, sizeof(*e));
+    for (int i = 0; i < cnt; i++) {
+        list_one(dir, names[i], &e[i]);
+        free(names[i]);
+    }
+    free(names);
+    *out = e;
+    *n = cnt;
+    return 0;
+}
+
+void tf_acme_store_entries_free(struct tf_acme_store_entry *e, int n)
+{
+    for (int i = 0; e && i < n; i++) {
+        free(e[i].name);
+        free(e[i].issuer);
+        free(e[i].error);
+    }
+    free(e);
+}

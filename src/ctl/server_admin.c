@@ -1,0 +1,213 @@
+/*
+ * server_admin.c: what the admin endpoint shows: health (every worker loop turned in
+ * the last 5 s), readiness (listeners bound, certificates loaded, not draining), the
+ * Prometheus metrics read from the shared atomics, and the certificate list as JSON. Runs on
+ * the control loop; only reads atomics and control-loop state, so a scrape cannot corrupt or
+ * slow the data path.
+ */
+#include "tlsfront/ctl/admin.h"
+#include "tlsfront/issue/certmgr.h"
+#include "tlsfront/base/log.h"
+#include "tlsfront/ctl/server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define LOAD(s, f) atomic_load_explicit(&(s)->f, memory_order_relaxed)
+
+static bool srv_healthy(void *arg)
+{
+    struct tf_server *s = arg;
+    uint64_t now = tf_mono_ms();
+    for (int i = 0; i < s->n_started; i++)
+        if (now - atomic_load(&s->workers[i].heartbeat_ms) > 5000)
+            return false;
+    return s->n_started == s->n_workers;
+}
+
+static bool srv_ready(void *arg)
+{
+    struct tf_server *s = arg;
+    return srv_healthy(s) && !s->draining && (!s->certmgr || tf_certmgr_loaded(s->certmgr));
+}
+
+static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+{
+    struct tf_stats *st = &s->stats;
+    tf_metrics_gauge(out, "tlsfront_connections_open", "Client connections open now.", NULL,
+                     LOAD(st, conns_open));
+    tf_metrics_counter(out, "tlsfront_connections_total", "Client connections accepted.", NULL,
+                       LOAD(st, conns_total));
+    tf_metrics_counter(out, "tlsfront_connections_refused_total",
+                       "Connections closed at accept by max_connections.",
+                       "reason=\"max_connections\"", LOAD(st, conns_refused));
+    tf_metrics_counter(out, "tlsfront_handshakes_total", "TLS handshakes by result.",
+                       "result=\"ok\"", LOAD(st, hs_ok));
+    tf_metrics_counter(out, "tlsfront_handshakes_total", NULL, "result=\"failed\"",
+                       LOAD(st, hs_failed));
+    tf_metrics_counter(out, "tlsfront_handshakes_total", NULL, "result=\"timeout\"",
+                       LOAD(st, hs_timeout));
+    tf_metrics_counter(out, "tlsfront_handshakes_version_total",
+                       "Completed handshakes by TLS version.", "version=\"TLSv1.2\"",
+                       LOAD(st, hs_tls12));
+    tf_metrics_counter(out, "tlsfront_handshakes_version_total", NULL, "version=\"TLSv1.3\"",
+                       LOAD(st, hs_tls13));
+    tf_metrics_counter(out, "tlsfront_handshakes_resumed_total",
+                       "Completed handshakes that resumed a session.", NULL,
+                       LOAD(st, hs_resumed));
+    tf_metrics_histogram(out, "tlsfront_handshake_duration_seconds",
+                         "Accept to finished handshake.", NULL, &st->hs_seconds);
+    tf_metrics_counter(out, "tlsfront_bytes_total", "Plaintext bytes forwarded (closed "
+                       "connections).", "direction=\"client_to_backend\"", LOAD(st, bytes_in));
+    tf_metrics_counter(out, "tlsfront_bytes_total", NULL, "direction=\"backend_to_client\"",
+                       LOAD(st, bytes_out));
+    tf_metrics_counter(out, "tlsfront_acme_challenges_served_total",
+                       "TLS-ALPN-01 validation handshakes answered.", NULL,
+                       LOAD(st, acme_challenges_served));
+    tf_metrics_counter(out, "tlsfront_backend_pool_total",
+                       "mode=http backend connections wanted: from the keep-alive pool (hit) "
+                       "or newly connected (miss).", "result=\"hit\"", LOAD(st, pool_hits));
+    tf_metrics_counter(out, "tlsfront_backend_pool_total", NULL, "result=\"miss\"",
+                       LOAD(st, pool_misses));
+    tf_metrics_counter(out, "tlsfront_backend_pool_stale_retries_total",
+                       "Pooled backend connections found closed, requests sent again on a new "
+                       "one.", NULL, LOAD(st, pool_stale_retries));
+    tf_metrics_gauge(out, "tlsfront_held_handshakes", "Handshakes held for a certificate now.",
+                     NULL, LOAD(st, held_now));
+    tf_metrics_counter(out, "tlsfront_held_handshakes_total", "Handshakes ever held.", NULL,
+                       LOAD(st, held_total));
+    tf_metrics_counter(out, "tlsfront_held_refused_total", "Holds refused by --max-held*.",
+                       NULL, LOAD(st, held_refused));
+}
+
+static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+{
+    struct tf_metrics_buf lb;
+    tf_metrics_buf_init(&lb);
+    const struct tf_config *cfg = s->cfg;
+    int n = TF_MIN(cfg->n_routes, TF_STATS_ROUTES);
+    for (int i = 0; i <= n; i++) {
+        tf_metrics_buf_reset(&lb);
+        const char *route = i == 0 ? "default"
+                            : i == TF_STATS_ROUTES && cfg->n_routes > TF_STATS_ROUTES
+                                ? "other"
+                                : cfg->routes[i - 1].pattern;
+        tf_metrics_label(&lb, "route", route);
+        tf_metrics_counter(out, "tlsfront_backend_connect_errors_total",
+                           "Backend connections that failed, by route.", lb.data,
+                           LOAD(&s->stats, backend_errors_route[i]));
+    }
+    tf_metrics_buf_free(&lb);
+}
+
+/* Lines the rate-limited log classes held back, one series per class. */
+static void log_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+{
+    const struct {
+        const char *labels;
+        const struct tf_log_limit *l;
+    } cls[] = {
+        {"class=\"order_refused_budget\"", &s->stats.log_order_refused},
+        {"class=\"name_not_allowed\"", &s->stats.log_not_allowed},
+        {"class=\"redirect_address_cap\"", &s->stats.log_redirect_cap},
+    };
+    for (size_t i = 0; i < TF_ARRAY_LEN(cls); i++)
+        tf_metrics_counter(out, "tlsfront_log_suppressed_total",
+                           i == 0 ? "Log lines held back by rate limiting, by message class."
+                                  : NULL,
+                           cls[i].labels, tf_log_limit_suppressed(cls[i].l));
+}
+
+static void srv_metrics(void *arg, struct tf_metrics_buf *out)
+{
+    struct tf_server *s = arg;
+    tf_metrics_gauge(out, "tlsfront_build_info", "Build information.",
+                     "version=\"" TLSFRONT_VERSION "\"", 1);
+    conn_metrics(s, out);
+    route_metrics(s, out);
+    log_metrics(s, out);
+    tf_metrics_gauge(out, "tlsfront_certificates", "Certificates being served.", NULL,
+                     (double)tf_certstore_count(s->certs));
+    tf_metrics_histogram(out, "tlsfront_issuance_duration_seconds",
+                         "On-demand: first request for a name to its certificate.", NULL,
+                         &s->stats.issue_seconds);
+    if (s->certmgr)
+        tf_certmgr_metrics(s->certmgr, out);
+}
+
+/* A JSON string value with its quotes (the metrics writer escapes, we quote). */
+static void json_str(struct tf_metrics_buf *out, const char *v)
+{
+    tf_metrics_buf_puts(out, "\"");
+    tf_metrics_buf_json_str(out, v);
+    tf_metrics_buf_puts(out, "\"");
+}
+
+static void cert_json(const struct tf_cert *c, void *arg)
+{
+    struct tf_metrics_buf *out = arg;
+    if (out->len > 1)
+        tf_metrics_buf_puts(out, ",");
+    tf_metrics_buf_puts(out, "{\"names\":[");
+    for (int i = 0; i < c->n_names; i++) {
+        if (i)
+            tf_metrics_buf_puts(out, ",");
+        json_str(out, c->names[i]);
+    }
+    tf_metrics_buf_printf(out, "],\"source\":\"%s\",\"key\":\"%s\",\"issuer\":",
+                          c->source == TF_SRC_ACME ? "acme" : "static",
+                          c->kind == TF_CERT_EC ? "ecdsa" : "rsa");
+    json_str(out, c->issuer ? c->issuer : "");
+    tf_metrics_buf_printf(out, ",\"not_after\":%lld,\"serial\":", (long long)c->not_after);
+    json_str(out, c->serial ? c->serial : "");
+    tf_metrics_buf_puts(out, "}");
+}
+
+static void srv_certs_json(void *arg, struct tf_metrics_buf *out)
+{
+    struct tf_server *s = arg;
+    tf_metrics_buf_puts(out, "[");
+    tf_certstore_foreach(s->certs, cert_json, out);
+    tf_metrics_buf_puts(out, "]\n");
+}
+
+void tf_server_stats_init(struct tf_server *s)
+{
+    tf_histogram_init(&s->stats.hs_seconds, tf_metrics_handshake_bounds,
+                      tf_metrics_handshake_nbounds);
+    tf_histogram_init(&s->stats.issue_seconds, tf_metrics_issuance_bounds,
+                      tf_metrics_issuance_nbounds);
+}
+
+int tf_server_admin_start(struct tf_server *s)
+{
+    if (!s->cfg->admin)
+        return 0;
+    struct tf_admin_hooks h = {s, srv_healthy, srv_ready, srv_metrics, srv_certs_json};
+    char err[256];
+    s->admin = tf_admin_start(&s->loop, (const struct sockaddr *)&s->cfg->admin_addr, &h, err,
+                              sizeof err);
+    if (!s->admin) {
+        TF_ERROR("server", "--admin %s: %s", s->cfg->admin, err);
+        return 1;
+    }
+    struct sockaddr_storage ss;
+    char name[INET6_ADDRSTRLEN + 8] = "?";
+    if (tf_admin_address(s->admin, &ss) == 0) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        snprintf(name, sizeof name, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
+                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    }
+    TF_INFO("server", "admin endpoint on %s", name);
+    return 0;
+}
+
+void tf_server_admin_stop(struct tf_server *s)
+{
+    tf_admin_close(s->admin, NULL, NULL);
+    s->admin = NULL;
+}

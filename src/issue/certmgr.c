@@ -1,0 +1,508 @@
+/*
+ * certmgr.c: managed certificates on the control loop. Answers the workers' "certificate for
+ * NAME?" requests: a stored or issued certificate answers at once; otherwise the name goes
+ * through the gate (allow patterns, --ask), then the budget (rates, caps, backoff, CA-limit
+ * mirror), then one ACME order per name that every waiting worker shares. Issued
+ * certificates join the managed store, which the server merges with the static one and hands
+ * to the workers before they are told to resume. Also the TLS-ALPN-01 responder: challenge
+ * certificates are published to every worker as a snapshot. Never blocks the loop.
+ */
+#include "certmgr_int.h"
+#include "tlsfront/base/log.h"
+#include "tlsfront/base/name.h"
+#include "tlsfront/base/psl.h"
+#include "tlsfront/acme/renew.h"
+#include "tlsfront/store/storage_redis.h"
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- answering workers ----------------------------------------------------------------- */
+
+void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
+                   const char *reason)
+{
+    cm->host.answer(cm->host.arg, worker, name, alert, reason);
+}
+
+void cm_demand_finish(struct cm_demand *d, int alert, const char *reason)
+{
+    struct tf_certmgr *cm = d->cm;
+    for (int i = 0; i < cm->host.n_workers; i++)
+        if (d->waiting[i])
+            cm_answer(cm, i, d->name, alert, reason);
+    struct cm_demand **pp = &cm->demands;
+    while (*pp && *pp != d)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = d->next;
+    free(d->waiting);
+    free(d->name);
+    free(d);
+}
+
+struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name)
+{
+    for (struct cm_demand *d = cm->demands; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name)
+{
+    struct cm_demand *d = tf_calloc(1, sizeof *d);
+    d->cm = cm;
+    d->name = tf_strdup(name);
+    d->waiting = tf_calloc((size_t)cm->host.n_workers, sizeof *d->waiting);
+    d->created_ms = tf_mono_ms();
+    if (tf_psl_registered_domain(name, d->rd, sizeof d->rd) != 0)
+        snprintf(d->rd, sizeof d->rd, "%s", name);
+    d->next = cm->demands;
+    cm->demands = d;
+    return d;
+}
+
+struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
+{
+    for (struct cm_managed *m = cm->managed; m; m = m->next)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+/* --- publishing ------------------------------------------------------------------------ */
+
+/* Add or replace the managed certificate of name (takes its own reference on cert). Only
+ * the ordered name is published: extra SANs the CA put in the certificate are not ours to
+ * serve (operators' static certificates, by contrast, serve every name they carry). */
+void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+{
+    /* Not yet visible to any worker: mark it managed so static certificates win merges. */
+    cert->source = TF_SRC_ACME;
+    struct tf_certstore *next = tf_certstore_with(cm->store, cert, name);
+    tf_certstore_unref(cm->store);
+    cm->store = next;
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (!m) {
+        m = tf_calloc(1, sizeof *m);
+        m->name = tf_strdup(name);
+        m->next = cm->managed;
+        cm->managed = m;
+        cm->n_managed++;
+    }
+    tf_cert_ref(cert);
+    tf_cert_unref(m->cert);
+    m->cert = cert;
+    m->failures = 0;
+    cm_schedule(cm, m);
+    if (cm->loaded)
+        cm->host.publish_certs(cm->host.arg);
+}
+
+void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
+{
+    tf_challenges_unref(cm->challenges);
+    cm->challenges = next;
+    cm->stats.pending_challenges = next->n;
+    cm->host.publish_challenges(cm->host.arg, next);
+}
+
+void cm_responder_publish(void *arg, const char *name, const char *key_authorization)
+{
+    struct tf_certmgr *cm = arg;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    if (tf_alpn01_make_cert(name, key_authorization, &cert, &key) != 0) {
+        tf_log_ssl(TF_LOG_ERROR, "certmgr", "building the TLS-ALPN-01 certificate");
+        return; /* the validation fails and the order reports it */
+    }
+    cm_publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
+    const char *dot = strchr(key_authorization, '.');
+    TF_DEBUG("certmgr", "name=%s challenge published token=%.*s", name,
+             dot ? (int)(dot - key_authorization) : 0, key_authorization);
+}
+
+void cm_responder_unpublish(void *arg, const char *name)
+{
+    struct tf_certmgr *cm = arg;
+    if (!tf_challenges_find(cm->challenges, name))
+        return;
+    cm_publish_challenges(cm, tf_challenges_without(cm->challenges, name));
+}
+
+/* --- orders ---------------------------------------------------------------------------- */
+
+static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
+{
+    struct cm_demand *d = arg;
+    struct tf_certmgr *cm = d->cm;
+    int64_t now = tf_wall_now();
+    bool validation = res && res->problem && (tf_acme_problem_is(res->problem, "unauthorized") ||
+                                              tf_acme_problem_is(res->problem, "connection") ||
+                                              tf_acme_problem_is(res->problem, "tls") ||
+                                              tf_acme_problem_is(res->problem, "dns"));
+    tf_budget_order_done(cm->budget, d->name, d->rd, err == 0, validation, now * 1000);
+    bool renewal = d->renewal;
+    char *name = tf_strdup(d->name);
+    if (err == 0 && res && res->cert) {
+        cm->stats.orders_ok++;
+        if (!renewal)
+            tf_histogram_observe(cm->host.issue_seconds,
+                                 (double)(tf_mono_ms() - d->created_ms) / 1000.0);
+        cm_publish_cert(cm, d->name, res->cert);
+        if (!res->from_storage)
+            cm_cluster_announce_cert(cm, d->name);
+        tf_cert_unref(res->cert);
+        cm_demand_finish(d, 0, NULL);
+    } else {
+        cm->stats.orders_failed++;
+        if (res && res->cert)
+            tf_cert_unref(res->cert);
+        int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
+        if (err != UV_ECANCELED)
+            TF_INFO("certmgr", "name=%s not issued (%s); backed off for %llds", name,
+                    res && res->reason ? res->reason : tf_strerror(err),
+                    (long long)(until > now ? until - now : 0));
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
+                      err == TF_EDENIED ? "paused"
+                      : err == TF_ETIMEDOUT ? "issue_timeout"
+                      : err == UV_ECANCELED ? "shutting_down" : "issue_failed");
+    }
+    if (renewal)
+        cm_renew_done(cm, name, err == 0);
+    free(name);
+}
+
+/* The --acme-profile-for profile of name (exact pattern beats wildcard), else NULL: the
+ * global --acme-profile applies. */
+static const char *profile_for(const struct tf_config *cfg, const char *name)
+{
+    int i = tf_name_pick(cfg->profiles, cfg->n_profiles, sizeof *cfg->profiles,
+                         offsetof(struct tf_name_profile, pattern), name);
+    return i >= 0 ? cfg->profiles[i].profile : NULL;
+}
+
+void cm_start_order(struct cm_demand *d)
+{
+    struct tf_certmgr *cm = d->cm;
+    char why[256] = "";
+    int64_t now_ms = tf_wall_now() * 1000;
+    int r = tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why, sizeof why);
+    if (r != 0) {
+        cm->stats.refused_budget++;
+        tf_log_limited(&cm->host.stats->log_order_refused, (int64_t)tf_mono_ms(), TF_LOG_WARN,
+                       "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
+        bool renewal = d->renewal;
+        char *name = tf_strdup(d->name);
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
+        if (renewal)
+            cm_renew_done(cm, name, false);
+        free(name);
+        return;
+    }
+    tf_budget_order_started(cm->budget, d->name, d->rd, now_ms);
+    d->ordering = true;
+    struct tf_acme_order_opts opts = {0};
+    char *replaces = NULL; /* ARI certID: RFC 9773 §5 */
+    struct cm_managed *m = d->renewal ? cm_find_managed(cm, d->name) : NULL;
+    if (m && m->cert)
+        opts.replaces = replaces = tf_renew_cert_id(m->cert->leaf);
+    opts.profile = profile_for(cm->cfg, d->name);
+    r = tf_acme_obtain(cm->acme, d->name, &opts, on_obtained, d);
+    free(replaces);
+    if (r != 0) {
+        tf_budget_order_done(cm->budget, d->name, d->rd, false, false, now_ms);
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "issue_failed");
+    }
+}
+
+static void on_gate(int verdict, const char *why, void *arg)
+{
+    struct cm_demand *d = arg;
+    d->gate_req = NULL;
+    if (verdict != TF_GATE_ALLOW) {
+        struct tf_certmgr *cm = d->cm;
+        cm->stats.decisions_deny++;
+        tf_log_limited(&cm->host.stats->log_not_allowed, (int64_t)tf_mono_ms(), TF_LOG_INFO,
+                       "certmgr", "name=%s not allowed (%s)%s", d->name, why,
+                       d->renewal ? ": not renewed" : "");
+        bool renewal = d->renewal;
+        char *name = tf_strdup(d->name);
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, why);
+        if (renewal)
+            cm_renew_done(cm, name, false);
+        free(name);
+        return;
+    }
+    d->cm->stats.decisions_allow++;
+    cm_start_order(d);
+}
+
+static void need_now(struct tf_certmgr *cm, int worker, const char *name)
+{
+    if (cm->host.serves(cm->host.arg, name)) {
+        cm_answer(cm, worker, name, 0, NULL); /* issued meanwhile */
+        return;
+    }
+    struct cm_demand *d = cm_find_demand(cm, name);
+    if (d) {
+        d->waiting[worker] = true;
+        return;
+    }
+    int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
+    if (until > tf_wall_now()) {
+        cm->stats.refused_backoff++;
+        cm_answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, "backed_off");
+        return;
+    }
+    d = cm_demand_new(cm, name);
+    d->waiting[worker] = true;
+    if (cm->cluster)
+        cm_cluster_check_stored(d); /* another node may have obtained it */
+    else
+        cm_gate_then_order(d);
+}
+
+void cm_gate_then_order(struct cm_demand *d)
+{
+    struct tf_gate_req *h = NULL;
+    if (tf_gate_check(d->cm->gate, d->name, on_gate, d, &h) != 0) {
+        bool renewal = d->renewal;
+        struct tf_certmgr *cm = d->cm;
+        char *name = tf_strdup(d->name);
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "not_allowed");
+        if (renewal)
+            cm_renew_done(cm, name, false);
+        free(name);
+        return;
+    }
+    d->gate_req = h;
+}
+
+void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
+{
+    if (cm->closing) {
+        cm_answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, "shutting_down");
+        return;
+    }
+    if (!cm->loaded) {
+        struct cm_queued *q = tf_calloc(1, sizeof *q);
+        q->worker = worker;
+        q->name = tf_strdup(name);
+        q->next = cm->queued;
+        cm->queued = q;
+        return;
+    }
+    need_now(cm, worker, name);
+}
+
+/* --- start-up -------------------------------------------------------------------------- */
+
+static void on_stored(const char *name, struct tf_cert *cert, void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    cm_publish_cert(cm, name, cert);
+    tf_cert_unref(cert);
+}
+
+static void on_all_stored(int err, int n_loaded, int n_skipped, void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    if (err != 0)
+        TF_ERROR("certmgr", "loading stored certificates: %s", tf_strerror(err));
+    TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n_loaded, n_skipped);
+    cm->loaded = true;
+    cm->host.publish_certs(cm->host.arg);
+    struct cm_queued *q = cm->queued;
+    cm->queued = NULL;
+    while (q) {
+        struct cm_queued *next = q->next;
+        if (!cm->closing)
+            need_now(cm, q->worker, q->name);
+        free(q->name);
+        free(q);
+        q = next;
+    }
+    if (!cm->closing) {
+        cm_eager_start(cm);
+        cm_renew_start(cm);
+    }
+}
+
+static struct tf_budget *budget_for(const struct tf_config *cfg)
+{
+    struct tf_budget_limits lim = tf_budget_limits_default();
+    /* Below one order a minute still means "rate limited", never "unlimited" (0). */
+    lim.issue_rate_per_min = cfg->issue_rate < 1 ? 1 : (uint32_t)cfg->issue_rate;
+    lim.issue_burst = cfg->issue_burst;
+    lim.max_orders = cfg->max_orders;
+    lim.max_names = cfg->max_names;
+    lim.backoff_base_s = cfg->backoff_base_s;
+    lim.backoff_max_s = cfg->backoff_max_s;
+    return tf_budget_new(&lim);
+}
+
+static struct tf_gate *gate_for(struct tf_certmgr *cm, const struct tf_config *cfg)
+{
+    return tf_gate_new(cm->loop, cm->http, cfg->allow, cfg->n_allow, cfg->ask, cfg->ask_timeout_ms,
+                       cfg->ask_cache_s, 16, 10000);
+}
+
+int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config *cfg,
+                     struct tf_certmgr **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct tf_storage *st = tf_storage_open(host->loop, cfg, err, errlen);
+    if (!st)
+        return 2; /* nothing asynchronous exists yet */
+    struct tf_certmgr *cm = tf_calloc(1, sizeof *cm);
+    *out = cm; /* from here a failure is cleaned up by tf_certmgr_close */
+    cm->host = *host;
+    cm->loop = host->loop;
+    cm->cfg = (struct tf_config *)cfg;
+    tf_config_ref(cm->cfg);
+    cm->store = tf_certstore_new();
+    cm->storage = st;
+    cm->budget = budget_for(cfg);
+    uv_timer_init(cm->loop, &cm->renew_timer);
+    cm->renew_timer.data = cm;
+    char why[400] = "";
+    cm->http = tf_http_client_new(cm->loop, cfg->acme_ca, why, sizeof why);
+    if (!cm->http) {
+        snprintf(err, errlen, "--acme-ca: %s", why);
+        return 2;
+    }
+    struct tf_acme_responder resp = {cm_responder_publish, cm_responder_unpublish, cm, NULL};
+    cm_cluster_start(cm, &resp);
+    cm->acme = tf_acme_new(cm->loop, cfg, cm->storage, cm->http, &resp, err, errlen);
+    if (!cm->acme)
+        return 2;
+    cm->gate = gate_for(cm, cfg);
+    if (!cm->gate) {
+        snprintf(err, errlen, "--ask: cannot set up the gate");
+        return 2;
+    }
+    int r = tf_acme_store_load_all(cm->storage, on_stored, on_all_stored, cm);
+    if (r != 0) {
+        snprintf(err, errlen, "storage %s: %s", cfg->storage, tf_strerror(r));
+        return 1;
+    }
+    return 0;
+}
+
+bool tf_certmgr_loaded(const struct tf_certmgr *cm)
+{
+    return cm->loaded;
+}
+
+const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm)
+{
+    return cm->store;
+}
+
+void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg)
+{
+    tf_config_ref((struct tf_config *)cfg);
+    tf_config_unref(cm->cfg);
+    cm->cfg = (struct tf_config *)cfg;
+    struct tf_gate *next_gate = gate_for(cm, cfg);
+    if (!next_gate) {
+        TF_ERROR("certmgr", "reload: cannot set up the new gate; keeping the old one");
+        return;
+    }
+    /* Names waiting on the old gate are asked again through the new one. */
+    for (struct cm_demand *d = cm->demands; d; d = d->next)
+        if (d->gate_req) {
+            tf_gate_cancel(d->gate_req);
+            d->gate_req = NULL;
+            d->regate = true;
+        }
+    tf_gate_close(cm->gate, NULL, NULL);
+    cm->gate = next_gate;
+    for (struct cm_demand *d = cm->demands, *next; d; d = next) {
+        next = d->next; /* cm_gate_then_order may finish (free) d */
+        if (d->regate) {
+            d->regate = false;
+            cm_gate_then_order(d);
+        }
+    }
+}
+
+/* --- shutdown -------------------------------------------------------------------------- */
+
+static void close_step(void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    if (--cm->pending_closes > 0)
+        return;
+    for (struct cm_managed *m = cm->managed, *n; m; m = n) {
+        n = m->next;
+        tf_cert_unref(m->cert);
+        free(m->name);
+        free(m);
+    }
+    tf_challenges_unref(cm->challenges);
+    tf_certstore_unref(cm->store);
+    tf_budget_free(cm->budget);
+    tf_config_unref(cm->cfg);
+    void (*done)(void *) = cm->close_done;
+    void *done_arg = cm->close_arg;
+    free(cm);
+    if (done)
+        done(done_arg);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void on_acme_closed(void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    cm->pending_closes += 2; /* http client and storage */
+    if (cm->http)
+        tf_http_client_close(cm->http, close_step, cm);
+    else
+        cm->pending_closes--;
+    tf_storage_close(cm->storage, close_step, cm);
+    close_step(cm);
+}
+
+void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
+{
+    cm->closing = true;
+    cm->close_done = done;
+    cm->close_arg = arg;
+    /* Gate decisions still pending are answered now; orders end through tf_acme_close. */
+    for (struct cm_demand *d = cm->demands, *n; d; d = n) {
+        n = d->next;
+        if (d->gate_req) {
+            tf_gate_cancel(d->gate_req);
+            cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
+        }
+    }
+    for (struct cm_queued *q = cm->queued, *n; q; q = n) {
+        n = q->next;
+        free(q->name);
+        free(q);
+    }
+    cm->queued = NULL;
+    cm->pending_closes = 1; /* the timer; the rest are added as they are started */
+    uv_close((uv_handle_t *)&cm->renew_timer, on_timer_closed);
+    if (cm->gate) {
+        cm->pending_closes++;
+        tf_gate_close(cm->gate, close_step, cm);
+    }
+    cm->pending_closes++; /* the acme -> http -> storage chain */
+    if (cm->acme)
+        tf_acme_close(cm->acme, on_acme_closed, cm);
+    else
+        on_acme_closed(cm);
+}

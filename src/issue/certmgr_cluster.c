@@ -1,0 +1,364 @@
+/*
+ * certmgr_cluster.c: the certificate manager's side of a store shared by several nodes
+ * (include/storage_cluster.h; docs/cluster.md). On the control loop:
+ *  - challenges: a challenge this node publishes is written to the store (sealed, with a
+ *    TTL) and announced before the CA is asked to validate; every node installs announced
+ *    challenges in its workers' snapshot, and a node asked for acme-tls/1 for a name it has
+ *    no challenge for looks it up in the store before refusing;
+ *  - certificates: a certificate this node obtained is announced; every node loads it from
+ *    the store and hands it to its workers; a first connection for an unknown name checks
+ *    the store before the gate and the order (the store is the source of truth);
+ *  - after a gap in the subscription, every stored certificate is reloaded.
+ * One order per name across the cluster is the ACME client's order lock (a leased storage
+ * lock). It never blocks the loop, never puts the store on the handshake path of a name the
+ * workers already have, and never logs key authorizations.
+ */
+#include "certmgr_int.h"
+#include "tlsfront/base/log.h"
+#include "tlsfront/store/storage_cluster.h"
+
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CM_MOD "cluster"
+
+/* One asynchronous step for a name: an announcement being handled, a worker's challenge
+ * lookup, a demand's storage check, or a challenge being shared. Freed by its callback. */
+struct cmc_req {
+    struct tf_certmgr *cm; /* borrowed: the storage (and so this callback) ends first */
+    char *name;
+    int worker;            /* challenge lookup: the worker to answer, else -1 */
+    struct cm_demand *d;   /* storage check: the demand */
+    char *msg;             /* challenge: the announcement sent once the value is written */
+    void (*done)(void *ctx);
+    void *ctx;
+    uv_timer_t defer;      /* challenge: done from a loop callback when the store refused */
+};
+
+static struct cmc_req *req_new(struct tf_certmgr *cm, const char *name)
+{
+    struct cmc_req *r = tf_calloc(1, sizeof(*r));
+    r->cm = cm;
+    r->name = tf_strdup(name);
+    r->worker = -1;
+    return r;
+}
+
+static void req_free(struct cmc_req *r)
+{
+    free(r->name);
+    free(r->msg);
+    free(r);
+}
+
+static char *chal_key(const char *name)
+{
+    return tf_asprintf("chal/%s", name);
+}
+
+static void on_published_noop(int err, void *arg)
+{
+    (void)arg;
+    if (err)
+        TF_DEBUG(CM_MOD, "announcement not sent: %s", tf_strerror(err));
+}
+
+static void announce(struct tf_certmgr *cm, const char *kind, const char *name)
+{
+    char msg[TF_STORAGE_MSG_MAX];
+    int n = snprintf(msg, sizeof(msg), "%s %s %s", kind, cm->node_id, name);
+    const struct tf_storage_cluster_ops *ops = tf_storage_cluster(cm->storage);
+    if (n > 0 && (size_t)n < sizeof(msg))
+        ops->publish(cm->storage, msg, (size_t)n, on_published_noop, NULL);
+}
+
+void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name)
+{
+    if (cm->cluster)
+        announce(cm, "cert", name);
+}
+
+/* ---- certificates ---------------------------------------------------------------------- */
+
+/* Take a stored certificate unless it is the one we already serve. True when published. */
+static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+{
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (m && m->cert && X509_cmp(m->cert->leaf, cert->leaf) == 0)
+        return false;
+    cm_publish_cert(cm, name, cert);
+    return true;
+}
+
+static void on_announced_cert(int err, struct tf_cert *cert, const char *chain_pem,
+                              const char *key_pem, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct tf_certmgr *cm = r->cm;
+    (void)chain_pem;
+    (void)key_pem;
+    if (err) {
+        TF_WARN(CM_MOD, "name=%s announced certificate not loaded: %s", r->name,
+                tf_strerror(err));
+    } else if (!cm->closing && take_stored(cm, r->name, cert)) {
+        cm->stats.cluster_certs_received++;
+        TF_INFO(CM_MOD, "name=%s certificate from another node (serial %s)", r->name,
+                cert->serial);
+        /* Workers waiting for the name (our own order waits on the lock) resume now. */
+        struct cm_demand *d = cm_find_demand(cm, r->name);
+        for (int i = 0; d && i < cm->host.n_workers; i++)
+            if (d->waiting[i]) {
+                d->waiting[i] = false;
+                cm_answer(cm, i, r->name, 0, NULL);
+            }
+    }
+    tf_cert_unref(cert);
+    req_free(r);
+}
+
+static void on_stored_checked(int err, struct tf_cert *cert, const char *chain_pem,
+                              const char *key_pem, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct cm_demand *d = r->d;
+    struct tf_certmgr *cm = r->cm;
+    (void)chain_pem;
+    (void)key_pem;
+    req_free(r);
+    if (cm->closing) {
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
+    } else if (err == 0 && cert->not_after > tf_wall_now()) {
+        TF_INFO(CM_MOD, "name=%s certificate found in the shared storage (serial %s)", d->name,
+                cert->serial);
+        take_stored(cm, d->name, cert);
+        cm_demand_finish(d, 0, NULL);
+    } else if (err == 0 || err == UV_ENOENT || err == TF_EINVAL) {
+        cm_gate_then_order(d); /* none (or none usable): order it, under the order lock */
+    } else {
+        cm->stats.refused_storage++;
+        TF_WARN(CM_MOD, "name=%s not ordered: the storage is unavailable (%s)", d->name,
+                tf_strerror(err));
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "storage_unavailable");
+    }
+    tf_cert_unref(cert);
+}
+
+void cm_cluster_check_stored(struct cm_demand *d)
+{
+    struct cmc_req *r = req_new(d->cm, d->name);
+    r->d = d;
+    int rc = tf_acme_store_load(d->cm->storage, d->name, on_stored_checked, r);
+    if (rc) {
+        req_free(r);
+        cm_gate_then_order(d);
+    }
+}
+
+static void on_resync_each(const char *name, struct tf_cert *cert, void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    if (!cm->closing)
+        take_stored(cm, name, cert);
+    tf_cert_unref(cert);
+}
+
+static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    cm->resyncing = false;
+    if (err)
+        TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s", tf_strerror(err));
+    else
+        TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
+                n_loaded, n_skipped);
+}
+
+/* ---- challenges ------------------------------------------------------------------------ */
+
+/* Install name's challenge from its key authorization; true when done. */
+static bool install_challenge(struct tf_certmgr *cm, const char *name, const char *ka)
+{
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    if (tf_alpn01_make_cert(name, ka, &cert, &key) != 0) {
+        tf_log_ssl(TF_LOG_ERROR, CM_MOD, "building a TLS-ALPN-01 certificate");
+        return false;
+    }
+    cm_publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return true;
+}
+
+static void on_challenge_got(int err, char *data, size_t len, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct tf_certmgr *cm = r->cm;
+    bool ok = false;
+    if (!cm->closing) {
+        if (err == 0 && len > 0) {
+            ok = install_challenge(cm, r->name, data);
+            cm->stats.cluster_challenges_received += ok;
+            TF_DEBUG(CM_MOD, "name=%s challenge from another node installed", r->name);
+        } else if (tf_challenges_find(cm->challenges, r->name)) {
+            ok = true; /* announced meanwhile */
+        } else if (err != UV_ENOENT) {
+            TF_WARN(CM_MOD, "name=%s challenge lookup: %s", r->name, tf_strerror(err));
+        }
+    }
+    if (data) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    cm->host.answer_challenge(cm->host.arg, r->worker, r->name, ok);
+    req_free(r);
+}
+
+static void fetch_challenge(struct tf_certmgr *cm, const char *name, int worker)
+{
+    struct cmc_req *r = req_new(cm, name);
+    r->worker = worker;
+    char *key = chal_key(name);
+    int rc = tf_storage_cluster(cm->storage)->get_ttl(cm->storage, key, on_challenge_got, r);
+    free(key);
+    if (rc)
+        on_challenge_got(rc, NULL, 0, r);
+}
+
+void tf_certmgr_need_challenge(struct tf_certmgr *cm, int worker, const char *name)
+{
+    bool have = tf_challenges_find(cm->challenges, name) != NULL;
+    if (have || !cm->cluster || cm->closing) {
+        cm->host.answer_challenge(cm->host.arg, worker, name, have);
+        return;
+    }
+    fetch_challenge(cm, name, worker);
+}
+
+static void on_defer_closed(uv_handle_t *h)
+{
+    req_free(h->data);
+}
+
+static void challenge_shared(struct cmc_req *r)
+{
+    r->done(r->ctx);
+    uv_close((uv_handle_t *)&r->defer, on_defer_closed);
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    challenge_shared(t->data);
+}
+
+static void on_challenge_announced(int err, void *arg)
+{
+    struct cmc_req *r = arg;
+    if (err)
+        TF_WARN(CM_MOD, "name=%s challenge not announced (%s): only this node answers it",
+                r->name, tf_strerror(err));
+    challenge_shared(r);
+}
+
+static void on_challenge_written(int err, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct tf_certmgr *cm = r->cm;
+    if (err)
+        TF_WARN(CM_MOD, "name=%s challenge not stored (%s): other nodes may not answer it",
+                r->name, tf_strerror(err));
+    int rc = tf_storage_cluster(cm->storage)->publish(cm->storage, r->msg, strlen(r->msg),
+                                                      on_challenge_announced, r);
+    if (rc)
+        on_challenge_announced(rc, r);
+}
+
+/* The ACME client's responder: install locally, write to the store, announce, then let the
+ * client POST the challenge. */
+static void publish_async(void *arg, const char *name, const char *ka, void (*done)(void *ctx),
+                          void *ctx)
+{
+    struct tf_certmgr *cm = arg;
+    cm_responder_publish(cm, name, ka);
+    struct cmc_req *r = req_new(cm, name);
+    r->done = done;
+    r->ctx = ctx;
+    r->msg = tf_asprintf("chal %s %s", cm->node_id, name);
+    uv_timer_init(cm->loop, &r->defer);
+    r->defer.data = r;
+    char *key = chal_key(name);
+    /* Lives as long as an order may: the CA validates within the order's time bound. */
+    uint32_t ttl_ms = (cm->cfg->acme_timeout_s + 60) * 1000;
+    int rc = tf_storage_cluster(cm->storage)->put_ttl(cm->storage, key, ka, strlen(ka), true,
+                                                      ttl_ms, on_challenge_written, r);
+    free(key);
+    if (rc) {
+        TF_WARN(CM_MOD, "name=%s challenge not shared: %s", name, tf_strerror(rc));
+        uv_timer_start(&r->defer, on_defer, 0, 0);
+    }
+}
+
+static void unpublish(void *arg, const char *name)
+{
+    struct tf_certmgr *cm = arg;
+    cm_responder_unpublish(cm, name);
+    if (!cm->closing)
+        announce(cm, "unchal", name);
+}
+
+/* ---- announcements --------------------------------------------------------------------- */
+
+static void on_message(const char *msg, size_t len, void *arg)
+{
+    struct tf_certmgr *cm = arg;
+    (void)len;
+    if (cm->closing)
+        return;
+    if (!msg) {
+        cm_tickets_sync(cm, false);
+        if (!cm->resyncing && cm->loaded &&
+            tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm) == 0)
+            cm->resyncing = true;
+        return;
+    }
+    char kind[8], node[17], name[256];
+    if (sscanf(msg, "%7s %16s %255s", kind, node, name) != 3 || strcmp(node, cm->node_id) == 0)
+        return;
+    if (strcmp(kind, "cert") == 0) {
+        struct cmc_req *r = req_new(cm, name);
+        if (tf_acme_store_load(cm->storage, name, on_announced_cert, r) != 0)
+            req_free(r);
+    } else if (strcmp(kind, "chal") == 0) {
+        fetch_challenge(cm, name, -1);
+    } else if (strcmp(kind, "unchal") == 0) {
+        cm_responder_unpublish(cm, name);
+    } else if (strcmp(kind, "tickets") == 0) {
+        cm_tickets_sync(cm, false);
+    }
+}
+
+void cm_cluster_start(struct tf_certmgr *cm, struct tf_acme_responder *resp)
+{
+    const struct tf_storage_cluster_ops *ops = tf_storage_cluster(cm->storage);
+    if (!ops)
+        return;
+    unsigned char id[8];
+    if (RAND_bytes(id, sizeof(id)) != 1) {
+        tf_log_ssl(TF_LOG_ERROR, CM_MOD, "RAND_bytes");
+        abort();
+    }
+    for (size_t i = 0; i < sizeof(id); i++)
+        snprintf(cm->node_id + 2 * i, 3, "%02x", id[i]);
+    int rc = ops->subscribe(cm->storage, on_message, cm);
+    if (rc) {
+        TF_ERROR(CM_MOD, "subscribing to the other nodes' announcements: %s", tf_strerror(rc));
+        return;
+    }
+    cm->cluster = true;
+    resp->publish_async = publish_async;
+    resp->unpublish = unpublish;
+    cm_tickets_sync(cm, false);
+}

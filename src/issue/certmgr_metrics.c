@@ -1,0 +1,72 @@
+/*
+ * certmgr_metrics.c: the certificate manager's Prometheus families (gate decisions, orders,
+ * pending challenges, budget, expiry per managed name) for the admin endpoint. Control loop
+ * only; reads the manager's state, changes nothing.
+ */
+#include "certmgr_int.h"
+#include "tlsfront/base/metrics.h"
+
+/* Metrics families owned by the manager (admin endpoint, control loop). */
+void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
+{
+    struct tf_gate_stats g;
+    tf_gate_stats(cm->gate, &g);
+    struct {
+        const char *gate, *outcome;
+        uint64_t v;
+    } dec[] = {
+        {"pattern", "allow", g.pattern_allow}, {"pattern", "deny", g.not_allowed},
+        {"ask", "allow", g.ask_allow},         {"ask", "deny", g.ask_deny},
+        {"ask", "error", g.ask_error},         {"ask", "timeout", g.ask_timeout},
+        {"ask", "busy", g.busy},               {"cache", "allow", g.cache_allow},
+        {"cache", "deny", g.cache_deny},
+    };
+    struct tf_metrics_buf lb;
+    tf_metrics_buf_init(&lb);
+    for (size_t i = 0; i < TF_ARRAY_LEN(dec); i++) {
+        tf_metrics_buf_reset(&lb);
+        tf_metrics_label(&lb, "gate", dec[i].gate);
+        tf_metrics_label(&lb, "outcome", dec[i].outcome);
+        tf_metrics_counter(out, "tlsfront_ondemand_decisions_total",
+                           "On-demand gate decisions by gate and outcome.", lb.data, dec[i].v);
+    }
+    tf_metrics_counter(out, "tlsfront_ondemand_refused_total", "Held names refused before the "
+                       "gate.", "reason=\"backoff\"", cm->stats.refused_backoff);
+    tf_metrics_counter(out, "tlsfront_ondemand_refused_total", NULL, "reason=\"budget\"",
+                       cm->stats.refused_budget);
+    tf_metrics_counter(out, "tlsfront_ondemand_refused_total", NULL,
+                       "reason=\"storage_unavailable\"", cm->stats.refused_storage);
+    if (cm->cluster) {
+        tf_metrics_counter(out, "tlsfront_cluster_received_total", "Certificates and "
+                           "challenges taken from other nodes' announcements.", "kind=\"cert\"",
+                           cm->stats.cluster_certs_received);
+        tf_metrics_counter(out, "tlsfront_cluster_received_total", NULL, "kind=\"challenge\"",
+                           cm->stats.cluster_challenges_received);
+    }
+    tf_metrics_counter(out, "tlsfront_ask_requests_total", "HTTP requests made to --ask.", NULL,
+                       g.ask_requests);
+    tf_metrics_counter(out, "tlsfront_orders_total", "ACME orders by result.", "result=\"ok\"",
+                       cm->stats.orders_ok);
+    tf_metrics_counter(out, "tlsfront_orders_total", NULL, "result=\"failed\"",
+                       cm->stats.orders_failed);
+    tf_metrics_gauge(out, "tlsfront_pending_challenges", "TLS-ALPN-01 challenges being served.",
+                     NULL, cm->challenges ? cm->challenges->n : 0);
+    tf_metrics_gauge(out, "tlsfront_managed_certificates", "Certificates managed by ACME.", NULL,
+                     cm->n_managed);
+    struct tf_budget_remaining rem;
+    tf_budget_remaining(cm->budget, "", "", tf_wall_now() * 1000, &rem);
+    tf_metrics_gauge(out, "tlsfront_budget_tokens", "Orders the local token bucket allows now.",
+                     NULL, rem.tokens);
+    tf_metrics_gauge(out, "tlsfront_budget_ca_orders_remaining",
+                     "New orders left in the CA's 3-hour window (local mirror).", NULL,
+                     rem.ca_orders);
+    int64_t now = tf_wall_now();
+    for (struct cm_managed *m = cm->managed; m; m = m->next) {
+        tf_metrics_buf_reset(&lb);
+        tf_metrics_label(&lb, "name", m->name);
+        tf_metrics_gauge(out, "tlsfront_certificate_expiry_seconds",
+                         "Seconds until a managed certificate expires.", lb.data,
+                         (double)(m->cert->not_after - now));
+    }
+    tf_metrics_buf_free(&lb);
+}

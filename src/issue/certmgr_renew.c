@@ -1,0 +1,185 @@
+/*
+ * certmgr_renew.c: the managed certificates' clock. Exact --allow names are obtained eagerly
+ * (in the background, paced by the budget's token bucket); every managed certificate is
+ * renewed when ARI (RFC 9773) says so, else when a third of its lifetime remains (right for
+ * 90-, 45- and 6-day certificates alike), with jitter. Renewal goes through the gates again,
+ * so a name no longer allowed is not renewed; a failed renewal retries with backoff while the
+ * current certificate keeps serving. One timer drives it all. Control loop only.
+ */
+#include "certmgr_int.h"
+#include "tlsfront/base/log.h"
+#include "tlsfront/base/name.h"
+#include "tlsfront/acme/renew.h"
+
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_FAST_MS 5000
+#define TICK_SLOW_MS 60000
+
+static uint64_t rnd64(void)
+{
+    uint64_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint64_t)tf_mono_ms() * 0x9e3779b97f4a7c15ull;
+    return r;
+}
+
+struct ari_ctx {
+    struct tf_certmgr *cm;
+    char *name;
+    struct tf_cert *cert; /* reference: the certificate the answer is about */
+};
+
+static void on_ari(int err, const struct tf_acme_ari *ari, void *arg)
+{
+    struct ari_ctx *x = arg;
+    struct cm_managed *m = x->cm->closing ? NULL : cm_find_managed(x->cm, x->name);
+    if (m && m->cert == x->cert) {
+        int64_t now = tf_wall_now();
+        if (err == 0 && ari) {
+            int64_t at = tf_renew_pick(ari->start, ari->end, rnd64());
+            m->renew_at = at < now ? now : at;
+            m->ari_next = now + (ari->retry_after > 0 ? ari->retry_after : 21600);
+            TF_DEBUG("certmgr", "name=%s ARI window %lld..%lld, renew at %lld", m->name,
+                     (long long)ari->start, (long long)ari->end, (long long)m->renew_at);
+        } else {
+            m->ari_next = err == TF_ENOTFOUND ? 0 : now + 3600;
+        }
+    }
+    tf_cert_unref(x->cert);
+    free(x->name);
+    free(x);
+}
+
+static void poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
+{
+    struct ari_ctx *x = tf_calloc(1, sizeof *x);
+    x->cm = cm;
+    x->name = tf_strdup(m->name);
+    x->cert = m->cert;
+    tf_cert_ref(m->cert);
+    m->ari_next = tf_wall_now() + 3600; /* until the answer says otherwise */
+    if (tf_acme_renewal_info(cm->acme, m->cert, on_ari, x) != 0) {
+        m->ari_next = 0;
+        tf_cert_unref(x->cert);
+        free(x->name);
+        free(x);
+    }
+}
+
+void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m)
+{
+    m->renew_at = tf_renew_time(m->cert->not_before, m->cert->not_after, (uint32_t)rnd64());
+    m->renewing = false;
+    if (cm->acme && !cm->closing)
+        poll_ari(cm, m);
+}
+
+static bool used_recently(const struct tf_certmgr *cm, const struct cm_managed *m, int64_t now)
+{
+    int64_t last = atomic_load_explicit(&m->cert->last_used, memory_order_relaxed);
+    int64_t idle = (int64_t)cm->cfg->idle_name_days * 86400;
+    return last == 0 || now - last < idle;
+}
+
+static bool eager_name(const char *pattern)
+{
+    return pattern[0] != '*';
+}
+
+static void renew(struct tf_certmgr *cm, struct cm_managed *m, int64_t now)
+{
+    bool eager = false;
+    for (int i = 0; i < cm->cfg->n_allow; i++)
+        eager |= eager_name(cm->cfg->allow[i]) && strcmp(cm->cfg->allow[i], m->name) == 0;
+    if (!eager && !used_recently(cm, m, now)) {
+        TF_INFO("certmgr", "name=%s not renewed: no client asked for it in %u days", m->name,
+                cm->cfg->idle_name_days);
+        m->renew_at = now + 86400;
+        return;
+    }
+    TF_INFO("certmgr", "name=%s renewing (expires %lld)", m->name, (long long)m->cert->not_after);
+    m->renewing = true;
+    struct cm_demand *d = cm_demand_new(cm, m->name);
+    d->renewal = true;
+    cm_gate_then_order(d);
+}
+
+void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok)
+{
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (!m || ok)
+        return; /* success rescheduled it through cm_publish_cert */
+    m->renewing = false;
+    m->failures++;
+    int64_t wait = 60LL << (m->failures < 10 ? m->failures : 10);
+    if (wait > 86400)
+        wait = 86400;
+    m->renew_at = tf_wall_now() + wait;
+    TF_WARN("certmgr", "name=%s renewal failed (%d in a row); retry in %llds, the current "
+                       "certificate keeps serving until %lld",
+            name, m->failures, (long long)wait, (long long)m->cert->not_after);
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void arm(struct tf_certmgr *cm, uint64_t ms)
+{
+    if (!cm->closing)
+        uv_timer_start(&cm->renew_timer, on_tick, ms, 0);
+}
+
+void cm_eager_start(struct tf_certmgr *cm)
+{
+    int64_t now = tf_wall_now();
+    for (int i = 0; i < cm->cfg->n_allow; i++) {
+        const char *name = cm->cfg->allow[i];
+        if (!eager_name(name) || tf_certstore_lookup(cm->store, name) ||
+            cm->host.has_static(cm->host.arg, name) || cm_find_managed(cm, name))
+            continue;
+        bool busy = false;
+        for (struct cm_demand *d = cm->demands; d && !busy; d = d->next)
+            busy = strcmp(d->name, name) == 0;
+        if (busy || tf_budget_backoff_until(cm->budget, name) / 1000 > now)
+            continue;
+        TF_INFO("certmgr", "name=%s obtaining eagerly (exact --allow name)", name);
+        struct cm_demand *d = cm_demand_new(cm, name);
+        cm_gate_then_order(d);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct tf_certmgr *cm = t->data;
+    if (cm->closing)
+        return;
+    int64_t now = tf_wall_now();
+    int64_t next = now + TICK_SLOW_MS / 1000;
+    for (struct cm_managed *m = cm->managed; m; m = m->next) {
+        if (m->renewing)
+            continue;
+        if (m->ari_next && now >= m->ari_next)
+            poll_ari(cm, m);
+        if (now >= m->renew_at)
+            renew(cm, m, now);
+        else if (m->renew_at < next)
+            next = m->renew_at;
+    }
+    cm_eager_start(cm);
+    bool eager_left = false;
+    for (int i = 0; i < cm->cfg->n_allow && !eager_left; i++)
+        eager_left = eager_name(cm->cfg->allow[i]) && !cm_find_managed(cm, cm->cfg->allow[i]) &&
+                     !cm->host.has_static(cm->host.arg, cm->cfg->allow[i]);
+    uint64_t ms = (uint64_t)(next - now) * 1000;
+    if (eager_left && ms > TICK_FAST_MS)
+        ms = TICK_FAST_MS;
+    arm(cm, ms ? ms : 1000);
+}
+
+void cm_renew_start(struct tf_certmgr *cm)
+{
+    arm(cm, 0);
+}

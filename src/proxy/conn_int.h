@@ -1,0 +1,181 @@
+/*
+ * conn_int.h: the data path's insides, shared by conn.c, conn_proxy.c, pump.c, backend.c,
+ * handshake.c and http_mode.c and by nobody else (tlsfront/proxy/conn.h is the outside view).
+ * One proxied connection, owned by the worker that accepted it. TLS is driven from libuv
+ * reads and writes through the worker's buffers (tlsbio.h); the SSL is created only once the
+ * first TLS record has arrived, so a connection that sends nothing (or dribbles) costs this
+ * struct and the bytes it sent. Lifecycle: [PROXY_IN, on ",proxy" listeners]
+ * -> HANDSHAKE -> CONNECTING (backend) -> PUMPING -> closed by tf_conn_close(), which is
+ * idempotent; memory is freed after the last libuv close callback. tf_pump_finish() is the
+ * gentle variant: the client gets what is queued (an error page), then a FIN, then the close.
+ */
+#ifndef TF_CONN_INT_H
+#define TF_CONN_INT_H
+
+#include "tlsfront/config/route.h"
+#include "tlsfront/proxy/conn.h"
+#include "tlsfront/proxy/worker.h"
+#include "tlsfront/tls/tls.h"
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Stop reading from one side when the other side's write queue holds more than this; resume
+ * below the low mark. Bounds per-connection memory with a slow peer. */
+#define TF_WQ_HIGH (256 * 1024)
+#define TF_WQ_LOW (64 * 1024)
+
+/* Bytes a held handshake (waiting for a certificate) keeps after its ClientHello: one full
+ * record and then some. A legitimate client sends nothing more before our ServerHello; one
+ * that sends more than this while held is closed (it is still read, so that a client that
+ * leaves frees its hold at once). */
+#define TF_HOLD_SLACK (TF_TLSBIO_MAX_RECORD + 512)
+
+enum tf_conn_state {
+    TF_CONN_HANDSHAKE = 0,
+    TF_CONN_CONNECTING,
+    TF_CONN_PUMPING,
+    TF_CONN_CLOSING,
+    TF_CONN_PROXY_IN, /* reading a load balancer's PROXY header, before TLS */
+};
+
+struct tf_httpmode;
+
+/* One direction's socket state; the pump treats both sides alike. */
+struct tf_side {
+    uv_tcp_t tcp;     /* the client's socket (unused on the backend side) */
+    uv_tcp_t *sock;   /* the socket: &client.tcp, or the backend's tf_bconn's tcp */
+    bool open;        /* tcp initialised (needs uv_close) */
+    bool reading;     /* uv_read_start active */
+    bool paused;      /* reading stopped for backpressure */
+    bool hold;        /* reading stopped until an HTTP upgrade is answered (client) */
+    bool eof;         /* peer finished sending (FIN or close_notify) */
+    bool shut;        /* we finished sending to this peer (shutdown queued) */
+    bool shut_done;   /* shutdown completed */
+    size_t wq;        /* bytes queued for write to this peer */
+    struct tf_wreq *held, *held_tail; /* writes waiting for the socket to exist (backend) */
+};
+
+struct tf_conn {
+    struct tf_tls_alpn alpn_sel;  /* first: the ALPN callback reads it through SSL app data */
+    struct tf_conn *prev, *next;  /* worker's list */
+    struct tf_worker *w;          /* owner */
+    uint64_t id;
+    enum tf_conn_state state;
+    bool closing;
+    bool finishing;               /* tf_pump_finish(): last bytes to the client, then close */
+    int pending_closes;
+
+    struct tf_side client, backend;
+    struct tf_bconn *bconn;       /* the backend connection (backend.sock), owned; NULL
+                                   * before connecting and once closed or pooled */
+    bool backend_reused;          /* bconn came from the keep-alive pool */
+    bool backend_retried;         /* ... and went stale: this is the fresh one (no pool) */
+    uv_timer_t timer;             /* handshake, connect and idle timeouts */
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    uv_shutdown_t shut_req[2];
+    bool gai_active;
+    struct addrinfo *addrs, *next_addr; /* from uv_getaddrinfo, owned */
+
+    SSL *ssl;
+    struct tf_tlsbio bio;         /* state of the BIO owned by ssl (tlsbio.h) */
+    struct tf_config *cfg;        /* reference for the connection's life */
+    struct tf_route_choice route; /* borrowed from cfg */
+
+    /* On-demand: a handshake held while the control loop obtains a certificate. */
+    enum { TF_HOLD_NONE = 0, TF_HOLD_WAITING, TF_HOLD_READY, TF_HOLD_FAILED } hold;
+    int hold_alert;               /* SSL_AD_* sent when the hold fails */
+    struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
+    bool hold_challenge;          /* held for a challenge another node published (cluster) */
+
+    char sni[254];
+    char ip[48];                  /* client address without port (per-address caps) */
+    char peer[64];                /* client address as text */
+    /* PROXY in: the addresses above are the header's; lb_peer is the socket's peer. */
+    bool proxied;
+    char lb_peer[64];
+    unsigned char *pin;           /* PROXY header bytes so far (PROXY_IN state only), owned */
+    size_t pin_len;
+    struct sockaddr_storage src_addr; /* the client (from the header when proxied) */
+    struct sockaddr_storage dst_addr; /* the address the client connected to */
+    struct tf_httpmode *http;         /* mode=http state, owned; NULL in mode=tcp */
+    const char *alpn;             /* borrowed from cfg or static */
+    const char *tls_version;
+    bool resumed;
+    uint64_t start_ms, last_ms;
+    uint64_t start_ns;            /* uv_hrtime() at accept, for the handshake histogram */
+    uint64_t bytes_in, bytes_out;
+    const char *end;              /* why it ended, for the access log */
+};
+
+/* conn_proxy.c: the PROXY protocol at both ends. */
+/* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
+ * header is done (the connection moved to HANDSHAKE and the bytes after the header are the
+ * TLS input), 0 when more bytes are needed, or -1 after closing the connection. */
+int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len);
+/* Queue the route's PROXY v1/v2 header as the first bytes for the backend. */
+void tf_conn_proxy_out(struct tf_conn *c);
+/* http_mode.c: mode=http glue between the pump and the request rewriter. */
+struct tf_httpmode *tf_httpmode_new(struct tf_conn *c);
+void tf_httpmode_free(struct tf_httpmode *h);
+/* Plaintext from the client: rewrite and forward to the backend, or answer 400/431. */
+void tf_httpmode_client_data(struct tf_conn *c, const char *data, size_t len);
+/* Bytes from the backend: responses to the client (HSTS added), upgrade decisions. */
+void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len);
+/* The backend sent FIN: a deferred error page can go out now. Returns true if it took over
+ * (the connection is finishing). */
+bool tf_httpmode_backend_eof(struct tf_conn *c);
+/* The backend could not be reached: answer status (502) and finish with reason. */
+void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason);
+unsigned long tf_httpmode_requests(const struct tf_httpmode *h);
+/* Keep-alive pool hooks (http_mode.c). The client sent its EOF: returns true if the HTTP
+ * layer took over (the backend connection stays open for the pool or the responses owed). */
+bool tf_httpmode_client_eof(struct tf_conn *c);
+/* The backend connection failed (EOF or error) before any response byte: returns true if
+ * the HTTP layer reconnected to replay idempotent requests (a stale pooled connection). */
+bool tf_httpmode_backend_stale(struct tf_conn *c);
+
+/* pump.c: data in both directions. */
+void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward the TLS input */
+void tf_pump_start_backend(struct tf_conn *c); /* backend connected: flush and start reading */
+void tf_pump_flush_tls(struct tf_conn *c);     /* send the TLS records written so far */
+void tf_pump_tls_out(void *arg, const char *data, size_t len); /* tlsbio flush callback */
+void tf_pump_client_eof(struct tf_conn *c);    /* client finished sending */
+void tf_pump_free_held(struct tf_conn *c);
+/* Send to the backend (held until it connects); dropped once the connection is finishing. */
+void tf_pump_to_backend(struct tf_conn *c, const char *data, size_t len);
+/* Encrypt to the client (the caller flushes with tf_pump_flush_tls). Returns false after
+ * closing the connection on a TLS error. */
+bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len);
+/* Stop (hold) or resume reading the client, independently of backpressure. */
+void tf_pump_hold_client(struct tf_conn *c, bool hold);
+/* Respond-then-close: stop the backend, send close_notify and FIN after what is queued for
+ * the client, discard what the client still sends, close on its EOF or a short timer. */
+void tf_pump_finish(struct tf_conn *c, const char *reason);
+void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+
+/* backend.c */
+void tf_backend_connect(struct tf_conn *c);
+/* Hand the backend connection to the worker's pool (mode=http, a complete exchange and
+ * nothing queued; the caller checked with tf_http_backend_reusable). */
+void tf_backend_release(struct tf_conn *c);
+/* Close the backend connection (pooled reuse went stale) and connect afresh, bypassing the
+ * pool; bytes sent with tf_pump_to_backend meanwhile wait for the new connection. */
+void tf_backend_reconnect(struct tf_conn *c);
+/* The close callback for c's backend socket: frees it and releases c. */
+void tf_backend_on_closed(uv_handle_t *h);
+
+/* conn.c helpers used by the pump and the backend connector */
+void tf_conn_touch(struct tf_conn *c);
+void tf_conn_maybe_done(struct tf_conn *c);
+void tf_conn_connected(struct tf_conn *c);
+void tf_conn_connecting(struct tf_conn *c);
+void tf_conn_linger(struct tf_conn *c); /* short timer while finishing */
+/* Drop one pending-close reference (a handle or request that outlives tf_conn_close). */
+void tf_conn_release(struct tf_conn *c);
+void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * worker.c: a worker thread: its loop, its listening sockets (SO_REUSEPORT copies made by
+ * the server), its snapshot references, and the messages from the control loop that replace
+ * them, drain it or stop it. Owns every connection accepted here; never touches another
+ * worker's objects.
+ */
+#include "tlsfront/proxy/worker.h"
+#include "backend_pool_int.h"
+#include "conn_int.h"
+#include "tlsfront/base/log.h"
+
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct tf_worker *w = listener->data;
+    if (status != 0) {
+        TF_WARN("worker", "worker=%d accept: %s", w->id, uv_strerror(status));
+        return;
+    }
+    tf_conn_accept(w, listener);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct tf_worker *w = h->data;
+    w->listeners_open--;
+}
+
+static void close_listeners(struct tf_worker *w)
+{
+    for (int i = 0; i < w->n_listeners; i++) {
+        uv_handle_t *h = (uv_handle_t *)&w->listeners[i];
+        if (!uv_is_closing(h))
+            uv_close(h, on_listener_closed);
+    }
+}
+
+static void report_idle(struct tf_worker *w)
+{
+    struct tf_msg *m = tf_msg_new(TF_SMSG_WORKER_IDLE, w);
+    if (!tf_mailbox_post(w->ctl, m))
+        tf_msg_free(m);
+}
+
+void tf_worker_conn_gone(struct tf_worker *w)
+{
+    if (w->draining && w->n_conns == 0 && !w->stopping)
+        report_idle(w);
+}
+
+static void on_mailbox_closed(struct tf_mailbox *mb)
+{
+    (void)mb;
+}
+
+static void drop_payload(struct tf_msg *m)
+{
+    switch (m->type) {
+    case TF_WMSG_CONFIG:
+        tf_config_unref(m->ptr);
+        SSL_CTX_free(m->ptr2);
+        break;
+    case TF_WMSG_CERTS: tf_certstore_unref(m->ptr); break;
+    case TF_WMSG_TICKETS: tf_tickets_unref(m->ptr); break;
+    case TF_WMSG_CHALLENGES: tf_challenges_unref(m->ptr); break;
+    default: break;
+    }
+    tf_msg_free(m);
+}
+
+static void stop(struct tf_worker *w)
+{
+    w->stopping = true;
+    uv_close((uv_handle_t *)&w->heartbeat, NULL);
+    close_listeners(w);
+    tf_pool_close(w->pool);
+    for (struct tf_conn *c = w->conns; c; c = c->next)
+        tf_conn_close(c, w->draining ? "grace_expired" : "shutdown");
+    tf_mailbox_close(&w->mbox, drop_payload, on_mailbox_closed);
+}
+
+/* The access log keeps static strings only: map the control loop's reason onto one. */
+static const char *static_reason(const char *reason)
+{
+    static const char *const known[] = {
+        "not_allowed", "ask_deny", "ask_error", "ask_timeout", "ask_busy", "backed_off",
+        "rate_limited", "budget", "paused", "issue_failed", "issue_timeout",
+        "shutting_down", "storage_unavailable", "acme_tls_no_challenge",
+    };
+    for (size_t i = 0; reason && i < TF_ARRAY_LEN(known); i++)
+        if (strcmp(known[i], reason) == 0)
+            return known[i];
+    return "issue_failed";
+}
+
+/* The control loop answered for name: resume (err 0) or fail (err = alert) every connection
+ * held for it. The certificate store update, if any, arrived before this message. */
+static void cert_done(struct tf_worker *w, const char *name, int alert, const char *reason,
+                      bool challenge)
+{
+    struct tf_conn *c = w->held;
+    while (c) {
+        struct tf_conn *next = c->held_next;
+        if (strcmp(c->sni, name) == 0 && c->hold_challenge == challenge) {
+            /* unhold may close c and others; restart the scan rather than trust next. */
+            tf_conn_unhold(c, alert == 0, alert, static_reason(reason));
+            next = w->held;
+        }
+        c = next;
+    }
+}
+
+static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
+{
+    (void)mb;
+    struct tf_worker *w = owner;
+    switch (m->type) {
+    case TF_WMSG_CONFIG: {
+        struct tf_config *old = w->cfg;
+        SSL_CTX *old_ctx = w->ssl_ctx;
+        w->cfg = m->ptr;
+        w->ssl_ctx = m->ptr2;
+        tf_config_unref(old); /* live connections hold their own reference */
+        SSL_CTX_free(old_ctx);
+        break;
+    }
+    case TF_WMSG_CERTS: {
+        struct tf_certstore *old = w->certs;
+        w->certs = m->ptr;
+        tf_certstore_unref(old);
+        break;
+    }
+    case TF_WMSG_TICKETS: {
+        struct tf_ticket_ring *old = w->tickets;
+        w->tickets = m->ptr;
+        tf_tickets_unref(old);
+        break;
+    }
+    case TF_WMSG_CHALLENGES: {
+        struct tf_challenges *old = w->challenges;
+        w->challenges = m->ptr;
+        tf_challenges_unref(old);
+        break;
+    }
+    case TF_WMSG_CERT_DONE:
+        cert_done(w, m->text, m->err, m->text2, false);
+        break;
+    case TF_WMSG_CHALLENGE_DONE:
+        cert_done(w, m->text, m->err, m->text2, true);
+        break;
+    case TF_WMSG_DRAIN:
+        w->draining = true;
+        close_listeners(w);
+        tf_pool_close(w->pool); /* and connections that end from now on are not pooled */
+        if (w->n_conns == 0)
+            report_idle(w);
+        break;
+    case TF_WMSG_STOP:
+        stop(w);
+        break;
+    default:
+        break;
+    }
+    tf_msg_free(m);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    struct tf_worker *w = t->data;
+    atomic_store_explicit(&w->heartbeat_ms, tf_mono_ms(), memory_order_relaxed);
+}
+
+static void worker_main(void *arg)
+{
+    struct tf_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailbox *ctl, int id,
+                    int *fds, int n_fds,
+                    struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
+                    struct tf_ticket_ring *tickets)
+{
+    w->stats = stats;
+    w->ctl = ctl;
+    w->id = id;
+    w->cfg = cfg;
+    w->ssl_ctx = ctx;
+    w->tx.buf = w->txbuf;
+    w->tx.cap = sizeof w->txbuf;
+    w->tx.len = 0;
+    w->certs = certs;
+    w->tickets = tickets;
+    int r = uv_loop_init(&w->loop);
+    if (r != 0)
+        return r;
+    r = tf_mailbox_init(&w->mbox, &w->loop, on_message, w);
+    if (r != 0)
+        return r;
+    uv_timer_init(&w->loop, &w->heartbeat);
+    w->heartbeat.data = w;
+    atomic_store(&w->heartbeat_ms, tf_mono_ms());
+    uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->heartbeat);
+    w->pool = tf_pool_new(&w->loop, w->stats);
+    w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
+    w->listener_proxy = tf_calloc((size_t)n_fds, sizeof *w->listener_proxy);
+    w->n_listeners = n_fds;
+    /* Listener changes need a restart (see reload), so the start-up config decides. */
+    for (int i = 0; i < n_fds && i < cfg->n_listen; i++)
+        w->listener_proxy[i] = cfg->listen[i].proxy;
+    for (int i = 0; i < n_fds; i++) {
+        uv_tcp_t *t = &w->listeners[i];
+        uv_tcp_init(&w->loop, t);
+        t->data = w;
+        w->listeners_open++;
+        r = uv_tcp_open(t, fds[i]);
+        fds[i] = -1; /* the handle owns the socket now, even on failure */
+        if (r == 0)
+            r = uv_listen((uv_stream_t *)t, cfg->backlog, on_connection);
+        if (r != 0)
+            return r;
+    }
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              const char *reason)
+{
+    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
+    m->text = tf_strdup(name);
+    m->text2 = reason ? tf_strdup(reason) : NULL;
+    m->err = alert;
+    if (!tf_mailbox_post(&w->mbox, m))
+        tf_msg_free(m); /* the worker is stopping: its held connections close anyway */
+}
+
+void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found)
+{
+    struct tf_msg *m = tf_msg_new(TF_WMSG_CHALLENGE_DONE, NULL);
+    m->text = tf_strdup(name);
+    m->text2 = found ? NULL : tf_strdup("acme_tls_no_challenge");
+    m->err = found ? 0 : SSL_AD_NO_APPLICATION_PROTOCOL;
+    if (!tf_mailbox_post(&w->mbox, m))
+        tf_msg_free(m);
+}
+
+bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2)
+{
+    struct tf_msg *m = tf_msg_new(type, ptr);
+    m->ptr2 = ptr2;
+    if (tf_mailbox_post(&w->mbox, m))
+        return true;
+    m->ptr = m->ptr2 = NULL;
+    tf_msg_free(m);
+    return false;
+}
+
+/* After the thread ended and the control loop stopped running: the loop has no handles
+ * left; release the mailbox and the snapshots. */
+void tf_worker_join(struct tf_worker *w)
+{
+    uv_thread_join(&w->thread);
+    int r = uv_loop_close(&w->loop);
+    if (r != 0)
+        TF_WARN("worker", "worker=%d loop close: %s", w->id, uv_strerror(r));
+    /* The control loop, the only poster here, has ended too (see tf_server_free). */
+    tf_mailbox_destroy(&w->mbox);
+    free(w->listeners);
+    free(w->listener_proxy);
+    tf_pool_free(w->pool);
+    tf_config_unref(w->cfg);
+    SSL_CTX_free(w->ssl_ctx);
+    tf_certstore_unref(w->certs);
+    tf_tickets_unref(w->tickets);
+    tf_challenges_unref(w->challenges);
+}

@@ -1,0 +1,47 @@
+/*
+ * certload_int.h: what certdir.c (directory loading) shares with certload.c (PEM to
+ * tf_cert): the per-thread decoding cache and the parser behind tf_cert_from_pem.
+ */
+#ifndef TF_CERTLOAD_INT_H
+#define TF_CERTLOAD_INT_H
+
+#include "tlsfront/tls/certstore.h"
+
+#include <openssl/decoder.h>
+#include <stdbool.h>
+
+#define ICA_CACHE 16 /* intermediates remembered per parser */
+
+/* Decoding state reused across the files of one directory load (one per parser thread).
+ * OpenSSL 3.0 builds a decoder chain on every d2i_AutoPrivateKey and d2i_X509 call, which
+ * costs far more than the decoding itself (about 15 times for an EC key):
+ * - key_ctx decodes any number of private keys; it writes its result into key_out, so a
+ *   parse_cache must not move while key_ctx exists;
+ * - ica remembers recently decoded intermediates by DER, since thousands of certbot
+ *   fullchains repeat the same few (each hit shares one X509 by reference). */
+struct parse_cache {
+    OSSL_DECODER_CTX *key_ctx;
+    EVP_PKEY *key_out;
+    X509 *ica[ICA_CACHE];
+    unsigned char *ica_der[ICA_CACHE];
+    long ica_len[ICA_CACHE];
+    int ica_next; /* slot to replace next */
+    bool no_ctx;  /* build no per-certificate SSL_CTX (a directory of over
+                     TF_TLS_CERT_CTX_MAX certificates) */
+};
+
+/* Result of parse_cert beyond success and failure: a CA certificate without any DNS name
+ * (a trust anchor such as mkcerts.sh's ca.crt) which a directory load skips quietly. */
+enum { PARSE_OK = 0, PARSE_FAIL = -1, PARSE_CA = 1 };
+
+void tf_certload_cache_init(struct parse_cache *pc);
+void tf_certload_cache_free(struct parse_cache *pc);
+
+/* Parse one certificate (chain, and key unless key_pem is NULL and chain_pem holds it);
+ * pc may be NULL. On PARSE_OK *out holds one reference; otherwise err says why (PARSE_CA:
+ * a CA certificate without DNS names, which a directory load skips quietly). */
+int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_pem,
+                      size_t key_len, const char *path, struct parse_cache *pc,
+                      struct tf_cert **out, char *err, size_t errlen);
+
+#endif

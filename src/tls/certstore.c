@@ -1,0 +1,376 @@
+/*
+ * certstore.c: the certificate snapshot. A store is an open-addressing hash table (linear
+ * probing, power-of-two size, at most 70% full) from lower-cased name to a slot of one EC
+ * and one RSA certificate, plus the list of distinct certificates it holds one reference
+ * on. Key strings live in one arena per store, addressed by offset, so copying a store for
+ * tf_certstore_with is two memcpy calls and no per-name allocation. A store is built in
+ * full by one thread and never changes afterwards: lookups take no lock. Name matching
+ * (tf_cert_covers) lives here too. This file never parses PEM or touches files (certload.c
+ * does), and never logs.
+ */
+#include "tlsfront/tls/certstore.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define NAME_MAX_LEN 253
+#define NO_KEY UINT32_MAX
+
+/* One table entry. key == NO_KEY marks a free entry; a used entry holds at least one cert. */
+struct tf_cs_entry {
+    uint32_t key;  /* offset of the NUL-terminated name in the store's arena */
+    uint32_t hash; /* low 32 bits of hash_name(name) */
+    struct tf_cert_slot slot;
+};
+
+struct tf_certstore {
+    struct tf_ref ref;
+    struct tf_cs_entry *tab; /* owned; cap entries */
+    size_t cap;              /* power of two */
+    size_t n_names;          /* used entries */
+    char *arena;             /* owned; key strings */
+    size_t arena_len, arena_cap;
+    struct tf_cert **certs; /* owned array; one reference on each distinct cert */
+    size_t n_certs;
+};
+
+/* FNV-1a with a final avalanche (murmur3 fmix64), so the low bits used for the index mix
+ * every input byte. */
+static uint32_t hash_name(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+static size_t cap_for(size_t n)
+{
+    size_t cap = 16;
+    while (cap * 7 < n * 10 + 10)
+        cap *= 2;
+    return cap;
+}
+
+static struct tf_cs_entry *table_alloc(size_t cap)
+{
+    struct tf_cs_entry *tab = tf_malloc(cap * sizeof *tab);
+    for (size_t i = 0; i < cap; i++)
+        tab[i] = (struct tf_cs_entry){.key = NO_KEY};
+    return tab;
+}
+
+/* A store under construction with room for n names without growing. */
+static struct tf_certstore *store_alloc(size_t n, size_t arena_cap)
+{
+    struct tf_certstore *st = tf_calloc(1, sizeof *st);
+    tf_ref_init(&st->ref, 1);
+    st->cap = cap_for(n);
+    st->tab = table_alloc(st->cap);
+    st->arena_cap = arena_cap ? arena_cap : 256;
+    st->arena = tf_malloc(st->arena_cap);
+    return st;
+}
+
+static struct tf_cs_entry *find(const struct tf_certstore *st, const char *name, uint32_t h)
+{
+    size_t mask = st->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const struct tf_cs_entry *e = &st->tab[i];
+        if (e->key == NO_KEY)
+            return NULL;
+        if (e->hash == h && strcmp(st->arena + e->key, name) == 0)
+            return (struct tf_cs_entry *)e;
+    }
+}
+
+/* Place e (whose key is not in the table) into tab by probing. */
+static struct tf_cs_entry *place(struct tf_cs_entry *tab, size_t cap, const struct tf_cs_entry *e)
+{
+    size_t mask = cap - 1;
+    size_t i = e->hash & mask;
+    while (tab[i].key != NO_KEY)
+        i = (i + 1) & mask;
+    tab[i] = *e;
+    return &tab[i];
+}
+
+static void grow(struct tf_certstore *st)
+{
+    size_t cap = st->cap * 2;
+    struct tf_cs_entry *tab = table_alloc(cap);
+    for (size_t i = 0; i < st->cap; i++)
+        if (st->tab[i].key != NO_KEY)
+            place(tab, cap, &st->tab[i]);
+    free(st->tab);
+    st->tab = tab;
+    st->cap = cap;
+}
+
+/* The entry for name, created empty if missing. The returned pointer is valid until the
+ * next insertion. */
+static struct tf_cs_entry *upsert(struct tf_certstore *st, const char *name, uint32_t h)
+{
+    struct tf_cs_entry *e = find(st, name, h);
+    if (e)
+        return e;
+    if ((st->n_names + 1) * 10 > st->cap * 7)
+        grow(st);
+    size_t len = strlen(name) + 1;
+    if (st->arena_len + len > st->arena_cap) {
+        while (st->arena_len + len > st->arena_cap)
+            st->arena_cap *= 2;
+        st->arena = tf_realloc(st->arena, st->arena_cap);
+    }
+    assert(st->arena_len + len < NO_KEY);
+    memcpy(st->arena + st->arena_len, name, len);
+    struct tf_cs_entry ne = {.key = (uint32_t)st->arena_len, .hash = h};
+    st->arena_len += len;
+    st->n_names++;
+    return place(st->tab, st->cap, &ne);
+}
+
+/* A copy of base's table and arena (not its cert list) with room for extra more names. */
+static struct tf_certstore *store_clone(const struct tf_certstore *base, size_t extra)
+{
+    if (!base)
+        return store_alloc(extra, 0);
+    struct tf_certstore *st = store_alloc(base->n_names + extra, base->arena_len + 256);
+    if (st->cap == base->cap) {
+        memcpy(st->tab, base->tab, base->cap * sizeof *st->tab);
+    } else {
+        for (size_t i = 0; i < base->cap; i++)
+            if (base->tab[i].key != NO_KEY)
+                place(st->tab, st->cap, &base->tab[i]);
+    }
+    memcpy(st->arena, base->arena, base->arena_len);
+    st->arena_len = base->arena_len;
+    st->n_names = base->n_names;
+    return st;
+}
+
+/* Pointer set insert for store_finish: returns true when p was new. */
+static bool set_add(const struct tf_cert **set, size_t mask, const struct tf_cert *p)
+{
+    size_t i = (size_t)(((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ULL) & mask;
+    for (;; i = (i + 1) & mask) {
+        if (set[i] == p)
+            return false;
+        if (!set[i]) {
+            set[i] = p;
+            return true;
+        }
+    }
+}
+
+/* Collect the distinct certs of the finished table and take one reference on each. */
+static struct tf_certstore *store_finish(struct tf_certstore *st)
+{
+    size_t set_cap = cap_for(st->n_names * TF_CERT_KINDS);
+    const struct tf_cert **set = tf_calloc(set_cap, sizeof *set);
+    st->certs = tf_malloc((st->n_names * TF_CERT_KINDS + 1) * sizeof *st->certs);
+    for (size_t i = 0; i < st->cap; i++) {
+        const struct tf_cs_entry *e = &st->tab[i];
+        if (e->key == NO_KEY)
+            continue;
+        for (int k = 0; k < TF_CERT_KINDS; k++) {
+            struct tf_cert *c = e->slot.cert[k];
+            if (c && set_add(set, set_cap - 1, c)) {
+                tf_cert_ref(c);
+                st->certs[st->n_certs++] = c;
+            }
+        }
+    }
+    free(set);
+    st->certs = tf_realloc(st->certs, (st->n_certs + 1) * sizeof *st->certs);
+    return st;
+}
+
+struct tf_certstore *tf_certstore_new(void)
+{
+    return store_finish(store_alloc(0, 0));
+}
+
+/* Whether cand should take a (name, kind) place held by cur when building from a list. */
+static bool better(const struct tf_cert *cand, const struct tf_cert *cur)
+{
+    if (!cur)
+        return true;
+    if (cand->source != cur->source)
+        return cand->source == TF_SRC_STATIC;
+    return cand->not_after > cur->not_after;
+}
+
+struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_t n)
+{
+    size_t names = 0;
+    for (size_t i = 0; i < n; i++)
+        names += (size_t)certs[i]->n_names;
+    struct tf_certstore *st = store_alloc(names, names * 24 + 256);
+    for (size_t i = 0; i < n; i++) {
+        struct tf_cert *c = certs[i];
+        for (int j = 0; j < c->n_names; j++) {
+            struct tf_cs_entry *e = upsert(st, c->names[j], hash_name(c->names[j]));
+            if (better(c, e->slot.cert[c->kind]))
+                e->slot.cert[c->kind] = c;
+        }
+    }
+    return store_finish(st);
+}
+
+/* Put cert under one lower-cased name of st, unless an operator's cert holds its place. */
+static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *name)
+{
+    struct tf_cs_entry *e = upsert(st, name, hash_name(name));
+    const struct tf_cert *cur = e->slot.cert[cert->kind];
+    if (!cur || cur->source == cert->source || cert->source == TF_SRC_STATIC)
+        e->slot.cert[cert->kind] = cert;
+}
+
+struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
+                                       const char *only)
+{
+    struct tf_certstore *st = store_clone(base, cert ? (size_t)cert->n_names : 0);
+    if (cert && only) {
+        char buf[NAME_MAX_LEN + 1];
+        size_t len = strlen(only);
+        for (size_t i = 0; i <= len && len <= NAME_MAX_LEN; i++)
+            buf[i] = (only[i] >= 'A' && only[i] <= 'Z') ? (char)(only[i] - 'A' + 'a') : only[i];
+        if (len > 0 && len <= NAME_MAX_LEN && tf_cert_covers(cert, buf))
+            with_one(st, cert, buf);
+    } else {
+        for (int j = 0; cert && j < cert->n_names; j++)
+            with_one(st, cert, cert->names[j]);
+    }
+    return store_finish(st);
+}
+
+/* The wildcard entry that would answer name ("*." + name minus its first label), if any. */
+static const struct tf_cs_entry *find_wildcard(const struct tf_certstore *st, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    if (!st || name[0] == '*' || !dot || dot == name)
+        return NULL;
+    char buf[NAME_MAX_LEN + 2];
+    size_t len = strlen(dot);
+    if (len + 1 >= sizeof buf)
+        return NULL;
+    buf[0] = '*';
+    memcpy(buf + 1, dot, len + 1);
+    return find(st, buf, hash_name(buf));
+}
+
+/* Merge one ACME entry into st (a clone of static_store). See tf_certstore_merge. */
+static void merge_entry(struct tf_certstore *st, const struct tf_certstore *static_store,
+                        const char *name, const struct tf_cs_entry *a)
+{
+    struct tf_cs_entry *e = find(st, name, a->hash);
+    if (e) {
+        for (int k = 0; k < TF_CERT_KINDS; k++)
+            if (!e->slot.cert[k])
+                e->slot.cert[k] = a->slot.cert[k];
+        return;
+    }
+    struct tf_cert_slot slot = a->slot;
+    const struct tf_cs_entry *w = find_wildcard(static_store, name);
+    bool any_acme = false;
+    for (int k = 0; k < TF_CERT_KINDS; k++) {
+        if (w && w->slot.cert[k])
+            slot.cert[k] = w->slot.cert[k];
+        else if (slot.cert[k])
+            any_acme = true;
+    }
+    if (any_acme)
+        upsert(st, name, a->hash)->slot = slot;
+}
+
+struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
+                                        const struct tf_certstore *acme_store)
+{
+    size_t extra = acme_store ? acme_store->n_names : 0;
+    struct tf_certstore *st = store_clone(static_store, extra);
+    for (size_t i = 0; acme_store && i < acme_store->cap; i++) {
+        const struct tf_cs_entry *a = &acme_store->tab[i];
+        if (a->key != NO_KEY)
+            merge_entry(st, static_store, acme_store->arena + a->key, a);
+    }
+    return store_finish(st);
+}
+
+bool tf_cert_covers(const struct tf_cert *c, const char *name)
+{
+    if (!c || !name || !*name)
+        return false;
+    const char *parent = strchr(name, '.');
+    for (int i = 0; i < c->n_names; i++) {
+        const char *n = c->names[i];
+        if (strcasecmp(n, name) == 0)
+            return true;
+        if (n[0] == '*' && n[1] == '.' && parent && parent != name && name[0] != '*' &&
+            strcasecmp(n + 1, parent) == 0)
+            return true;
+    }
+    return false;
+}
+
+const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, const char *name)
+{
+    if (!st || !name)
+        return NULL;
+    char buf[NAME_MAX_LEN + 2];
+    size_t len = strlen(name);
+    if (len == 0 || len > NAME_MAX_LEN)
+        return NULL;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = name[i];
+        buf[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+    }
+    const struct tf_cs_entry *e = find(st, buf, hash_name(buf));
+    if (!e)
+        e = find_wildcard(st, buf);
+    return e ? &e->slot : NULL;
+}
+
+size_t tf_certstore_count(const struct tf_certstore *st)
+{
+    return st ? st->n_certs : 0;
+}
+
+size_t tf_certstore_names(const struct tf_certstore *st)
+{
+    return st ? st->n_names : 0;
+}
+
+void tf_certstore_foreach(const struct tf_certstore *st,
+                          void (*fn)(const struct tf_cert *c, void *arg), void *arg)
+{
+    for (size_t i = 0; st && i < st->n_certs; i++)
+        fn(st->certs[i], arg);
+}
+
+void tf_certstore_ref(struct tf_certstore *st)
+{
+    if (st)
+        tf_ref_inc(&st->ref);
+}
+
+void tf_certstore_unref(struct tf_certstore *st)
+{
+    if (!st || !tf_ref_dec(&st->ref))
+        return;
+    for (size_t i = 0; i < st->n_certs; i++)
+        tf_cert_unref(st->certs[i]);
+    free(st->certs);
+    free(st->tab);
+    free(st->arena);
+    free(st);
+}
