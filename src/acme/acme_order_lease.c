@@ -10,8 +10,8 @@
  * Everything here runs on the control loop; at most one renewal is in flight per order.
  */
 #include "acme_int.h"
-#include "common.h"
-#include "log.h"
+#include "tlsfront/base/common.h"
+#include "tlsfront/base/log.h"
 
 static void release_lock(struct tf_acme_order *o);
 

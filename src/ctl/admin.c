@@ -268,7 +268,10 @@ static void conn_route(struct admin_conn *c)
         respond_text(c, ok ? 200 : 503, ok ? "ok\n" : "unhealthy\n", head, close_after);
     } else if (strcmp(c->url, "/readyz") == 0) {
         bool ok = a->hooks.ready && a->hooks.ready(a->hooks.arg);
-        respond_text(c, ok ? 200 : 503, ok ? "ready\n" : "not ready\n", head, close_after);
+        bool st = !a->hooks.storage_up || a->hooks.storage_up(a->hooks.arg);
+        const char *body = ok ? (st ? "ready\n" : "ready; storage down\n")
+                              : (st ? "not ready\n" : "not ready; storage down\n");
+        respond_text(c, ok ? 200 : 503, body, head, close_after);
     } else if (strcmp(c->url, "/metrics") == 0 && a->hooks.metrics) {
         respond_hook(c, "text/plain; version=0.0.4; charset=utf-8", a->hooks.metrics, head,
                      close_after);

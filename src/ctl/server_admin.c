@@ -31,6 +31,12 @@ static bool srv_ready(void *arg)
     return srv_healthy(s) && !s->draining && (!s->certmgr || tf_certmgr_loaded(s->certmgr));
 }
 
+static bool srv_storage_up(void *arg)
+{
+    struct tf_server *s = arg;
+    return !s->certmgr || tf_certmgr_storage_up(s->certmgr);
+}
+
 static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
 {
     struct tf_stats *st = &s->stats;
@@ -183,7 +189,8 @@ int tf_server_admin_start(struct tf_server *s)
 {
     if (!s->cfg->admin)
         return 0;
-    struct tf_admin_hooks h = {s, srv_healthy, srv_ready, srv_metrics, srv_certs_json};
+    struct tf_admin_hooks h = {s, srv_healthy, srv_ready, srv_metrics, srv_certs_json,
+                              srv_storage_up};
     char err[256];
     s->admin = tf_admin_start(&s->loop, (const struct sockaddr *)&s->cfg->admin_addr, &h, err,
                               sizeof err);

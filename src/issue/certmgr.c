@@ -12,6 +12,7 @@
 #include "tlsfront/base/name.h"
 #include "tlsfront/base/psl.h"
 #include "tlsfront/acme/renew.h"
+#include "tlsfront/store/storage_cluster.h"
 #include "tlsfront/store/storage_redis.h"
 
 #include <openssl/ssl.h>
@@ -399,6 +400,11 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
 bool tf_certmgr_loaded(const struct tf_certmgr *cm)
 {
     return cm->loaded;
+}
+
+bool tf_certmgr_storage_up(const struct tf_certmgr *cm)
+{
+    return !cm->storage || tf_storage_up(cm->storage);
 }
 
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm)

@@ -36,6 +36,8 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
                        cm->stats.refused_budget);
     tf_metrics_counter(out, "tlsfront_ondemand_refused_total", NULL,
                        "reason=\"storage_unavailable\"", cm->stats.refused_storage);
+    tf_metrics_gauge(out, "tlsfront_storage_up", "1 while the storage is reachable (always 1 "
+                     "for a directory).", NULL, tf_certmgr_storage_up(cm) ? 1 : 0);
     if (cm->cluster) {
         tf_metrics_counter(out, "tlsfront_cluster_received_total", "Certificates and "
                            "challenges taken from other nodes' announcements.", "kind=\"cert\"",

@@ -417,7 +417,13 @@ void tf_rs_sub_close(struct tf_storage_redis *rs)
     uv_close((uv_handle_t *)&sub->retry, on_sub_timer_closed);
 }
 
+static bool rs_up(const struct tf_storage *s)
+{
+    return ((const struct tf_storage_redis *)s)->state == RS_UP;
+}
+
 const struct tf_storage_cluster_ops tf_rs_cluster_ops = {
+    .up = rs_up,
     .put_ttl = rs_put_ttl,
     .get_ttl = rs_get_ttl,
     .publish = rs_publish,

@@ -10,6 +10,8 @@ import os
 import socket
 import ssl
 import threading
+import urllib.error
+import urllib.request
 
 from cryptography import x509
 
@@ -28,8 +30,18 @@ bal = Balancer()
 def node(name):
     args = peb.tlsfront_args(redis.url) + [
         "--storage-key", key, "--allow", "*.cl.test", "--backend", backend.addr,
-        "--workers", "2", "--log-level", "debug"]
+        "--workers", "2", "--log-level", "debug", "--admin", "127.0.0.1:0"]
     return start_tlsfront(args, name=name)
+
+
+def admin(proc, path):
+    """(status, body) of the node's admin endpoint."""
+    port = int(proc.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 nodes = [node("node%d" % i) for i in range(3)]
@@ -128,7 +140,13 @@ check(peb.orders() == 10, "no new order for the late node (%d)" % peb.orders())
 
 # Redis stopped: issued names are still served by every node; a fresh name is refused at
 # once with the storage reason; Redis back (empty: no persistence) -> served, no restart.
+check(admin(nodes[0][0], "/readyz") == (200, "ready\n"), "readyz: ready with Redis up")
+check("tlsfront_storage_up 1" in admin(nodes[0][0], "/metrics")[1], "storage_up is 1")
 redis.stop()
+check(wait_until(lambda: "tlsfront_storage_up 0" in admin(nodes[0][0], "/metrics")[1],
+                 timeout=30), "storage_up is 0 once Redis is stopped")
+check(admin(nodes[0][0], "/readyz") == (200, "ready; storage down\n"),
+      "readyz stays 200 (the node serves what it holds) and says the storage is down")
 for i, (_, port) in enumerate(nodes):
     serial, _ = fetch(port, names[1])
     check(serial == first[names[1]][0], "node%d serves %s while Redis is down" % (i, names[1]))
@@ -153,5 +171,7 @@ def fresh_served():
 
 check(wait_until(fresh_served, timeout=60, step=0.5),
       "a fresh name is served again once Redis is back, without a restart")
+check(wait_until(lambda: "tlsfront_storage_up 1" in admin(nodes[0][0], "/metrics")[1],
+                 timeout=30), "storage_up is 1 again once Redis is back")
 
 finish()

@@ -26,6 +26,9 @@ struct tf_admin_hooks {
     void (*metrics)(void *arg, struct tf_metrics_buf *out);
     /* Append a JSON document (usually an array of certificate objects) to out. */
     void (*certs_json)(void *arg, struct tf_metrics_buf *out);
+    /* Whether the storage is reachable (NULL: always). A ready node whose storage is down
+     * stays ready (it serves what it holds) and says "ready; storage down". */
+    bool (*storage_up)(void *arg);
 };
 
 /* Defaults; see tf_admin_set_limits. */

@@ -87,6 +87,8 @@ struct tf_metrics_buf;
 void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out);
 /* True once the stored certificates are loaded. */
 bool tf_certmgr_loaded(const struct tf_certmgr *cm);
+/* Whether the storage is reachable now (always, for a directory). */
+bool tf_certmgr_storage_up(const struct tf_certmgr *cm);
 
 /* Stop: cancel orders and gate requests (waiters are answered "shutting_down"), close the
  * ACME client, HTTP client and storage; done runs once everything is closed. */

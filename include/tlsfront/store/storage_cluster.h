@@ -40,12 +40,20 @@ struct tf_storage_cluster_ops {
      * created by this call; cb gets the new value. */
     int (*count)(struct tf_storage *s, const char *key, int64_t delta, uint32_t ttl_ms,
                  tf_storage_count_cb cb, void *arg);
+    /* Whether the store answered last time it was tried (connected now); no I/O. */
+    bool (*up)(const struct tf_storage *s);
 };
 
 /* The store's cluster operations, or NULL for a single-node store. */
 static inline const struct tf_storage_cluster_ops *tf_storage_cluster(const struct tf_storage *s)
 {
     return s->ops->cluster;
+}
+
+/* Whether the store is reachable now (a single-node store always is). */
+static inline bool tf_storage_up(const struct tf_storage *s)
+{
+    return !s->ops->cluster || !s->ops->cluster->up || s->ops->cluster->up(s);
 }
 
 #endif

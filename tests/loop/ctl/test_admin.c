@@ -26,7 +26,7 @@
 /* ---- fake server state behind the hooks ---- */
 
 struct fake {
-    bool healthy, ready;
+    bool healthy, ready, storage_down;
     size_t pad; /* extra bytes of comment lines in /metrics */
     int metrics_calls, certs_calls;
     uint64_t handshakes_ok, handshakes_failed;
@@ -40,6 +40,11 @@ static bool fake_healthy(void *arg)
 static bool fake_ready(void *arg)
 {
     return ((struct fake *)arg)->ready;
+}
+
+static bool fake_storage_up(void *arg)
+{
+    return !((struct fake *)arg)->storage_down;
 }
 
 static void fake_metrics(void *arg, struct tf_metrics_buf *out)
@@ -117,7 +122,8 @@ static bool admin_gone(void *arg)
 
 static void admin_up(struct ctx *x)
 {
-    struct tf_admin_hooks hooks = {&x->fake, fake_healthy, fake_ready, fake_metrics, fake_certs};
+    struct tf_admin_hooks hooks = {&x->fake, fake_healthy, fake_ready, fake_metrics, fake_certs,
+                                   fake_storage_up};
     struct sockaddr_in any;
     char err[256] = "";
     uv_ip4_addr("127.0.0.1", 0, &any);
@@ -335,6 +341,16 @@ static void test_health_states(void)
     CHECK_EQ_INT(one_shot(&X, "GET /readyz HTTP/1.1\r\n\r\n", false, &r), 200);
     CHECK_EQ_STR(r.body, "ready\n");
     free(r.body);
+    /* Storage down: still ready (it serves what it holds), and says so. */
+    X.fake.storage_down = true;
+    CHECK_EQ_INT(one_shot(&X, "GET /readyz HTTP/1.1\r\n\r\n", false, &r), 200);
+    CHECK_EQ_STR(r.body, "ready; storage down\n");
+    free(r.body);
+    X.fake.ready = false;
+    CHECK_EQ_INT(one_shot(&X, "GET /readyz HTTP/1.1\r\n\r\n", false, &r), 503);
+    CHECK_EQ_STR(r.body, "not ready; storage down\n");
+    free(r.body);
+    X.fake.storage_down = false;
     X.fake.healthy = true;
     admin_down(&X);
 }
