@@ -18,6 +18,7 @@ import glob
 import http.server
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -177,7 +178,10 @@ def run_block(where, text):
     # Every tlsfront line with its own listen port (a command continued with "\" is joined).
     joined = script.replace("\\\n", " ")
     tf_lines = [l for l in joined.split("\n") if '"$TLSFRONT_BIN"' in l.split("#", 1)[0]]
-    env = dict(os.environ, TLSFRONT_BIN=BIN)
+    # The binary's path goes in as a shell variable of the script, not the environment
+    # (tlsfront warns about a TLSFRONT_* variable that is no option of its own).
+    script = "TLSFRONT_BIN=%s\n%s" % (shlex.quote(BIN), script)
+    env = dict(os.environ)
     pebble = None
     if any("--allow" in l or "--ask" in l for l in tf_lines):
         pebble = Pebble()
