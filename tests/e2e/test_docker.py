@@ -103,6 +103,12 @@ class Containers:
         self.top = top
         for d in ("root", "run", "tmp", "podtmp", "volumes"):
             os.makedirs(os.path.join(top, d), exist_ok=True)
+        # podman refuses a runroot path longer than 50 characters (a deep build tree has
+        # one): then the runtime state goes to a short directory of its own under /tmp.
+        self.run = os.path.join(top, "run")
+        self.own_run = None
+        if len(self.run) > 50:
+            self.own_run = self.run = tempfile.mkdtemp(prefix="tf-run-", dir="/tmp")
         self.driver = "overlay"
         self.env = dict(os.environ)
         self.env["TMPDIR"] = os.path.join(top, "tmp")
@@ -111,8 +117,8 @@ class Containers:
     def write_conf(self):
         t = self.top
         with open(os.path.join(t, "storage.conf"), "w") as f:
-            f.write('[storage]\ndriver = "%s"\nrunroot = "%s/run"\ngraphroot = "%s/root"\n'
-                    % (self.driver, t, t))
+            f.write('[storage]\ndriver = "%s"\nrunroot = "%s"\ngraphroot = "%s/root"\n'
+                    % (self.driver, self.run, t))
         with open(os.path.join(t, "containers.conf"), "w") as f:
             f.write('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
                     'tmp_dir = "%s/podtmp"\nvolume_path = "%s/volumes"\n'
@@ -122,7 +128,7 @@ class Containers:
 
     def common(self):
         t = self.top
-        return ["--root", t + "/root", "--runroot", t + "/run", "--storage-driver", self.driver]
+        return ["--root", t + "/root", "--runroot", self.run, "--storage-driver", self.driver]
 
     def buildah(self, *args, **kw):
         return run(["buildah"] + self.common() + list(args), env=self.env, **kw)
@@ -152,10 +158,13 @@ class Containers:
         self.podman("rmi", "--all", "--force", check=False, timeout=120)
         with open("/proc/self/mounts") as f:
             mounts = [l.split()[1] for l in f]
-        for m in sorted((m for m in mounts if m.startswith(self.top + "/")), key=len,
+        roots = [self.top + "/"] + ([self.own_run + "/"] if self.own_run else [])
+        for m in sorted((m for m in mounts if m.startswith(tuple(roots))), key=len,
                         reverse=True):
             subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
         shutil.rmtree(self.top, ignore_errors=True)
+        if self.own_run:
+            shutil.rmtree(self.own_run, ignore_errors=True)
 
 
 def apt_sources():
