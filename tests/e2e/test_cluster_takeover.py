@@ -89,7 +89,8 @@ tb = fetch_bg(portb, slow, res)
 check(pb.wait_for(r"name=%s order lock held elsewhere: waiting" % slow, timeout=30) is not None,
       "node B waits for A's order lock")
 # Hold validation for three leases: without renewal, A's lease would expire and B order.
-check(not wait_until(lambda: peb.orders() > 2, timeout=3 * LEASE),
+# Unscaled: three leases of real time, well inside the CA's own validation dial timeout.
+check(not wait_until(lambda: peb.orders() > 2, timeout=3 * LEASE, scaled=False),
       "no second order while A's order runs past its first lease (renewed)")
 bal.release_held(forward=True)
 ta.join(110)
