@@ -158,6 +158,8 @@ struct opt {
       "held handshakes per client address")                                                        \
     X("max-names", OT_INT, 0, F(max_names), 1, 10000000, NULL, " N", Y, "10000",                   \
       "managed on-demand names")                                                                   \
+    X("ca-certs-per-domain", OT_INT, 0, F(ca_certs_per_domain), 1, 1000000, NULL, " N", Y, "50", \
+      "certificates ordered per registered domain per week (the CA's limit)")                      \
     X("backoff-base", OT_SEC, 0, F(backoff_base_s), 1000, 30 * MS_DAY, NULL, " DUR", Y, "1m",      \
       "first retry delay after a failed order for a name")                                         \
     X("backoff-max", OT_SEC, 0, F(backoff_max_s), 1000, 365 * MS_DAY, NULL, " DUR", Y, "1d",       \

@@ -56,6 +56,7 @@ int tf_config_restart_diff(const struct tf_config *a, const struct tf_config *b,
         {"--issue-burst", NUM(issue_burst)},
         {"--max-orders", NUM(max_orders)},
         {"--max-names", NUM(max_names)},
+        {"--ca-certs-per-domain", NUM(ca_certs_per_domain)},
     };
     int n = 0;
     size_t used = 0;

@@ -203,6 +203,11 @@ static int64_t backoff_delay(struct tf_budget *b, uint32_t failures)
 
 /* ---- public API ---- */
 
+const struct tf_budget_limits *tf_budget_limits_of(const struct tf_budget *b)
+{
+    return &b->lim;
+}
+
 struct tf_budget_limits tf_budget_limits_default(void)
 {
     struct tf_budget_limits l = {

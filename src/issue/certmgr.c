@@ -149,6 +149,8 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
                                               tf_acme_problem_is(res->problem, "tls") ||
                                               tf_acme_problem_is(res->problem, "dns"));
     tf_budget_order_done(cm->budget, d->name, d->rd, err == 0, validation, now * 1000);
+    if (validation)
+        cm_budget_cluster_failed_validation(cm, d->name);
     bool renewal = d->renewal;
     char *name = tf_strdup(d->name);
     if (err == 0 && res && res->cert) {
@@ -189,6 +191,20 @@ static const char *profile_for(const struct tf_config *cfg, const char *name)
     return i >= 0 ? cfg->profiles[i].profile : NULL;
 }
 
+static void refuse_local(struct cm_demand *d, int r, const char *why)
+{
+    struct tf_certmgr *cm = d->cm;
+    cm->stats.refused_budget++;
+    tf_log_limited(&cm->host.stats->log_order_refused, (int64_t)tf_mono_ms(), TF_LOG_WARN,
+                   "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
+    bool renewal = d->renewal;
+    char *name = tf_strdup(d->name);
+    cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
+    if (renewal)
+        cm_renew_done(cm, name, false);
+    free(name);
+}
+
 void cm_start_order(struct cm_demand *d)
 {
     struct tf_certmgr *cm = d->cm;
@@ -196,15 +212,21 @@ void cm_start_order(struct cm_demand *d)
     int64_t now_ms = tf_wall_now() * 1000;
     int r = tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why, sizeof why);
     if (r != 0) {
-        cm->stats.refused_budget++;
-        tf_log_limited(&cm->host.stats->log_order_refused, (int64_t)tf_mono_ms(), TF_LOG_WARN,
-                       "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
-        bool renewal = d->renewal;
-        char *name = tf_strdup(d->name);
-        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
-        if (renewal)
-            cm_renew_done(cm, name, false);
-        free(name);
+        refuse_local(d, r, why);
+        return;
+    }
+    cm_budget_cluster_admit(d);
+}
+
+void cm_order_admitted(struct cm_demand *d)
+{
+    struct tf_certmgr *cm = d->cm;
+    char why[256] = "";
+    int64_t now_ms = tf_wall_now() * 1000;
+    /* Again: other orders may have started while the shared counters answered. */
+    int r = tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why, sizeof why);
+    if (r != 0) {
+        refuse_local(d, r, why);
         return;
     }
     tf_budget_order_started(cm->budget, d->name, d->rd, now_ms);
@@ -344,6 +366,7 @@ static struct tf_budget *budget_for(const struct tf_config *cfg)
     lim.issue_burst = cfg->issue_burst;
     lim.max_orders = cfg->max_orders;
     lim.max_names = cfg->max_names;
+    lim.ca_certs_per_domain = (uint32_t)cfg->ca_certs_per_domain;
     lim.backoff_base_s = cfg->backoff_base_s;
     lim.backoff_max_s = cfg->backoff_max_s;
     return tf_budget_new(&lim);

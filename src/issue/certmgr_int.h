@@ -79,6 +79,8 @@ struct cm_queued {
 void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
+/* d passed every budget check: start its order. */
+void cm_order_admitted(struct cm_demand *d);
 /* Run the gate for d, then (allowed) the budget and the order; d is finished either way. */
 void cm_gate_then_order(struct cm_demand *d);
 struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name);
@@ -100,6 +102,12 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name);
 /* d (one waiting worker, nothing started): serve what the store holds, else gate and
  * order; a store that cannot be read refuses d ("storage_unavailable"). */
 void cm_cluster_check_stored(struct cm_demand *d);
+
+/* certmgr_budget.c: the cluster-wide budget (a single-node store: cm_order_admitted now). */
+/* d passed the local budget: count it in the shared windows, then order or refuse it. */
+void cm_budget_cluster_admit(struct cm_demand *d);
+/* A validation of name failed: count it in the shared per-name window. */
+void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, const char *name);
 
 /* certmgr_tickets.c: take the shared ticket key ring (creating it when the store has
  * none); rotate: a rotation tick. */

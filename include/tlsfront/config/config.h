@@ -123,6 +123,7 @@ struct tf_config {
     int max_held;                  /* held handshakes, default 1000 */
     int max_held_per_ip;           /* default 20 */
     int max_names;                 /* managed names, default 10000 */
+    int ca_certs_per_domain;       /* CA limit per registered domain per week, default 50 */
     uint32_t backoff_base_s;       /* per-name failure backoff start, default 60 */
     uint32_t backoff_max_s;        /* default 86400 */
     uint32_t idle_name_days;       /* on-demand names unused this long are not renewed, default 30 */

@@ -55,6 +55,8 @@ struct tf_budget;
 /* Copies *limits. Never fails (aborts on OOM). */
 struct tf_budget *tf_budget_new(const struct tf_budget_limits *limits);
 void tf_budget_free(struct tf_budget *b);
+/* The limits b was made with (borrowed, valid until tf_budget_free). */
+const struct tf_budget_limits *tf_budget_limits_of(const struct tf_budget *b);
 
 /*
  * May an order for name (normalised) start now? registered_domain comes from
