@@ -200,7 +200,8 @@ void cm_start_order(struct cm_demand *d)
                        "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
-        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? TF_OUTCOME_RATE_LIMITED : TF_OUTCOME_BUDGET);
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME,
+                         r == TF_EBUSY ? TF_OUTCOME_RATE_LIMITED : TF_OUTCOME_BUDGET);
         if (renewal)
             cm_renew_done(cm, name, false);
         free(name);

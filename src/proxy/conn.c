@@ -319,7 +319,8 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             tf_pump_client_eof(c);
             return;
         }
-        tf_conn_close(c, nread == UV_EOF ? TF_CONN_END_CLIENT_EOF_IN_HANDSHAKE : TF_CONN_END_CLIENT_READ_ERROR);
+        tf_conn_close(c, nread == UV_EOF ? TF_CONN_END_CLIENT_EOF_IN_HANDSHAKE
+                                         : TF_CONN_END_CLIENT_READ_ERROR);
         return;
     }
     tf_conn_touch(c);

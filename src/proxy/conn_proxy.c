@@ -21,7 +21,8 @@
 
 static void proxy_in_fail(struct tf_conn *c, int rc)
 {
-    enum tf_conn_end why = rc == TF_ETOOBIG ? TF_CONN_END_PROXY_HEADER_TOO_BIG : TF_CONN_END_PROXY_HEADER_INVALID;
+    enum tf_conn_end why = rc == TF_ETOOBIG ? TF_CONN_END_PROXY_HEADER_TOO_BIG
+                                            : TF_CONN_END_PROXY_HEADER_INVALID;
     TF_INFO("conn", "conn=%llx %s: %s", (unsigned long long)c->id, c->peer,
             rc == TF_ETOOBIG ? "PROXY header over the size cap" : "not a valid PROXY header");
     tf_conn_close(c, why);

@@ -245,7 +245,9 @@ void tf_httpmode_fail(struct tf_conn *c, int status, enum tf_conn_end reason)
 static void bad_request(struct tf_conn *c, struct tf_httpmode *h)
 {
     int status = tf_http_rw_status(h->rw);
-    enum tf_conn_end end = status == 431 ? TF_CONN_END_HTTP_431 : status == 405 ? TF_CONN_END_HTTP_405 : TF_CONN_END_HTTP_400;
+    enum tf_conn_end end = status == 431   ? TF_CONN_END_HTTP_431
+                           : status == 405 ? TF_CONN_END_HTTP_405
+                                           : TF_CONN_END_HTTP_400;
     TF_INFO("http", "conn=%llx %s name=%s: %d %s", (unsigned long long)c->id, c->peer,
             c->sni[0] ? c->sni : "-", status, tf_http_rw_reason(h->rw));
     if (tf_http_rw_mid_request(h->rw)) {

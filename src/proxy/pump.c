@@ -34,6 +34,11 @@ static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
     return s == &c->client ? &c->backend : &c->client;
 }
 
+static enum tf_conn_end write_error(const struct tf_conn *c, const struct tf_side *s)
+{
+    return s == &c->client ? TF_CONN_END_CLIENT_WRITE_ERROR : TF_CONN_END_BACKEND_WRITE_ERROR;
+}
+
 /* Data never outlives the read callback (OpenSSL consumes it, or what is left is kept by
  * tlsbio, or it is written at once), so one buffer per worker serves every read. */
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
@@ -90,7 +95,7 @@ static void on_write_done(uv_write_t *req, int status)
     if (c->closing)
         return;
     if (status != 0) {
-        tf_conn_close(c, s == &c->client ? TF_CONN_END_CLIENT_WRITE_ERROR : TF_CONN_END_BACKEND_WRITE_ERROR);
+        tf_conn_close(c, write_error(c, s));
         return;
     }
     struct tf_side *src = other(c, s);
@@ -121,7 +126,7 @@ static void side_send(struct tf_conn *c, struct tf_side *s, const char *data, si
             data += n;
             len -= (size_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            tf_conn_close(c, s == &c->client ? TF_CONN_END_CLIENT_WRITE_ERROR : TF_CONN_END_BACKEND_WRITE_ERROR);
+            tf_conn_close(c, write_error(c, s));
             return;
         }
     }
