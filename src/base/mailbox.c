@@ -109,19 +109,15 @@ void tf_mailbox_destroy(struct tf_mailbox *mb)
     uv_mutex_destroy(&mb->mu);
 }
 
-struct tf_msg *tf_msg_new(int type, void *ptr)
+struct tf_msg *tf_msg_new(size_t size, int type)
 {
-    struct tf_msg *m = tf_calloc(1, sizeof *m);
+    assert(size >= sizeof(struct tf_msg));
+    struct tf_msg *m = tf_calloc(1, size);
     m->type = type;
-    m->ptr = ptr;
     return m;
 }
 
 void tf_msg_free(struct tf_msg *msg)
 {
-    if (!msg)
-        return;
-    free(msg->text);
-    free(msg->text2);
     free(msg);
 }

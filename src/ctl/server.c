@@ -22,7 +22,7 @@ static void broadcast_certs(struct tf_server *s)
 {
     for (int i = 0; i < s->n_started; i++) {
         tf_certstore_ref(s->certs);
-        if (!tf_worker_post(&s->workers[i], TF_WMSG_CERTS, s->certs, NULL))
+        if (!tf_worker_post_certs(&s->workers[i], s->certs))
             tf_certstore_unref(s->certs);
     }
 }
@@ -32,7 +32,7 @@ static void broadcast_config(struct tf_server *s)
     for (int i = 0; i < s->n_started; i++) {
         tf_config_ref(s->cfg);
         SSL_CTX_up_ref(s->ssl_ctx);
-        if (!tf_worker_post(&s->workers[i], TF_WMSG_CONFIG, s->cfg, s->ssl_ctx)) {
+        if (!tf_worker_post_config(&s->workers[i], s->cfg, s->ssl_ctx)) {
             tf_config_unref(s->cfg);
             SSL_CTX_free(s->ssl_ctx);
         }
@@ -43,7 +43,7 @@ static void broadcast_tickets(struct tf_server *s)
 {
     for (int i = 0; i < s->n_started; i++) {
         tf_tickets_ref(s->tickets);
-        if (!tf_worker_post(&s->workers[i], TF_WMSG_TICKETS, s->tickets, NULL))
+        if (!tf_worker_post_tickets(&s->workers[i], s->tickets))
             tf_tickets_unref(s->tickets);
     }
 }
@@ -65,7 +65,7 @@ void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
 {
     for (int i = 0; i < s->n_started; i++) {
         tf_challenges_ref(ch);
-        if (!tf_worker_post(&s->workers[i], TF_WMSG_CHALLENGES, ch, NULL))
+        if (!tf_worker_post_challenges(&s->workers[i], ch))
             tf_challenges_unref(ch);
     }
 }
@@ -82,11 +82,12 @@ static void host_publish_challenges(void *arg, struct tf_challenges *ch)
     tf_server_publish_challenges(arg, ch);
 }
 
-static void host_answer(void *arg, int worker, const char *name, int alert, const char *reason)
+static void host_answer(void *arg, int worker, const char *name, int alert,
+                        enum tf_outcome outcome)
 {
     struct tf_server *s = arg;
     if (worker >= 0 && worker < s->n_started)
-        tf_worker_post_cert_done(&s->workers[worker], name, alert, reason);
+        tf_worker_post_cert_done(&s->workers[worker], name, alert, outcome);
 }
 
 static void host_answer_challenge(void *arg, int worker, const char *name, bool ok)
@@ -108,10 +109,10 @@ static bool host_has_static(void *arg, const char *name)
     return tf_certstore_lookup(s->static_certs, name) != NULL;
 }
 
-static void broadcast(struct tf_server *s, int type)
+static void broadcast(struct tf_server *s, enum tf_worker_msg type)
 {
     for (int i = 0; i < s->n_started; i++)
-        tf_worker_post(&s->workers[i], type, NULL, NULL);
+        tf_worker_post_signal(&s->workers[i], type);
 }
 
 void tf_server_set_tickets(struct tf_server *s, struct tf_ticket_ring *r)
@@ -320,27 +321,27 @@ static void on_signal(uv_signal_t *h, int signum)
         drain(s, signum == SIGTERM ? "SIGTERM" : signum == SIGUSR1 ? "SIGUSR1" : "SIGINT");
 }
 
-static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
+static void on_message(struct tf_mailbox *mb, struct tf_msg *msg, void *owner)
 {
     struct tf_server *s = owner;
-    if (m->type == TF_SMSG_WORKER_IDLE && s->draining && ++s->workers_idle == s->n_workers) {
+    const struct tf_smsg *m = (const struct tf_smsg *)msg;
+    if (msg->type == TF_SMSG_WORKER_IDLE && s->draining && ++s->workers_idle == s->n_workers) {
         TF_INFO("server", "all connections closed");
         uv_timer_stop(&s->grace_timer);
         stop_all(s);
-    } else if (m->type == TF_SMSG_NEED_CERT) {
-        struct tf_worker *w = m->ptr;
+    } else if (msg->type == TF_SMSG_NEED_CERT) {
         if (s->certmgr)
-            tf_certmgr_need(s->certmgr, w->id, m->text);
+            tf_certmgr_need(s->certmgr, m->worker->id, m->name);
         else /* nobody can issue (shutting down): the held handshake fails at once */
-            tf_worker_post_cert_done(w, m->text, SSL_AD_INTERNAL_ERROR, "shutting_down");
-    } else if (m->type == TF_SMSG_NEED_CHALLENGE) {
-        struct tf_worker *w = m->ptr;
+            tf_worker_post_cert_done(m->worker, m->name, SSL_AD_INTERNAL_ERROR,
+                                     TF_OUTCOME_SHUTTING_DOWN);
+    } else if (msg->type == TF_SMSG_NEED_CHALLENGE) {
         if (s->certmgr)
-            tf_certmgr_need_challenge(s->certmgr, w->id, m->text);
+            tf_certmgr_need_challenge(s->certmgr, m->worker->id, m->name);
         else
-            tf_worker_post_challenge_done(w, m->text, false);
+            tf_worker_post_challenge_done(m->worker, m->name, false);
     }
-    tf_msg_free(m);
+    tf_msg_free(msg);
 }
 
 /* --- start-up -------------------------------------------------------------------------- */

@@ -23,17 +23,17 @@
 /* --- answering workers ----------------------------------------------------------------- */
 
 void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
-                   const char *reason)
+               enum tf_outcome outcome)
 {
-    cm->host.answer(cm->host.arg, worker, name, alert, reason);
+    cm->host.answer(cm->host.arg, worker, name, alert, outcome);
 }
 
-void cm_demand_finish(struct cm_demand *d, int alert, const char *reason)
+void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome)
 {
     struct tf_certmgr *cm = d->cm;
     for (int i = 0; i < cm->host.n_workers; i++)
         if (d->waiting[i])
-            cm_answer(cm, i, d->name, alert, reason);
+            cm_answer(cm, i, d->name, alert, outcome);
     struct cm_demand **pp = &cm->demands;
     while (*pp && *pp != d)
         pp = &(*pp)->next;
@@ -162,7 +162,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         if (!res->from_storage)
             cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);
-        cm_demand_finish(d, 0, NULL);
+        cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else {
         cm->stats.orders_failed++;
         if (res && res->cert)
@@ -173,9 +173,9 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
                     res && res->reason ? res->reason : tf_strerror(err),
                     (long long)(until > now ? until - now : 0));
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
-                      err == TF_EDENIED ? "paused"
-                      : err == TF_ETIMEDOUT ? "issue_timeout"
-                      : err == UV_ECANCELED ? "shutting_down" : "issue_failed");
+                      err == TF_EDENIED ? TF_OUTCOME_PAUSED
+                      : err == TF_ETIMEDOUT ? TF_OUTCOME_ISSUE_TIMEOUT
+                      : err == UV_ECANCELED ? TF_OUTCOME_SHUTTING_DOWN : TF_OUTCOME_ISSUE_FAILED);
     }
     if (renewal)
         cm_renew_done(cm, name, err == 0);
@@ -199,7 +199,8 @@ static void refuse_local(struct cm_demand *d, int r, const char *why)
                    "certmgr", "name=%s order refused by the local budget: %s", d->name, why);
     bool renewal = d->renewal;
     char *name = tf_strdup(d->name);
-    cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, r == TF_EBUSY ? "rate_limited" : "budget");
+    cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME,
+                     r == TF_EBUSY ? TF_OUTCOME_RATE_LIMITED : TF_OUTCOME_BUDGET);
     if (renewal)
         cm_renew_done(cm, name, false);
     free(name);
@@ -241,11 +242,11 @@ void cm_order_admitted(struct cm_demand *d)
     free(replaces);
     if (r != 0) {
         tf_budget_order_done(cm->budget, d->name, d->rd, false, false, now_ms);
-        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "issue_failed");
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_ISSUE_FAILED);
     }
 }
 
-static void on_gate(int verdict, const char *why, void *arg)
+static void on_gate(int verdict, enum tf_outcome why, void *arg)
 {
     struct cm_demand *d = arg;
     d->gate_req = NULL;
@@ -253,7 +254,7 @@ static void on_gate(int verdict, const char *why, void *arg)
         struct tf_certmgr *cm = d->cm;
         cm->stats.decisions_deny++;
         tf_log_limited(&cm->host.stats->log_not_allowed, (int64_t)tf_mono_ms(), TF_LOG_INFO,
-                       "certmgr", "name=%s not allowed (%s)%s", d->name, why,
+                       "certmgr", "name=%s not allowed (%s)%s", d->name, tf_outcome_name(why),
                        d->renewal ? ": not renewed" : "");
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
@@ -270,7 +271,7 @@ static void on_gate(int verdict, const char *why, void *arg)
 static void need_now(struct tf_certmgr *cm, int worker, const char *name)
 {
     if (cm->host.serves(cm->host.arg, name)) {
-        cm_answer(cm, worker, name, 0, NULL); /* issued meanwhile */
+        cm_answer(cm, worker, name, 0, TF_OUTCOME_READY); /* issued meanwhile */
         return;
     }
     struct cm_demand *d = cm_find_demand(cm, name);
@@ -281,7 +282,7 @@ static void need_now(struct tf_certmgr *cm, int worker, const char *name)
     int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
     if (until > tf_wall_now()) {
         cm->stats.refused_backoff++;
-        cm_answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, "backed_off");
+        cm_answer(cm, worker, name, SSL_AD_UNRECOGNIZED_NAME, TF_OUTCOME_BACKED_OFF);
         return;
     }
     d = cm_demand_new(cm, name);
@@ -299,7 +300,7 @@ void cm_gate_then_order(struct cm_demand *d)
         bool renewal = d->renewal;
         struct tf_certmgr *cm = d->cm;
         char *name = tf_strdup(d->name);
-        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "not_allowed");
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, TF_OUTCOME_NOT_ALLOWED);
         if (renewal)
             cm_renew_done(cm, name, false);
         free(name);
@@ -311,7 +312,7 @@ void cm_gate_then_order(struct cm_demand *d)
 void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 {
     if (cm->closing) {
-        cm_answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, "shutting_down");
+        cm_answer(cm, worker, name, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_SHUTTING_DOWN);
         return;
     }
     if (!cm->loaded) {
@@ -514,7 +515,7 @@ void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
         n = d->next;
         if (d->gate_req) {
             tf_gate_cancel(d->gate_req);
-            cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
+            cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_SHUTTING_DOWN);
         }
     }
     for (struct cm_queued *q = cm->queued, *n; q; q = n) {

@@ -82,14 +82,14 @@ static void decide(struct cmb_req *r)
     struct tf_certmgr *cm = r->cm;
     struct cm_demand *d = r->d;
     const struct tf_budget_limits *lim = tf_budget_limits_of(cm->budget);
-    const char *why = NULL;
+    enum tf_outcome why = TF_OUTCOME_READY;
     if (cm->closing) {
-        why = "shutting_down";
+        why = TF_OUTCOME_SHUTTING_DOWN;
     } else if (r->err) {
         cm->stats.refused_storage++;
         TF_WARN(CM_MOD, "name=%s not ordered: the shared budget is unavailable (%s)", d->name,
                 tf_strerror(r->err));
-        why = "storage_unavailable";
+        why = TF_OUTCOME_STORAGE_UNAVAILABLE;
     } else {
         const char *limit = NULL;
         if (over(r->value[C_ORDERS], r->value[C_ORDERS_PREV], lim->ca_orders_per_account))
@@ -110,24 +110,24 @@ static void decide(struct cmb_req *r)
                            "orders=%" PRId64 "+%" PRId64 " domain=%s:%" PRId64 "+%" PRId64,
                            d->name, limit, r->value[C_ORDERS], r->value[C_ORDERS_PREV], d->rd,
                            r->value[C_DOMAIN], r->value[C_DOMAIN_PREV]);
-            why = "budget";
+            why = TF_OUTCOME_BUDGET;
         }
     }
-    if (why && !r->err) {
+    if (why != TF_OUTCOME_READY && !r->err) {
         const struct tf_storage_cluster_ops *ops = tf_storage_cluster(cm->storage);
         for (int i = 0; i < N_CTR; i++)
             if (r->key[i] && r->delta[i] > 0 && !cm->closing)
                 ops->count(cm->storage, r->key[i], -r->delta[i], 0, on_given_back, NULL);
     }
     req_free(r);
-    if (!why) {
+    if (why == TF_OUTCOME_READY) {
         cm_order_admitted(d);
         return;
     }
     bool renewal = d->renewal;
     char *name = tf_strdup(d->name);
-    cm_demand_finish(d, why[0] == 's' && why[1] == 'h' ? SSL_AD_INTERNAL_ERROR
-                                                       : SSL_AD_UNRECOGNIZED_NAME, why);
+    cm_demand_finish(d, why == TF_OUTCOME_SHUTTING_DOWN ? SSL_AD_INTERNAL_ERROR
+                                                        : SSL_AD_UNRECOGNIZED_NAME, why);
     if (renewal && !cm->closing)
         cm_renew_done(cm, name, false);
     free(name);

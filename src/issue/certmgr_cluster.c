@@ -112,7 +112,7 @@ static void on_announced_cert(int err, struct tf_cert *cert, const char *chain_p
         for (int i = 0; d && i < cm->host.n_workers; i++)
             if (d->waiting[i]) {
                 d->waiting[i] = false;
-                cm_answer(cm, i, r->name, 0, NULL);
+                cm_answer(cm, i, r->name, 0, TF_OUTCOME_READY);
             }
     }
     tf_cert_unref(cert);
@@ -129,19 +129,19 @@ static void on_stored_checked(int err, struct tf_cert *cert, const char *chain_p
     (void)key_pem;
     req_free(r);
     if (cm->closing) {
-        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, "shutting_down");
+        cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_SHUTTING_DOWN);
     } else if (err == 0 && cert->not_after > tf_wall_now()) {
         TF_INFO(CM_MOD, "name=%s certificate found in the shared storage (serial %s)", d->name,
                 cert->serial);
         take_stored(cm, d->name, cert);
-        cm_demand_finish(d, 0, NULL);
+        cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else if (err == 0 || err == UV_ENOENT || err == TF_EINVAL) {
         cm_gate_then_order(d); /* none (or none usable): order it, under the order lock */
     } else {
         cm->stats.refused_storage++;
         TF_WARN(CM_MOD, "name=%s not ordered: the storage is unavailable (%s)", d->name,
                 tf_strerror(err));
-        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, "storage_unavailable");
+        cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, TF_OUTCOME_STORAGE_UNAVAILABLE);
     }
     tf_cert_unref(cert);
 }

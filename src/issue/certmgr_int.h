@@ -85,10 +85,10 @@ void cm_order_admitted(struct cm_demand *d);
 void cm_gate_then_order(struct cm_demand *d);
 struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name);
 
-void cm_demand_finish(struct cm_demand *d, int alert, const char *reason);
+void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome);
 struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name);
 void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
-               const char *reason);
+               enum tf_outcome outcome);
 void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next);
 /* The local TLS-ALPN-01 responder (arg: the manager). */
 void cm_responder_publish(void *arg, const char *name, const char *key_authorization);

@@ -73,7 +73,7 @@ struct tf_gate_req {
     enum waiter_state state;
     bool cancelled;
     int verdict;
-    const char *why;
+    enum tf_outcome why;
     tf_gate_cb cb;
     void *arg;
 };
@@ -90,7 +90,7 @@ struct flight {
 
 struct cache_entry {
     int verdict;
-    const char *why;
+    enum tf_outcome why;
 };
 
 struct tf_gate {
@@ -119,7 +119,7 @@ static void maybe_finish_close(struct tf_gate *g);
 /* ---- answering ---- */
 
 /* Move req to the ready list with its verdict; the deliver timer runs its callback. */
-static void req_ready(struct tf_gate *g, struct tf_gate_req *req, int verdict, const char *why)
+static void req_ready(struct tf_gate *g, struct tf_gate_req *req, int verdict, enum tf_outcome why)
 {
     req->state = W_READY;
     req->flight = NULL;
@@ -146,20 +146,18 @@ static void on_deliver(uv_timer_t *t)
     maybe_finish_close(g);
 }
 
-static void count_ask(struct tf_gate_stats *st, const char *why)
+static void count_ask(struct tf_gate_stats *st, enum tf_outcome why)
 {
-    if (strcmp(why, "ask_allow") == 0)
-        st->ask_allow++;
-    else if (strcmp(why, "ask_deny") == 0)
-        st->ask_deny++;
-    else if (strcmp(why, "ask_timeout") == 0)
-        st->ask_timeout++;
-    else
-        st->ask_error++;
+    switch (why) {
+    case TF_OUTCOME_ASK_ALLOW: st->ask_allow++; break;
+    case TF_OUTCOME_ASK_DENY: st->ask_deny++; break;
+    case TF_OUTCOME_ASK_TIMEOUT: st->ask_timeout++; break;
+    default: st->ask_error++; break;
+    }
 }
 
 /* Answer every waiter of fl, then forget and free fl (which must be in no list). */
-static void flight_finish(struct flight *fl, int verdict, const char *why)
+static void flight_finish(struct flight *fl, int verdict, enum tf_outcome why)
 {
     struct tf_gate *g = fl->gate;
     while (fl->waiters.head) {
@@ -205,7 +203,7 @@ static int64_t answer_ttl(const struct tf_gate *g, const struct tf_http_response
     return ttl;
 }
 
-static void cache_store(struct tf_gate *g, const char *name, int verdict, const char *why,
+static void cache_store(struct tf_gate *g, const char *name, int verdict, enum tf_outcome why,
                         int64_t ttl)
 {
     if (ttl <= 0 || g->closing)
@@ -256,7 +254,7 @@ static void on_ask_done(int err, const struct tf_http_response *resp, void *arg)
     fl->http = NULL;
     list_remove(&g->running, &fl->node);
     int verdict = TF_GATE_DENY;
-    const char *why = "ask_error";
+    enum tf_outcome why = TF_OUTCOME_ASK_ERROR;
     int64_t ttl = g->error_ms;
     if (err == 0 && resp->status >= 500) {
         /* The endpoint's own failure says nothing about the name: deny, remember briefly. */
@@ -264,11 +262,11 @@ static void on_ask_done(int err, const struct tf_http_response *resp, void *arg)
     } else if (err == 0) {
         bool ok = resp->status >= 200 && resp->status <= 299;
         verdict = ok ? TF_GATE_ALLOW : TF_GATE_DENY;
-        why = ok ? "ask_allow" : "ask_deny";
+        why = ok ? TF_OUTCOME_ASK_ALLOW : TF_OUTCOME_ASK_DENY;
         ttl = answer_ttl(g, resp);
         TF_DEBUG("gate", "name=%s ask answered %d", fl->name, resp->status);
     } else if (err == TF_ETIMEDOUT) {
-        why = "ask_timeout";
+        why = TF_OUTCOME_ASK_TIMEOUT;
     } else if (err == UV_ECANCELED) {
         ttl = 0; /* closing: nothing learnt about the name */
     }
@@ -296,8 +294,8 @@ static void flight_start(struct flight *fl)
     free(url);
     if (r < 0) {
         note_health(g, fl->name, r, 0);
-        cache_store(g, fl->name, TF_GATE_DENY, "ask_error", g->error_ms);
-        flight_finish(fl, TF_GATE_DENY, "ask_error");
+        cache_store(g, fl->name, TF_GATE_DENY, TF_OUTCOME_ASK_ERROR, g->error_ms);
+        flight_finish(fl, TF_GATE_DENY, TF_OUTCOME_ASK_ERROR);
         return;
     }
     list_push(&g->running, &fl->node);
@@ -350,12 +348,12 @@ int tf_gate_check(struct tf_gate *g, const char *name, tf_gate_cb cb, void *arg,
     /* Patterns and the ask URL must both agree: a name outside the patterns is never asked. */
     if (!tf_name_may_issue(g->allow, g->n_allow, g->ask_url != NULL, name)) {
         g->st.not_allowed++;
-        req_ready(g, req, TF_GATE_DENY, "not_allowed");
+        req_ready(g, req, TF_GATE_DENY, TF_OUTCOME_NOT_ALLOWED);
         return 0;
     }
     if (!g->ask_url) {
         g->st.pattern_allow++;
-        req_ready(g, req, TF_GATE_ALLOW, "allow_pattern");
+        req_ready(g, req, TF_GATE_ALLOW, TF_OUTCOME_ALLOW_PATTERN);
         return 0;
     }
     const struct cache_entry *ce = tf_lru_get(g->cache, name, (int64_t)uv_now(g->loop));
@@ -370,7 +368,7 @@ int tf_gate_check(struct tf_gate *g, const char *name, tf_gate_cb cb, void *arg,
     if (!join_flight(g, name, req)) {
         g->st.busy++;
         TF_DEBUG("gate", "name=%s ask queue full", name);
-        req_ready(g, req, TF_GATE_DENY, "ask_busy");
+        req_ready(g, req, TF_GATE_DENY, TF_OUTCOME_ASK_BUSY);
     }
     return 0;
 }
@@ -390,7 +388,7 @@ void tf_gate_cancel(struct tf_gate_req *h)
     if (fl->waiters.n == 0 && !fl->http) {
         /* Still queued and nobody waits: do not spend a request on it. */
         list_remove(&g->queued, &fl->node);
-        flight_finish(fl, TF_GATE_DENY, "ask_error");
+        flight_finish(fl, TF_GATE_DENY, TF_OUTCOME_ASK_ERROR);
     }
 }
 
@@ -484,7 +482,7 @@ void tf_gate_close(struct tf_gate *g, void (*done)(void *arg), void *arg)
     while (g->queued.head) {
         struct flight *fl = CONTAINER(g->queued.head, struct flight, node);
         list_remove(&g->queued, &fl->node);
-        flight_finish(fl, TF_GATE_DENY, "ask_error");
+        flight_finish(fl, TF_GATE_DENY, TF_OUTCOME_ASK_ERROR);
     }
     /* Their callbacks (UV_ECANCELED) arrive later and answer the waiters. */
     for (struct node *n = g->running.head; n; n = n->next)

@@ -35,12 +35,12 @@ static void fail(struct tf_conn *c, int err)
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));
     if (c->http) {
-        tf_httpmode_fail(c, 502, "backend_connect_failed");
+        tf_httpmode_fail(c, 502, TF_CONN_END_BACKEND_CONNECT_FAILED);
         return;
     }
     SSL_shutdown(c->ssl);
     tf_pump_flush_tls(c);
-    tf_conn_close(c, "backend_connect_failed");
+    tf_conn_close(c, TF_CONN_END_BACKEND_CONNECT_FAILED);
 }
 
 void tf_backend_on_closed(uv_handle_t *h)

@@ -120,7 +120,7 @@ static bool expect_proxy_header(struct tf_conn *c)
         !tf_cidr_match(cfg->proxy_from, cfg->n_proxy_from, (struct sockaddr *)&c->src_addr)) {
         TF_INFO("conn", "conn=%llx %s: not in --proxy-from, closed", (unsigned long long)c->id,
                 c->peer);
-        tf_conn_close(c, "proxy_source_denied");
+        tf_conn_close(c, TF_CONN_END_PROXY_SOURCE_DENIED);
         return false;
     }
     c->state = TF_CONN_PROXY_IN;
@@ -162,7 +162,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     int r = uv_accept(listener, (uv_stream_t *)&c->client.tcp);
     if (r != 0) {
         TF_DEBUG("conn", "conn=%llx accept: %s", (unsigned long long)c->id, uv_strerror(r));
-        tf_conn_close(c, "accept_failed");
+        tf_conn_close(c, TF_CONN_END_ACCEPT_FAILED);
         return;
     }
     uv_tcp_nodelay(&c->client.tcp, 1);
@@ -172,7 +172,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
     r = uv_read_start((uv_stream_t *)&c->client.tcp, on_pump_alloc, on_client_read);
     if (r != 0) {
-        tf_conn_close(c, "read_failed");
+        tf_conn_close(c, TF_CONN_END_READ_FAILED);
         return;
     }
     c->client.reading = true;
@@ -212,10 +212,10 @@ static void handshake_done(struct tf_conn *c)
         TF_STAT_ADD(c->w->stats, acme_challenges_served, 1);
         c->tls_version = SSL_get_version(c->ssl);
         c->alpn = TF_ALPN01_PROTO;
-        c->end = "acme_challenge"; /* the validator may already be gone: that is fine */
+        c->end = TF_CONN_END_ACME_CHALLENGE; /* the validator may already be gone: that is fine */
         SSL_shutdown(c->ssl);
         tf_pump_flush_tls(c);
-        tf_conn_close(c, "acme_challenge");
+        tf_conn_close(c, TF_CONN_END_ACME_CHALLENGE);
         return;
     }
     record_handshake(c);
@@ -224,7 +224,7 @@ static void handshake_done(struct tf_conn *c)
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-");
         SSL_shutdown(c->ssl);
         tf_pump_flush_tls(c);
-        tf_conn_close(c, "no_route");
+        tf_conn_close(c, TF_CONN_END_NO_ROUTE);
         return;
     }
     tf_conn_connecting(c);
@@ -248,7 +248,7 @@ static bool held_overflow(struct tf_conn *c)
         return false;
     TF_INFO("conn", "conn=%llx name=%s: %zu bytes after the ClientHello while held, closed",
             (unsigned long long)c->id, c->sni, n);
-    tf_conn_close(c, "hold_overflow");
+    tf_conn_close(c, TF_CONN_END_HOLD_OVERFLOW);
     return true;
 }
 
@@ -272,7 +272,7 @@ static void drive_handshake(struct tf_conn *c)
         tf_log_ssl(TF_LOG_DEBUG, "conn", "handshake");
     tf_tls_clear_errors();
     TF_STAT_ADD(c->w->stats, hs_failed, 1);
-    tf_conn_close(c, c->end ? c->end : "handshake_failed");
+    tf_conn_close(c, c->end ? c->end : TF_CONN_END_HANDSHAKE_FAILED);
 }
 
 /* The first TLS bytes: make the SSL once a whole record is here. Until then the bytes wait
@@ -285,7 +285,7 @@ static int tls_begin(struct tf_conn *c)
         return 0;
     if (setup_tls(c) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "conn", "SSL_new");
-        tf_conn_close(c, "tls_setup_failed");
+        tf_conn_close(c, TF_CONN_END_TLS_SETUP_FAILED);
         return -1;
     }
     return 1;
@@ -311,7 +311,7 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0 && c->state == TF_CONN_PROXY_IN) {
         TF_INFO("conn", "conn=%llx %s: closed before its PROXY header was complete",
                 (unsigned long long)c->id, c->peer);
-        tf_conn_close(c, "proxy_header_incomplete");
+        tf_conn_close(c, TF_CONN_END_PROXY_HEADER_INCOMPLETE);
         return;
     }
     if (nread < 0) {
@@ -319,7 +319,8 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             tf_pump_client_eof(c);
             return;
         }
-        tf_conn_close(c, nread == UV_EOF ? "client_eof_in_handshake" : "client_read_error");
+        tf_conn_close(c, nread == UV_EOF ? TF_CONN_END_CLIENT_EOF_IN_HANDSHAKE
+                                         : TF_CONN_END_CLIENT_READ_ERROR);
         return;
     }
     tf_conn_touch(c);
@@ -355,16 +356,16 @@ static void on_timer(uv_timer_t *t)
     if (c->state == TF_CONN_PROXY_IN) {
         TF_INFO("conn", "conn=%llx %s: no complete PROXY header in time",
                 (unsigned long long)c->id, c->peer);
-        tf_conn_close(c, "proxy_header_timeout");
+        tf_conn_close(c, TF_CONN_END_PROXY_HEADER_TIMEOUT);
         return;
     }
     if (c->state == TF_CONN_HANDSHAKE && c->hold == TF_HOLD_WAITING) {
-        tf_conn_unhold(c, false, SSL_AD_INTERNAL_ERROR, "hold_timeout");
+        tf_conn_unhold(c, false, SSL_AD_INTERNAL_ERROR, TF_CONN_END_HOLD_TIMEOUT);
         return;
     }
     if (c->state == TF_CONN_HANDSHAKE) {
         TF_STAT_ADD(c->w->stats, hs_timeout, 1);
-        tf_conn_close(c, "handshake_timeout");
+        tf_conn_close(c, TF_CONN_END_HANDSHAKE_TIMEOUT);
         return;
     }
     if (c->state == TF_CONN_CONNECTING) {
@@ -373,15 +374,15 @@ static void on_timer(uv_timer_t *t)
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
                 c->route.backend->port);
         if (c->http)
-            tf_httpmode_fail(c, 502, "backend_connect_timeout");
+            tf_httpmode_fail(c, 502, TF_CONN_END_BACKEND_CONNECT_TIMEOUT);
         else
-            tf_conn_close(c, "backend_connect_timeout");
+            tf_conn_close(c, TF_CONN_END_BACKEND_CONNECT_TIMEOUT);
         return;
     }
     uint64_t now = uv_now(&c->w->loop);
     uint64_t idle = c->cfg->idle_timeout_ms;
     if (now - c->last_ms >= idle) {
-        tf_conn_close(c, "idle_timeout");
+        tf_conn_close(c, TF_CONN_END_IDLE_TIMEOUT);
         return;
     }
     uv_timer_start(&c->timer, on_timer, idle - (now - c->last_ms), 0);
@@ -417,7 +418,7 @@ void tf_conn_maybe_done(struct tf_conn *c)
     bool up_done = c->client.eof && c->backend.shut_done;
     bool down_done = c->backend.eof && c->client.shut_done;
     if (up_done && down_done)
-        tf_conn_close(c, "done");
+        tf_conn_close(c, TF_CONN_END_DONE);
 }
 
 static void held_unlink(struct tf_conn *c)
@@ -450,14 +451,15 @@ void tf_conn_hold(struct tf_conn *c)
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
         if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge)
             return;
-    struct tf_msg *m =
-        tf_msg_new(c->hold_challenge ? TF_SMSG_NEED_CHALLENGE : TF_SMSG_NEED_CERT, w);
-    m->text = tf_strdup(c->sni);
-    if (!tf_mailbox_post(w->ctl, m))
-        tf_msg_free(m); /* shutting down: the hold timer ends it */
+    struct tf_smsg *m = (struct tf_smsg *)tf_msg_new(
+        sizeof *m, c->hold_challenge ? TF_SMSG_NEED_CHALLENGE : TF_SMSG_NEED_CERT);
+    m->worker = w;
+    memcpy(m->name, c->sni, sizeof c->sni);
+    if (!tf_mailbox_post(w->ctl, &m->hdr))
+        tf_msg_free(&m->hdr); /* shutting down: the hold timer ends it */
 }
 
-void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, const char *reason)
+void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, enum tf_conn_end reason)
 {
     if (c->hold != TF_HOLD_WAITING)
         return;
@@ -488,23 +490,25 @@ static void access_log(struct tf_conn *c)
     }
     if (c->http)
         tf_u64_dec(reqs, tf_httpmode_requests(c->http));
-    struct tf_kv kv[] = {
-        {"conn", id, false},
-        {"client", c->peer, false},
-        {"proxy_peer", c->proxied ? c->lb_peer : "-", false},
-        {"sni", c->sni[0] ? c->sni : "-", false},
-        {"alpn", c->alpn ? c->alpn : "-", false},
-        {"tls", c->tls_version ? c->tls_version : "-", false},
-        {"resumed", c->resumed ? "1" : "0", true},
-        {"route", c->route.pattern ? c->route.pattern : "-", false},
-        {"backend", backend, false},
-        {"bytes_in", in, true},
-        {"bytes_out", out, true},
-        {"duration_ms", dur, true},
-        {"requests", reqs, c->http != NULL},
-        {"end", c->end ? c->end : "-", false},
+    struct tf_kv kv[TF_ACCESS_FIELD_COUNT] = {
+        [TF_ACCESS_CONN] = {.val = id},
+        [TF_ACCESS_CLIENT] = {.val = c->peer},
+        [TF_ACCESS_PROXY_PEER] = {.val = c->proxied ? c->lb_peer : "-"},
+        [TF_ACCESS_SNI] = {.val = c->sni[0] ? c->sni : "-"},
+        [TF_ACCESS_ALPN] = {.val = c->alpn ? c->alpn : "-"},
+        [TF_ACCESS_TLS] = {.val = c->tls_version ? c->tls_version : "-"},
+        [TF_ACCESS_RESUMED] = {.val = c->resumed ? "1" : "0", .is_num = true},
+        [TF_ACCESS_ROUTE] = {.val = c->route.pattern ? c->route.pattern : "-"},
+        [TF_ACCESS_BACKEND] = {.val = backend},
+        [TF_ACCESS_BYTES_IN] = {.val = in, .is_num = true},
+        [TF_ACCESS_BYTES_OUT] = {.val = out, .is_num = true},
+        [TF_ACCESS_DURATION_MS] = {.val = dur, .is_num = true},
+        [TF_ACCESS_REQUESTS] = {.val = reqs, .is_num = c->http != NULL},
+        [TF_ACCESS_END] = {.val = tf_conn_end_name(c->end)},
     };
-    tf_log_access(kv, (int)TF_ARRAY_LEN(kv));
+    for (int i = 0; i < TF_ACCESS_FIELD_COUNT; i++)
+        kv[i].key = tf_access_field_name((enum tf_access_field)i);
+    tf_log_access(kv, TF_ACCESS_FIELD_COUNT);
 }
 
 static void conn_free(struct tf_conn *c)
@@ -545,7 +549,7 @@ static void on_handle_closed(uv_handle_t *h)
     tf_conn_release(h->data);
 }
 
-void tf_conn_close(struct tf_conn *c, const char *reason)
+void tf_conn_close(struct tf_conn *c, enum tf_conn_end reason)
 {
     if (c->closing)
         return;

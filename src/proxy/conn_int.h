@@ -108,7 +108,7 @@ struct tf_conn {
     uint64_t start_ms, last_ms;
     uint64_t start_ns;            /* uv_hrtime() at accept, for the handshake histogram */
     uint64_t bytes_in, bytes_out;
-    const char *end;              /* why it ended, for the access log */
+    enum tf_conn_end end;         /* why it ended, for the access log (NONE: not yet) */
 };
 
 /* conn_proxy.c: the PROXY protocol at both ends. */
@@ -129,7 +129,7 @@ void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len);
  * (the connection is finishing). */
 bool tf_httpmode_backend_eof(struct tf_conn *c);
 /* The backend could not be reached: answer status (502) and finish with reason. */
-void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason);
+void tf_httpmode_fail(struct tf_conn *c, int status, enum tf_conn_end reason);
 unsigned long tf_httpmode_requests(const struct tf_httpmode *h);
 /* Keep-alive pool hooks (http_mode.c). The client sent its EOF: returns true if the HTTP
  * layer took over (the backend connection stays open for the pool or the responses owed). */
@@ -154,7 +154,7 @@ bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len);
 void tf_pump_hold_client(struct tf_conn *c, bool hold);
 /* Respond-then-close: stop the backend, send close_notify and FIN after what is queued for
  * the client, discard what the client still sends, close on its EOF or a short timer. */
-void tf_pump_finish(struct tf_conn *c, const char *reason);
+void tf_pump_finish(struct tf_conn *c, enum tf_conn_end reason);
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
 
 /* backend.c */

@@ -21,7 +21,8 @@
 
 static void proxy_in_fail(struct tf_conn *c, int rc)
 {
-    const char *why = rc == TF_ETOOBIG ? "proxy_header_too_big" : "proxy_header_invalid";
+    enum tf_conn_end why = rc == TF_ETOOBIG ? TF_CONN_END_PROXY_HEADER_TOO_BIG
+                                            : TF_CONN_END_PROXY_HEADER_INVALID;
     TF_INFO("conn", "conn=%llx %s: %s", (unsigned long long)c->id, c->peer,
             rc == TF_ETOOBIG ? "PROXY header over the size cap" : "not a valid PROXY header");
     tf_conn_close(c, why);
@@ -102,7 +103,7 @@ void tf_conn_proxy_out(struct tf_conn *c)
         /* Cannot happen with the buffer sized by proxy_proto.h; refuse rather than send a
          * connection the backend would attribute to us. */
         TF_ERROR("conn", "conn=%llx PROXY header did not fit", (unsigned long long)c->id);
-        tf_conn_close(c, "proxy_encode_failed");
+        tf_conn_close(c, TF_CONN_END_PROXY_ENCODE_FAILED);
         return;
     }
     tf_pump_to_backend(c, (const char *)hdr, n);

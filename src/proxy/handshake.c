@@ -58,13 +58,13 @@ static int answer_challenge(SSL *ssl, struct tf_conn *c, bool have_sni, int *al)
         return SSL_CLIENT_HELLO_RETRY;
     }
     if (!ch) {
-        c->end = "acme_tls_no_challenge";
+        c->end = TF_CONN_END_ACME_TLS_NO_CHALLENGE;
         *al = SSL_AD_NO_APPLICATION_PROTOCOL;
         return SSL_CLIENT_HELLO_ERROR;
     }
     if (SSL_use_cert_and_key(ssl, ch->cert, ch->key, NULL, 1) != 1) {
         tf_log_ssl(TF_LOG_ERROR, "tls", "challenge certificate");
-        c->end = "certificate_error";
+        c->end = TF_CONN_END_CERTIFICATE_ERROR;
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -94,7 +94,7 @@ static int on_demand(struct tf_conn *c, int *al)
         *al = c->hold_alert;
         return SSL_CLIENT_HELLO_ERROR;
     case TF_HOLD_READY:
-        c->end = "certificate_missing_after_issue";
+        c->end = TF_CONN_END_CERTIFICATE_MISSING_AFTER_ISSUE;
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     default:
@@ -102,13 +102,13 @@ static int on_demand(struct tf_conn *c, int *al)
     }
     *al = SSL_AD_UNRECOGNIZED_NAME;
     if (!tf_name_may_issue(cfg->allow, cfg->n_allow, cfg->ask != NULL, c->sni)) {
-        c->end = cfg->n_allow || cfg->ask ? "not_allowed" : "unknown_name";
+        c->end = cfg->n_allow || cfg->ask ? TF_CONN_END_NOT_ALLOWED : TF_CONN_END_UNKNOWN_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
     struct tf_stats *st = w->stats;
     if (atomic_load(&st->held_now) >= cfg->max_held || held_by(w, c->ip) >= cfg->max_held_per_ip) {
         TF_STAT_ADD(st, held_refused, 1);
-        c->end = "hold_limit";
+        c->end = TF_CONN_END_HOLD_LIMIT;
         return SSL_CLIENT_HELLO_ERROR;
     }
     tf_conn_hold(c);
@@ -148,12 +148,12 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
         have = tf_hello_sni(ext, ext_len, &raw, &raw_len);
         if (have < 0) {
-            c->end = "bad_sni_extension";
+            c->end = TF_CONN_END_BAD_SNI_EXTENSION;
             *al = SSL_AD_DECODE_ERROR;
             return SSL_CLIENT_HELLO_ERROR;
         }
         if (have && tf_name_normalize((const char *)raw, raw_len, c->sni) != 0) {
-            c->end = "invalid_sni";
+            c->end = TF_CONN_END_INVALID_SNI;
             *al = SSL_AD_UNRECOGNIZED_NAME;
             return SSL_CLIENT_HELLO_ERROR;
         }
@@ -166,13 +166,13 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     if (!slot && w->cfg->default_cert)
         slot = tf_certstore_lookup(w->certs, w->cfg->default_cert);
     if (!slot) {
-        c->end = have ? "unknown_name" : "no_sni";
+        c->end = have ? TF_CONN_END_UNKNOWN_NAME : TF_CONN_END_NO_SNI;
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
     if (use_slot(ssl, slot) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "tls", "SSL_use_cert_and_key");
-        c->end = "certificate_error";
+        c->end = TF_CONN_END_CERTIFICATE_ERROR;
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }

@@ -63,7 +63,7 @@ struct tf_httpmode {
     unsigned long upgrade_idx;    /* which final response answers it */
     bool release;                 /* resume the client once the backend's bytes are out */
     int pending_status;           /* 400/431 to send once earlier responses are complete */
-    const char *pending_end;
+    enum tf_conn_end pending_end;
 
     bool req_keepalive;           /* the last forwarded request allows a next one */
     bool resp_keepalive;          /* ... and so does the last final response */
@@ -231,7 +231,7 @@ unsigned long tf_httpmode_requests(const struct tf_httpmode *h)
 
 /* --- answers of our own -------------------------------------------------------------- */
 
-void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason)
+void tf_httpmode_fail(struct tf_conn *c, int status, enum tf_conn_end reason)
 {
     char page[512];
     size_t n = tf_http_error_response(status, page, sizeof page);
@@ -245,7 +245,9 @@ void tf_httpmode_fail(struct tf_conn *c, int status, const char *reason)
 static void bad_request(struct tf_conn *c, struct tf_httpmode *h)
 {
     int status = tf_http_rw_status(h->rw);
-    const char *end = status == 431 ? "http_431" : status == 405 ? "http_405" : "http_400";
+    enum tf_conn_end end = status == 431   ? TF_CONN_END_HTTP_431
+                           : status == 405 ? TF_CONN_END_HTTP_405
+                                           : TF_CONN_END_HTTP_400;
     TF_INFO("http", "conn=%llx %s name=%s: %d %s", (unsigned long long)c->id, c->peer,
             c->sni[0] ? c->sni : "-", status, tf_http_rw_reason(h->rw));
     if (tf_http_rw_mid_request(h->rw)) {
@@ -370,9 +372,9 @@ static void backend_broke(struct tf_conn *c, struct tf_httpmode *h, const char *
     TF_INFO("http", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port, what);
     if (h->in_head)
-        tf_httpmode_fail(c, 502, "backend_bad_response");
+        tf_httpmode_fail(c, 502, TF_CONN_END_BACKEND_BAD_RESPONSE);
     else
-        tf_conn_close(c, "backend_bad_response");
+        tf_conn_close(c, TF_CONN_END_BACKEND_BAD_RESPONSE);
 }
 
 /* A whole response went out: maybe the deferred error page may follow now. */
@@ -479,17 +481,17 @@ bool tf_httpmode_backend_eof(struct tf_conn *c)
     if (h->upgrade_wait && h->in_head) {
         /* The client is held for the upgrade's answer, which will never come: without a
          * reply it would wait, unread, until the idle timeout. */
-        tf_httpmode_fail(c, 502, "backend_closed");
+        tf_httpmode_fail(c, 502, TF_CONN_END_BACKEND_CLOSED);
         return true;
     }
     if (!h->resp_raw && h->in_head && h->done < tf_httpmode_requests(h)) {
         /* Requests left unanswered, and no byte of their answers went out yet. */
-        tf_httpmode_fail(c, 502, "backend_closed");
+        tf_httpmode_fail(c, 502, TF_CONN_END_BACKEND_CLOSED);
         return true;
     }
     if (h->eof_wait) {
         /* The client is done and the backend too: nothing was shut down on either side. */
-        tf_pump_finish(c, "done");
+        tf_pump_finish(c, TF_CONN_END_DONE);
         return true;
     }
     return false;
@@ -523,7 +525,7 @@ static void end_exchange(struct tf_conn *c, struct tf_httpmode *h)
     h->eof_wait = false;
     if (poolable(c, h) && idle_now(c, h))
         tf_backend_release(c);
-    tf_pump_finish(c, "done");
+    tf_pump_finish(c, TF_CONN_END_DONE);
 }
 
 bool tf_httpmode_client_eof(struct tf_conn *c)

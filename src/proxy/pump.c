@@ -34,6 +34,11 @@ static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
     return s == &c->client ? &c->backend : &c->client;
 }
 
+static enum tf_conn_end write_error(const struct tf_conn *c, const struct tf_side *s)
+{
+    return s == &c->client ? TF_CONN_END_CLIENT_WRITE_ERROR : TF_CONN_END_BACKEND_WRITE_ERROR;
+}
+
 /* Data never outlives the read callback (OpenSSL consumes it, or what is left is kept by
  * tlsbio, or it is written at once), so one buffer per worker serves every read. */
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
@@ -77,7 +82,7 @@ static void resume_side(struct tf_conn *c, struct tf_side *s)
     if (s == &c->client)
         tf_pump_client_data(c); /* plaintext may already wait inside OpenSSL */
     if (!s->paused && !c->closing && start_reading(c, s) != 0)
-        tf_conn_close(c, "read_failed");
+        tf_conn_close(c, TF_CONN_END_READ_FAILED);
 }
 
 static void on_write_done(uv_write_t *req, int status)
@@ -90,7 +95,7 @@ static void on_write_done(uv_write_t *req, int status)
     if (c->closing)
         return;
     if (status != 0) {
-        tf_conn_close(c, s == &c->client ? "client_write_error" : "backend_write_error");
+        tf_conn_close(c, write_error(c, s));
         return;
     }
     struct tf_side *src = other(c, s);
@@ -105,7 +110,7 @@ static void submit(struct tf_conn *c, struct tf_wreq *w)
     if (r != 0) {
         w->side->wq -= w->len;
         free(w);
-        tf_conn_close(c, "write_failed");
+        tf_conn_close(c, TF_CONN_END_WRITE_FAILED);
     }
 }
 
@@ -121,7 +126,7 @@ static void side_send(struct tf_conn *c, struct tf_side *s, const char *data, si
             data += n;
             len -= (size_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            tf_conn_close(c, s == &c->client ? "client_write_error" : "backend_write_error");
+            tf_conn_close(c, write_error(c, s));
             return;
         }
     }
@@ -265,7 +270,7 @@ void tf_pump_client_data(struct tf_conn *c)
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_read");
         tf_tls_clear_errors();
         tf_pump_flush_tls(c);
-        tf_conn_close(c, "tls_error");
+        tf_conn_close(c, TF_CONN_END_TLS_ERROR);
         return;
     }
     tf_pump_flush_tls(c);
@@ -293,7 +298,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_EOF)
             backend_eof(c);
         else if (!(c->http && tf_httpmode_backend_stale(c)))
-            tf_conn_close(c, "backend_read_error");
+            tf_conn_close(c, TF_CONN_END_BACKEND_READ_ERROR);
         return;
     }
     tf_conn_touch(c);
@@ -317,7 +322,7 @@ bool tf_pump_to_client(struct tf_conn *c, const char *data, size_t len)
         if (tf_log_enabled(TF_LOG_DEBUG))
             tf_log_ssl(TF_LOG_DEBUG, "pump", "SSL_write");
         tf_tls_clear_errors();
-        tf_conn_close(c, "tls_write_error");
+        tf_conn_close(c, TF_CONN_END_TLS_WRITE_ERROR);
         return false;
     }
     return true;
@@ -343,7 +348,7 @@ void tf_pump_hold_client(struct tf_conn *c, bool hold)
         resume_side(c, s);
 }
 
-void tf_pump_finish(struct tf_conn *c, const char *reason)
+void tf_pump_finish(struct tf_conn *c, enum tf_conn_end reason)
 {
     if (c->closing || c->finishing)
         return;
@@ -395,7 +400,7 @@ void tf_pump_start_backend(struct tf_conn *c)
     if (c->client.eof)
         shutdown_side(c, b);
     if (!b->paused && start_reading(c, b) != 0)
-        tf_conn_close(c, "backend_read_failed");
+        tf_conn_close(c, TF_CONN_END_BACKEND_READ_FAILED);
 }
 
 void tf_pump_free_held(struct tf_conn *c)

@@ -10,6 +10,8 @@
 #include "tlsfront/base/log.h"
 
 #include <openssl/ssl.h>
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,9 +43,10 @@ static void close_listeners(struct tf_worker *w)
 
 static void report_idle(struct tf_worker *w)
 {
-    struct tf_msg *m = tf_msg_new(TF_SMSG_WORKER_IDLE, w);
-    if (!tf_mailbox_post(w->ctl, m))
-        tf_msg_free(m);
+    struct tf_smsg *m = (struct tf_smsg *)tf_msg_new(sizeof *m, TF_SMSG_WORKER_IDLE);
+    m->worker = w;
+    if (!tf_mailbox_post(w->ctl, &m->hdr))
+        tf_msg_free(&m->hdr);
 }
 
 void tf_worker_conn_gone(struct tf_worker *w)
@@ -57,19 +60,21 @@ static void on_mailbox_closed(struct tf_mailbox *mb)
     (void)mb;
 }
 
-static void drop_payload(struct tf_msg *m)
+/* A message never delivered: drop the references its payload carries, then free it. */
+static void drop_payload(struct tf_msg *msg)
 {
-    switch (m->type) {
+    struct tf_wmsg *m = (struct tf_wmsg *)msg;
+    switch (msg->type) {
     case TF_WMSG_CONFIG:
-        tf_config_unref(m->ptr);
-        SSL_CTX_free(m->ptr2);
+        tf_config_unref(m->u.config.cfg);
+        SSL_CTX_free(m->u.config.ctx);
         break;
-    case TF_WMSG_CERTS: tf_certstore_unref(m->ptr); break;
-    case TF_WMSG_TICKETS: tf_tickets_unref(m->ptr); break;
-    case TF_WMSG_CHALLENGES: tf_challenges_unref(m->ptr); break;
+    case TF_WMSG_CERTS: tf_certstore_unref(m->u.certs); break;
+    case TF_WMSG_TICKETS: tf_tickets_unref(m->u.tickets); break;
+    case TF_WMSG_CHALLENGES: tf_challenges_unref(m->u.challenges); break;
     default: break;
     }
-    tf_msg_free(m);
+    tf_msg_free(msg);
 }
 
 static void stop(struct tf_worker *w)
@@ -79,78 +84,65 @@ static void stop(struct tf_worker *w)
     close_listeners(w);
     tf_pool_close(w->pool);
     for (struct tf_conn *c = w->conns; c; c = c->next)
-        tf_conn_close(c, w->draining ? "grace_expired" : "shutdown");
+        tf_conn_close(c, w->draining ? TF_CONN_END_GRACE_EXPIRED : TF_CONN_END_SHUTDOWN);
     tf_mailbox_close(&w->mbox, drop_payload, on_mailbox_closed);
-}
-
-/* The access log keeps static strings only: map the control loop's reason onto one. */
-static const char *static_reason(const char *reason)
-{
-    static const char *const known[] = {
-        "not_allowed", "ask_deny", "ask_error", "ask_timeout", "ask_busy", "backed_off",
-        "rate_limited", "budget", "paused", "issue_failed", "issue_timeout",
-        "shutting_down", "storage_unavailable", "acme_tls_no_challenge",
-    };
-    for (size_t i = 0; reason && i < TF_ARRAY_LEN(known); i++)
-        if (strcmp(known[i], reason) == 0)
-            return known[i];
-    return "issue_failed";
 }
 
 /* The control loop answered for name: resume (err 0) or fail (err = alert) every connection
  * held for it. The certificate store update, if any, arrived before this message. */
-static void cert_done(struct tf_worker *w, const char *name, int alert, const char *reason,
-                      bool challenge)
+static void cert_done(struct tf_worker *w, const char *name, int alert,
+                      enum tf_outcome outcome, bool challenge)
 {
     struct tf_conn *c = w->held;
     while (c) {
         struct tf_conn *next = c->held_next;
         if (strcmp(c->sni, name) == 0 && c->hold_challenge == challenge) {
             /* unhold may close c and others; restart the scan rather than trust next. */
-            tf_conn_unhold(c, alert == 0, alert, static_reason(reason));
+            tf_conn_unhold(c, alert == 0, alert, tf_conn_end_from_outcome(outcome));
             next = w->held;
         }
         c = next;
     }
 }
 
-static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
+static void on_message(struct tf_mailbox *mb, struct tf_msg *msg, void *owner)
 {
     (void)mb;
     struct tf_worker *w = owner;
-    switch (m->type) {
+    struct tf_wmsg *m = (struct tf_wmsg *)msg;
+    switch (msg->type) {
     case TF_WMSG_CONFIG: {
         struct tf_config *old = w->cfg;
         SSL_CTX *old_ctx = w->ssl_ctx;
-        w->cfg = m->ptr;
-        w->ssl_ctx = m->ptr2;
+        w->cfg = m->u.config.cfg;
+        w->ssl_ctx = m->u.config.ctx;
         tf_config_unref(old); /* live connections hold their own reference */
         SSL_CTX_free(old_ctx);
         break;
     }
     case TF_WMSG_CERTS: {
         struct tf_certstore *old = w->certs;
-        w->certs = m->ptr;
+        w->certs = m->u.certs;
         tf_certstore_unref(old);
         break;
     }
     case TF_WMSG_TICKETS: {
         struct tf_ticket_ring *old = w->tickets;
-        w->tickets = m->ptr;
+        w->tickets = m->u.tickets;
         tf_tickets_unref(old);
         break;
     }
     case TF_WMSG_CHALLENGES: {
         struct tf_challenges *old = w->challenges;
-        w->challenges = m->ptr;
+        w->challenges = m->u.challenges;
         tf_challenges_unref(old);
         break;
     }
     case TF_WMSG_CERT_DONE:
-        cert_done(w, m->text, m->err, m->text2, false);
+        cert_done(w, m->u.done.name, m->u.done.alert, m->u.done.outcome, false);
         break;
     case TF_WMSG_CHALLENGE_DONE:
-        cert_done(w, m->text, m->err, m->text2, true);
+        cert_done(w, m->u.done.name, m->u.done.alert, m->u.done.outcome, true);
         break;
     case TF_WMSG_DRAIN:
         w->draining = true;
@@ -165,7 +157,7 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *m, void *owner)
     default:
         break;
     }
-    tf_msg_free(m);
+    tf_msg_free(msg);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -228,36 +220,75 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
     return uv_thread_create(&w->thread, worker_main, w);
 }
 
-void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
-                              const char *reason)
+static struct tf_wmsg *wmsg_new(enum tf_worker_msg type)
 {
-    struct tf_msg *m = tf_msg_new(TF_WMSG_CERT_DONE, NULL);
-    m->text = tf_strdup(name);
-    m->text2 = reason ? tf_strdup(reason) : NULL;
-    m->err = alert;
-    if (!tf_mailbox_post(&w->mbox, m))
-        tf_msg_free(m); /* the worker is stopping: its held connections close anyway */
+    return (struct tf_wmsg *)tf_msg_new(sizeof(struct tf_wmsg), (int)type);
+}
+
+/* Post m; on refusal free it (its references are the caller's again) and say so. */
+static bool post(struct tf_worker *w, struct tf_wmsg *m)
+{
+    if (tf_mailbox_post(&w->mbox, &m->hdr))
+        return true;
+    tf_msg_free(&m->hdr);
+    return false;
+}
+
+static void post_done(struct tf_worker *w, enum tf_worker_msg type, const char *name,
+                      int alert, enum tf_outcome outcome)
+{
+    struct tf_wmsg *m = wmsg_new(type);
+    snprintf(m->u.done.name, sizeof m->u.done.name, "%s", name);
+    m->u.done.alert = alert;
+    m->u.done.outcome = outcome;
+    post(w, m); /* refused: the worker is stopping, its held connections close anyway */
+}
+
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              enum tf_outcome outcome)
+{
+    post_done(w, TF_WMSG_CERT_DONE, name, alert, outcome);
 }
 
 void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found)
 {
-    struct tf_msg *m = tf_msg_new(TF_WMSG_CHALLENGE_DONE, NULL);
-    m->text = tf_strdup(name);
-    m->text2 = found ? NULL : tf_strdup("acme_tls_no_challenge");
-    m->err = found ? 0 : SSL_AD_NO_APPLICATION_PROTOCOL;
-    if (!tf_mailbox_post(&w->mbox, m))
-        tf_msg_free(m);
+    post_done(w, TF_WMSG_CHALLENGE_DONE, name, found ? 0 : SSL_AD_NO_APPLICATION_PROTOCOL,
+              found ? TF_OUTCOME_READY : TF_OUTCOME_ACME_TLS_NO_CHALLENGE);
 }
 
-bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2)
+bool tf_worker_post_config(struct tf_worker *w, struct tf_config *cfg, SSL_CTX *ctx)
 {
-    struct tf_msg *m = tf_msg_new(type, ptr);
-    m->ptr2 = ptr2;
-    if (tf_mailbox_post(&w->mbox, m))
-        return true;
-    m->ptr = m->ptr2 = NULL;
-    tf_msg_free(m);
-    return false;
+    struct tf_wmsg *m = wmsg_new(TF_WMSG_CONFIG);
+    m->u.config.cfg = cfg;
+    m->u.config.ctx = ctx;
+    return post(w, m);
+}
+
+bool tf_worker_post_certs(struct tf_worker *w, struct tf_certstore *certs)
+{
+    struct tf_wmsg *m = wmsg_new(TF_WMSG_CERTS);
+    m->u.certs = certs;
+    return post(w, m);
+}
+
+bool tf_worker_post_tickets(struct tf_worker *w, struct tf_ticket_ring *tickets)
+{
+    struct tf_wmsg *m = wmsg_new(TF_WMSG_TICKETS);
+    m->u.tickets = tickets;
+    return post(w, m);
+}
+
+bool tf_worker_post_challenges(struct tf_worker *w, struct tf_challenges *challenges)
+{
+    struct tf_wmsg *m = wmsg_new(TF_WMSG_CHALLENGES);
+    m->u.challenges = challenges;
+    return post(w, m);
+}
+
+bool tf_worker_post_signal(struct tf_worker *w, enum tf_worker_msg type)
+{
+    assert(type == TF_WMSG_DRAIN || type == TF_WMSG_STOP);
+    return post(w, wmsg_new(type));
 }
 
 /* After the thread ended and the control loop stopped running: the loop has no handles

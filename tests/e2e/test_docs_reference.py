@@ -1,6 +1,8 @@
 """The docs cannot drift from the code: the option list in docs/configuration.md is the
 "Options:" part of --help verbatim, every metric family the code emits is named in
-docs/operations.md, and every option that needs a restart (--help) is listed there too."""
+docs/operations.md, every option that needs a restart (--help) is listed there too, and
+the access log reference there is what `tlsfront --list-end-reasons` prints from the code's
+tables: every end= reason and every field, each documented."""
 import os
 import re
 import subprocess
@@ -29,4 +31,20 @@ flags = re.findall(r"--[a-z-]+", restart)
 missing = [f for f in flags if "`%s`" % f not in ops]
 check(len(flags) > 10 and not missing,
       "every restart-only option is listed in docs/operations.md (missing: %s)" % missing)
+ref = subprocess.run([BIN, "--list-end-reasons"], stdout=subprocess.PIPE,
+                     timeout=30).stdout.decode()
+reasons = re.findall(r"^\| `([a-z0-9_]+)` \| (.+) \|$", ref.split("| end= |", 1)[-1], re.M)
+check(len(reasons) > 40 and all(d.strip() for _, d in reasons),
+      "--list-end-reasons prints every end= reason with its meaning (%d)" % len(reasons))
+for must in ("done", "hold_overflow", "http_405", "not_allowed", "storage_unavailable"):
+    check(any(r == must for r, _ in reasons), "end=%s is in the table" % must)
+m = re.search(r"<!-- generated: tlsfront --list-end-reasons -->\n(.*?)<!-- end generated -->",
+              ops, re.S)
+check(m is not None, "docs/operations.md has the generated access log reference")
+documented = m.group(1) if m else ""
+missing = [r for r, _ in reasons if "| `%s` |" % r not in documented]
+check(not missing, "every end= reason is documented in docs/operations.md (missing: %s)"
+      % missing)
+check(documented == ref,
+      "docs/operations.md's access log reference equals --list-end-reasons (regenerate it)")
 finish()

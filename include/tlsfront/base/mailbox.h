@@ -11,16 +11,16 @@
 #define TF_MAILBOX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
 
+/* The link every message starts with. A module's message struct embeds it as its first
+ * member (proxy/worker.h: struct tf_smsg, struct tf_wmsg) and type says which payload
+ * follows; the mailbox itself never looks past the link. A message is one allocation: its
+ * receiver drops the references its payload carries, then tf_msg_free()s it. */
 struct tf_msg {
     struct tf_msg *next;
     int type;
-    void *ptr;      /* payload; the message type says who frees it */
-    void *ptr2;
-    int err;
-    char *text;     /* heap, freed with the message */
-    char *text2;    /* heap, freed with the message */
 };
 
 struct tf_mailbox;
@@ -48,7 +48,9 @@ void tf_mailbox_close(struct tf_mailbox *mb, void (*drop)(struct tf_msg *msg),
  * release the mutex. */
 void tf_mailbox_destroy(struct tf_mailbox *mb);
 
-struct tf_msg *tf_msg_new(int type, void *ptr);
+/* Allocate a zeroed message of size bytes (a struct that starts with struct tf_msg). */
+struct tf_msg *tf_msg_new(size_t size, int type);
+/* Free the message's memory (NULL is fine); references in its payload are the caller's. */
 void tf_msg_free(struct tf_msg *msg);
 
 #endif

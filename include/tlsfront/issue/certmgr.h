@@ -8,6 +8,7 @@
 #define TF_CERTMGR_H
 
 #include "tlsfront/base/metrics.h"
+#include "tlsfront/base/outcome.h"
 #include "tlsfront/base/stats.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/tls/alpn01.h"
@@ -33,8 +34,8 @@ struct tf_certmgr_host {
     /* Hand a pending-challenge snapshot to every worker (the hook takes its own references). */
     void (*publish_challenges)(void *arg, struct tf_challenges *ch);
     /* Answer a worker's request for name: alert 0 = ready, else the SSL_AD_* alert to fail
-     * its held handshakes with; reason (may be NULL) is a static string. */
-    void (*answer)(void *arg, int worker, const char *name, int alert, const char *reason);
+     * its held handshakes with, and outcome why (TF_OUTCOME_READY when alert is 0). */
+    void (*answer)(void *arg, int worker, const char *name, int alert, enum tf_outcome outcome);
     /* Answer a worker's acme-tls/1 hold for name: ok = a challenge for it is installed. */
     void (*answer_challenge)(void *arg, int worker, const char *name, bool ok);
     /* The session ticket key ring the workers use now (borrowed), and replace it (the hook

@@ -12,6 +12,8 @@
 #ifndef TF_GATE_H
 #define TF_GATE_H
 
+#include "tlsfront/base/outcome.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,14 +24,14 @@ struct tf_http_client;
 enum { TF_GATE_DENY = 0, TF_GATE_ALLOW = 1 };
 
 /*
- * The verdict for one check. why is a static string: "allow_pattern" (a pattern matched and
+ * The verdict for one check. why is one of (base/outcome.h): "allow_pattern" (a pattern matched and
  * there is no ask URL), "ask_allow", "ask_deny", "ask_error", "ask_timeout", "not_allowed"
  * (allow patterns are set and none matched, or there is neither a pattern nor an ask URL),
  * "ask_busy" (too many requests queued). A cached answer carries the why of the answer it
  * repeats. Runs exactly once per accepted check (unless cancelled), always from a loop
  * callback.
  */
-typedef void (*tf_gate_cb)(int verdict, const char *why, void *arg);
+typedef void (*tf_gate_cb)(int verdict, enum tf_outcome why, void *arg);
 
 struct tf_gate;
 struct tf_gate_req;

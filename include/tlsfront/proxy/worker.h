@@ -11,6 +11,8 @@
 #include "tlsfront/tls/certstore.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/base/mailbox.h"
+#include "tlsfront/base/name.h"
+#include "tlsfront/base/outcome.h"
 #include "tlsfront/base/stats.h"
 #include "tlsfront/tls/tickets.h"
 #include "tlsfront/tls/tlsbio.h"
@@ -21,23 +23,51 @@
 
 struct tf_conn;
 
-/* What a worker posts to the control loop's mailbox. */
+/* What a worker posts to the control loop's mailbox: a struct tf_smsg of this type. */
 enum tf_server_msg {
-    TF_SMSG_WORKER_IDLE = 1, /* ptr: the worker; a draining worker has no connections left */
-    TF_SMSG_NEED_CERT,       /* ptr: the worker; text: the name */
-    TF_SMSG_NEED_CHALLENGE,  /* ptr: the worker; text: a name offered acme-tls/1 without a
-                              * challenge here (cluster: another node may have it) */
+    TF_SMSG_WORKER_IDLE = 1, /* a draining worker has no connections left */
+    TF_SMSG_NEED_CERT,       /* name: a certificate is wanted for it */
+    TF_SMSG_NEED_CHALLENGE,  /* name: offered acme-tls/1 without a challenge here (cluster:
+                              * another node may have it) */
 };
 
+struct tf_smsg {
+    struct tf_msg hdr;              /* first; hdr.type is a TF_SMSG_* */
+    struct tf_worker *worker;       /* the poster */
+    char name[TF_NAME_MAX + 1];     /* NEED_CERT, NEED_CHALLENGE; "" otherwise */
+};
+
+/* What the control loop posts to a worker: a struct tf_wmsg of this type. */
 enum tf_worker_msg {
-    TF_WMSG_CONFIG = 1, /* ptr: struct tf_config * (reference moves to the worker), ptr2: SSL_CTX * (ref moves) */
-    TF_WMSG_CERTS,      /* ptr: struct tf_certstore * (reference moves) */
-    TF_WMSG_TICKETS,    /* ptr: struct tf_ticket_ring * (reference moves) */
-    TF_WMSG_CHALLENGES, /* ptr: struct tf_challenges * (reference moves) */
-    TF_WMSG_CERT_DONE,  /* text: name; err: 0 ready, else the SSL_AD_* alert; text2: reason */
-    TF_WMSG_DRAIN,      /* stop accepting; report idle when the last connection closes */
-    TF_WMSG_STOP,       /* close every connection and end the loop */
-    TF_WMSG_CHALLENGE_DONE, /* as CERT_DONE, for handshakes held for a TLS-ALPN-01 challenge */
+    TF_WMSG_CONFIG = 1,     /* u.config */
+    TF_WMSG_CERTS,          /* u.certs */
+    TF_WMSG_TICKETS,        /* u.tickets */
+    TF_WMSG_CHALLENGES,     /* u.challenges */
+    TF_WMSG_CERT_DONE,      /* u.done */
+    TF_WMSG_DRAIN,          /* no payload: stop accepting; report idle when the last
+                             * connection closes */
+    TF_WMSG_STOP,           /* no payload: close every connection and end the loop */
+    TF_WMSG_CHALLENGE_DONE, /* u.done, for handshakes held for a TLS-ALPN-01 challenge */
+};
+
+/* The payload is the union member its type names. Snapshot references move to the worker
+ * with the message (and are dropped if the message is never delivered). */
+struct tf_wmsg {
+    struct tf_msg hdr; /* first; hdr.type is a TF_WMSG_* */
+    union {
+        struct {
+            struct tf_config *cfg;
+            SSL_CTX *ctx;
+        } config;
+        struct tf_certstore *certs;
+        struct tf_ticket_ring *tickets;
+        struct tf_challenges *challenges;
+        struct {
+            int alert;                  /* 0: ready, else the SSL_AD_* alert */
+            enum tf_outcome outcome;    /* why (TF_OUTCOME_READY when alert is 0) */
+            char name[TF_NAME_MAX + 1];
+        } done;
+    } u;
 };
 
 struct tf_worker {
@@ -84,15 +114,22 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
                     int *fds, int n_fds,
                     struct tf_config *cfg, SSL_CTX *ctx, struct tf_certstore *certs,
                     struct tf_ticket_ring *tickets);
-/* Post a message from the control loop. Returns false if the worker is gone (msg unchanged). */
-bool tf_worker_post(struct tf_worker *w, int type, void *ptr, void *ptr2);
+/* Post a new snapshot from the control loop: the reference(s) passed move to the worker.
+ * Each returns false if the worker is gone; the references are then still the caller's. */
+bool tf_worker_post_config(struct tf_worker *w, struct tf_config *cfg, SSL_CTX *ctx);
+bool tf_worker_post_certs(struct tf_worker *w, struct tf_certstore *certs);
+bool tf_worker_post_tickets(struct tf_worker *w, struct tf_ticket_ring *tickets);
+bool tf_worker_post_challenges(struct tf_worker *w, struct tf_challenges *challenges);
+/* Post TF_WMSG_DRAIN or TF_WMSG_STOP. Returns false if the worker is gone. */
+bool tf_worker_post_signal(struct tf_worker *w, enum tf_worker_msg type);
 /* Answer a worker's certificate request for name: alert 0 = ready, else the SSL_AD_* alert
- * to fail its held handshakes with; reason (may be NULL) is copied. Any thread. */
+ * to fail its held handshakes with, and outcome the refusal (their access log end=).
+ * Any thread. */
+void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
+                              enum tf_outcome outcome);
 /* Answer the handshakes held for name's TLS-ALPN-01 challenge (cluster: looked up in the
  * shared store); the challenge snapshot, if updated, arrived before this message. */
 void tf_worker_post_challenge_done(struct tf_worker *w, const char *name, bool found);
-void tf_worker_post_cert_done(struct tf_worker *w, const char *name, int alert,
-                              const char *reason);
 /* Join the thread after TF_WMSG_STOP and free what the worker owned. */
 void tf_worker_join(struct tf_worker *w);
 

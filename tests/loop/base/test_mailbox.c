@@ -61,7 +61,7 @@ static void post_thread(void *arg)
 {
     struct poster *p = arg;
     for (int i = 1; p->n == 0 || i <= p->n; i++) {
-        struct tf_msg *m = tf_msg_new(i, NULL);
+        struct tf_msg *m = tf_msg_new(sizeof(struct tf_msg), i);
         if (!tf_mailbox_post(p->mb, m)) {
             tf_msg_free(m);
             p->refused++;

@@ -54,7 +54,7 @@ static void h_publish_challenges(void *arg, struct tf_challenges *ch)
     ((struct host *)arg)->publish_challenges++;
 }
 
-static void h_answer(void *arg, int worker, const char *name, int alert, const char *reason)
+static void h_answer(void *arg, int worker, const char *name, int alert, enum tf_outcome outcome)
 {
     struct host *h = arg;
     CHECK(h->n_answers < MAX_ANSWERS);
@@ -64,7 +64,7 @@ static void h_answer(void *arg, int worker, const char *name, int alert, const c
     a->worker = worker;
     snprintf(a->name, sizeof a->name, "%s", name);
     a->alert = alert;
-    snprintf(a->reason, sizeof a->reason, "%s", reason ? reason : "");
+    snprintf(a->reason, sizeof a->reason, "%s", tf_outcome_name(outcome));
 }
 
 static bool h_serves(void *arg, const char *name)

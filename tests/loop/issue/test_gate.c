@@ -241,14 +241,14 @@ struct result {
     const char *why;
 };
 
-static void on_verdict(int verdict, const char *why, void *arg)
+static void on_verdict(int verdict, enum tf_outcome why, void *arg)
 {
     struct result *r = arg;
     if (in_check)
         sync_callbacks++;
     r->calls++;
     r->verdict = verdict;
-    r->why = why;
+    r->why = tf_outcome_name(why);
     uv_stop(loop); /* let run_until() look at its counter now */
 }
 
