@@ -111,6 +111,9 @@ struct opt {
       "redis storage: key prefix, so several clusters share one Redis (default tlsfront)")         \
     X("storage-key", OT_STR, 0, F(storage_key), 0, 0, NULL, " FILE|none", N, "",                   \
       "redis storage: 64 hex digits that encrypt private keys in Redis (AES-256-GCM); required")   \
+    X("storage-cache", OT_STR, 0, F(storage_cache), 0, 0, NULL, " DIR", N, "",                     \
+      "redis storage: local write-through copy of the certificates, served after a restart "      \
+      "while Redis is unreachable")                                                                \
     X("storage-ca", OT_STR, 0, F(storage_ca), 0, 0, NULL, " FILE", N, "",                          \
       "rediss:// storage: trust anchor (PEM) for Redis (unsupported in this build)")               \
     X("storage-lease", OT_SEC, 0, F(storage_lease_s), 3000, MS_DAY, NULL, " DUR", Y, "30s",        \

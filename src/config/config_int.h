@@ -96,11 +96,11 @@ void tf_config_envfile_free(char **lines);
 /* config_diff.c: the options a reload cannot change, for --help (keep in step with the
  * table there; a unit test checks it). */
 #define TF_CONFIG_RESTART_TEXT                                                                     \
-    "--listen, --backlog, --workers, --admin, --redirect-http, --ticket-rotate,\n"               \
-    "--storage, --storage-prefix, --storage-key, --storage-ca, --acme-directory,\n"             \
-    "--acme-email, --acme-key-type, --acme-ca, --acme-eab-kid, --acme-eab-hmac,\n"              \
-    "--issue-rate, --issue-burst, --max-orders, --max-names, and turning on-demand\n"           \
-    "issuance on (--allow/--ask when neither was set at start)"
+    "--listen, --backlog, --workers, --admin, --redirect-http, --ticket-rotate,\n"                 \
+    "--storage, --storage-prefix, --storage-key, --storage-ca, --storage-cache,\n"                 \
+    "--acme-directory, --acme-email, --acme-key-type, --acme-ca, --acme-eab-kid,\n"                \
+    "--acme-eab-hmac, --issue-rate, --issue-burst, --max-orders, --max-names, and\n"               \
+    "turning on-demand issuance on (--allow/--ask when neither was set at start)"
 
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */
 void tf_config_free_all(struct tf_config *cfg);

@@ -375,7 +375,7 @@ void tf_config_free_all(struct tf_config *cfg)
                      &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
                      &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http,
                      &cfg->hsts,           &cfg->storage_prefix, &cfg->storage_key,
-                     &cfg->storage_ca};
+                     &cfg->storage_ca,     &cfg->storage_cache};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);

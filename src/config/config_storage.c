@@ -213,6 +213,10 @@ int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errle
         snprintf(err, errlen, "config: --storage-key: only for redis:// storage");
         return TF_EINVAL;
     }
+    if (!redis && cfg->storage_cache) {
+        snprintf(err, errlen, "config: --storage-cache: only for redis:// storage");
+        return TF_EINVAL;
+    }
     if (!redis && cfg->storage_prefix) {
         snprintf(err, errlen, "config: --storage-prefix: only for redis:// storage");
         return TF_EINVAL;

@@ -14,6 +14,7 @@
 
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/log.h"
+#include "tlsfront/store/storage_cache.h"
 #include "tlsfront/store/storage_crypt.h"
 
 #include <stdio.h>
@@ -451,5 +452,7 @@ struct tf_storage *tf_storage_open(uv_loop_t *loop, const struct tf_config *cfg,
     struct tf_storage_redis_opts o = {.url = &url, .prefix = cfg->storage_prefix, .crypt = crypt};
     struct tf_storage *s = tf_storage_redis_new(loop, &o, err, errlen);
     tf_config_redis_url_clear(&url);
+    if (s && cfg->storage_cache)
+        s = tf_storage_cache_new(loop, s, cfg->storage_cache, err, errlen);
     return s;
 }

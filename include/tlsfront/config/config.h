@@ -94,6 +94,7 @@ struct tf_config {
     char *storage_prefix;          /* --storage-prefix NAME (redis), default "tlsfront" */
     char *storage_key;             /* --storage-key FILE|none (redis: required) */
     char *storage_ca;              /* --storage-ca FILE (rediss://) */
+    char *storage_cache;           /* --storage-cache DIR (redis): local write-through copy */
     uint32_t storage_lease_s;      /* --storage-lease: order lock lease, default 30 */
     char *acme_directory;          /* default Let's Encrypt production */
     char *acme_email;

@@ -82,8 +82,9 @@ static void test_options(void)
     struct tf_config_result res;
     const char *url = "redis://:pw@127.0.0.1:6379/2";
     CHECK_EQ_INT(load(&res, NULL, BACKEND, "--storage", url, "--storage-key", "none",
-                      "--storage-prefix", "prod-eu.1", NULL),
+                      "--storage-prefix", "prod-eu.1", "--storage-cache", "/var/cache/tf", NULL),
                  0);
+    CHECK_EQ_STR(res.cfg->storage_cache, "/var/cache/tf");
     CHECK_EQ_STR(res.cfg->storage, url);
     CHECK_EQ_STR(res.cfg->storage_key, "none");
     CHECK_EQ_STR(res.cfg->storage_prefix, "prod-eu.1");
@@ -91,7 +92,8 @@ static void test_options(void)
     /* The default directory store takes none of the redis options. */
     CHECK_EQ_INT(load(&res, NULL, BACKEND, NULL), 0);
     CHECK_EQ_STR(res.cfg->storage, "/var/lib/tlsfront");
-    CHECK(res.cfg->storage_key == NULL && res.cfg->storage_prefix == NULL);
+    CHECK(res.cfg->storage_key == NULL && res.cfg->storage_prefix == NULL &&
+          res.cfg->storage_cache == NULL);
     tf_config_unref(res.cfg);
     expect_err(&res, load(&res, NULL, BACKEND, "--storage", url, NULL),
                "config: --storage-key: required with redis storage");
@@ -105,23 +107,28 @@ static void test_options(void)
                "config: --storage-key: only for redis:// storage");
     expect_err(&res, load(&res, NULL, BACKEND, "--storage-prefix", "p", NULL),
                "config: --storage-prefix: only for redis:// storage");
+    expect_err(&res, load(&res, NULL, BACKEND, "--storage-cache", "/c", NULL),
+               "config: --storage-cache: only for redis:// storage");
     expect_err(&res, load(&res, NULL, BACKEND, "--storage", "redis://h", NULL),
                "--storage: expected HOST:PORT");
     expect_err(&res, load(&res, NULL, BACKEND, "--storage", url, "--storage-key", "none",
                           "--storage-prefix", "a:b", NULL),
                "--storage-prefix: expected 1 to 64 of [A-Za-z0-9._-]");
     /* Environment and JSON file. */
-    char *env[] = {"TLSFRONT_STORAGE=redis://h:1", "TLSFRONT_STORAGE_KEY=/etc/k", NULL};
+    char *env[] = {"TLSFRONT_STORAGE=redis://h:1", "TLSFRONT_STORAGE_KEY=/etc/k",
+                   "TLSFRONT_STORAGE_CACHE=/var/cache/e", NULL};
     CHECK_EQ_INT(load(&res, env, BACKEND, NULL), 0);
     CHECK_EQ_STR(res.cfg->storage_key, "/etc/k");
+    CHECK_EQ_STR(res.cfg->storage_cache, "/var/cache/e");
     tf_config_unref(res.cfg);
     char path[256];
     CHECK_EQ_INT(tf_test_tmpfile("{\"storage\": \"redis://h:1\", \"storage_key\": \"none\", "
-                                 "\"storage_prefix\": \"c2\"}",
+                                 "\"storage_prefix\": \"c2\", \"storage_cache\": \"/c3\"}",
                                  path, sizeof(path)),
                  0);
     CHECK_EQ_INT(load(&res, NULL, BACKEND, "-c", path, NULL), 0);
     CHECK_EQ_STR(res.cfg->storage_prefix, "c2");
+    CHECK_EQ_STR(res.cfg->storage_cache, "/c3");
     tf_config_unref(res.cfg);
     unlink(path);
 }
