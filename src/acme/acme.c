@@ -94,7 +94,7 @@ static int copy_config(struct tf_acme *a, const struct tf_config *cfg, char *err
 }
 
 struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct tf_storage *st,
-                            struct tf_http_client *http, const struct tf_acme_responder *resp,
+                            struct tf_httpc *http, const struct tf_acme_responder *resp,
                             char *err, size_t errlen)
 {
     struct tf_acme *a = tf_calloc(1, sizeof(*a));

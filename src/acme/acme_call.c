@@ -29,7 +29,7 @@ struct tf_acme_call {
     void *arg;
     struct tf_acme_call **out;   /* cleared when the call ends */
 
-    struct tf_http_req *req;
+    struct tf_httpc_req *req;
     bool fetching_nonce, timer_armed, cancelled;
     uv_timer_t timer;
     int bad_nonce_left, backoff_left, rate_left, attempt;
@@ -201,7 +201,7 @@ static int http_send(struct tf_acme_call *c, const char *method, const char *url
         .max_body = c->max_body,
     };
     c->a->stats.requests++;
-    return tf_http_request(c->a->http, &req, on_call_http, c, &c->req);
+    return tf_httpc_request(c->a->http, &req, on_call_http, c, &c->req);
 }
 
 /* Send (or resend) the request: GET/HEAD as is, POST signed with a fresh nonce. */
@@ -282,7 +282,7 @@ void tf_acme_call_cancel(struct tf_acme_call *c)
         return;
     c->cancelled = true;
     if (c->req)
-        tf_http_cancel(c->req);
+        tf_httpc_cancel(c->req);
     else if (c->timer_armed)
         uv_timer_start(&c->timer, on_call_timer, 0, 0);
 }

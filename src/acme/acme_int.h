@@ -72,7 +72,7 @@ struct tf_acme_ari_op;
 struct tf_acme {
     uv_loop_t *loop;
     struct tf_storage *st;       /* borrowed */
-    struct tf_http_client *http; /* borrowed */
+    struct tf_httpc *http; /* borrowed */
     struct tf_acme_responder resp;
 
     /* copied from the config */

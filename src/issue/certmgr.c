@@ -398,7 +398,7 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
     uv_timer_init(cm->loop, &cm->renew_timer);
     cm->renew_timer.data = cm;
     char why[400] = "";
-    cm->http = tf_http_client_new(cm->loop, cfg->acme_ca, why, sizeof why);
+    cm->http = tf_httpc_new(cm->loop, cfg->acme_ca, why, sizeof why);
     if (!cm->http) {
         snprintf(err, errlen, "--acme-ca: %s", why);
         return 2;
@@ -498,7 +498,7 @@ static void on_acme_closed(void *arg)
     struct tf_certmgr *cm = arg;
     cm->pending_closes += 2; /* http client and storage */
     if (cm->http)
-        tf_http_client_close(cm->http, close_step, cm);
+        tf_httpc_close(cm->http, close_step, cm);
     else
         cm->pending_closes--;
     tf_storage_close(cm->storage, close_step, cm);

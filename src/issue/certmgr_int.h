@@ -46,7 +46,7 @@ struct tf_certmgr {
     uv_loop_t *loop;
     struct tf_config *cfg;        /* reference */
     struct tf_storage *storage;
-    struct tf_http_client *http;
+    struct tf_httpc *http;
     struct tf_acme *acme;
     struct tf_gate *gate;
     struct tf_budget *budget;

@@ -84,7 +84,7 @@ struct flight {
     struct node node;
     struct tf_gate *gate;
     char *name;
-    struct tf_http_req *http;
+    struct tf_httpc_req *http;
     struct list waiters;
 };
 
@@ -95,7 +95,7 @@ struct cache_entry {
 
 struct tf_gate {
     uv_loop_t *loop;
-    struct tf_http_client *http; /* borrowed */
+    struct tf_httpc *http; /* borrowed */
     char **allow;
     int n_allow;
     char *ask_url;
@@ -290,7 +290,7 @@ static void flight_start(struct flight *fl)
         .max_body = GATE_ASK_MAX_BODY,
     };
     g->st.ask_requests++;
-    int r = tf_http_request(g->http, &rq, on_ask_done, fl, &fl->http);
+    int r = tf_httpc_request(g->http, &rq, on_ask_done, fl, &fl->http);
     free(url);
     if (r < 0) {
         note_health(g, fl->name, r, 0);
@@ -415,7 +415,7 @@ static void free_strings(char **v, int n)
     free(v);
 }
 
-struct tf_gate *tf_gate_new(uv_loop_t *loop, struct tf_http_client *http, char **allow,
+struct tf_gate *tf_gate_new(uv_loop_t *loop, struct tf_httpc *http, char **allow,
                             int n_allow, const char *ask_url, uint32_t ask_timeout_ms,
                             uint32_t ask_cache_s, int ask_max_inflight, int cache_max_entries)
 {
@@ -486,6 +486,6 @@ void tf_gate_close(struct tf_gate *g, void (*done)(void *arg), void *arg)
     }
     /* Their callbacks (UV_ECANCELED) arrive later and answer the waiters. */
     for (struct node *n = g->running.head; n; n = n->next)
-        tf_http_cancel(CONTAINER(n, struct flight, node)->http);
+        tf_httpc_cancel(CONTAINER(n, struct flight, node)->http);
     maybe_finish_close(g);
 }

@@ -25,12 +25,12 @@
 #define HTTP_MAX_IDLE_PER_ORIGIN 4
 #define HTTP_READ_SIZE 65536
 
-struct tf_http_client {
+struct tf_httpc {
     uv_loop_t *loop;
     SSL_CTX *ssl_ctx;
     uv_timer_t anchor;            /* never started; closing it makes done run from a callback */
     struct tf_http_conn *conns;   /* connections not yet closing, idle or busy */
-    struct tf_http_req *reqs;     /* requests whose completion is not yet decided */
+    struct tf_httpc_req *reqs;     /* requests whose completion is not yet decided */
     int pending;                  /* anchor + requests + connections not yet freed */
     bool closing;
     void (*done)(void *arg);
@@ -42,7 +42,7 @@ enum conn_state { CONN_RESOLVING, CONN_CONNECTING, CONN_HANDSHAKING, CONN_OPEN }
 
 /* Owned by the client while on its list, then by its own pending handle closes. */
 struct tf_http_conn {
-    struct tf_http_client *client;
+    struct tf_httpc *client;
     struct tf_http_conn *prev, *next;
     uint64_t id;
     char *host;                   /* origin: tls, host, port */
@@ -59,7 +59,7 @@ struct tf_http_conn {
     uv_timer_t idle_timer;
     SSL *ssl;                     /* owns rbio and wbio */
     BIO *rbio, *wbio;
-    struct tf_http_req *req;      /* borrowed: the request using the connection, or NULL */
+    struct tf_httpc_req *req;      /* borrowed: the request using the connection, or NULL */
     int writes;                   /* uv_write requests in flight */
     int holds;                    /* pending handle closes and DNS callbacks */
     /* reused: completed a response before (a stale-pool candidate); got_bytes: response
@@ -70,9 +70,9 @@ struct tf_http_conn {
 enum req_state { REQ_QUEUED, REQ_RUNNING, REQ_FAILING, REQ_DONE };
 
 /* Owned by the client until its timer's close callback frees it. */
-struct tf_http_req {
-    struct tf_http_client *client;
-    struct tf_http_req *prev, *next;
+struct tf_httpc_req {
+    struct tf_httpc *client;
+    struct tf_httpc_req *prev, *next;
     enum req_state state;
     struct tf_http_url url;
     char *wire;                   /* the serialised request */
@@ -84,7 +84,7 @@ struct tf_http_req {
     struct tf_http_conn *conn;    /* borrowed */
     int err;                      /* for REQ_FAILING */
     uv_timer_t timer;
-    tf_http_cb cb;
+    tf_httpc_cb cb;
     void *arg;
 };
 
@@ -97,7 +97,7 @@ struct conn_write {
 
 static void conn_close(struct tf_http_conn *conn);
 static void conn_fail(struct tf_http_conn *conn, int err);
-static void conn_open(struct tf_http_client *c, struct tf_http_req *req);
+static void conn_open(struct tf_httpc *c, struct tf_httpc_req *req);
 static int conn_send(struct tf_http_conn *conn);
 static void conn_connect_next(struct tf_http_conn *conn);
 
@@ -111,7 +111,7 @@ static void timer_arm(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
     }
 }
 
-static void client_release(struct tf_http_client *c)
+static void client_release(struct tf_httpc *c)
 {
     if (--c->pending > 0)
         return;
@@ -123,9 +123,9 @@ static void client_release(struct tf_http_client *c)
 
 /* ---- requests ---- */
 
-static void req_unlink(struct tf_http_req *req)
+static void req_unlink(struct tf_httpc_req *req)
 {
-    struct tf_http_client *c = req->client;
+    struct tf_httpc *c = req->client;
     if (req->prev)
         req->prev->next = req->next;
     else if (c->reqs == req)
@@ -136,16 +136,16 @@ static void req_unlink(struct tf_http_req *req)
 }
 
 /* Unbinds conn from its request, which it returns (or NULL). */
-static struct tf_http_req *conn_detach(struct tf_http_conn *conn)
+static struct tf_httpc_req *conn_detach(struct tf_http_conn *conn)
 {
-    struct tf_http_req *req = conn->req;
+    struct tf_httpc_req *req = conn->req;
     if (req)
         req->conn = NULL;
     conn->req = NULL;
     return req;
 }
 
-static void req_detach_conn(struct tf_http_req *req)
+static void req_detach_conn(struct tf_httpc_req *req)
 {
     if (req->conn)
         conn_close(req->conn); /* mid-request: never reusable; conn_close unbinds */
@@ -153,8 +153,8 @@ static void req_detach_conn(struct tf_http_req *req)
 
 static void on_req_closed(uv_handle_t *h)
 {
-    struct tf_http_req *req = h->data;
-    struct tf_http_client *c = req->client;
+    struct tf_httpc_req *req = h->data;
+    struct tf_httpc *c = req->client;
     tf_http_url_clear(&req->url);
     tf_http_parser_free(req->parser);
     free(req->wire);
@@ -163,7 +163,7 @@ static void on_req_closed(uv_handle_t *h)
 }
 
 /* Delivers the result. Only called from a loop callback; resp is borrowed from req->parser. */
-static void req_finish(struct tf_http_req *req, int err, const struct tf_http_response *resp)
+static void req_finish(struct tf_httpc_req *req, int err, const struct tf_http_response *resp)
 {
     req_unlink(req);
     req_detach_conn(req);
@@ -184,7 +184,7 @@ static bool same_origin(const struct tf_http_conn *conn, bool tls, const char *h
 }
 
 /* Binds req to conn with a fresh parser for this attempt. */
-static void conn_attach(struct tf_http_conn *conn, struct tf_http_req *req)
+static void conn_attach(struct tf_http_conn *conn, struct tf_httpc_req *req)
 {
     tf_http_parser_free(req->parser);
     req->parser = tf_http_parser_new(req->max_body, req->head);
@@ -193,7 +193,7 @@ static void conn_attach(struct tf_http_conn *conn, struct tf_http_req *req)
     conn->got_bytes = false;
 }
 
-static struct tf_http_conn *pool_take(struct tf_http_client *c, const struct tf_http_url *u)
+static struct tf_http_conn *pool_take(struct tf_httpc *c, const struct tf_http_url *u)
 {
     for (struct tf_http_conn *conn = c->conns; conn; conn = conn->next) {
         if (conn->req || conn->state != CONN_OPEN ||
@@ -207,9 +207,9 @@ static struct tf_http_conn *pool_take(struct tf_http_client *c, const struct tf_
 }
 
 /* Gives req a connection: a pooled one to the same origin, or a new one. */
-static void req_start(struct tf_http_req *req)
+static void req_start(struct tf_httpc_req *req)
 {
-    struct tf_http_client *c = req->client;
+    struct tf_httpc *c = req->client;
     struct tf_http_conn *conn = pool_take(c, &req->url);
     if (!conn) {
         conn_open(c, req);
@@ -225,7 +225,7 @@ static void req_start(struct tf_http_req *req)
 /* One timer per request: its meaning follows the request's state. */
 static void on_req_timer(uv_timer_t *t)
 {
-    struct tf_http_req *req = t->data;
+    struct tf_httpc_req *req = t->data;
     switch (req->state) {
     case REQ_QUEUED:
         req->state = REQ_RUNNING;
@@ -245,7 +245,7 @@ static void on_req_timer(uv_timer_t *t)
 
 /* Fails req from a later loop iteration (for cancel and close, which callers may invoke
  * outside any loop callback). */
-static void req_fail_later(struct tf_http_req *req, int err)
+static void req_fail_later(struct tf_httpc_req *req, int err)
 {
     if (req->state == REQ_FAILING || req->state == REQ_DONE)
         return;
@@ -256,7 +256,7 @@ static void req_fail_later(struct tf_http_req *req, int err)
     timer_arm(&req->timer, on_req_timer, 0);
 }
 
-void tf_http_cancel(struct tf_http_req *h)
+void tf_httpc_cancel(struct tf_httpc_req *h)
 {
     if (h)
         req_fail_later(h, UV_ECANCELED);
@@ -268,7 +268,7 @@ static void conn_maybe_free(struct tf_http_conn *conn)
 {
     if (!conn->closing || conn->holds > 0)
         return;
-    struct tf_http_client *c = conn->client;
+    struct tf_httpc *c = conn->client;
     SSL_free(conn->ssl);
     uv_freeaddrinfo(conn->addrs); /* accepts NULL */
     free(conn->host);
@@ -307,7 +307,7 @@ static void conn_close(struct tf_http_conn *conn)
 {
     if (conn->closing)
         return;
-    struct tf_http_client *c = conn->client;
+    struct tf_httpc *c = conn->client;
     conn->closing = true;
     if (conn->prev)
         conn->prev->next = conn->next;
@@ -350,7 +350,7 @@ static void pool_put(struct tf_http_conn *conn)
  * broke before any response byte: the server closed it while idle) and closes conn. */
 static void conn_fail(struct tf_http_conn *conn, int err)
 {
-    struct tf_http_req *req = conn_detach(conn);
+    struct tf_httpc_req *req = conn_detach(conn);
     bool retry = req && conn->reused && !conn->got_bytes && !req->retried;
     if (retry || !req)
         TF_DEBUG("http", "conn=%llu %s: %s", (unsigned long long)conn->id,
@@ -409,7 +409,7 @@ static int conn_flush(struct tf_http_conn *conn)
 
 static int conn_send(struct tf_http_conn *conn)
 {
-    struct tf_http_req *req = conn->req;
+    struct tf_httpc_req *req = conn->req;
     if (!conn->tls) {
         struct conn_write *cw = tf_malloc(sizeof *cw + req->wire_len);
         memcpy(cw->data, req->wire, req->wire_len);
@@ -527,7 +527,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* A whole response arrived: pool or close the connection, then complete the request. */
 static void conn_check_done(struct tf_http_conn *conn)
 {
-    struct tf_http_req *req = conn->req;
+    struct tf_httpc_req *req = conn->req;
     if (!req || !tf_http_parser_done(req->parser))
         return;
     bool keep_alive = false;
@@ -663,7 +663,7 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
 }
 
 /* Opens a new connection for req (from a loop callback); failures complete req. */
-static void conn_open(struct tf_http_client *c, struct tf_http_req *req)
+static void conn_open(struct tf_httpc *c, struct tf_httpc_req *req)
 {
     struct tf_http_conn *conn = tf_calloc(1, sizeof *conn);
     conn->client = c;
@@ -708,10 +708,10 @@ static void conn_open(struct tf_http_client *c, struct tf_http_req *req)
 
 /* ---- the public API ---- */
 
-struct tf_http_client *tf_http_client_new(uv_loop_t *loop, const char *extra_ca_file, char *err,
+struct tf_httpc *tf_httpc_new(uv_loop_t *loop, const char *extra_ca_file, char *err,
                                           size_t errlen)
 {
-    struct tf_http_client *c = tf_calloc(1, sizeof *c);
+    struct tf_httpc *c = tf_calloc(1, sizeof *c);
     c->loop = loop;
     ERR_clear_error();
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());
@@ -741,14 +741,14 @@ fail:
     return NULL;
 }
 
-int tf_http_request(struct tf_http_client *c, const struct tf_http_request *rq, tf_http_cb cb,
-                    void *arg, struct tf_http_req **handle)
+int tf_httpc_request(struct tf_httpc *c, const struct tf_http_request *rq, tf_httpc_cb cb,
+                    void *arg, struct tf_httpc_req **handle)
 {
     if (c->closing)
         return TF_ECLOSED;
     if (!cb || !rq)
         return TF_EINVAL;
-    struct tf_http_req *req = tf_calloc(1, sizeof *req);
+    struct tf_httpc_req *req = tf_calloc(1, sizeof *req);
     int r = tf_http_url_parse(rq->url, &req->url);
     if (r == 0)
         r = tf_http_request_serialize(rq, &req->url, &req->wire, &req->wire_len);
@@ -784,7 +784,7 @@ static void on_anchor_closed(uv_handle_t *h)
     client_release(h->data);
 }
 
-void tf_http_client_close(struct tf_http_client *c, void (*done)(void *arg), void *arg)
+void tf_httpc_close(struct tf_httpc *c, void (*done)(void *arg), void *arg)
 {
     if (!c || c->closing)
         return;

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct tf_http_client;
+struct tf_httpc;
 
 /* ---- Problem documents (RFC 7807, RFC 8555 §6.7) ---- */
 
@@ -179,7 +179,7 @@ struct tf_acme;
  * tf_acme_close's done ran). resp may be NULL. Returns NULL with err filled on bad config
  * (directory URL, EAB key). No I/O happens before the first obtain. */
 struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct tf_storage *st,
-                            struct tf_http_client *http, const struct tf_acme_responder *resp,
+                            struct tf_httpc *http, const struct tf_acme_responder *resp,
                             char *err, size_t errlen);
 
 /* Obtain a certificate for name (lower-case DNS name, or "*.parent"). A second obtain for a

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct tf_http_client;
+struct tf_httpc;
 
 enum { TF_GATE_DENY = 0, TF_GATE_ALLOW = 1 };
 
@@ -48,7 +48,7 @@ struct tf_gate_req;
  * beyond that up to 16 * ask_max_inflight distinct names wait, further ones are denied
  * "ask_busy". cache_max_entries: LRU bound (0 = 10000). Returns NULL on bad arguments.
  */
-struct tf_gate *tf_gate_new(uv_loop_t *loop, struct tf_http_client *http, char **allow,
+struct tf_gate *tf_gate_new(uv_loop_t *loop, struct tf_httpc *http, char **allow,
                             int n_allow, const char *ask_url, uint32_t ask_timeout_ms,
                             uint32_t ask_cache_s, int ask_max_inflight, int cache_max_entries);
 

@@ -31,7 +31,7 @@ struct tf_http_request {
     const char *method;               /* "GET", "POST", "HEAD" */
     const char *url;                  /* http:// or https://, absolute */
     const char *content_type;         /* NULL = no body header */
-    const void *body;                 /* copied by tf_http_request() */
+    const void *body;                 /* copied by tf_httpc_request() */
     size_t body_len;
     const struct tf_http_header *headers; /* extra request headers, copied */
     int n_headers;

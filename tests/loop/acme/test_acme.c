@@ -27,7 +27,7 @@
 struct ctx {
     uv_loop_t loop;
     struct tf_storage *st;
-    struct tf_http_client *http;
+    struct tf_httpc *http;
     char store_dir[320];
     struct pebble peb;
     bool kill_on_publish;
@@ -162,7 +162,7 @@ static char *fetch_root(struct ctx *c)
     snprintf(url, sizeof(url), "https://127.0.0.1:%d/roots/0", c->peb.mgmt_port);
     struct tf_http_request req = {.method = "GET", .url = url, .timeout_ms = 5000};
     struct fetch f = {0};
-    CHECK_EQ_INT(tf_http_request(c->http, &req, on_fetch, &f, NULL), 0);
+    CHECK_EQ_INT(tf_httpc_request(c->http, &req, on_fetch, &f, NULL), 0);
     CHECK(run_until(&c->loop, &f.done, 1, 10000));
     CHECK_EQ_INT(f.status, 200);
     return f.body;
@@ -493,7 +493,7 @@ static int setup(struct ctx *c)
         return -1;
     snprintf(c->store_dir, sizeof(c->store_dir), "%s/storage", c->peb.dir);
     c->st = tf_storage_fs_new(&c->loop, c->store_dir, err, sizeof(err));
-    c->http = tf_http_client_new(&c->loop, c->peb.ca_file, err, sizeof(err));
+    c->http = tf_httpc_new(&c->loop, c->peb.ca_file, err, sizeof(err));
     if (!c->st || !c->http) {
         fprintf(stderr, "setup: %s\n", err);
         return -1;
@@ -504,7 +504,7 @@ static int setup(struct ctx *c)
 static void teardown(struct ctx *c)
 {
     int closed = 0;
-    tf_http_client_close(c->http, on_flag, &closed);
+    tf_httpc_close(c->http, on_flag, &closed);
     tf_storage_close(c->st, on_flag, &closed);
     CHECK(run_until(&c->loop, &closed, 2, 10000));
     uv_run(&c->loop, UV_RUN_DEFAULT);

@@ -272,7 +272,7 @@ static struct result ask(struct tf_gate *g, const char *name)
     return r;
 }
 
-static struct tf_http_client *http;
+static struct tf_httpc *http;
 static char url[128];
 
 static struct tf_gate *gate(char **allow, int n, const char *ask_url, uint32_t timeout_ms,
@@ -756,7 +756,7 @@ int main(void)
     uv_timer_init(loop, &guard);
     CHECK(srv_start());
     char err[128];
-    http = tf_http_client_new(loop, NULL, err, sizeof(err));
+    http = tf_httpc_new(loop, NULL, err, sizeof(err));
     CHECK(http != NULL);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/ask", srv.port);
     TF_TEST_RUN(test_lru_map);
@@ -776,7 +776,7 @@ int main(void)
     CHECK_EQ_INT(sync_callbacks, 0);
 
     int closed = 0;
-    tf_http_client_close(http, on_http_closed, &closed);
+    tf_httpc_close(http, on_http_closed, &closed);
     while (srv.conns)
         sconn_close(srv.conns);
     srv.tcp.data = &closed;

@@ -419,7 +419,7 @@ static void srv_stop(struct srv *s)
 struct t {
     uv_loop_t loop;
     struct srv srv;
-    struct tf_http_client *client;
+    struct tf_httpc *client;
     uv_timer_t watchdog;
     bool torn_down, client_closed;
     int cbs, dones, cbs_at_done;
@@ -427,7 +427,7 @@ struct t {
     char body[MAX_CBS][64], xtest[MAX_CBS][16];
     size_t body_len[MAX_CBS];
     uint64_t started_ms, elapsed_ms[MAX_CBS];
-    struct tf_http_req *h;
+    struct tf_httpc_req *h;
     void (*after)(struct t *t); /* runs after every completion callback */
 };
 
@@ -445,7 +445,7 @@ static void t_teardown(struct t *t)
     t->torn_down = true;
     if (!t->client_closed) {
         t->client_closed = true;
-        tf_http_client_close(t->client, on_done, t);
+        tf_httpc_close(t->client, on_done, t);
     }
     srv_stop(&t->srv);
     uv_close((uv_handle_t *)&t->watchdog, NULL);
@@ -466,7 +466,7 @@ static void t_init(struct t *t, EVP_PKEY *key, X509 *crt, const char *ca, enum m
     CHECK_EQ_INT(uv_loop_init(&t->loop), 0);
     srv_start(&t->srv, &t->loop, key, crt, mode);
     t->srv.test = t;
-    t->client = tf_http_client_new(&t->loop, ca, err, sizeof err);
+    t->client = tf_httpc_new(&t->loop, ca, err, sizeof err);
     CHECK(t->client != NULL);
     uv_timer_init(&t->loop, &t->watchdog);
     t->watchdog.data = t;
@@ -516,7 +516,7 @@ struct opts {
 
 /* Starts a request to host:srv.port path (scheme by whether the server speaks TLS). */
 static int t_req_to(struct t *t, const char *host, int port, const char *path,
-                    const struct opts *o, struct tf_http_req **h)
+                    const struct opts *o, struct tf_httpc_req **h)
 {
     char url[256];
     snprintf(url, sizeof url, "%s://%s:%d%s", t->srv.ctx ? "https" : "http", host, port, path);
@@ -531,7 +531,7 @@ static int t_req_to(struct t *t, const char *host, int port, const char *path,
         .timeout_ms = o && o->timeout_ms ? o->timeout_ms : 5000,
         .max_body = o ? o->max_body : 0,
     };
-    return tf_http_request(t->client, &rq, on_resp, t, h);
+    return tf_httpc_request(t->client, &rq, on_resp, t, h);
 }
 
 static void t_req(struct t *t, const char *path, const struct opts *o)

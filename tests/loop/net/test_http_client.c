@@ -305,8 +305,8 @@ static void test_refused(void)
 static void cancel_on_request(struct srv *s)
 {
     struct t *t = s->test;
-    tf_http_cancel(t->h);
-    tf_http_cancel(t->h); /* twice: still one callback */
+    tf_httpc_cancel(t->h);
+    tf_httpc_cancel(t->h); /* twice: still one callback */
 }
 
 static void cancel_after(struct t *t)
@@ -319,13 +319,13 @@ static void cancel_after(struct t *t)
 static void test_cancel(void)
 {
     struct t t;
-    struct tf_http_req *queued = NULL;
+    struct tf_httpc_req *queued = NULL;
     t_init(&t, NULL, NULL, NULL, M_SILENT);
     t.after = cancel_after;
     t.srv.on_request = cancel_on_request;
     CHECK_EQ_INT(t_req_to(&t, "127.0.0.1", t.srv.port, "/a", NULL, &t.h), 0);
     CHECK_EQ_INT(t_req_to(&t, "127.0.0.1", t.srv.port, "/b", NULL, &queued), 0);
-    tf_http_cancel(queued); /* before the loop ever ran: no callback from inside here */
+    tf_httpc_cancel(queued); /* before the loop ever ran: no callback from inside here */
     CHECK_EQ_INT(t.cbs, 0);
     t_run(&t);
     CHECK_EQ_INT(t.cbs, 2);
@@ -341,8 +341,8 @@ static void close_on_request(struct srv *s)
         return;
     t_req(t, "/queued", NULL); /* not started yet when the client closes */
     t->client_closed = true;
-    tf_http_client_close(t->client, on_done, t);
-    tf_http_client_close(t->client, on_done, t); /* idempotent */
+    tf_httpc_close(t->client, on_done, t);
+    tf_httpc_close(t->client, on_done, t); /* idempotent */
     CHECK_EQ_INT(t->cbs, 0);
     CHECK_EQ_INT(t_req_to(t, "127.0.0.1", s->port, "/late", NULL, NULL), TF_ECLOSED);
 }
@@ -373,17 +373,17 @@ static void test_bad_args_and_idle_close(void)
     struct t t;
     t_init(&t, NULL, NULL, NULL, M_ECHO);
     struct tf_http_request rq = {.method = "GET", .url = "ftp://127.0.0.1/"};
-    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    CHECK_EQ_INT(tf_httpc_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
     rq.url = "http://127.0.0.1/";
     rq.method = "GE T";
-    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    CHECK_EQ_INT(tf_httpc_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
     struct tf_http_header bad = {"X-A", "1\r\nHost: evil"};
     rq.method = "GET";
     rq.headers = &bad;
     rq.n_headers = 1;
-    CHECK_EQ_INT(tf_http_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
+    CHECK_EQ_INT(tf_httpc_request(t.client, &rq, on_resp, &t, NULL), TF_EINVAL);
     char err[256] = "";
-    CHECK(tf_http_client_new(&t.loop, "/nonexistent/ca.pem", err, sizeof err) == NULL);
+    CHECK(tf_httpc_new(&t.loop, "/nonexistent/ca.pem", err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
     t_teardown(&t);
     CHECK_EQ_INT(t.dones, 0); /* done runs from the loop, not from inside close */
