@@ -5,6 +5,7 @@
  * P-256 key, so a challenge certificate can never be mistaken for (or leak) a real one.
  */
 #include "tlsfront/acme/alpn01_cert.h"
+#include "tlsfront/base/name.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/base/common.h"
 #include "tlsfront/acme/csr.h"
@@ -106,7 +107,7 @@ int tf_alpn01_make_cert(const char *name, const char *key_authorization, X509 **
 {
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    if (!tf_dns_name_valid(name) || !key_authorization || !*key_authorization)
+    if (!tf_name_pattern_valid(name) || !key_authorization || !*key_authorization)
         return TF_EINVAL;
     k = EVP_EC_gen("P-256");
     x = X509_new();

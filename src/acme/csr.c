@@ -7,6 +7,7 @@
  */
 #include "tlsfront/base/common.h"
 #include "tlsfront/acme/csr.h"
+#include "tlsfront/base/name.h"
 #include "tlsfront/base/b64url.h"
 
 #include <openssl/asn1.h>
@@ -15,25 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DNS_NAME_MAX 253
 #define X520_CN_MAX 64 /* ub-common-name, RFC 5280 Appendix A.1 */
-
-bool tf_dns_name_valid(const char *name)
-{
-    if (!name)
-        return false;
-    size_t len = strlen(name);
-    if (len == 0 || len > DNS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || c == '_' || c == '*';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
 
 /* Appends name to gens as a dNSName (IA5String). Returns 0 or TF_ETLS. */
 static int csr_push_dns(GENERAL_NAMES *gens, const char *name)
@@ -62,7 +45,7 @@ X509_EXTENSION *tf_x509_san_ext(const char *const *names, int n_names)
     if (!gens)
         return NULL;
     for (int i = 0; i < n_names; i++) {
-        if (!tf_dns_name_valid(names[i]) || csr_push_dns(gens, names[i]) != 0)
+        if (!tf_name_pattern_valid(names[i]) || csr_push_dns(gens, names[i]) != 0)
             goto out;
     }
     ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
@@ -116,7 +99,7 @@ char *tf_csr_b64url(EVP_PKEY *key, const char *const *names, int n_names)
 {
     X509_REQ *req = NULL;
     char *res = NULL;
-    if (!key || !names || n_names <= 0 || !tf_dns_name_valid(names[0]))
+    if (!key || !names || n_names <= 0 || !tf_name_pattern_valid(names[0]))
         return NULL;
     req = X509_REQ_new();
     if (!req || !X509_REQ_set_version(req, X509_REQ_VERSION_1))

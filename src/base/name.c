@@ -88,6 +88,8 @@ bool tf_name_pattern_valid(const char *pattern)
 {
     char buf[TF_NAME_MAX + 1];
     const char *p = pattern;
+    if (!p)
+        return false;
     if (p[0] == '*' && p[1] == '.')
         p += 2;
     size_t len = strlen(p);

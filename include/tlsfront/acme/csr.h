@@ -13,10 +13,8 @@
  * returned base64url-encoded as newOrder/finalize want it. */
 char *tf_csr_b64url(EVP_PKEY *key, const char *const *names, int n_names);
 
-/* Helpers shared by the CSR and the TLS-ALPN-01 certificate (alpn01_cert.c). */
-/* True if name can be a dNSName: 1..253 characters of letters, digits, '-', '.', '_' and '*'
- * (A-labels only; IDNs must already be punycode). */
-bool tf_dns_name_valid(const char *name);
+/* Helpers shared by the CSR and the TLS-ALPN-01 certificate (alpn01_cert.c); names are
+ * checked with base's tf_name_pattern_valid. */
 /* A subjectAltName extension listing every name as a dNSName (non-critical), or NULL. */
 X509_EXTENSION *tf_x509_san_ext(const char *const *names, int n_names);
 /* Adds CN=cn to xn when it fits the X.520 64-character limit; longer names are skipped since

@@ -31,7 +31,9 @@ bool tf_name_may_issue(char *const *allow, int n_allow, bool ask, const char *na
  * size stride from base (an array of routes, of profiles, ...). Returns its index or -1. */
 int tf_name_pick(const void *base, int n, size_t stride, size_t off, const char *name);
 
-/* True when pattern is a valid route/allow pattern: a valid name, or "*." + a valid name. */
+/* True when pattern is a valid route/allow pattern: a valid name, or "*." + a valid name
+ * (already lower-case); false for NULL. Also the check of every name that goes into a CSR or
+ * a TLS-ALPN-01 certificate: tlsfront has one name validator. */
 bool tf_name_pattern_valid(const char *pattern);
 
 #endif
