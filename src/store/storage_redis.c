@@ -487,22 +487,29 @@ int tf_rs_put(struct tf_storage *s, const char *key, const void *data, size_t le
     if (err)
         return err;
     char *val = NULL;
-    size_t vlen = len;
-    if (secret && rs->crypt) {
-        err = tf_storage_crypt_seal(rs->crypt, key, data, len, &val, &vlen);
-        if (err)
-            return err;
-    } else {
-        val = tf_malloc(len + 1);
-        if (len)
-            memcpy(val, data, len);
-    }
+    size_t vlen = 0;
+    err = tf_rs_value_bytes(rs, key, data, len, secret, &val, &vlen);
+    if (err)
+        return err;
     struct rs_op *op = tf_rs_op_new(rs, RK_PUT, key, arg);
     op->cb.done = cb;
     op->data = val;
     op->len = vlen;
     op->secret = secret;
     tf_rs_dispatch(op);
+    return 0;
+}
+
+int tf_rs_value_bytes(struct tf_storage_redis *rs, const char *key, const void *data,
+                      size_t len, bool secret, char **out, size_t *out_len)
+{
+    if (secret && rs->crypt)
+        return tf_storage_crypt_seal(rs->crypt, key, data, len, out, out_len);
+    *out = tf_malloc(len + 1);
+    if (len)
+        memcpy(*out, data, len);
+    (*out)[len] = '\0';
+    *out_len = len;
     return 0;
 }
 

@@ -259,16 +259,22 @@ static void connect_ip(struct tf_storage_redis *rs, const char *ip)
     handshake(rs);
 }
 
+int tf_rs_gai_ip(int status, struct addrinfo *res, char *ip, size_t iplen)
+{
+    if (status == 0 && res)
+        status = res->ai_family == AF_INET6
+                     ? uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, iplen)
+                     : uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, iplen);
+    uv_freeaddrinfo(res);
+    return status;
+}
+
 static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct tf_storage_redis *rs = req->data;
     rs->gai_pending = false;
     char ip[64] = "";
-    if (status == 0 && res)
-        status = res->ai_family == AF_INET6
-                     ? uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip))
-                     : uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
-    uv_freeaddrinfo(res);
+    status = tf_rs_gai_ip(status, res, ip, sizeof(ip));
     if (rs->freeing) {
         tf_rs_free_step(rs);
         return;

@@ -134,6 +134,15 @@ struct rs_op *tf_rs_op_new(struct tf_storage_redis *rs, enum rs_kind kind, const
 /* Send the op's next command now if the connection is up; else keep it waiting for the
  * connection (connecting) or fail it with the down error later (down). */
 void tf_rs_dispatch(struct rs_op *op);
+
+/* The first address of a uv_getaddrinfo answer as an IP literal in ip (hiredis then never
+ * resolves on the loop); frees res. Returns status, or the formatting error. */
+int tf_rs_gai_ip(int status, struct addrinfo *res, char *ip, size_t iplen);
+
+/* The bytes stored for a value: sealed with the storage key when secret and a key is set,
+ * else a copy (NUL-terminated). *out is the caller's (malloc); returns 0 or the seal's error. */
+int tf_rs_value_bytes(struct tf_storage_redis *rs, const char *key, const void *data,
+                      size_t len, bool secret, char **out, size_t *out_len);
 /* Send one command for op; argv strings are borrowed for the call. On failure the op is
  * completed later with the error. */
 void tf_rs_command(struct rs_op *op, int argc, const char **argv, const size_t *lens);

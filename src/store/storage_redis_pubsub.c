@@ -133,16 +133,10 @@ static int rs_put_ttl(struct tf_storage *s, const char *key, const void *data, s
     if (err)
         return err;
     char *val = NULL;
-    size_t vlen = len;
-    if (secret && rs->crypt) {
-        err = tf_storage_crypt_seal(rs->crypt, key, data, len, &val, &vlen);
-        if (err)
-            return err;
-    } else {
-        val = tf_malloc(len + 1);
-        if (len)
-            memcpy(val, data, len);
-    }
+    size_t vlen = 0;
+    err = tf_rs_value_bytes(rs, key, data, len, secret, &val, &vlen);
+    if (err)
+        return err;
     struct rs_op *op = tf_rs_op_new(rs, RK_PUT_TTL, key, arg);
     op->cb.done = cb;
     op->data = val;
@@ -321,11 +315,7 @@ static void on_sub_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct rs_sub *sub = req->data;
     sub->gai_pending = false;
     char ip[64] = "";
-    if (status == 0 && res)
-        status = res->ai_family == AF_INET6
-                     ? uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip))
-                     : uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
-    uv_freeaddrinfo(res);
+    status = tf_rs_gai_ip(status, res, ip, sizeof(ip));
     if (sub->closing) {
         sub_release(sub);
         return;
