@@ -3,6 +3,7 @@ round-robin balancer (one backend per new connection, in turn) that counts conne
 backend. Both are stopped by the test that started them (the Redis server by its PID)."""
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -116,3 +117,29 @@ class Balancer:
         t.join(30)
         c.close()
         b.close()
+
+
+def pebble_root_file(peb):
+    """pebble's root certificate written to a temp file (for ssl cafile=); its path."""
+    path = os.path.join(tmpdir(), "root.pem")
+    with open(path, "w") as f:
+        f.write(peb.root_pem())
+    return path
+
+
+def fetch(rootf, port, name, timeout=60):
+    """One connection to 127.0.0.1:port for name, verified against rootf, one request read to
+    EOF: (the certificate's serial, the reply bytes). Raises on a refused handshake."""
+    from cryptography import x509
+    c = ssl.create_default_context(cafile=rootf)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    with c.wrap_socket(raw, server_hostname=name) as s:
+        der = s.getpeercert(binary_form=True)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    return x509.load_der_x509_certificate(der).serial_number, data

@@ -6,15 +6,14 @@ connection, pebble sees exactly ten orders, every node ends up serving every nam
 same serial (announced, not ordered again), and a fourth node started later serves them all
 from Redis with no new order. Session tickets from any node resume on any other (the
 ticket key ring is shared through Redis)."""
-import os
 import socket
 import ssl
 import threading
 import urllib.error
 import urllib.request
 
-from cryptography import x509
 
+import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir, wait_until
@@ -47,25 +46,12 @@ def admin(proc, path):
 nodes = [node("node%d" % i) for i in range(3)]
 bal.backends = [p for _, p in nodes]
 peb.start(bal.port)
-rootf = os.path.join(tmpdir(), "root.pem")
-with open(rootf, "w") as f:
-    f.write(peb.root_pem())
+rootf = clusterctl.pebble_root_file(peb)
 
 
 def fetch(port, name, timeout=60):
-    """One connection verified against pebble's root, one request; (serial, reply)."""
-    c = ssl.create_default_context(cafile=rootf)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    with c.wrap_socket(raw, server_hostname=name) as s:
-        der = s.getpeercert(binary_form=True)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return x509.load_der_x509_certificate(der).serial_number, data
+    """One verified connection and request through port: (serial, reply)."""
+    return clusterctl.fetch(rootf, port, name, timeout)
 
 
 names = ["n%d.cl.test" % i for i in range(10)]

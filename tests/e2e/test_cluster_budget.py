@@ -4,11 +4,11 @@ obtained through node A; a third name under the same registered domain, asked of
 (which has ordered nothing itself, so its local mirror would admit it), is refused with the
 budget reason, and pebble sees no third order. A name under another registered domain is
 still obtained through node B."""
-import os
 import socket
 import ssl
 import urllib.request
 
+import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir
@@ -38,9 +38,7 @@ def metrics(proc):
 (pa, porta), (pb, portb) = node("nodeA"), node("nodeB")
 bal.backends = [porta, portb]
 peb.start(bal.port)
-rootf = os.path.join(tmpdir(), "root.pem")
-with open(rootf, "w") as f:
-    f.write(peb.root_pem())
+rootf = clusterctl.pebble_root_file(peb)
 
 
 def fetch(port, name, timeout=60):

@@ -5,12 +5,11 @@ fresh name is still refused with storage_unavailable (the cache never stands in 
 order lock). A node without --storage-cache restarted the same way serves nothing, and
 --storage-cache with a directory --storage is a configuration error (exit 2)."""
 import os
-import socket
 import ssl
 import stat
 
-from cryptography import x509
 
+import clusterctl  # noqa: E402
 from clusterctl import Redis, storage_key_file
 from pebblectl import Pebble
 from tfcommon import (BIN, Backend, Proc, check, finish, http_handler, start_tlsfront, tmpdir,
@@ -34,26 +33,13 @@ def node(name, cached=True):
 
 
 def fetch(port, name, timeout=60):
-    """One connection verified against pebble's root, one request; (serial, reply)."""
-    c = ssl.create_default_context(cafile=rootf)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    with c.wrap_socket(raw, server_hostname=name) as s:
-        der = s.getpeercert(binary_form=True)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return x509.load_der_x509_certificate(der).serial_number, data
+    """One verified connection and request through port: (serial, reply)."""
+    return clusterctl.fetch(rootf, port, name, timeout)
 
 
 p, port = node("cached1")
 peb.start(port)
-rootf = os.path.join(tmpdir(), "root.pem")
-with open(rootf, "w") as f:
-    f.write(peb.root_pem())
+rootf = clusterctl.pebble_root_file(peb)
 
 serial, reply = fetch(port, "a.cc.test")
 check(b"cache backend" in reply, "the name is served on its first connection")

@@ -11,12 +11,10 @@ them through a balancer that can hold (park) the validation connections.
    ordered again."""
 import os
 import signal
-import socket
-import ssl
 import threading
 
-from cryptography import x509
 
+import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir, wait_until
@@ -42,24 +40,12 @@ def node(name):
 (pa, porta), (pb, portb) = node("nodeA"), node("nodeB")
 bal.backends = [porta, portb]
 peb.start(bal.port)
-rootf = os.path.join(tmpdir(), "root.pem")
-with open(rootf, "w") as f:
-    f.write(peb.root_pem())
+rootf = clusterctl.pebble_root_file(peb)
 
 
 def fetch(port, name, timeout=110):
-    c = ssl.create_default_context(cafile=rootf)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    with c.wrap_socket(raw, server_hostname=name) as s:
-        der = s.getpeercert(binary_form=True)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return x509.load_der_x509_certificate(der).serial_number, data
+    """One verified connection and request through port: (serial, reply)."""
+    return clusterctl.fetch(rootf, port, name, timeout)
 
 
 def fetch_bg(port, name, out):
