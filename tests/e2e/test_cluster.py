@@ -16,7 +16,7 @@ import urllib.request
 import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
-from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir, wait_until
+from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
 
 backend = Backend(http_handler(b"cluster backend"))
 redis = Redis()

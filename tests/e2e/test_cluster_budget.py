@@ -11,7 +11,7 @@ import urllib.request
 import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
-from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir
+from tfcommon import Backend, check, finish, http_handler, start_tlsfront
 
 backend = Backend(http_handler(b"budget backend"))
 redis = Redis()

@@ -17,7 +17,7 @@ import threading
 import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, storage_key_file
 from pebblectl import Pebble
-from tfcommon import Backend, check, finish, http_handler, start_tlsfront, tmpdir, wait_until
+from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
 
 LEASE = 4  # seconds; the test's bounds are several leases
 
