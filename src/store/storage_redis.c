@@ -1,5 +1,5 @@
 /*
- * storage_redis.c: the Redis store's operations (include/storage_redis.h) minus its locks:
+ * storage_redis.c: the Redis store's operations (tlsfront/store/storage_redis.h) minus its locks:
  * commands through hiredis's async API on the control loop (the connection itself is
  * storage_redis_conn.c); get/put/list/del with the filesystem store's exact results (key
  * layout in src/storage_redis_int.h) and the secret-value envelope.
@@ -15,6 +15,7 @@
 #include "tlsfront/base/log.h"
 #include "tlsfront/store/storage_crypt.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,9 +192,11 @@ void tf_rs_fail_later(struct rs_op *op, int err)
     else
         rs->done_head = op;
     rs->done_tail = op;
-    /* XXX: uv_timer_start only fails on a closing handle, and the store closes its timers
-     * only once no operation is left. */
-    uv_timer_start(&rs->defer, on_defer, 0, 0);
+    /* uv_timer_start fails only on a closing handle, and the store closes its timers only
+     * once no operation is left. */
+    int rc = uv_timer_start(&rs->defer, on_defer, 0, 0);
+    assert(rc == 0);
+    (void)rc;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
@@ -486,22 +489,13 @@ int tf_rs_put(struct tf_storage *s, const char *key, const void *data, size_t le
         err = TF_EINVAL;
     if (err)
         return err;
-    char *val = NULL;
-    size_t vlen = 0;
-    err = tf_rs_value_bytes(rs, key, data, len, secret, &val, &vlen);
-    if (err)
-        return err;
-    struct rs_op *op = tf_rs_op_new(rs, RK_PUT, key, arg);
-    op->cb.done = cb;
-    op->data = val;
-    op->len = vlen;
-    op->secret = secret;
-    tf_rs_dispatch(op);
-    return 0;
+    return tf_rs_put_op(rs, RK_PUT, key, data, len, secret, 0, cb, arg);
 }
 
-int tf_rs_value_bytes(struct tf_storage_redis *rs, const char *key, const void *data,
-                      size_t len, bool secret, char **out, size_t *out_len)
+/* The bytes stored for a value: sealed with the storage key when secret and a key is set,
+ * else a copy. */
+static int value_bytes(struct tf_storage_redis *rs, const char *key, const void *data,
+                       size_t len, bool secret, char **out, size_t *out_len)
 {
     if (secret && rs->crypt)
         return tf_storage_crypt_seal(rs->crypt, key, data, len, out, out_len);
@@ -510,6 +504,24 @@ int tf_rs_value_bytes(struct tf_storage_redis *rs, const char *key, const void *
         memcpy(*out, data, len);
     (*out)[len] = '\0';
     *out_len = len;
+    return 0;
+}
+
+int tf_rs_put_op(struct tf_storage_redis *rs, enum rs_kind kind, const char *key,
+                 const void *data, size_t len, bool secret, uint32_t ttl_ms,
+                 tf_storage_done_cb cb, void *arg)
+{
+    char *val = NULL;
+    size_t vlen = 0;
+    int err = value_bytes(rs, key, data, len, secret, &val, &vlen);
+    if (err)
+        return err;
+    struct rs_op *op = tf_rs_op_new(rs, kind, key, arg);
+    op->cb.done = cb;
+    op->data = val;
+    op->len = vlen;
+    op->ttl_ms = ttl_ms;
+    tf_rs_dispatch(op);
     return 0;
 }
 

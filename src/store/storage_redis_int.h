@@ -63,7 +63,6 @@ struct rs_op {
     char *key;  /* owned: key, list prefix ("" for all) or lock name */
     char *data; /* owned: put's value (sealed when secret) */
     size_t len;
-    bool secret;
     bool sent;         /* a command of this op is pending in hiredis */
     bool done_queued;  /* on the store's deferred-completion queue */
     uint64_t sent_ms;  /* when the pending command went out (tf_mono_ms) */
@@ -139,10 +138,12 @@ void tf_rs_dispatch(struct rs_op *op);
  * resolves on the loop); frees res. Returns status, or the formatting error. */
 int tf_rs_gai_ip(int status, struct addrinfo *res, char *ip, size_t iplen);
 
-/* The bytes stored for a value: sealed with the storage key when secret and a key is set,
- * else a copy (NUL-terminated). *out is the caller's (malloc); returns 0 or the seal's error. */
-int tf_rs_value_bytes(struct tf_storage_redis *rs, const char *key, const void *data,
-                      size_t len, bool secret, char **out, size_t *out_len);
+/* Queue a write of data under key (kind RK_PUT, or RK_PUT_TTL with ttl_ms): the value is
+ * sealed with the storage key when secret and a key is set, else copied. The caller has
+ * validated its arguments. Returns 0 (cb runs later) or the seal's error. */
+int tf_rs_put_op(struct tf_storage_redis *rs, enum rs_kind kind, const char *key,
+                 const void *data, size_t len, bool secret, uint32_t ttl_ms,
+                 tf_storage_done_cb cb, void *arg);
 /* Send one command for op; argv strings are borrowed for the call. On failure the op is
  * completed later with the error. */
 void tf_rs_command(struct rs_op *op, int argc, const char **argv, const size_t *lens);

@@ -132,18 +132,7 @@ static int rs_put_ttl(struct tf_storage *s, const char *key, const void *data, s
         err = len > TF_STORAGE_MAX_VALUE ? TF_ETOOBIG : TF_EINVAL;
     if (err)
         return err;
-    char *val = NULL;
-    size_t vlen = 0;
-    err = tf_rs_value_bytes(rs, key, data, len, secret, &val, &vlen);
-    if (err)
-        return err;
-    struct rs_op *op = tf_rs_op_new(rs, RK_PUT_TTL, key, arg);
-    op->cb.done = cb;
-    op->data = val;
-    op->len = vlen;
-    op->ttl_ms = ttl_ms;
-    tf_rs_dispatch(op);
-    return 0;
+    return tf_rs_put_op(rs, RK_PUT_TTL, key, data, len, secret, ttl_ms, cb, arg);
 }
 
 static int rs_get_ttl(struct tf_storage *s, const char *key, tf_storage_get_cb cb, void *arg)

@@ -397,7 +397,8 @@ int main(void)
     if (getenv("TF_TEST_DEBUG"))
         tf_log_setup(TF_LOG_DEBUG, false);
     struct pki pki = {0};
-    snprintf(pki.dir, sizeof pki.dir, "/tmp/tf_http_client_XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(pki.dir, sizeof pki.dir, "%s/tf_http_client_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     CHECK(mkdtemp(pki.dir) != NULL);
     snprintf(pki.good_pem, sizeof pki.good_pem, "%s/good.pem", pki.dir);
     snprintf(pki.other_pem, sizeof pki.other_pem, "%s/other.pem", pki.dir);
