@@ -12,7 +12,8 @@ process doing a full handshake plus one request and its response, one after the 
 example.test (a certificate from certs/mkcerts.sh). The flood sends a real ClientHello for
 NAMES random names under flood.test, BATCH connections at a time, and reads each until the
 server closes it (the refusal). Printed per run: tlsfront's VmRSS growth from before the
-flood to after it settles (the ask endpoint has answered every name, then 1 s), the
+flood to after it settles (the ask endpoint has answered every name, the worker has trimmed
+its free heap or 8 s have passed, then 1 s; the warm-up settles the same way), the
 legitimate client's p50/p99 during the flood, and the flood's duration.
 
 Bounded: NAMES connections, each read with a 30 s deadline; loopback only; every process it
@@ -64,6 +65,20 @@ def metric(admin, name):
     for m in re.finditer(r"^%s(\{[^}]*\})? (\d+)" % re.escape(name), text, re.M):
         total += int(m.group(2))
     return total
+
+
+def settle(admin):
+    """After a burst: wait until no handshake is held, then for the worker's trim of the free
+    heap the burst left (tlsfront_malloc_trims_total advances one heartbeat or two after the
+    burst ends; a binary that does not trim waits the whole bound, 8 s), then 1 s more."""
+    deadline = time.time() + 30
+    while metric(admin, "tlsfront_held_handshakes") > 0 and time.time() < deadline:
+        time.sleep(0.1)
+    trims = metric(admin, "tlsfront_malloc_trims_total")
+    deadline = time.time() + 8
+    while metric(admin, "tlsfront_malloc_trims_total") == trims and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
 
 
 def refused(sock):
@@ -150,7 +165,7 @@ def one_run(binary, certs, mode, n, batch, env):
         alone = pending_mem.handshake_ms(port, ctx, 200)
         # Warm up the refusal path too (a few names outside the flood's), then settle.
         flood(port, ["warm%d.flood.test" % i for i in range(batch)], batch)
-        time.sleep(1)
+        settle(admin)
         before = pending_mem.rss_kib(p.pid)
         asked0 = metric(admin, "tlsfront_ask_requests_total")
         rnd = random.Random()
@@ -165,10 +180,7 @@ def one_run(binary, certs, mode, n, batch, env):
         stop.set()
         samples = q.get(timeout=60)
         legit.join(30)
-        deadline = time.time() + 30
-        while metric(admin, "tlsfront_held_handshakes") > 0 and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)
+        settle(admin)
         after = pending_mem.rss_kib(p.pid)
         asked = metric(admin, "tlsfront_ask_requests_total") - asked0
         return dict(alone=alone, before=before, after=after, lat=pending_mem.pct(samples), closed=closed,

@@ -84,6 +84,9 @@ static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
                        LOAD(st, held_total));
     tf_metrics_counter(out, "tlsfront_held_refused_total", "Holds refused by --max-held*.",
                        NULL, LOAD(st, held_refused));
+    tf_metrics_counter(out, "tlsfront_malloc_trims_total",
+                       "Free heap memory returned to the system after a burst of held "
+                       "handshakes.", NULL, LOAD(st, malloc_trims));
 }
 
 static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)

@@ -432,6 +432,7 @@ static void held_unlink(struct tf_conn *c)
         c->held_next->held_prev = c->held_prev;
     c->held_prev = c->held_next = NULL;
     w->n_held--;
+    w->held_ended++; /* the worker's heartbeat returns a burst's memory (see worker.c) */
     atomic_fetch_sub(&w->stats->held_now, 1);
 }
 

@@ -11,6 +11,9 @@
 
 #include <openssl/ssl.h>
 #include <assert.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,10 +163,49 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *msg, void *owner)
     tf_msg_free(msg);
 }
 
+/* A trim follows at least TRIM_MIN_HELD ended holds, once none has ended for a whole
+ * heartbeat and none is held, and at most once per TRIM_INTERVAL_MS. */
+#define TRIM_MIN_HELD 32
+#define TRIM_INTERVAL_MS 5000
+
+#ifdef __GLIBC__
+/* glibc keeps what a burst freed in its arenas (the worker's own, where the burst's SSL
+ * objects and handshake buffers lived, and the control loop's): malloc_trim(0) walks every
+ * arena and gives its free pages back. Returns true if it ran. */
+static bool release_free_heap(void)
+{
+    malloc_trim(0);
+    return true;
+}
+#else
+static bool release_free_heap(void)
+{
+    return false; /* other C libraries: nothing portable to call */
+}
+#endif
+
+/* On the heartbeat, never per connection: after a burst of held handshakes (an on-demand
+ * flood of names the gate denies) has ended, return the memory it freed, so RSS does not
+ * stay at the burst's peak. A steady trickle of holds never looks ended and is not
+ * trimmed; a trim costs a walk of the heap, hence the rate limit. */
+static void maybe_trim(struct tf_worker *w)
+{
+    bool quiet = w->n_held == 0 && w->held_ended == w->held_ended_tick;
+    w->held_ended_tick = w->held_ended;
+    uint64_t now = uv_now(&w->loop);
+    if (!quiet || w->held_ended < TRIM_MIN_HELD || now - w->trim_ms < TRIM_INTERVAL_MS)
+        return;
+    w->held_ended = w->held_ended_tick = 0;
+    w->trim_ms = now;
+    if (release_free_heap())
+        TF_STAT_ADD(w->stats, malloc_trims, 1);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     struct tf_worker *w = t->data;
     atomic_store_explicit(&w->heartbeat_ms, tf_mono_ms(), memory_order_relaxed);
+    maybe_trim(w);
 }
 
 static void worker_main(void *arg)

@@ -25,6 +25,7 @@ struct tf_stats {
     atomic_ullong pool_stale_retries;       /* requests replayed after a stale pooled conn */
     atomic_int held_now;                /* gauge: handshakes held for a certificate */
     atomic_ullong held_total, held_refused;
+    atomic_ullong malloc_trims;         /* free heap returned after a burst of holds (glibc) */
     atomic_ullong acme_challenges_served;
     atomic_llong refuse_logged_ms;      /* rate limit for the max_connections log line */
     atomic_ullong backend_errors_route[TF_STATS_ROUTES + 1]; /* [0] default, [i+1] route i */

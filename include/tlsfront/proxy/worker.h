@@ -95,10 +95,14 @@ struct tf_worker {
     struct tf_pool *pool;           /* idle keep-alive backend connections, owned */
     struct tf_conn *held;           /* connections whose handshake waits for a certificate */
     int n_held;
+    /* Returning the memory a burst of held handshakes freed (see worker.c, maybe_trim): */
+    unsigned held_ended;            /* holds ended (answered or closed) since the last trim */
+    unsigned held_ended_tick;       /* held_ended at the previous heartbeat */
+    uint64_t trim_ms;               /* uv_now() of the last trim */
     int n_conns;
     uint64_t next_conn_id;
     bool draining, stopping;
-    uv_timer_t heartbeat;           /* proves the loop turns (/healthz) */
+    uv_timer_t heartbeat;           /* proves the loop turns (/healthz); checks for a trim */
     _Atomic uint64_t heartbeat_ms;  /* tf_mono_ms() of the last tick; read by the admin */
     /* Buffers that never hold data beyond one callback (see tlsbio.h): */
     char rx[65536];                 /* every socket read lands here */
