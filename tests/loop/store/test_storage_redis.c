@@ -60,27 +60,9 @@ static void test_values(void)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct tf_storage *s = rstore(&loop, "t1", NULL, 0);
+    check_round_trips(s);
     int err;
-    CHECK_EQ_INT(put_str(s, "certs/example.com/cert.pem", "hello", false), 0);
-    char *v = get_wait(s, "certs/example.com/cert.pem", &err);
-    CHECK_EQ_INT(err, 0);
-    CHECK_EQ_STR(v, "hello");
-    free(v);
-    CHECK_EQ_INT(put_str(s, "certs/example.com/cert.pem", "world, longer", false), 0);
-    v = get_wait(s, "certs/example.com/cert.pem", &err);
-    CHECK_EQ_STR(v, "world, longer");
-    free(v);
-    CHECK_EQ_INT(put_wait(s, "empty", "", 0, false), 0);
-    v = get_wait(s, "empty", &err);
-    CHECK_EQ_INT(err, 0);
-    CHECK_EQ_STR(v, "");
-    free(v);
-    CHECK(get_wait(s, "certs/missing.com/cert.pem", &err) == NULL);
-    CHECK_EQ_INT(err, UV_ENOENT);
-    CHECK(get_wait(s, "certs/example.com/cert.pem/below", &err) == NULL);
-    CHECK_EQ_INT(err, UV_ENOENT);
-    CHECK(get_wait(s, "certs", &err) == NULL);
-    CHECK_EQ_INT(err, UV_EISDIR);
+    char *v;
     /* A value cannot sit where a directory is, nor the reverse, as on disk. */
     CHECK_EQ_INT(put_str(s, "certs/example.com/cert.pem/x", "below", false), UV_ENOTDIR);
     CHECK_EQ_INT(put_str(s, "certs/example.com", "over a dir", false), UV_EISDIR);
@@ -304,11 +286,6 @@ static void test_locks(void)
     store_close(a, &loop);
 }
 
-static void on_close_done(void *arg)
-{
-    (*(int *)arg)++;
-}
-
 /* Close with everything in flight: each callback once, the waiting lock ends early with
  * TF_ECLOSED, held leases are released, close's callback comes last and never inside. */
 static void test_close_in_flight(void)
@@ -316,50 +293,17 @@ static void test_close_in_flight(void)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct tf_storage *s = rstore(&loop, "t6", NULL, 0);
-    CHECK_EQ_INT(put_str(s, "x/old", "o", false), 0);
-    CHECK_EQ_INT(lock_wait(s, "held", 30, 0), 0);
-    CHECK_EQ_INT(lock_wait(s, LOCK_NAME, 30, 0), 0);
     struct res r[12];
-    memset(r, 0, sizeof(r));
-    for (int i = 0; i < 6; i++)
-        CHECK_EQ_INT(tf_storage_put(s, "x/k", "v", 1, i % 2, on_done, &r[i]), 0);
-    CHECK_EQ_INT(tf_storage_get(s, "x/old", on_get, &r[6]), 0);
-    CHECK_EQ_INT(tf_storage_get(s, "x/none", on_get, &r[7]), 0);
-    CHECK_EQ_INT(tf_storage_list(s, "x", on_list, &r[8]), 0);
-    CHECK_EQ_INT(tf_storage_del(s, "x/old", on_done, &r[9]), 0);
-    CHECK_EQ_INT(tf_storage_lock(s, LOCK_NAME, 30, 10000, on_done, &r[10]), 0);
+    close_busy_start(s, r);
     while (r[9].calls == 0 || r[10].calls != 0) /* until the lock sleeps on its timer */
         uv_run(&loop, UV_RUN_ONCE);
-    int closed = 0;
-    tf_storage_close(s, on_close_done, &closed);
-    CHECK_EQ_INT(closed, 0);
-    CHECK_EQ_INT(tf_storage_put(s, "late", "v", 1, false, on_done, &r[11]), TF_ECLOSED);
-    CHECK_EQ_INT(tf_storage_lock(s, "late", 1, 0, on_done, &r[11]), TF_ECLOSED);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(closed, 1);
-    for (int i = 0; i < 11; i++)
-        CHECK_EQ_INT(r[i].calls, 1);
-    CHECK_EQ_INT(r[11].calls, 0);
-    for (int i = 0; i < 6; i++)
-        CHECK_EQ_INT(r[i].err, 0);
-    CHECK_EQ_STR(r[6].data, "o");
-    CHECK_EQ_INT(r[7].err, UV_ENOENT);
-    CHECK_EQ_INT(r[9].err, 0);
-    CHECK_EQ_INT(r[10].err, TF_ECLOSED);
-    for (int i = 0; i < 12; i++)
-        res_clear(&r[i]);
+    close_busy_finish(s, r);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     CHECK_EQ_INT(raw_int(g_fx.port, "EXISTS %s", "t6:l:held"), 0); /* released by close */
     CHECK_EQ_INT(raw_int(g_fx.port, "EXISTS %s", "t6:l:" LOCK_NAME), 0);
     /* Close with nothing in flight (still connecting) calls back later. */
     uv_loop_init(&loop);
-    s = rstore(&loop, "t6", NULL, 0);
-    closed = 0;
-    tf_storage_close(s, on_close_done, &closed);
-    CHECK_EQ_INT(closed, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(closed, 1);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    close_idle(rstore(&loop, "t6", NULL, 0));
 }
 
 /* Put until it works (the store reconnects on its own), bounded at 20 s. */

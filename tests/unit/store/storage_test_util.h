@@ -1,7 +1,9 @@
 /*
  * storage_test_util.h: helpers shared by test_storage.c and test_storage_lock.c: result
  * capture callbacks, "start, run the loop, check one callback" wrappers, a store in a fresh
- * subdirectory of the test's mkdtemp root, and small file inspection helpers. Test-only.
+ * subdirectory of the test's mkdtemp root, small file inspection helpers, and the parts of
+ * the store contract that tests/loop/store/test_storage_redis.c checks on Redis as well.
+ * Test-only.
  */
 #ifndef TF_STORAGE_TEST_UTIL_H
 #define TF_STORAGE_TEST_UTIL_H
@@ -153,6 +155,94 @@ static inline int renew_wait(struct tf_storage *s, const char *name, uint32_t le
 {
     struct res r = {0};
     return done_wait(s, tf_storage_renew(s, name, lease, on_done, &r), &r);
+}
+
+/* ---- the store contract, shared by the filesystem and the Redis store's tests ---- */
+
+/* Round trips on a fresh store: overwrite, an empty value, a missing key, a key below a
+ * value, a directory read as a value. */
+static inline void check_round_trips(struct tf_storage *s)
+{
+    int err;
+    CHECK_EQ_INT(put_str(s, "certs/example.com/cert.pem", "hello", false), 0);
+    char *v = get_wait(s, "certs/example.com/cert.pem", &err);
+    CHECK_EQ_INT(err, 0);
+    CHECK_EQ_STR(v, "hello");
+    free(v);
+    CHECK_EQ_INT(put_str(s, "certs/example.com/cert.pem", "world, longer", false), 0);
+    v = get_wait(s, "certs/example.com/cert.pem", &err);
+    CHECK_EQ_STR(v, "world, longer");
+    free(v);
+    CHECK_EQ_INT(put_wait(s, "empty", "", 0, false), 0);
+    v = get_wait(s, "empty", &err);
+    CHECK_EQ_INT(err, 0);
+    CHECK_EQ_STR(v, "");
+    free(v);
+    CHECK(get_wait(s, "certs/missing.com/cert.pem", &err) == NULL);
+    CHECK_EQ_INT(err, UV_ENOENT);
+    CHECK(get_wait(s, "certs/example.com/cert.pem/below", &err) == NULL);
+    CHECK_EQ_INT(err, UV_ENOENT); /* a value is not a directory of keys */
+    CHECK(get_wait(s, "certs", &err) == NULL);
+    CHECK_EQ_INT(err, UV_EISDIR);
+}
+
+static inline void on_close_done(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Close with everything in flight, part one: x/old and two held locks exist, then r[0..10]
+ * are started (six puts, two gets, a list, a del, a lock that must wait for LOCK_NAME). The
+ * caller runs the loop until that lock waits on its timer. */
+static inline void close_busy_start(struct tf_storage *s, struct res r[12])
+{
+    CHECK_EQ_INT(put_str(s, "x/old", "o", false), 0);
+    CHECK_EQ_INT(lock_wait(s, "held", 30, 0), 0);
+    CHECK_EQ_INT(lock_wait(s, LOCK_NAME, 30, 0), 0);
+    memset(r, 0, 12 * sizeof(*r));
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(tf_storage_put(s, "x/k", "v", 1, i % 2, on_done, &r[i]), 0);
+    CHECK_EQ_INT(tf_storage_get(s, "x/old", on_get, &r[6]), 0);
+    CHECK_EQ_INT(tf_storage_get(s, "x/none", on_get, &r[7]), 0);
+    CHECK_EQ_INT(tf_storage_list(s, "x", on_list, &r[8]), 0);
+    CHECK_EQ_INT(tf_storage_del(s, "x/old", on_done, &r[9]), 0);
+    CHECK_EQ_INT(tf_storage_lock(s, LOCK_NAME, 30, 10000, on_done, &r[10]), 0);
+}
+
+/* Part two: close; later calls are refused; the loop ends with each started callback run
+ * once, the waiting lock ended by the close (TF_ECLOSED), and the close callback once. */
+static inline void close_busy_finish(struct tf_storage *s, struct res r[12])
+{
+    int closed = 0;
+    tf_storage_close(s, on_close_done, &closed);
+    CHECK_EQ_INT(closed, 0); /* never from inside close */
+    CHECK_EQ_INT(tf_storage_put(s, "late", "v", 1, false, on_done, &r[11]), TF_ECLOSED);
+    CHECK_EQ_INT(tf_storage_lock(s, "late", 1, 0, on_done, &r[11]), TF_ECLOSED);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(closed, 1);
+    for (int i = 0; i < 11; i++)
+        CHECK_EQ_INT(r[i].calls, 1);
+    CHECK_EQ_INT(r[11].calls, 0);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(r[i].err, 0);
+    CHECK_EQ_STR(r[6].data, "o");
+    CHECK_EQ_INT(r[7].err, UV_ENOENT);
+    CHECK_EQ_INT(r[9].err, 0);
+    CHECK_EQ_INT(r[10].err, TF_ECLOSED);
+    for (int i = 0; i < 12; i++)
+        res_clear(&r[i]);
+}
+
+/* Close with nothing in flight: still calls back later, never from inside close. */
+static inline void close_idle(struct tf_storage *s)
+{
+    uv_loop_t *loop = s->loop;
+    int closed = 0;
+    tf_storage_close(s, on_close_done, &closed);
+    CHECK_EQ_INT(closed, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(closed, 1);
+    CHECK_EQ_INT(uv_loop_close(loop), 0);
 }
 
 static int g_tmp_count; /* nftw has no user pointer */

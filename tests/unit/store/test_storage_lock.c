@@ -314,11 +314,6 @@ static void test_lock_contention(void)
     free(dir);
 }
 
-static void on_close_done(void *arg)
-{
-    (*(int *)arg)++;
-}
-
 /* Close with everything in flight: each callback runs once, the waiting lock ends early
  * with TF_ECLOSED, the held lease is released, and close's callback comes last. */
 static void test_close_in_flight(void)
@@ -327,52 +322,19 @@ static void test_close_in_flight(void)
     uv_loop_init(&loop);
     char *dir;
     struct tf_storage *s = store_new(&loop, "close", &dir);
-    CHECK_EQ_INT(put_str(s, "x/old", "o", false), 0);
-    CHECK_EQ_INT(lock_wait(s, "held", 30, 0), 0);
-    CHECK_EQ_INT(lock_wait(s, LOCK_NAME, 30, 0), 0);
     struct res r[12];
-    memset(r, 0, sizeof(r));
-    for (int i = 0; i < 6; i++)
-        CHECK_EQ_INT(tf_storage_put(s, "x/k", "v", 1, i % 2, on_done, &r[i]), 0);
-    CHECK_EQ_INT(tf_storage_get(s, "x/old", on_get, &r[6]), 0);
-    CHECK_EQ_INT(tf_storage_get(s, "x/none", on_get, &r[7]), 0);
-    CHECK_EQ_INT(tf_storage_list(s, "x", on_list, &r[8]), 0);
-    CHECK_EQ_INT(tf_storage_del(s, "x/old", on_done, &r[9]), 0);
-    CHECK_EQ_INT(tf_storage_lock(s, LOCK_NAME, 30, 10000, on_done, &r[10]), 0);
+    close_busy_start(s, r);
     uv_run(&loop, UV_RUN_ONCE); /* let the lock's first attempt fail and start its timer */
-    int closed = 0;
     uint64_t t0 = tf_mono_ms();
-    tf_storage_close(s, on_close_done, &closed);
-    CHECK_EQ_INT(closed, 0); /* never from inside close */
-    CHECK_EQ_INT(tf_storage_put(s, "late", "v", 1, false, on_done, &r[11]), TF_ECLOSED);
-    CHECK_EQ_INT(tf_storage_lock(s, "late", 1, 0, on_done, &r[11]), TF_ECLOSED);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    close_busy_finish(s, r);
     CHECK(tf_mono_ms() - t0 < 5000);
-    CHECK_EQ_INT(closed, 1);
-    for (int i = 0; i < 11; i++)
-        CHECK_EQ_INT(r[i].calls, 1);
-    CHECK_EQ_INT(r[11].calls, 0);
-    for (int i = 0; i < 6; i++)
-        CHECK_EQ_INT(r[i].err, 0);
-    CHECK_EQ_STR(r[6].data, "o");
-    CHECK_EQ_INT(r[7].err, UV_ENOENT);
-    CHECK_EQ_INT(r[9].err, 0);
-    CHECK_EQ_INT(r[10].err, TF_ECLOSED);
-    for (int i = 0; i < 12; i++)
-        res_clear(&r[i]);
     CHECK_EQ_INT(file_mode(dir, ".locks/held.lock"), -1); /* released by close */
     CHECK_EQ_INT(file_mode(dir, ".locks/" LOCK_NAME ".lock"), -1);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     /* Close with nothing in flight still calls back later, not from inside close. */
     uv_loop_init(&loop);
     free(dir);
-    s = store_new(&loop, "close", &dir);
-    closed = 0;
-    tf_storage_close(s, on_close_done, &closed);
-    CHECK_EQ_INT(closed, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(closed, 1);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    close_idle(store_new(&loop, "close", &dir));
     free(dir);
 }
 
