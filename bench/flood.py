@@ -37,7 +37,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pending_mem  # noqa: E402  (c_backend, client_hello, rss_kib, wait_log, pct)
+import pending_mem  # noqa: E402  (c_backend, rss_kib, wait_log, pct)
+import clienthello  # noqa: E402  (tests/e2e/clienthello.py, on the path pending_mem sets)
 
 SRC = pending_mem.SRC
 
@@ -94,28 +95,11 @@ def refused(sock):
         sock.close()
 
 
-def hellos(names):
-    """Real ClientHellos, from Python's ssl over memory BIOs and one context (made once: a
-    default context loads the system CAs, ~20 ms, which would pace the flood)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    out = []
-    for name in names:
-        wire = ssl.MemoryBIO()
-        obj = ctx.wrap_bio(ssl.MemoryBIO(), wire, server_hostname=name)
-        try:
-            obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        out.append(wire.read())
-    return out
-
-
 def flood(port, names, batch):
     """Send a ClientHello for each name, batch connections at a time (all of a batch open at
     once), reading each until the server closes it; returns how many it closed."""
-    msgs = hellos(names)
+    ctx = clienthello.hello_context()  # one for all: making hellos must not pace the flood
+    msgs = [clienthello.client_hello(name, ctx) for name in names]
     closed = 0
     for i in range(0, len(names), batch):
         socks = []

@@ -33,6 +33,8 @@ import time
 import urllib.request
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+from clienthello import client_hello  # noqa: E402  (shared with tests/e2e/test_pending.py)
 
 
 def rss_kib(pid):
@@ -60,20 +62,6 @@ def open_conns(admin, n):
         text = r.read().decode()
     m = re.search(r"^tlsfront_connections_open (\d+)", text, re.M)
     return int(m.group(1)) if m else -1
-
-
-def client_hello(name):
-    """A real ClientHello, from Python's ssl over memory BIOs."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=name)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 def one_request_ms(port, ctx):

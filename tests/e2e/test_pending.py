@@ -10,10 +10,10 @@ import http.server
 import re
 import resource
 import socket
-import ssl
 import threading
 import urllib.request
 
+from clienthello import client_hello
 from tfcommon import (Backend, SANITIZE, check, client_ctx, echo_handler, finish, free_port,
                       make_certs, start_tlsfront, tls_connect, wait_until)
 
@@ -22,20 +22,6 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
 
 certs = make_certs()
 echo = Backend(echo_handler)
-
-
-def client_hello(name):
-    """A real ClientHello for name, from Python's ssl over memory BIOs."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=name)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 def metric(admin, name):
