@@ -2,7 +2,8 @@
  * worker.c: a worker thread: its loop, its listening sockets (SO_REUSEPORT copies made by
  * the server), its snapshot references, and the messages from the control loop that replace
  * them, drain it or stop it. Owns every connection accepted here; never touches another
- * worker's objects.
+ * worker's objects. Its heartbeat also gives free heap back after a burst of held
+ * handshakes (maybe_trim), never from the per-connection path.
  */
 #include "tlsfront/proxy/worker.h"
 #include "backend_pool_int.h"
@@ -186,8 +187,8 @@ static bool release_free_heap(void)
 
 /* On the heartbeat, never per connection: after a burst of held handshakes (an on-demand
  * flood of names the gate denies) has ended, return the memory it freed, so RSS does not
- * stay at the burst's peak. A steady trickle of holds never looks ended and is not
- * trimmed; a trim costs a walk of the heap, hence the rate limit. */
+ * stay at the burst's peak. While holds keep ending every second the burst is not over
+ * and nothing is trimmed; a trim costs a walk of the heap, hence the rate limit. */
 static void maybe_trim(struct tf_worker *w)
 {
     bool quiet = w->n_held == 0 && w->held_ended == w->held_ended_tick;
