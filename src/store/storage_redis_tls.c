@@ -232,17 +232,18 @@ static int flush_up(struct rs_tunnel *t)
 /* Decrypt what Redis sent and hand it to hiredis. */
 static int pump_down(struct rs_tunnel *t, char *why, size_t whylen)
 {
+    char buf[16384]; /* one TLS record's plaintext at most */
     for (;;) {
-        struct relay_write *w = tf_malloc(sizeof(*w) + RELAY_READ_SIZE);
         ERR_clear_error();
-        int k = SSL_read(t->ssl, w->data, RELAY_READ_SIZE);
+        int k = SSL_read(t->ssl, buf, sizeof(buf));
         if (k > 0) {
+            struct relay_write *w = tf_malloc(sizeof(*w) + (size_t)k);
+            memcpy(w->data, buf, (size_t)k);
             int err = side_write(t, DOWN, w, (size_t)k);
             if (err < 0)
                 return err;
             continue;
         }
-        free(w);
         int e = SSL_get_error(t->ssl, k);
         if (e == SSL_ERROR_WANT_READ)
             return flush_up(t); /* e.g. the answer to a KeyUpdate */

@@ -5,7 +5,8 @@
  * private directory; plus a plain blocking hiredis connection for raw checks. With fx->tls
  * naming a directory that holds redis.crt, redis.key and ca.crt, the server also listens
  * for TLS on fx->tls_port (picked the same way; clients need no certificate), while the
- * plain port stays for the raw checks. Kills only the process it started. Test-only.
+ * plain port stays for the raw checks; and loop_for, which runs a loop for a while. Kills
+ * only the process it started. Test-only.
  */
 #ifndef TF_REDIS_FIXTURE_H
 #define TF_REDIS_FIXTURE_H
@@ -13,6 +14,7 @@
 #include "tf_test.h"
 
 #include <hiredis/hiredis.h>
+#include <uv.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -67,6 +69,20 @@ static inline redisContext *raw_connect(int port)
         return NULL;
     }
     return c;
+}
+
+static inline void on_sleep(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Let the loop run for ms (the store's own timers included). */
+static inline void loop_for(uv_loop_t *loop, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, on_sleep, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
 }
 
 static inline void sleep_ms(int ms)
