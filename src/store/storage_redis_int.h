@@ -1,8 +1,9 @@
 /*
  * storage_redis_int.h: internals shared by the three parts of the Redis store:
  * storage_redis_conn.c (connection, reconnect, time limits, lifetime), storage_redis.c
- * (operations, get/put/list/del) and storage_redis_lock.c (leased locks). Nothing else
- * includes this.
+ * (operations, get/put/list/del), storage_redis_lock.c (leased locks),
+ * storage_redis_pubsub.c (the cluster extension) and storage_redis_tls.c (the TLS relay of
+ * rediss://). Nothing else includes this.
  *
  * Redis keys, all under the prefix P (--storage-prefix):
  *   P:v:<key>    a value, byte for byte what the filesystem store would hold in DIR/<key>,

@@ -4,7 +4,8 @@
  * counters with expiry (P:n:<key>, INCRBY then PEXPIRE in one Lua script), all sent as
  * ordinary operations on the store's connection; and the subscriber: a second connection of
  * its own, because a subscribed hiredis context cannot run other commands. The subscriber
- * resolves the host with uv_getaddrinfo, connects, AUTHs, SUBSCRIBEs, and on any loss
+ * resolves the host with uv_getaddrinfo (rediss://: connects to the TLS relay, which
+ * resolves), connects, AUTHs, SUBSCRIBEs, and on any loss
  * reconnects after a backoff (100 ms doubling to 5 s); each subscription after the first
  * tells the owner that messages may have been missed. It never blocks the loop and never
  * logs message contents (they may name challenges).

@@ -2,9 +2,11 @@
 pebble: node A obtains a certificate through rediss://localhost:PORT with --storage-ca, node
 B (same Redis, same CA) serves it with the same serial and no new order. A node trusting
 another CA cannot reach Redis: it logs the verification failure once, refuses a fresh name
-with storage_unavailable, and keeps running. Config errors exit 2 with one line naming the
+with storage_unavailable, and keeps running. Stopped with SIGTERM, every node removes the
+private directory of its TLS relay. Config errors exit 2 with one line naming the
 flag: a --storage-ca that does not load, and --storage-ca with plain redis://."""
 import os
+import signal
 import ssl
 import subprocess
 
@@ -19,13 +21,14 @@ redis = Redis(tls=True)
 redis.start()
 key = storage_key_file()
 peb = Pebble()
+relay_tmp = tmpdir()  # the nodes' TMPDIR, where their TLS relays make their directories
 
 
 def node(name, ca):
     args = peb.tlsfront_args(redis.url) + [
         "--storage-key", key, "--storage-ca", ca, "--allow", "*.rt.test",
         "--backend", backend.addr, "--workers", "2", "--log-level", "debug"]
-    return start_tlsfront(args, name=name)
+    return start_tlsfront(args, env={"TMPDIR": relay_tmp}, name=name)
 
 
 def fetch(port, name, timeout=60):
@@ -66,8 +69,12 @@ warned = [l for l in c.stderr_text().splitlines() if "unavailable (TLS" in l and
 check(len(warned) == 1, "one warning for the outage (%d)" % len(warned))
 check(c.p.poll() is None, "the node keeps running")
 check(peb.orders() == 1, "nothing ordered by the refused node (%d)" % peb.orders())
+check(len([d for d in os.listdir(relay_tmp) if d.startswith("tlsfront-redis-")]) == 3,
+      "each node has its relay's private directory")
 for p in (a, b, c):
-    p.stop()
+    os.kill(p.pid, signal.SIGTERM)
+check(all(p.wait(30) == 0 for p in (a, b, c)), "SIGTERM: the nodes exit 0")
+check(os.listdir(relay_tmp) == [], "and leave no relay directory behind (%s)" % os.listdir(relay_tmp))
 
 bad = Proc("badca", [BIN, "--listen", "127.0.0.1:0", "--backend", backend.addr,
                      "--storage", redis.url, "--storage-key", key,
