@@ -212,6 +212,7 @@ static const struct opt opts[] = {TF_OPTIONS(TABLE_ROW)};
 static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
     "       tlsfront certs [--storage DIR|URL] [--storage-key FILE] [--storage-prefix NAME]\n"
+    "           [--storage-ca FILE]\n"
     "           (lists the certificates in the ACME storage, one a line)\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
     "Each option OPT-NAME but --check, --config, --env-file, --takeover, --help and\n"

@@ -1,6 +1,7 @@
 """Cluster storage over TLS (rediss://) against a real redis-server that speaks only TLS and
 pebble: node A obtains a certificate through rediss://localhost:PORT with --storage-ca, node
-B (same Redis, same CA) serves it with the same serial and no new order. A node trusting
+B (same Redis, same CA) serves it with the same serial and no new order; `tlsfront certs`
+lists it over rediss:// too. A node trusting
 another CA cannot reach Redis: it logs the verification failure once, refuses a fresh name
 with storage_unavailable, and keeps running. Stopped with SIGTERM, every node removes the
 private directory of its TLS relay. Config errors exit 2 with one line naming the
@@ -50,6 +51,10 @@ s2, reply = fetch(port_b, "a.rt.test")
 check(s2 == serial, "node B serves A's certificate from Redis (same serial)")
 check(b"tls storage backend" in reply, "and proxies to the backend")
 check(peb.orders() == 1, "no second order (%d)" % peb.orders())
+ls = Proc("certs", [BIN, "certs", "--storage", redis.url, "--storage-key", key,
+                    "--storage-ca", redis.ca], env={"TMPDIR": relay_tmp})
+check(ls.wait(30) == 0 and "a.rt.test" in ls.stdout_text(),
+      "tlsfront certs lists the name over rediss:// (%s)" % ls.stderr_text().strip())
 
 # A node trusting another CA: Redis is unreachable for it, with the reason logged.
 other = tmpdir()
