@@ -2,13 +2,14 @@
  * test_storage_rediss.c: the Redis store over TLS (rediss://) against a real redis-server
  * started here with a TLS port (certificates made by certs/mkcerts.sh in the test's temp
  * directory): values, listing, locks, publish/subscribe and counters through the store's
- * TLS relay, by IP address and by host name; then every way TLS can refuse Redis (a CA that
- * did not sign its certificate, a certificate for another name, a plain-text
- * Redis behind rediss://) looks like Redis being down: operations fail with an error
- * instead of hanging, the store reports itself down, the reason is logged once with the
- * verification error, and reconnecting goes on. A CA file that does not load is refused
- * when the store is made. Every test runs its own loop and requires uv_loop_close() to
- * succeed; the relay's private directory is gone after close.
+ * TLS relay, by IP address and by host name; then every way TLS can refuse Redis (a CA
+ * that did not sign its certificate, a certificate for another name, a plain-text Redis
+ * behind rediss://, nothing listening) looks like Redis being down: operations fail with
+ * an error instead of hanging, the store reports itself down, the reason is logged once
+ * with the verification error, and reconnecting goes on; a TLS Redis restarted is used
+ * again without a new store. A CA file that does not load is refused when the store is
+ * made. Every test runs its own loop and requires uv_loop_close() to succeed; the relay's
+ * private directory is gone after close.
  */
 #include "loop/redis_fixture.h"
 #include "unit/store/storage_test_util.h"
@@ -253,6 +254,36 @@ static void test_nothing_listens(void)
     free(ca);
 }
 
+/* Redis killed and restarted behind the relay: operations fail meanwhile, and the store is
+ * back on its own (a fresh relayed connection, a new TLS session). */
+static void test_tls_down_and_back(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[300] = "";
+    char *ca = cert_path("tls", "ca.crt");
+    struct tf_storage *s = tstore(&loop, "localhost", g_fx.tls_port, ca, "s6", err, sizeof(err));
+    CHECK_EQ_INT(put_str(s, "k", "before", false), 0);
+    redis_stop(&g_fx);
+    int e = 0;
+    CHECK(get_wait(s, "k", &e) == NULL);
+    CHECK(e == UV_ECONNRESET || e == UV_ECONNREFUSED);
+    CHECK(!tf_storage_cluster(s)->up(s));
+    CHECK(redis_start(&g_fx, false));
+    int tries = 0;
+    for (e = -1; e != 0 && tries < 200; tries++) { /* bounded at 20 s */
+        e = put_str(s, "k", "after", false);
+        if (e)
+            loop_for(&loop, 100);
+    }
+    CHECK_EQ_INT(e, 0);
+    char *v = get_wait(s, "k", &e);
+    CHECK_EQ_STR(v, "after");
+    free(v);
+    store_close(s, &loop);
+    free(ca);
+}
+
 static void test_bad_ca_file(void)
 {
     uv_loop_t loop;
@@ -322,6 +353,7 @@ int main(void)
     TF_TEST_RUN(test_wrong_name);
     TF_TEST_RUN(test_plain_port);
     TF_TEST_RUN(test_nothing_listens);
+    TF_TEST_RUN(test_tls_down_and_back);
     TF_TEST_RUN(test_bad_ca_file);
     TF_TEST_RUN(test_close_while_opening);
     redis_stop(&g_fx);
