@@ -1,6 +1,6 @@
 /*
  * certs_cmd.c: the `tlsfront certs [--storage DIR|URL] [--storage-key FILE|none]
- * [--storage-prefix NAME]` command: lists the certificates ACME stored (name, issuer,
+ * [--storage-prefix NAME] [--storage-ca FILE]` command: lists the certificates ACME stored (name, issuer,
  * not_after, days left), one per line, broken entries with their problem. Runs before the
  * server: a directory is read with blocking file reads; a redis:// store is read through the
  * asynchronous store on a loop of its own (broken entries there are logged and skipped by
@@ -23,8 +23,8 @@
 static int usage(const char *msg)
 {
     fprintf(stderr,
-            "tlsfront certs: %s (usage: tlsfront certs [--storage DIR|redis://...] "
-            "[--storage-key FILE|none] [--storage-prefix NAME])\n",
+            "tlsfront certs: %s (usage: tlsfront certs [--storage DIR|redis[s]://...] "
+            "[--storage-key FILE|none] [--storage-prefix NAME] [--storage-ca FILE])\n",
             msg);
     return 2;
 }
@@ -32,7 +32,7 @@ static int usage(const char *msg)
 /* Where the listing reads from. */
 struct certs_args {
     const char *dir; /* a directory or a redis:// URL */
-    const char *key, *prefix;
+    const char *key, *prefix, *ca;
 };
 
 static const char *env_or(const char *name, const char *def)
@@ -66,12 +66,15 @@ static int parse_args(int argc, char **argv, struct certs_args *a)
     a->dir = env_or("TLSFRONT_STORAGE", DEFAULT_STORAGE);
     a->key = env_or("TLSFRONT_STORAGE_KEY", NULL);
     a->prefix = env_or("TLSFRONT_STORAGE_PREFIX", NULL);
+    a->ca = env_or("TLSFRONT_STORAGE_CA", NULL);
     for (int i = 1; i < argc; i++) {
         int m = take_opt(argc, argv, &i, "--storage", &a->dir);
         if (!m)
             m = take_opt(argc, argv, &i, "--storage-key", &a->key);
         if (!m)
             m = take_opt(argc, argv, &i, "--storage-prefix", &a->prefix);
+        if (!m)
+            m = take_opt(argc, argv, &i, "--storage-ca", &a->ca);
         if (m < 0)
             return usage("an option needs a value");
         if (!m) {
@@ -125,6 +128,7 @@ static int list_redis(const struct certs_args *a, struct tf_acme_store_entry **o
     cfg.storage = (char *)a->dir;
     cfg.storage_key = (char *)a->key;
     cfg.storage_prefix = (char *)a->prefix;
+    cfg.storage_ca = (char *)a->ca;
     char err[400] = "";
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0)

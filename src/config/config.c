@@ -105,7 +105,7 @@ struct opt {
       "one line per connection on stdout")                                                         \
     X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
-    X("storage", OT_FN, 0, 0, 0, 0, S(storage), " DIR|redis://[[USER]:PASSWORD@]HOST:PORT[/DB]", \
+    X("storage", OT_FN, 0, 0, 0, 0, S(storage), " DIR|redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB]",\
       Y, "/var/lib/tlsfront", "ACME account, keys and issued certificates")                        \
     X("storage-prefix", OT_FN, 0, 0, 0, 0, S(storage_prefix), " NAME", N, "",                      \
       "redis storage: key prefix, so several clusters share one Redis (default tlsfront)")         \
@@ -115,7 +115,8 @@ struct opt {
       "redis storage: local write-through copy of the certificates, served after a restart "      \
       "while Redis is unreachable")                                                                \
     X("storage-ca", OT_STR, 0, F(storage_ca), 0, 0, NULL, " FILE", N, "",                          \
-      "rediss:// storage: trust anchor (PEM) for Redis (unsupported in this build)")               \
+      "rediss:// storage: CA certificates (PEM) Redis's certificate must chain to (default: "    \
+      "the system store)")                                                                         \
     X("storage-lease", OT_SEC, 0, F(storage_lease_s), 3000, MS_DAY, NULL, " DUR", Y, "30s",        \
       "order lock lease, renewed every third of it: a node killed mid-order blocks its name "     \
       "this long")                                                                                 \
@@ -211,6 +212,7 @@ static const struct opt opts[] = {TF_OPTIONS(TABLE_ROW)};
 static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
     "       tlsfront certs [--storage DIR|URL] [--storage-key FILE] [--storage-prefix NAME]\n"
+    "           [--storage-ca FILE]\n"
     "           (lists the certificates in the ACME storage, one a line)\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
     "Each option OPT-NAME but --check, --config, --env-file, --takeover, --help and\n"

@@ -195,12 +195,7 @@ int tf_config_set_storage_prefix(struct tf_config *cfg, size_t off, const char *
 int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errlen)
 {
     bool redis = tf_config_storage_is_redis(cfg->storage);
-    if (redis && strncmp(cfg->storage, "rediss://", 9) == 0) {
-        snprintf(err, errlen, "config: --storage: rediss:// is not supported: this build's hiredis "
-                              "(Debian 12: 0.14) has no TLS; use redis:// over a trusted link");
-        return TF_EINVAL;
-    }
-    if (cfg->storage_ca) {
+    if (cfg->storage_ca && !(redis && strncmp(cfg->storage, "rediss://", 9) == 0)) {
         snprintf(err, errlen, "config: --storage-ca: only for rediss:// storage");
         return TF_EINVAL;
     }

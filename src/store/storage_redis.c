@@ -4,7 +4,7 @@
  * storage_redis_conn.c); get/put/list/del with the filesystem store's exact results (key
  * layout in src/storage_redis_int.h) and the secret-value envelope.
  * It must never block the loop (names are resolved with uv_getaddrinfo, hiredis only ever
- * gets an IP literal), never leave a value half written (one command or one Lua script per
+ * gets an IP literal, or the TLS relay's unix socket for rediss://), never leave a value half written (one command or one Lua script per
  * write), never list with KEYS (SCAN), and never let an operation wait on a dead or
  * silent Redis for longer than the time limit: while Redis is down, operations fail at once
  * with the reason the last connection attempt failed.

@@ -9,6 +9,9 @@
  * reconnect. Handles that must not keep a loop alive on their own (the hiredis poll handle,
  * the backoff timer, the idle watchdog) are unreferenced. Also: tf_storage_redis_new and
  * tf_storage_open. Never blocks; hiredis only sees IP literals, so it never resolves.
+ * rediss://: hiredis connects to the TLS relay's unix socket instead (no RESOLVING: the
+ * relay resolves and connects for each connection, storage_redis_tls.c), and a connection
+ * the relay ended is reported with the relay's reason.
  */
 #include "storage_redis_int.h"
 
@@ -198,7 +201,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     char why[160];
     snprintf(why, sizeof(why), "%s", ac->errstr[0] ? ac->errstr : "connect failed");
     rs->ac = NULL; /* hiredis frees it after this callback */
-    go_down(rs, UV_ECONNREFUSED, why);
+    go_down(rs, UV_ECONNREFUSED, tf_rs_why(rs, why));
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -208,7 +211,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (!rs || ac != rs->ac)
         return;
     rs->ac = NULL;
-    go_down(rs, UV_ECONNRESET, "connection lost");
+    go_down(rs, UV_ECONNRESET, tf_rs_why(rs, "connection lost"));
 }
 
 /* Queue AUTH, SELECT and PING before anything else; UP when all have answered. */
@@ -233,21 +236,33 @@ static void handshake(struct tf_storage_redis *rs)
     rs->handshake_left++;
 }
 
-static void connect_ip(struct tf_storage_redis *rs, const char *ip)
+redisAsyncContext *tf_rs_connect(struct tf_storage_redis *rs, const char *ip, char *why,
+                                 size_t whylen)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, rs->port);
+    redisAsyncContext *ac = rs->relay ? redisAsyncConnectUnix(tf_rs_relay_path(rs->relay))
+                                      : redisAsyncConnect(ip, rs->port);
     if (!ac)
         abort(); /* hiredis returns NULL only when out of memory */
-    if (ac->err) {
-        char why[160];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
+    if (ac->err || tf_rs_ev_attach(ac, rs->base.loop) != REDIS_OK) {
+        snprintf(why, whylen, "%s", ac->err ? ac->errstr : "cannot watch the socket");
         redisAsyncFree(ac);
-        go_down(rs, UV_ECONNREFUSED, why);
-        return;
+        return NULL;
     }
-    if (tf_rs_ev_attach(ac, rs->base.loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        go_down(rs, UV_EBADF, "cannot watch the socket");
+    return ac;
+}
+
+const char *tf_rs_why(const struct tf_storage_redis *rs, const char *fallback)
+{
+    const char *why = rs->relay ? tf_rs_relay_why(rs->relay) : NULL;
+    return why ? why : fallback;
+}
+
+static void connect_ip(struct tf_storage_redis *rs, const char *ip)
+{
+    char why[160];
+    redisAsyncContext *ac = tf_rs_connect(rs, ip, why, sizeof(why));
+    if (!ac) {
+        go_down(rs, UV_ECONNREFUSED, why);
         return;
     }
     ac->data = rs;
@@ -294,6 +309,10 @@ static void connect_start(struct tf_storage_redis *rs)
     hints.ai_socktype = SOCK_STREAM;
     rs->state = RS_RESOLVING;
     rs->connect_deadline_ms = tf_mono_ms() + rs->timeout_ms;
+    if (rs->relay) {
+        connect_ip(rs, NULL); /* the relay resolves for each connection it relays */
+        return;
+    }
     rs->gai.data = rs;
     int err = uv_getaddrinfo(rs->base.loop, &rs->gai, on_gai, rs->host, NULL, &hints);
     if (err) {
@@ -351,6 +370,11 @@ static void on_handle_closed(uv_handle_t *h)
     tf_rs_free_step(h->data);
 }
 
+static void on_relay_closed(void *arg)
+{
+    tf_rs_free_step(arg);
+}
+
 void tf_rs_maybe_finish(struct tf_storage_redis *rs)
 {
     if (!rs->closing || rs->inflight > 0 || rs->freeing)
@@ -368,6 +392,11 @@ void tf_rs_maybe_finish(struct tf_storage_redis *rs)
                          (uv_handle_t *)&rs->defer};
     rs->closes_pending = (int)TF_ARRAY_LEN(hs) + (rs->gai_pending ? 1 : 0);
     tf_rs_sub_close(rs);
+    if (rs->relay) {
+        rs->closes_pending++;
+        tf_rs_relay_close(rs->relay, on_relay_closed, rs); /* after hiredis let go of it */
+        rs->relay = NULL;
+    }
     if (rs->gai_pending)
         uv_cancel((uv_req_t *)&rs->gai); /* on_gai still runs, and counts itself off */
     for (size_t i = 0; i < TF_ARRAY_LEN(hs); i++)
@@ -402,12 +431,15 @@ static const struct tf_storage_ops redis_ops = {
 struct tf_storage *tf_storage_redis_new(uv_loop_t *loop, const struct tf_storage_redis_opts *o,
                                         char *err, size_t errlen)
 {
-    if (o->url->tls) {
-        snprintf(err, errlen, "--storage: rediss:// is not supported by this build's hiredis");
+    uint32_t timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    struct rs_relay *relay = NULL;
+    if (o->url->tls && !(relay = tf_rs_relay_new(loop, o->url->host, o->url->port, o->ca_file,
+                                                 timeout_ms, err, errlen))) {
         tf_storage_crypt_free(o->crypt);
         return NULL;
     }
     struct tf_storage_redis *rs = tf_calloc(1, sizeof(*rs));
+    rs->relay = relay;
     rs->base.ops = &redis_ops;
     rs->base.loop = loop;
     rs->host = tf_strdup(o->url->host);
@@ -417,7 +449,7 @@ struct tf_storage *tf_storage_redis_new(uv_loop_t *loop, const struct tf_storage
     rs->db = o->url->db;
     rs->prefix = tf_strdup(o->prefix ? o->prefix : TF_STORAGE_REDIS_PREFIX);
     rs->crypt = o->crypt;
-    rs->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    rs->timeout_ms = timeout_ms;
     rs->backoff_ms = BACKOFF_MIN_MS;
     if (gethostname(rs->hostname, sizeof(rs->hostname) - 1) < 0)
         snprintf(rs->hostname, sizeof(rs->hostname), "localhost");
@@ -455,7 +487,8 @@ struct tf_storage *tf_storage_open(uv_loop_t *loop, const struct tf_config *cfg,
         tf_config_redis_url_clear(&url);
         return NULL;
     }
-    struct tf_storage_redis_opts o = {.url = &url, .prefix = cfg->storage_prefix, .crypt = crypt};
+    struct tf_storage_redis_opts o = {
+        .url = &url, .prefix = cfg->storage_prefix, .crypt = crypt, .ca_file = cfg->storage_ca};
     struct tf_storage *s = tf_storage_redis_new(loop, &o, err, errlen);
     tf_config_redis_url_clear(&url);
     if (s && cfg->storage_cache)

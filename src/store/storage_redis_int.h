@@ -1,8 +1,9 @@
 /*
  * storage_redis_int.h: internals shared by the three parts of the Redis store:
  * storage_redis_conn.c (connection, reconnect, time limits, lifetime), storage_redis.c
- * (operations, get/put/list/del) and storage_redis_lock.c (leased locks). Nothing else
- * includes this.
+ * (operations, get/put/list/del), storage_redis_lock.c (leased locks),
+ * storage_redis_pubsub.c (the cluster extension) and storage_redis_tls.c (the TLS relay of
+ * rediss://). Nothing else includes this.
  *
  * Redis keys, all under the prefix P (--storage-prefix):
  *   P:v:<key>    a value, byte for byte what the filesystem store would hold in DIR/<key>,
@@ -47,6 +48,7 @@ enum rs_kind {
 };
 
 struct rs_held;
+struct rs_relay;
 struct rs_sub;
 struct tf_storage_redis;
 
@@ -101,6 +103,7 @@ struct tf_storage_redis {
     struct tf_storage_crypt *crypt; /* owned; NULL = secrets stored as they are */
     uint32_t timeout_ms;
     char hostname[256]; /* ours, written into leases */
+    struct rs_relay *relay; /* owned: the TLS relay of rediss://; NULL for redis:// */
 
     enum rs_state state;
     redisAsyncContext *ac; /* NULL unless RESOLVING is over and not DOWN */
@@ -173,6 +176,28 @@ void tf_rs_got_value(struct rs_op *op, const char *v, size_t len);
 int tf_rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop);
 /* storage_redis_conn.c: one of the things the store waits for at close is done. */
 void tf_rs_free_step(struct tf_storage_redis *rs);
+
+/* storage_redis_conn.c: a hiredis context connecting to Redis: to ip (the resolved host)
+ * for redis://, to the TLS relay's socket (ip unused) for rediss://. NULL when hiredis
+ * failed at once (why filled); the caller attaches its callbacks. */
+redisAsyncContext *tf_rs_connect(struct tf_storage_redis *rs, const char *ip, char *why,
+                                 size_t whylen);
+/* storage_redis_conn.c: why a connection ended, when the TLS relay knows better than
+ * hiredis (a refused certificate, Redis unreachable behind the relay); else fallback. */
+const char *tf_rs_why(const struct tf_storage_redis *rs, const char *fallback);
+
+/* storage_redis_tls.c: the TLS relay (rediss://). new creates its private directory and
+ * listening socket now (start-up, blocking) and loads ca_file (NULL: the system store);
+ * NULL with err filled (one line naming the option) on failure. path is the unix socket
+ * hiredis connects to; why is the reason the last relayed connection ended (NULL when one
+ * opened since); close ends every relayed connection, removes the directory and calls done
+ * from a later callback. */
+struct rs_relay *tf_rs_relay_new(uv_loop_t *loop, const char *host, int port,
+                                 const char *ca_file, uint32_t timeout_ms, char *err,
+                                 size_t errlen);
+const char *tf_rs_relay_path(const struct rs_relay *r);
+const char *tf_rs_relay_why(const struct rs_relay *r);
+void tf_rs_relay_close(struct rs_relay *r, void (*done)(void *arg), void *arg);
 
 /* storage_redis_pubsub.c: the cluster extension's ops table, its commands and replies, and
  * the subscriber connection's close (adds what it waits for to rs->closes_pending). */

@@ -4,7 +4,8 @@
  * counters with expiry (P:n:<key>, INCRBY then PEXPIRE in one Lua script), all sent as
  * ordinary operations on the store's connection; and the subscriber: a second connection of
  * its own, because a subscribed hiredis context cannot run other commands. The subscriber
- * resolves the host with uv_getaddrinfo, connects, AUTHs, SUBSCRIBEs, and on any loss
+ * resolves the host with uv_getaddrinfo (rediss://: connects to the TLS relay, which
+ * resolves), connects, AUTHs, SUBSCRIBEs, and on any loss
  * reconnects after a backoff (100 ms doubling to 5 s); each subscription after the first
  * tells the owner that messages may have been missed. It never blocks the loop and never
  * logs message contents (they may name challenges).
@@ -258,7 +259,7 @@ static void on_sub_connect(const redisAsyncContext *ac, int status)
     if (!sub || ac != sub->ac || status == REDIS_OK)
         return;
     sub->ac = NULL; /* hiredis frees it after this callback */
-    sub_down(sub, ac->errstr[0] ? ac->errstr : "connect failed");
+    sub_down(sub, tf_rs_why(sub->rs, ac->errstr[0] ? ac->errstr : "connect failed"));
 }
 
 static void on_sub_disconnect(const redisAsyncContext *ac, int status)
@@ -268,23 +269,22 @@ static void on_sub_disconnect(const redisAsyncContext *ac, int status)
     if (!sub || ac != sub->ac)
         return;
     sub->ac = NULL;
-    sub_down(sub, "connection lost");
+    sub_down(sub, tf_rs_why(sub->rs, "connection lost"));
 }
 
 static void sub_connect_ip(struct rs_sub *sub, const char *ip)
 {
     struct tf_storage_redis *rs = sub->rs;
-    redisAsyncContext *ac = redisAsyncConnect(ip, rs->port);
-    if (!ac)
-        abort(); /* hiredis returns NULL only when out of memory */
-    if (ac->err || tf_rs_ev_attach(ac, rs->base.loop) != REDIS_OK) {
-        char why[160];
-        snprintf(why, sizeof(why), "%s", ac->err ? ac->errstr : "cannot watch the socket");
-        redisAsyncFree(ac);
+    char why[160];
+    redisAsyncContext *ac = tf_rs_connect(rs, ip, why, sizeof(why));
+    if (!ac) {
         sub_down(sub, why);
         return;
     }
-    redisEnableKeepAlive(&ac->c); /* a vanished Redis is noticed even with no traffic */
+    /* A vanished Redis is noticed even with no traffic (the relay's TCP has it for TLS:
+     * on a unix socket hiredis would fail the whole connection). */
+    if (!rs->relay)
+        redisEnableKeepAlive(&ac->c);
     ac->data = sub;
     redisAsyncSetConnectCallback(ac, on_sub_connect);
     redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
@@ -317,6 +317,10 @@ static void on_sub_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void sub_connect_start(struct rs_sub *sub)
 {
+    if (sub->rs->relay) {
+        sub_connect_ip(sub, NULL); /* the relay resolves for each connection it relays */
+        return;
+    }
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;

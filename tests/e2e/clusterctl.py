@@ -1,4 +1,5 @@
-"""Cluster e2e helpers: a real redis-server on loopback (no persistence) and a small TCP
+"""Cluster e2e helpers: a real redis-server on loopback (no persistence; with tls=True it
+speaks only TLS, with a certificate for localhost and 127.0.0.1 from certs/mkcerts.sh) and a small TCP
 round-robin balancer (one backend per new connection, in turn) that counts connections per
 backend. Both are stopped by the test that started them (the Redis server by its PID)."""
 import os
@@ -8,18 +9,30 @@ import subprocess
 import threading
 import time
 
-from tfcommon import Proc, free_port, tmpdir
+from tfcommon import SRC, Proc, free_port, tmpdir
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = tmpdir()
         self.port = free_port()
         self.proc = None
+        self.tls = tls
+        if tls:  # self.ca: the CA file clients need (--storage-ca)
+            subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "leaf", self.dir,
+                            "redis", "localhost,127.0.0.1"], check=True,
+                           stdout=subprocess.DEVNULL)
+            self.ca = os.path.join(self.dir, "ca.crt")
 
     def start(self):
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", os.path.join(self.dir, "redis.crt"),
+                     "--tls-key-file", os.path.join(self.dir, "redis.key"),
+                     "--tls-ca-cert-file", self.ca, "--tls-auth-clients", "no"]
         self.proc = Proc("redis-%d" % time.monotonic_ns(),
-                         ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                         ["redis-server"] + ports + ["--bind", "127.0.0.1",
                           "--save", "", "--appendonly", "no", "--dir", self.dir])
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -36,6 +49,8 @@ class Redis:
 
     @property
     def url(self):
+        if self.tls:
+            return "rediss://localhost:%d" % self.port
         return "redis://127.0.0.1:%d" % self.port
 
 

@@ -2,8 +2,11 @@
  * redis_fixture.h: a real redis-server for the Redis store's loop test, started by the test
  * on a loopback port it picked (bind port 0, read it back, close it, start redis on it;
  * retried with a new port if redis cannot bind it), with a password, no persistence and a
- * private directory; plus a plain blocking hiredis connection for raw checks. Kills only
- * the process it started. Test-only.
+ * private directory; plus a plain blocking hiredis connection for raw checks. With fx->tls
+ * naming a directory that holds redis.crt, redis.key and ca.crt, the server also listens
+ * for TLS on fx->tls_port (picked the same way; clients need no certificate), while the
+ * plain port stays for the raw checks; and loop_for, which runs a loop for a while. Kills
+ * only the process it started. Test-only.
  */
 #ifndef TF_REDIS_FIXTURE_H
 #define TF_REDIS_FIXTURE_H
@@ -11,6 +14,7 @@
 #include "tf_test.h"
 
 #include <hiredis/hiredis.h>
+#include <uv.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +31,8 @@ struct redis_fixture {
     pid_t pid;
     int port;
     char dir[256];
+    char tls[256]; /* "" for no TLS port */
+    int tls_port;
 };
 
 static inline int free_port(void)
@@ -65,6 +71,20 @@ static inline redisContext *raw_connect(int port)
     return c;
 }
 
+static inline void on_sleep(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Let the loop run for ms (the store's own timers included). */
+static inline void loop_for(uv_loop_t *loop, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, on_sleep, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 static inline void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -77,14 +97,29 @@ static inline bool redis_start(struct redis_fixture *fx, bool pick)
     for (int attempt = 0; attempt < 5; attempt++) {
         if (pick)
             fx->port = free_port();
-        char port[16];
+        if (pick && fx->tls[0])
+            fx->tls_port = free_port();
+        char port[16], tls_port[16], cert[300], key[300], ca[300];
         snprintf(port, sizeof(port), "%d", fx->port);
+        snprintf(tls_port, sizeof(tls_port), "%d", fx->tls_port);
+        snprintf(cert, sizeof(cert), "%s/redis.crt", fx->tls);
+        snprintf(key, sizeof(key), "%s/redis.key", fx->tls);
+        snprintf(ca, sizeof(ca), "%s/ca.crt", fx->tls);
+        const char *argv[32] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", fx->dir,
+                                "--requirepass", REDIS_PASS, "--loglevel", "warning"};
+        int argc = 15;
+        if (fx->tls[0]) {
+            const char *more[] = {"--tls-port", tls_port, "--tls-cert-file", cert,
+                                  "--tls-key-file", key, "--tls-ca-cert-file", ca,
+                                  "--tls-auth-clients", "no"};
+            for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+                argv[argc++] = more[i];
+        }
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", fx->dir, "--requirepass",
-                   REDIS_PASS, "--loglevel", "warning", (char *)NULL);
+            execvp("redis-server", (char *const *)argv);
             _exit(127);
         }
         fx->pid = pid;

@@ -41,20 +41,6 @@ static struct tf_storage_crypt *crypt_of(unsigned char fill)
     return tf_storage_crypt_new(key);
 }
 
-static void on_sleep(uv_timer_t *t)
-{
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-/* Let the loop run for ms (the store's own timers included). */
-static void loop_for(uv_loop_t *loop, uint64_t ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_sleep, ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-}
-
 static void test_values(void)
 {
     uv_loop_t loop;

@@ -97,9 +97,18 @@ static void test_options(void)
     tf_config_unref(res.cfg);
     expect_err(&res, load(&res, NULL, BACKEND, "--storage", url, NULL),
                "config: --storage-key: required with redis storage");
-    expect_err(&res, load(&res, NULL, BACKEND, "--storage", "rediss://h:1", "--storage-key",
-                          "none", NULL),
-               "config: --storage: rediss:// is not supported");
+    /* rediss:// takes --storage-ca (the file is read by the store at start-up). */
+    CHECK_EQ_INT(load(&res, NULL, BACKEND, "--storage", "rediss://h:1", "--storage-key", "none",
+                      "--storage-ca", "/x.pem", NULL),
+                 0);
+    CHECK_EQ_STR(res.cfg->storage_ca, "/x.pem");
+    tf_config_unref(res.cfg);
+    CHECK_EQ_INT(load(&res, NULL, BACKEND, "--storage", "rediss://h:1", "--storage-key", "none",
+                      NULL),
+                 0);
+    tf_config_unref(res.cfg);
+    expect_err(&res, load(&res, NULL, BACKEND, "--storage-ca", "/x.pem", NULL),
+               "config: --storage-ca: only for rediss://");
     expect_err(&res, load(&res, NULL, BACKEND, "--storage", url, "--storage-key", "none",
                           "--storage-ca", "/x.pem", NULL),
                "config: --storage-ca: only for rediss://");
