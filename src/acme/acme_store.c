@@ -202,8 +202,14 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
 
 /* ---- load all ---- */
 
-/* The distinct names under "certs": keys may come back as "certs/<name>/<file>",
- * "<name>/<file>" or "<name>"; all give <name>. */
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The distinct names under "certs", sorted: keys may come back as "certs/<name>/<file>",
+ * "<name>/<file>" or "<name>"; all give <name>. Sorting, then dropping neighbours that repeat,
+ * keeps this O(n log n) in the number of keys (a store holds three keys per name). */
 static int names_from_keys(char **keys, int n, char ***out)
 {
     char **names = tf_calloc((size_t)n + 1, sizeof(char *));
@@ -212,18 +218,23 @@ static int names_from_keys(char **keys, int n, char ***out)
         const char *k = keys[i];
         if (strncmp(k, "certs/", 6) == 0)
             k += 6;
-        size_t len = strcspn(k, "/");
-        char *name = tf_strndup(k, len);
-        bool dup = !name_chars_ok(name);
-        for (int j = 0; j < cnt && !dup; j++)
-            dup = strcmp(names[j], name) == 0;
-        if (dup)
-            free(name);
-        else
+        char *name = tf_strndup(k, strcspn(k, "/"));
+        if (name_chars_ok(name))
             names[cnt++] = name;
+        else
+            free(name);
+    }
+    if (cnt > 1)
+        qsort(names, (size_t)cnt, sizeof(*names), cmp_name);
+    int uniq = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (uniq > 0 && strcmp(names[uniq - 1], names[i]) == 0)
+            free(names[i]);
+        else
+            names[uniq++] = names[i];
     }
     *out = names;
-    return cnt;
+    return uniq;
 }
 
 struct all_op {

@@ -68,7 +68,7 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
         tf_metrics_label(&lb, "name", m->name);
         tf_metrics_gauge(out, "tlsfront_certificate_expiry_seconds",
                          "Seconds until a managed certificate expires.", lb.data,
-                         (double)(m->cert->not_after - now));
+                         (double)(m->not_after - now));
     }
     tf_metrics_buf_free(&lb);
 }
