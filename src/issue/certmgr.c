@@ -100,6 +100,7 @@ void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert
     m->cert = cert;
     m->not_before = cert->not_before;
     m->not_after = cert->not_after;
+    m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
     if (cm->n_staged == cm->cap_staged) {
         cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;

@@ -42,6 +42,7 @@ struct cm_managed {
     int64_t not_before, not_after; /* of cert, unix seconds */
     int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
     int64_t renew_at;             /* unix seconds (tf_wall_now clock) */
+    int64_t obtained_at;          /* when an order (ours or a node's) gave cert; 0: loaded */
     int64_t ari_next;             /* next ARI poll, 0 = none scheduled */
     size_t plan_i;                /* index in cm->plan, CM_PLAN_NONE when not there */
     struct cm_managed *ari_qnext; /* in the ARI queue */
@@ -80,6 +81,7 @@ struct tf_certmgr {
     size_t plan_n, plan_cap;
     struct cm_managed *ari_head, *ari_tail; /* names waiting for an ARI slot, oldest first */
     int ari_inflight;             /* ARI requests in flight (<= TF_CERTMGR_ARI_MAX_INFLIGHT) */
+    int ari_queued;               /* names in the ARI queue */
     uint64_t ari_answers;         /* ARI answers taken, for the metrics */
     int64_t timer_due;            /* unix seconds the renew timer fires at, 0 when idle */
     bool loaded;                  /* stored certificates loaded: requests are answered */

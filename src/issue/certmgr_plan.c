@@ -84,6 +84,7 @@ void cm_ari_enqueue(struct tf_certmgr *cm, struct cm_managed *m)
     if (!m->ari_queued) {
         m->ari_queued = true;
         m->ari_qnext = NULL;
+        cm->ari_queued++;
         if (cm->ari_tail)
             cm->ari_tail->ari_qnext = m;
         else
@@ -103,6 +104,7 @@ void cm_ari_pump(struct tf_certmgr *cm)
             cm->ari_tail = NULL;
         m->ari_queued = false;
         m->ari_qnext = NULL;
+        cm->ari_queued--;
         if (cm_poll_ari(cm, m) == 0)
             cm->ari_inflight++;
         cm_plan_fix(cm, m);
@@ -115,4 +117,5 @@ void cm_plan_free(struct tf_certmgr *cm)
     cm->plan = NULL;
     cm->plan_n = cm->plan_cap = 0;
     cm->ari_head = cm->ari_tail = NULL;
+    cm->ari_queued = 0;
 }

@@ -20,6 +20,9 @@
 
 #define TICK_FAST_MS 5000
 #define TICK_SLOW_MS 60000
+/* A certificate an order just gave is not renewed sooner than this, whatever the policy or
+ * the CA's window says (a clock ahead of the CA's would otherwise renew it in a loop). */
+#define RENEW_MIN_AGE_S 3600
 
 static uint64_t rnd64(void)
 {
@@ -35,6 +38,13 @@ struct ari_ctx {
     struct tf_cert *cert; /* reference: the certificate the answer is about */
 };
 
+static void set_renew_at(struct cm_managed *m, int64_t at)
+{
+    if (m->obtained_at && at < m->obtained_at + RENEW_MIN_AGE_S)
+        at = m->obtained_at + RENEW_MIN_AGE_S;
+    m->renew_at = at;
+}
+
 static void on_ari(int err, const struct tf_acme_ari *ari, void *arg)
 {
     struct ari_ctx *x = arg;
@@ -48,7 +58,7 @@ static void on_ari(int err, const struct tf_acme_ari *ari, void *arg)
             int64_t at = tf_renew_pick(ari->start, ari->end, rnd64());
             m->ari_start = ari->start;
             m->ari_end = ari->end;
-            m->renew_at = at < now ? now : at;
+            set_renew_at(m, at < now ? now : at);
             m->ari_next = now + (ari->retry_after > 0 ? ari->retry_after : 21600);
             TF_DEBUG("certmgr", "name=%s ARI window %lld..%lld, renew at %lld", m->name,
                      (long long)ari->start, (long long)ari->end, (long long)m->renew_at);
@@ -83,7 +93,7 @@ int cm_poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
 
 void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m, bool spread)
 {
-    m->renew_at = tf_renew_time(m->not_before, m->not_after, (uint32_t)rnd64());
+    set_renew_at(m, tf_renew_time(m->not_before, m->not_after, (uint32_t)rnd64()));
     m->ari_start = m->ari_end = 0;
     m->renewing = false;
     if (!cm->acme || cm->closing) {
