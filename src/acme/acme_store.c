@@ -237,13 +237,25 @@ static int names_from_keys(char **keys, int n, char ***out)
     return uniq;
 }
 
+/* Stored certificates read at once by a load of everything: each load waits on two reads in
+ * turn, so a few in flight keep the thread pool (or the Redis connection) busy, where one at
+ * a time leaves it idle between reads. Small, so that the loop never holds many decoded
+ * certificates it has not handed over yet. */
+#define LOAD_WINDOW 8
+
 struct all_op {
     struct tf_storage *st;
     char **names;
-    int n, idx, loaded, skipped;
+    int n, next, active, loaded, skipped;
     tf_acme_store_each_cb each;
     tf_acme_store_all_cb done;
     void *arg;
+};
+
+/* One load of a load-all in flight: which name it reads. */
+struct all_one {
+    struct all_op *op;
+    int i;
 };
 
 static void all_next(struct all_op *op);
@@ -251,34 +263,44 @@ static void all_next(struct all_op *op);
 static void on_all_one(int err, struct tf_cert *c, const char *chain, const char *key,
                        void *arg)
 {
-    struct all_op *op = arg;
+    struct all_one *one = arg;
+    struct all_op *op = one->op;
+    const char *name = op->names[one->i];
+    free(one);
     (void)chain;
     (void)key;
     if (err) {
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
-            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", op->names[op->idx],
-                    tf_strerror(err));
+            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
         op->skipped++;
     } else {
         op->loaded++;
         if (op->each)
-            op->each(op->names[op->idx], c, op->arg);
+            op->each(name, c, op->arg);
         else
             tf_cert_unref(c);
     }
-    op->idx++;
+    op->active--;
     all_next(op);
 }
 
+/* Keep LOAD_WINDOW loads in flight; after the last one, report and free op. Storage never
+ * calls back from inside a call, so on_all_one cannot re-enter this loop. */
 static void all_next(struct all_op *op)
 {
-    while (op->idx < op->n) {
-        int rc = tf_acme_store_load(op->st, op->names[op->idx], on_all_one, op);
-        if (!rc)
-            return;
-        op->skipped++;
-        op->idx++;
+    while (op->next < op->n && op->active < LOAD_WINDOW) {
+        struct all_one *one = tf_calloc(1, sizeof(*one));
+        one->op = op;
+        one->i = op->next++;
+        if (tf_acme_store_load(op->st, op->names[one->i], on_all_one, one) != 0) {
+            free(one);
+            op->skipped++;
+            continue;
+        }
+        op->active++;
     }
+    if (op->active > 0)
+        return;
     if (op->done)
         op->done(0, op->loaded, op->skipped, op->arg);
     for (int i = 0; i < op->n; i++)
