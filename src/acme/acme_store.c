@@ -202,8 +202,14 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
 
 /* ---- load all ---- */
 
-/* The distinct names under "certs": keys may come back as "certs/<name>/<file>",
- * "<name>/<file>" or "<name>"; all give <name>. */
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The distinct names under "certs", sorted: keys may come back as "certs/<name>/<file>",
+ * "<name>/<file>" or "<name>"; all give <name>. Sorting, then dropping neighbours that repeat,
+ * keeps this O(n log n) in the number of keys (a store holds three keys per name). */
 static int names_from_keys(char **keys, int n, char ***out)
 {
     char **names = tf_calloc((size_t)n + 1, sizeof(char *));
@@ -212,27 +218,44 @@ static int names_from_keys(char **keys, int n, char ***out)
         const char *k = keys[i];
         if (strncmp(k, "certs/", 6) == 0)
             k += 6;
-        size_t len = strcspn(k, "/");
-        char *name = tf_strndup(k, len);
-        bool dup = !name_chars_ok(name);
-        for (int j = 0; j < cnt && !dup; j++)
-            dup = strcmp(names[j], name) == 0;
-        if (dup)
-            free(name);
-        else
+        char *name = tf_strndup(k, strcspn(k, "/"));
+        if (name_chars_ok(name))
             names[cnt++] = name;
+        else
+            free(name);
+    }
+    if (cnt > 1)
+        qsort(names, (size_t)cnt, sizeof(*names), cmp_name);
+    int uniq = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (uniq > 0 && strcmp(names[uniq - 1], names[i]) == 0)
+            free(names[i]);
+        else
+            names[uniq++] = names[i];
     }
     *out = names;
-    return cnt;
+    return uniq;
 }
+
+/* Stored certificates read at once by a load of everything: each load waits on two reads in
+ * turn, so a few in flight keep the thread pool (or the Redis connection) busy, where one at
+ * a time leaves it idle between reads. Small, so that the loop never holds many decoded
+ * certificates it has not handed over yet. */
+#define LOAD_WINDOW 8
 
 struct all_op {
     struct tf_storage *st;
     char **names;
-    int n, idx, loaded, skipped;
+    int n, next, active, loaded, skipped;
     tf_acme_store_each_cb each;
     tf_acme_store_all_cb done;
     void *arg;
+};
+
+/* One load of a load-all in flight: which name it reads. */
+struct all_one {
+    struct all_op *op;
+    int i;
 };
 
 static void all_next(struct all_op *op);
@@ -240,34 +263,44 @@ static void all_next(struct all_op *op);
 static void on_all_one(int err, struct tf_cert *c, const char *chain, const char *key,
                        void *arg)
 {
-    struct all_op *op = arg;
+    struct all_one *one = arg;
+    struct all_op *op = one->op;
+    const char *name = op->names[one->i];
+    free(one);
     (void)chain;
     (void)key;
     if (err) {
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
-            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", op->names[op->idx],
-                    tf_strerror(err));
+            TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
         op->skipped++;
     } else {
         op->loaded++;
         if (op->each)
-            op->each(op->names[op->idx], c, op->arg);
+            op->each(name, c, op->arg);
         else
             tf_cert_unref(c);
     }
-    op->idx++;
+    op->active--;
     all_next(op);
 }
 
+/* Keep LOAD_WINDOW loads in flight; after the last one, report and free op. Storage never
+ * calls back from inside a call, so on_all_one cannot re-enter this loop. */
 static void all_next(struct all_op *op)
 {
-    while (op->idx < op->n) {
-        int rc = tf_acme_store_load(op->st, op->names[op->idx], on_all_one, op);
-        if (!rc)
-            return;
-        op->skipped++;
-        op->idx++;
+    while (op->next < op->n && op->active < LOAD_WINDOW) {
+        struct all_one *one = tf_calloc(1, sizeof(*one));
+        one->op = op;
+        one->i = op->next++;
+        if (tf_acme_store_load(op->st, op->names[one->i], on_all_one, one) != 0) {
+            free(one);
+            op->skipped++;
+            continue;
+        }
+        op->active++;
     }
+    if (op->active > 0)
+        return;
     if (op->done)
         op->done(0, op->loaded, op->skipped, op->arg);
     for (int i = 0; i < op->n; i++)

@@ -68,37 +68,79 @@ struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name)
 
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
 {
-    for (struct cm_managed *m = cm->managed; m; m = m->next)
-        if (strcmp(m->name, name) == 0)
-            return m;
-    return NULL;
+    return tf_lru_peek(cm->by_name, name);
 }
 
 /* --- publishing ------------------------------------------------------------------------ */
 
-/* Add or replace the managed certificate of name (takes its own reference on cert). Only
- * the ordered name is published: extra SANs the CA put in the certificate are not ours to
- * serve (operators' static certificates, by contrast, serve every name they carry). */
+/* Only the ordered name is published: extra SANs the CA put in the certificate are not ours
+ * to serve (operators' static certificates, by contrast, serve every name they carry). */
 void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+{
+    cm_stage_cert(cm, name, cert, false);
+    cm_publish_staged(cm);
+}
+
+void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread)
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
-    struct tf_certstore *next = tf_certstore_with(cm->store, cert, name);
-    tf_certstore_unref(cm->store);
-    cm->store = next;
     struct cm_managed *m = cm_find_managed(cm, name);
     if (!m) {
         m = tf_calloc(1, sizeof *m);
         m->name = tf_strdup(name);
+        m->plan_i = CM_PLAN_NONE;
         m->next = cm->managed;
         cm->managed = m;
         cm->n_managed++;
+        tf_lru_put(cm->by_name, name, m, TF_LRU_NEVER);
     }
     tf_cert_ref(cert);
     tf_cert_unref(m->cert);
     m->cert = cert;
+    m->not_before = cert->not_before;
+    m->not_after = cert->not_after;
+    m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
-    cm_schedule(cm, m);
+    if (cm->n_staged == cm->cap_staged) {
+        cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
+        cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+    }
+    tf_cert_ref(cert);
+    cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
+    cm_schedule(cm, m, spread);
+}
+
+static void staged_clear(struct tf_certmgr *cm)
+{
+    for (size_t i = 0; i < cm->n_staged; i++) {
+        free(cm->staged[i].name);
+        tf_cert_unref(cm->staged[i].cert);
+    }
+    cm->n_staged = 0;
+}
+
+void cm_publish_staged(struct tf_certmgr *cm)
+{
+    if (cm->n_staged == 0)
+        return;
+    struct tf_cert **certs = tf_calloc(cm->n_staged, sizeof *certs);
+    const char **names = tf_calloc(cm->n_staged, sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; i < cm->n_staged; i++) {
+        /* A name staged twice (or replaced since) keeps the certificate it has now. */
+        struct cm_managed *m = cm_find_managed(cm, cm->staged[i].name);
+        if (m && m->cert == cm->staged[i].cert) {
+            certs[n] = cm->staged[i].cert;
+            names[n++] = cm->staged[i].name;
+        }
+    }
+    struct tf_certstore *next = tf_certstore_with_each(cm->store, certs, names, n);
+    tf_certstore_unref(cm->store);
+    cm->store = next;
+    free(certs);
+    free(names);
+    staged_clear(cm);
     if (cm->loaded)
         cm->host.publish_certs(cm->host.arg);
 }
@@ -331,7 +373,7 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 static void on_stored(const char *name, struct tf_cert *cert, void *arg)
 {
     struct tf_certmgr *cm = arg;
-    cm_publish_cert(cm, name, cert);
+    cm_stage_cert(cm, name, cert, true); /* the store is built once, in on_all_stored */
     tf_cert_unref(cert);
 }
 
@@ -341,6 +383,7 @@ static void on_all_stored(int err, int n_loaded, int n_skipped, void *arg)
     if (err != 0)
         TF_ERROR("certmgr", "loading stored certificates: %s", tf_strerror(err));
     TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n_loaded, n_skipped);
+    cm_publish_staged(cm);
     cm->loaded = true;
     cm->host.publish_certs(cm->host.arg);
     struct cm_queued *q = cm->queued;
@@ -393,6 +436,7 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
     cm->cfg = (struct tf_config *)cfg;
     tf_config_ref(cm->cfg);
     cm->store = tf_certstore_new();
+    cm->by_name = tf_lru_new(0, NULL);
     cm->storage = st;
     cm->budget = budget_for(cfg);
     uv_timer_init(cm->loop, &cm->renew_timer);
@@ -477,6 +521,10 @@ static void close_step(void *arg)
         free(m->name);
         free(m);
     }
+    tf_lru_free(cm->by_name);
+    staged_clear(cm);
+    free(cm->staged);
+    cm_plan_free(cm);
     tf_challenges_unref(cm->challenges);
     tf_certstore_unref(cm->store);
     tf_budget_free(cm->budget);

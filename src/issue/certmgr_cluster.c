@@ -83,13 +83,18 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name)
 
 /* ---- certificates ---------------------------------------------------------------------- */
 
-/* Take a stored certificate unless it is the one we already serve. True when published. */
-static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+/* Take a stored certificate unless it is the one we already serve. True when taken: staged
+ * (a resync publishes its batch once, at its end), else published now. */
+static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                        bool staged)
 {
     struct cm_managed *m = cm_find_managed(cm, name);
     if (m && m->cert && X509_cmp(m->cert->leaf, cert->leaf) == 0)
         return false;
-    cm_publish_cert(cm, name, cert);
+    if (staged)
+        cm_stage_cert(cm, name, cert, true);
+    else
+        cm_publish_cert(cm, name, cert);
     return true;
 }
 
@@ -103,7 +108,7 @@ static void on_announced_cert(int err, struct tf_cert *cert, const char *chain_p
     if (err) {
         TF_WARN(CM_MOD, "name=%s announced certificate not loaded: %s", r->name,
                 tf_strerror(err));
-    } else if (!cm->closing && take_stored(cm, r->name, cert)) {
+    } else if (!cm->closing && take_stored(cm, r->name, cert, false)) {
         cm->stats.cluster_certs_received++;
         TF_INFO(CM_MOD, "name=%s certificate from another node (serial %s)", r->name,
                 cert->serial);
@@ -133,7 +138,7 @@ static void on_stored_checked(int err, struct tf_cert *cert, const char *chain_p
     } else if (err == 0 && cert->not_after > tf_wall_now()) {
         TF_INFO(CM_MOD, "name=%s certificate found in the shared storage (serial %s)", d->name,
                 cert->serial);
-        take_stored(cm, d->name, cert);
+        take_stored(cm, d->name, cert, false);
         cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else if (err == 0 || err == UV_ENOENT || err == TF_EINVAL) {
         cm_gate_then_order(d); /* none (or none usable): order it, under the order lock */
@@ -161,7 +166,7 @@ static void on_resync_each(const char *name, struct tf_cert *cert, void *arg)
 {
     struct tf_certmgr *cm = arg;
     if (!cm->closing)
-        take_stored(cm, name, cert);
+        take_stored(cm, name, cert, true);
     tf_cert_unref(cert);
 }
 
@@ -169,6 +174,8 @@ static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
 {
     struct tf_certmgr *cm = arg;
     cm->resyncing = false;
+    if (!cm->closing)
+        cm_publish_staged(cm);
     if (err)
         TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s", tf_strerror(err));
     else

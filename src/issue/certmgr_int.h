@@ -13,6 +13,7 @@
 #include "tlsfront/issue/gate.h"
 #include "tlsfront/net/http_client.h"
 #include "tlsfront/store/storage.h"
+#include "tlsfront/base/lru.h"
 
 #include <uv.h>
 
@@ -30,15 +31,32 @@ struct cm_demand {
     uint64_t created_ms;          /* tf_mono_ms() of the first request, for the histogram */
 };
 
-/* A managed certificate. */
+/* A managed certificate and its renewal plan. The plan is metadata taken once from the
+ * certificate when it is adopted (validity) or from the CA (ARI window): planning never
+ * decodes a certificate again. Owned by the manager's list; indexed by name in cm->by_name
+ * and by due time in the plan heap (certmgr_plan.c). */
 struct cm_managed {
     struct cm_managed *next;
     char *name;
     struct tf_cert *cert;         /* one reference */
+    int64_t not_before, not_after; /* of cert, unix seconds */
+    int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
     int64_t renew_at;             /* unix seconds (tf_wall_now clock) */
+    int64_t obtained_at;          /* when an order (ours or a node's) gave cert; 0: loaded */
     int64_t ari_next;             /* next ARI poll, 0 = none scheduled */
+    size_t plan_i;                /* index in cm->plan, CM_PLAN_NONE when not there */
+    struct cm_managed *ari_qnext; /* in the ARI queue */
+    bool ari_queued;              /* waiting for an ARI slot */
     bool renewing;
     int failures;                 /* consecutive renewal failures (backoff) */
+};
+
+#define CM_PLAN_NONE ((size_t)-1)
+
+/* A certificate adopted but not yet in the store (cm_stage_cert, cm_publish_staged). */
+struct cm_staged {
+    char *name;
+    struct tf_cert *cert; /* one reference */
 };
 
 struct tf_certmgr {
@@ -55,6 +73,17 @@ struct tf_certmgr {
     struct cm_demand *demands;
     struct cm_managed *managed;
     int n_managed;
+    struct tf_lru *by_name;       /* name -> struct cm_managed (borrowed from the list) */
+    struct cm_staged *staged;     /* adopted, not yet in store: published in one pass */
+    size_t n_staged, cap_staged;
+    /* the renewal plan (certmgr_plan.c): a min-heap by due time, and the ARI queue */
+    struct cm_managed **plan;
+    size_t plan_n, plan_cap;
+    struct cm_managed *ari_head, *ari_tail; /* names waiting for an ARI slot, oldest first */
+    int ari_inflight;             /* ARI requests in flight (<= TF_CERTMGR_ARI_MAX_INFLIGHT) */
+    int ari_queued;               /* names in the ARI queue */
+    uint64_t ari_answers;         /* ARI answers taken, for the metrics */
+    int64_t timer_due;            /* unix seconds the renew timer fires at, 0 when idle */
     bool loaded;                  /* stored certificates loaded: requests are answered */
     bool closing;
     struct cm_queued *queued;     /* requests that arrived while loading */
@@ -76,7 +105,18 @@ struct cm_queued {
 };
 
 /* certmgr.c */
+/* Add or replace the managed certificate of name and publish it now (one issued or
+ * announced certificate). Takes its own reference on cert. */
 void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert);
+/* Adopt cert for name (managed list, renewal plan) without touching the store yet: many
+ * stored certificates are staged, then put into the store in one pass by cm_publish_staged
+ * (linear in names, where one store per certificate would be quadratic). spread: the first
+ * ARI request is put off at random over TF_CERTMGR_ARI_SPREAD_S (a load), else it is queued
+ * now (a new certificate). Takes its own reference on cert. */
+void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread);
+/* Put every staged certificate still current into the store, then (once loaded) have the
+ * host publish it; nothing happens when nothing is staged. */
+void cm_publish_staged(struct tf_certmgr *cm);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
 /* d passed every budget check: start its order. */
@@ -113,8 +153,27 @@ void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, const char *name
  * none); rotate: a rotation tick. */
 void cm_tickets_sync(struct tf_certmgr *cm, bool rotate);
 
+/* certmgr_plan.c: the renewal plan. */
+/* The unix second m next needs the timer: its renewal or its ARI poll, INT64_MAX for none. */
+int64_t cm_plan_due(const struct cm_managed *m);
+/* Put m in the plan or move it to where its due time now belongs. O(log n). */
+void cm_plan_fix(struct tf_certmgr *cm, struct cm_managed *m);
+/* The managed name due first, or NULL. */
+struct cm_managed *cm_plan_top(const struct tf_certmgr *cm);
+/* Queue m's ARI poll, and start polls while fewer than TF_CERTMGR_ARI_MAX_INFLIGHT are in
+ * flight. */
+void cm_ari_enqueue(struct tf_certmgr *cm, struct cm_managed *m);
+void cm_ari_pump(struct tf_certmgr *cm);
+void cm_plan_free(struct tf_certmgr *cm);
+
 /* certmgr_renew.c */
-void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m);
+/* Plan m's renewal from its metadata; the ARI poll as cm_stage_cert's spread says. */
+void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m, bool spread);
+/* Poll ARI for m now (called by cm_ari_pump; counts in cm->ari_inflight). 0, or an error
+ * when no request started. */
+int cm_poll_ari(struct tf_certmgr *cm, struct cm_managed *m);
+/* The timer must fire no later than at (unix seconds). */
+void cm_renew_wake(struct tf_certmgr *cm, int64_t at);
 void cm_renew_start(struct tf_certmgr *cm);
 void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok);
 void cm_eager_start(struct tf_certmgr *cm);

@@ -55,6 +55,15 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
                      NULL, cm->challenges ? cm->challenges->n : 0);
     tf_metrics_gauge(out, "tlsfront_managed_certificates", "Certificates managed by ACME.", NULL,
                      cm->n_managed);
+    tf_metrics_gauge(out, "tlsfront_ari_inflight",
+                     "Renewal-information (ARI) requests in flight to the CA.", NULL,
+                     cm->ari_inflight);
+    tf_metrics_gauge(out, "tlsfront_ari_queued",
+                     "Managed names whose ARI request waits for a free slot.", NULL,
+                     cm->ari_queued);
+    tf_metrics_counter(out, "tlsfront_ari_answers_total",
+                       "Renewal windows (ARI answers) taken from the CA.", NULL,
+                       cm->ari_answers);
     struct tf_budget_remaining rem;
     tf_budget_remaining(cm->budget, "", "", tf_wall_now() * 1000, &rem);
     tf_metrics_gauge(out, "tlsfront_budget_tokens", "Orders the local token bucket allows now.",
@@ -68,7 +77,7 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
         tf_metrics_label(&lb, "name", m->name);
         tf_metrics_gauge(out, "tlsfront_certificate_expiry_seconds",
                          "Seconds until a managed certificate expires.", lb.data,
-                         (double)(m->cert->not_after - now));
+                         (double)(m->not_after - now));
     }
     tf_metrics_buf_free(&lb);
 }

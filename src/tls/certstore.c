@@ -236,11 +236,10 @@ static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *
         e->slot.cert[cert->kind] = cert;
 }
 
-struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
-                                       const char *only)
+/* Put cert into st under only (see tf_certstore_with), or under all its names. */
+static void with_cert(struct tf_certstore *st, struct tf_cert *cert, const char *only)
 {
-    struct tf_certstore *st = store_clone(base, cert ? (size_t)cert->n_names : 0);
-    if (cert && only) {
+    if (only) {
         char buf[NAME_MAX_LEN + 1];
         size_t len = strlen(only);
         for (size_t i = 0; i <= len && len <= NAME_MAX_LEN; i++)
@@ -248,9 +247,27 @@ struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct t
         if (len > 0 && len <= NAME_MAX_LEN && tf_cert_covers(cert, buf))
             with_one(st, cert, buf);
     } else {
-        for (int j = 0; cert && j < cert->n_names; j++)
+        for (int j = 0; j < cert->n_names; j++)
             with_one(st, cert, cert->names[j]);
     }
+}
+
+struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
+                                       const char *only)
+{
+    return tf_certstore_with_each(base, &cert, &only, cert ? 1 : 0);
+}
+
+struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
+                                            struct tf_cert *const *certs,
+                                            const char *const *only, size_t n)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += only && only[i] ? 1 : (size_t)certs[i]->n_names;
+    struct tf_certstore *st = store_clone(base, extra);
+    for (size_t i = 0; i < n; i++)
+        with_cert(st, certs[i], only ? only[i] : NULL);
     return store_finish(st);
 }
 

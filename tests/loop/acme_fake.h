@@ -3,6 +3,10 @@
  * 127.0.0.1 (kernel-chosen port) in the test's own loop, one request per connection, canned
  * answers by path, and one mode that breaks one answer (truncated JSON, wrong types, missing
  * members, a huge body, garbage headers, rate limits, a paused account, 5xx, badNonce).
+ * renewalInfo (ARI) connections are counted: how many are open at once (now and the most
+ * ever), and every certID asked about. With ari_hold set, ARI answers are held back (a slow
+ * CA: a client that sends every request at once shows it) until fake_ari_release, and from
+ * then on sent every 2 ms, those held together.
  */
 #ifndef TF_TEST_ACME_FAKE_H
 #define TF_TEST_ACME_FAKE_H
@@ -31,10 +35,16 @@ struct fake_conn;
 
 struct fake_srv {
     uv_tcp_t tcp;
+    uv_timer_t hold; /* answers held ARI requests once released */
     int port;
     enum fake_mode mode;
     int requests, nonce;
     struct fake_conn *conns;
+    bool ari_hold;
+    int ari_open, ari_max_open; /* renewalInfo connections open now, and the most at once */
+    int ari_answered;           /* renewalInfo answers sent */
+    char **ari_ids;             /* every certID asked about (owned), in arrival order */
+    int n_ari_ids, cap_ari_ids;
 };
 
 struct fake_conn {
@@ -44,6 +54,8 @@ struct fake_conn {
     char buf[65536];
     size_t len;
     bool responded;
+    bool ari;  /* a renewalInfo request: counted in ari_open until closed */
+    bool held; /* an ARI answer waiting for the hold timer */
     uv_write_t wr;
     char *out;
 };
@@ -57,6 +69,8 @@ static void fake_conn_closed(uv_handle_t *h)
             break;
         }
     }
+    if (c->ari)
+        c->s->ari_open--;
     free(c->out);
     free(c);
 }
@@ -175,6 +189,73 @@ static void fake_authz(struct fake_srv *s, const char *base, char *body, size_t 
                                      : chal);
 }
 
+static void fake_ari_body(char *extra, size_t elen, char *body, size_t len)
+{
+    snprintf(extra, elen, "Retry-After: 3600\r\n");
+    snprintf(body, len, "{\"suggestedWindow\":{\"start\":\"2030-01-02T00:00:00Z\","
+             "\"end\":\"2030-01-03T00:00:00Z\"},\"explanationURL\":\"https://ca/ari\"}");
+}
+
+static void fake_ari_reply(struct fake_conn *c)
+{
+    char body[512], extra[64];
+    fake_ari_body(extra, sizeof(extra), body, sizeof(body));
+    c->s->ari_answered++;
+    fake_reply(c, 200, extra, body, false);
+}
+
+static void on_fake_hold(uv_timer_t *t)
+{
+    struct fake_srv *s = t->data;
+    for (struct fake_conn *c = s->conns; c; c = c->next)
+        if (c->held && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+            c->held = false;
+            fake_ari_reply(c);
+        }
+}
+
+/* Count a renewalInfo request for id; true when it is held for the hold timer. */
+static bool fake_ari_seen(struct fake_conn *c, const char *id)
+{
+    struct fake_srv *s = c->s;
+    c->ari = true;
+    if (++s->ari_open > s->ari_max_open)
+        s->ari_max_open = s->ari_open;
+    if (s->n_ari_ids == s->cap_ari_ids) {
+        s->cap_ari_ids = s->cap_ari_ids ? 2 * s->cap_ari_ids : 64;
+        s->ari_ids = tf_realloc(s->ari_ids, (size_t)s->cap_ari_ids * sizeof(*s->ari_ids));
+    }
+    s->ari_ids[s->n_ari_ids++] = tf_strdup(id);
+    if (!s->ari_hold) {
+        s->ari_answered++; /* answered by the caller at once */
+        return false;
+    }
+    c->held = true;
+    return true;
+}
+
+/* Answer the held ARI requests, then keep answering every 2 ms. */
+static inline void fake_ari_release(struct fake_srv *s)
+{
+    uv_timer_start(&s->hold, on_fake_hold, 0, 2);
+}
+
+static int fake_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* How many distinct certIDs were asked about (sorts s->ari_ids). */
+static inline int fake_ari_distinct(struct fake_srv *s)
+{
+    if (s->n_ari_ids > 1)
+        qsort(s->ari_ids, (size_t)s->n_ari_ids, sizeof(*s->ari_ids), fake_cmp_str);
+    int n = 0;
+    for (int i = 0; i < s->n_ari_ids; i++)
+        n += i == 0 || strcmp(s->ari_ids[i], s->ari_ids[i - 1]) != 0;
+    return n;
+}
+
 /* Answer one request by path in the server's mode. */
 static void fake_route(struct fake_conn *c, const char *method, const char *path)
 {
@@ -197,9 +278,9 @@ static void fake_route(struct fake_conn *c, const char *method, const char *path
     } else if (strcmp(path, "/authz/1") == 0) {
         fake_authz(s, base, body, sizeof(body));
     } else if (strncmp(path, "/ri/", 4) == 0 && strchr(path + 4, '.')) {
-        snprintf(extra, sizeof(extra), "Retry-After: 3600\r\n");
-        snprintf(body, sizeof(body), "{\"suggestedWindow\":{\"start\":\"2030-01-02T00:00:00Z\","
-                 "\"end\":\"2030-01-03T00:00:00Z\"},\"explanationURL\":\"https://ca/ari\"}");
+        if (fake_ari_seen(c, path + 4))
+            return; /* held: the hold timer answers it */
+        fake_ari_body(extra, sizeof(extra), body, sizeof(body));
     } else {
         status = 404;
         snprintf(body, sizeof(body), "{\"type\":\"urn:ietf:params:acme:error:malformed\","
@@ -273,6 +354,8 @@ static int fake_start(uv_loop_t *loop, struct fake_srv *s)
     uv_ip4_addr("127.0.0.1", 0, &sa);
     uv_tcp_init(loop, &s->tcp);
     s->tcp.data = s;
+    uv_timer_init(loop, &s->hold);
+    s->hold.data = s;
     if (uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0) ||
         uv_listen((uv_stream_t *)&s->tcp, 64, fake_accept))
         return -1;
@@ -287,6 +370,12 @@ static void fake_stop(struct fake_srv *s)
     for (struct fake_conn *c = s->conns; c; c = c->next)
         fake_conn_close(c);
     uv_close((uv_handle_t *)&s->tcp, NULL);
+    uv_close((uv_handle_t *)&s->hold, NULL);
+    for (int i = 0; i < s->n_ari_ids; i++)
+        free(s->ari_ids[i]);
+    free(s->ari_ids);
+    s->ari_ids = NULL;
+    s->n_ari_ids = s->cap_ari_ids = 0;
 }
 
 #endif

@@ -21,6 +21,13 @@
 
 struct tf_certmgr;
 
+/* Renewal-information (ARI, RFC 9773) requests the manager keeps in flight to the CA at once,
+ * however many names it manages; the rest wait their turn. After a load of the stored
+ * certificates, the first request of each name is also spread at random over
+ * TF_CERTMGR_ARI_SPREAD_S seconds, so that nodes started together do not ask together. */
+#define TF_CERTMGR_ARI_MAX_INFLIGHT 4
+#define TF_CERTMGR_ARI_SPREAD_S 10
+
 /* What the manager needs from whoever runs it (the control loop's server), as a struct of
  * hooks so that the manager never sees its host. Every hook runs on the control loop. */
 struct tf_certmgr_host {

@@ -103,6 +103,14 @@ struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_
 struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct tf_cert *cert,
                                        const char *only);
 
+/* tf_certstore_with for n certificates at once, applied in order (a later one replaces an
+ * earlier one as tf_certstore_with would): certs[i] under only[i] (only, or only[i], NULL:
+ * under every name of certs[i]). O(names in base + names added): loading n stored
+ * certificates this way is linear, where n calls of tf_certstore_with are quadratic. */
+struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
+                                            struct tf_cert *const *certs,
+                                            const char *const *only, size_t n);
+
 /* A new store with all names of both stores (used to combine a reloaded static dir with the
  * ACME certificates). Rule: certificates configured by the operator win. For each name and
  * kind, the static store's cert is used when the static store answers that name for that
