@@ -37,6 +37,31 @@ static bool srv_storage_up(void *arg)
     return !s->certmgr || tf_certmgr_storage_up(s->certmgr);
 }
 
+/* --cert-cache: --certs certificates loaded on first use (server_certcache.c). */
+static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
+{
+    tf_metrics_gauge(out, "tlsfront_cert_cache_size",
+                     "Decoded --certs certificates in the cache now (at most --cert-cache).",
+                     NULL, (double)LOAD(st, cert_cache_size));
+    tf_metrics_counter(out, "tlsfront_cert_cache_hits_total",
+                       "Handshakes for an indexed name whose certificate was loaded.", NULL,
+                       LOAD(st, cert_cache_hits));
+    tf_metrics_counter(out, "tlsfront_cert_cache_misses_total",
+                       "Handshakes held because their name's certificate was not loaded.", NULL,
+                       LOAD(st, cert_cache_misses));
+    tf_metrics_counter(out, "tlsfront_cert_cache_loads_total",
+                       "Certificates loaded into the cache.", NULL, LOAD(st, cert_cache_loads));
+    tf_metrics_counter(out, "tlsfront_cert_cache_load_failures_total",
+                       "Certificate files that failed to load on first use.", NULL,
+                       LOAD(st, cert_cache_load_failures));
+    tf_metrics_counter(out, "tlsfront_cert_cache_evictions_total",
+                       "Certificates evicted from the cache.", NULL,
+                       LOAD(st, cert_cache_evictions));
+    tf_metrics_histogram(out, "tlsfront_cert_cache_load_seconds",
+                         "Reading and decoding one certificate on first use.", NULL,
+                         &st->cert_load_seconds);
+}
+
 static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
 {
     struct tf_stats *st = &s->stats;
@@ -84,6 +109,7 @@ static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
                        LOAD(st, held_total));
     tf_metrics_counter(out, "tlsfront_held_refused_total", "Holds refused by --max-held*.",
                        NULL, LOAD(st, held_refused));
+    cache_metrics(st, out);
 }
 
 static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)

@@ -44,4 +44,10 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
                       size_t key_len, const char *path, struct parse_cache *pc,
                       struct tf_cert **out, char *err, size_t errlen);
 
+/* Index one certificate file: decode its first certificate only, for names, kind and
+ * validity, and return a stub (tf_cert.stub) for path and key_path (NULL: the key is in
+ * path). Same results as tf_certload_parse. */
+int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
+                     const char *key_path, struct tf_cert **out, char *err, size_t errlen);
+
 #endif
