@@ -226,26 +226,42 @@ static bool normalise_name(char *s)
     return label > 0;
 }
 
-/* Append a copy of an ASN.1 string to c->names if it is a valid, new name. */
-static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
+/* Append a copy of name bytes to c->names if they are a valid, new name; true if kept. */
+static bool add_name_bytes(struct tf_cert *c, const unsigned char *data, int len, int *cap)
 {
-    int len = ASN1_STRING_length(s);
-    const unsigned char *data = ASN1_STRING_get0_data(s);
     if (len <= 0 || len > MAX_NAME + 1 || memchr(data, '\0', (size_t)len))
-        return;
+        return false;
     char buf[MAX_NAME + 2];
     memcpy(buf, data, (size_t)len);
     buf[len] = '\0';
     if (!normalise_name(buf))
-        return;
+        return false;
     for (int i = 0; i < c->n_names; i++)
         if (strcmp(c->names[i], buf) == 0)
-            return;
+            return true;
     if (c->n_names == *cap) {
         *cap = *cap ? *cap * 2 : 4;
         c->names = tf_realloc(c->names, sizeof(char *) * (size_t)*cap);
     }
     c->names[c->n_names++] = tf_strdup(buf);
+    return true;
+}
+
+static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
+{
+    (void)add_name_bytes(c, ASN1_STRING_get0_data(s), ASN1_STRING_length(s), cap);
+}
+
+/* tf_certscan's add callback: names go into the stub, whose n_names says what it holds. */
+struct scan_names {
+    struct tf_cert *c;
+    int cap;
+};
+
+static bool scan_add(void *arg, const unsigned char *name, size_t len)
+{
+    struct scan_names *sn = arg;
+    return len <= MAX_NAME + 1 && add_name_bytes(sn->c, name, (int)len, &sn->cap);
 }
 
 /* Names from the SAN dNSNames, or from the subject CN when the SAN holds none. */
@@ -360,13 +376,37 @@ static struct tf_cert *cert_alloc(const char *path)
     return c;
 }
 
+/* The fast path of tf_certload_scan: the DER walker, without OpenSSL's decoders. */
+static struct tf_cert *scan_fast(const char *chain_pem, size_t chain_len, const char *path,
+                                 const char *key_path)
+{
+    struct tf_cert *c = cert_alloc(path);
+    struct scan_names sn = {c, 0};
+    struct tf_certscan sc = {.add = scan_add, .arg = &sn};
+    if (tf_certscan_leaf(chain_pem, chain_len, &sc) < 0 || c->n_names == 0) {
+        tf_cert_unref(c);
+        return NULL;
+    }
+    c->stub = true;
+    c->key_path = key_path ? tf_strdup(key_path) : NULL;
+    c->kind = sc.kind;
+    c->not_before = sc.not_before;
+    c->not_after = sc.not_after;
+    return c;
+}
+
 int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
                      const char *key_path, struct tf_cert **out, char *err, size_t errlen)
 {
     struct pem_parts parts = {sk_X509_new_null(), NULL, NULL};
     struct tf_cert *c = NULL;
     int rc = PARSE_FAIL;
-    *out = NULL;
+    *out = scan_fast(chain_pem, chain_len, path, key_path);
+    if (*out) {
+        sk_X509_free(parts.certs);
+        ERR_clear_error();
+        return PARSE_OK;
+    }
     if (!parts.certs) {
         set_err(err, errlen, "out of memory");
         goto done;
