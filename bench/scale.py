@@ -23,6 +23,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from extra import _rss_kib as rss_kib  # noqa: E402
+from servers import free_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
@@ -35,22 +39,6 @@ def cert_dir(n):
         subprocess.run(["bash", os.path.join(ROOT, "certs", "mkcerts.sh"), "many", d, str(n)],
                        check=True, stdout=subprocess.DEVNULL)
     return d
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
 
 
 def handshake(port, name, ctx):

@@ -43,20 +43,25 @@ static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
     tf_metrics_gauge(out, "tlsfront_cert_cache_size",
                      "Decoded --certs certificates in the cache now (at most --cert-cache).",
                      NULL, (double)LOAD(st, cert_cache_size));
-    tf_metrics_counter(out, "tlsfront_cert_cache_hits_total",
-                       "Handshakes for an indexed name whose certificate was loaded.", NULL,
-                       LOAD(st, cert_cache_hits));
-    tf_metrics_counter(out, "tlsfront_cert_cache_misses_total",
-                       "Handshakes held because their name's certificate was not loaded.", NULL,
-                       LOAD(st, cert_cache_misses));
-    tf_metrics_counter(out, "tlsfront_cert_cache_loads_total",
-                       "Certificates loaded into the cache.", NULL, LOAD(st, cert_cache_loads));
-    tf_metrics_counter(out, "tlsfront_cert_cache_load_failures_total",
-                       "Certificate files that failed to load on first use.", NULL,
-                       LOAD(st, cert_cache_load_failures));
-    tf_metrics_counter(out, "tlsfront_cert_cache_evictions_total",
-                       "Certificates evicted from the cache.", NULL,
-                       LOAD(st, cert_cache_evictions));
+    const struct {
+        const char *name, *help;
+        atomic_ullong *v;
+    } counters[] = {
+        {"tlsfront_cert_cache_hits_total",
+         "Handshakes for an indexed name whose certificate was loaded.", &st->cert_cache_hits},
+        {"tlsfront_cert_cache_misses_total",
+         "Handshakes held because their name's certificate was not loaded.",
+         &st->cert_cache_misses},
+        {"tlsfront_cert_cache_loads_total", "Certificates loaded into the cache.",
+         &st->cert_cache_loads},
+        {"tlsfront_cert_cache_load_failures_total",
+         "Certificate files that failed to load on first use.", &st->cert_cache_load_failures},
+        {"tlsfront_cert_cache_evictions_total", "Certificates evicted from the cache.",
+         &st->cert_cache_evictions},
+    };
+    for (size_t i = 0; i < TF_ARRAY_LEN(counters); i++)
+        tf_metrics_counter(out, counters[i].name, counters[i].help, NULL,
+                           atomic_load_explicit(counters[i].v, memory_order_relaxed));
     tf_metrics_histogram(out, "tlsfront_cert_cache_load_seconds",
                          "Reading and decoding one certificate on first use.", NULL,
                          &st->cert_load_seconds);
