@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import threading
@@ -158,4 +159,14 @@ check(wait_until(lambda: metrics()["tlsfront_cert_cache_load_failures_total"] ==
       "one load failure counted")
 check(served("7.many.test") == ["7.many.test"] and served("alias.test")[0] == "alias.test",
       "other names are still served")
+
+# SIGHUP indexes the directory again: the broken file is reported and its name unknown now,
+# every other name is served (cold again, from the new index).
+tf.signal(signal.SIGHUP)
+check(tf.wait_for(r"reloaded: %d certificates" % (N + 3), 60) is not None,
+      "reload re-indexes the directory")
+err = refused("broken.test")
+check(err is not None and "UNRECOGNIZED_NAME" in err.upper(),
+      "after the reload the broken file's name is unknown (%s)" % err)
+check(served("9.many.test") == ["9.many.test"], "names are served after the reload")
 finish()
