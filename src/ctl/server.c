@@ -157,8 +157,15 @@ static struct tf_certstore *load_static(const struct tf_config *cfg, char *err, 
     if (!cfg->certs_dir)
         return tf_certstore_new();
     int ok = 0, bad = 0;
-    struct tf_certstore *st = tf_certstore_load_dir(cfg->certs_dir, &ok, &bad, err, errlen);
-    if (st)
+    bool lazy = false;
+    struct tf_certstore *st =
+        tf_certstore_index_dir(cfg->certs_dir, cfg->cert_cache, &ok, &bad, &lazy, err, errlen);
+    if (st && lazy)
+        TF_INFO("server",
+                "certificates: %d indexed from %s, %d skipped (more than --cert-cache %d: "
+                "loaded on first use)",
+                ok, cfg->certs_dir, bad, cfg->cert_cache);
+    else if (st)
         TF_INFO("server", "certificates: %d loaded from %s, %d skipped", ok, cfg->certs_dir, bad);
     return st;
 }
@@ -335,6 +342,12 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *msg, void *owner)
         else /* nobody can issue (shutting down): the held handshake fails at once */
             tf_worker_post_cert_done(m->worker, m->name, SSL_AD_INTERNAL_ERROR,
                                      TF_OUTCOME_SHUTTING_DOWN);
+    } else if (msg->type == TF_SMSG_NEED_LOAD) {
+        if (s->stopped)
+            tf_worker_post_cert_done(m->worker, m->name, SSL_AD_INTERNAL_ERROR,
+                                     TF_OUTCOME_SHUTTING_DOWN);
+        else
+            tf_server_need_load(s, m->worker->id, m->name);
     } else if (msg->type == TF_SMSG_NEED_CHALLENGE) {
         if (s->certmgr)
             tf_certmgr_need_challenge(s->certmgr, m->worker->id, m->name);
@@ -422,6 +435,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     tf_config_ref(cfg);
     s->n_workers = cfg->workers;
     tf_server_stats_init(s); /* workers observe into the histograms from their first handshake */
+    tf_server_cache_init(s);
     char err[512] = "";
     s->static_certs = load_static(cfg, err, sizeof err);
     if (!s->static_certs) {
@@ -524,6 +538,7 @@ void tf_server_free(struct tf_server *s)
     }
     free(s->fds);
     free(s->workers);
+    tf_server_cache_free(s);
     tf_certstore_unref(s->certs);
     tf_certstore_unref(s->static_certs);
     tf_tickets_unref(s->tickets);

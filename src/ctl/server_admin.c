@@ -37,6 +37,36 @@ static bool srv_storage_up(void *arg)
     return !s->certmgr || tf_certmgr_storage_up(s->certmgr);
 }
 
+/* --cert-cache: --certs certificates loaded on first use (server_certcache.c). */
+static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
+{
+    tf_metrics_gauge(out, "tlsfront_cert_cache_size",
+                     "Decoded --certs certificates in the cache now (at most --cert-cache).",
+                     NULL, (double)LOAD(st, cert_cache_size));
+    const struct {
+        const char *name, *help;
+        atomic_ullong *v;
+    } counters[] = {
+        {"tlsfront_cert_cache_hits_total",
+         "Handshakes for an indexed name whose certificate was loaded.", &st->cert_cache_hits},
+        {"tlsfront_cert_cache_misses_total",
+         "Handshakes held because their name's certificate was not loaded.",
+         &st->cert_cache_misses},
+        {"tlsfront_cert_cache_loads_total", "Certificates loaded into the cache.",
+         &st->cert_cache_loads},
+        {"tlsfront_cert_cache_load_failures_total",
+         "Certificate files that failed to load on first use.", &st->cert_cache_load_failures},
+        {"tlsfront_cert_cache_evictions_total", "Certificates evicted from the cache.",
+         &st->cert_cache_evictions},
+    };
+    for (size_t i = 0; i < TF_ARRAY_LEN(counters); i++)
+        tf_metrics_counter(out, counters[i].name, counters[i].help, NULL,
+                           atomic_load_explicit(counters[i].v, memory_order_relaxed));
+    tf_metrics_histogram(out, "tlsfront_cert_cache_load_seconds",
+                         "Reading and decoding one certificate on first use.", NULL,
+                         &st->cert_load_seconds);
+}
+
 static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
 {
     struct tf_stats *st = &s->stats;
@@ -87,6 +117,7 @@ static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
     tf_metrics_counter(out, "tlsfront_malloc_trims_total",
                        "Free heap memory returned to the system after a burst of held "
                        "handshakes.", NULL, LOAD(st, malloc_trims));
+    cache_metrics(st, out);
 }
 
 static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)

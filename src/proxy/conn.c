@@ -450,10 +450,13 @@ void tf_conn_hold(struct tf_conn *c)
     uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
-        if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge)
+        if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge &&
+            o->hold_load == c->hold_load)
             return;
     struct tf_smsg *m = (struct tf_smsg *)tf_msg_new(
-        sizeof *m, c->hold_challenge ? TF_SMSG_NEED_CHALLENGE : TF_SMSG_NEED_CERT);
+        sizeof *m, c->hold_challenge ? TF_SMSG_NEED_CHALLENGE
+                   : c->hold_load    ? TF_SMSG_NEED_LOAD
+                                     : TF_SMSG_NEED_CERT);
     m->worker = w;
     memcpy(m->name, c->sni, sizeof c->sni);
     if (!tf_mailbox_post(w->ctl, &m->hdr))

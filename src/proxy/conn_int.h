@@ -90,6 +90,8 @@ struct tf_conn {
     int hold_alert;               /* SSL_AD_* sent when the hold fails */
     struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
     bool hold_challenge;          /* held for a challenge another node published (cluster) */
+    bool hold_load;               /* held while the control loop loads a --certs stub */
+    unsigned char load_holds;     /* how often held for stubs (a few at most) */
 
     char sni[254];
     char ip[48];                  /* client address without port (per-address caps) */

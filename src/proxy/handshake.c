@@ -81,12 +81,24 @@ static int held_by(const struct tf_worker *w, const char *ip)
     return n;
 }
 
+/* Whether the held-handshake caps (global, per client address on this worker) refuse one
+ * more; counted and marked on the connection when they do. */
+static bool hold_capped(struct tf_conn *c)
+{
+    struct tf_stats *st = c->w->stats;
+    if (atomic_load(&st->held_now) < c->cfg->max_held &&
+        held_by(c->w, c->ip) < c->cfg->max_held_per_ip)
+        return false;
+    TF_STAT_ADD(st, held_refused, 1);
+    c->end = TF_CONN_END_HOLD_LIMIT;
+    return true;
+}
+
 /* No certificate for a valid SNI: hold the handshake when on-demand issuance may want this
  * name, answer a finished hold, or refuse. */
 static int on_demand(struct tf_conn *c, int *al)
 {
     const struct tf_config *cfg = c->cfg;
-    struct tf_worker *w = c->w;
     switch (c->hold) {
     case TF_HOLD_WAITING:
         return SSL_CLIENT_HELLO_RETRY;
@@ -105,12 +117,58 @@ static int on_demand(struct tf_conn *c, int *al)
         c->end = cfg->n_allow || cfg->ask ? TF_CONN_END_NOT_ALLOWED : TF_CONN_END_UNKNOWN_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    struct tf_stats *st = w->stats;
-    if (atomic_load(&st->held_now) >= cfg->max_held || held_by(w, c->ip) >= cfg->max_held_per_ip) {
-        TF_STAT_ADD(st, held_refused, 1);
-        c->end = TF_CONN_END_HOLD_LIMIT;
+    if (hold_capped(c))
+        return SSL_CLIENT_HELLO_ERROR;
+    c->hold_load = false;
+    tf_conn_hold(c);
+    return SSL_CLIENT_HELLO_RETRY;
+}
+
+/* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
+ * each stub replaced by its loaded certificate (tf_cert_resolve: lock-free, no system call).
+ * Returns SSL_CLIENT_HELLO_SUCCESS with *out filled; RETRY when a stub is not loaded yet
+ * (the handshake is held and the control loop loads it: TF_SMSG_NEED_LOAD); ERROR when its
+ * file failed to load (internal_error) or the hold caps refuse. A handshake resumed after a
+ * load may find the name's other stub (ECDSA and RSA) still cold, or its own evicted by
+ * a very small cache: it is held again, a few times at most. */
+static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
+                        struct tf_cert_slot *out, int *al)
+{
+    bool lazy = false, missing = false, failed = false;
+    for (int k = 0; k < TF_CERT_KINDS; k++) {
+        struct tf_cert *cert = slot->cert[k];
+        out->cert[k] = tf_cert_resolve(cert);
+        if (!cert || !cert->stub)
+            continue;
+        lazy = true;
+        if (!out->cert[k] && atomic_load_explicit(&cert->failed, memory_order_acquire))
+            failed = true;
+        else if (!out->cert[k])
+            missing = true;
+    }
+    if (!lazy)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    *al = SSL_AD_INTERNAL_ERROR;
+    if (failed || (missing && c->load_holds >= 3)) {
+        c->end = TF_CONN_END_LOAD_FAILED;
         return SSL_CLIENT_HELLO_ERROR;
     }
+    if (!missing) {
+        if (c->load_holds == 0)
+            TF_STAT_ADD(c->w->stats, cert_cache_hits, 1);
+        return SSL_CLIENT_HELLO_SUCCESS;
+    }
+    if (c->hold == TF_HOLD_WAITING)
+        return SSL_CLIENT_HELLO_RETRY;
+    if (c->hold == TF_HOLD_FAILED) {
+        *al = c->hold_alert;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (hold_capped(c))
+        return SSL_CLIENT_HELLO_ERROR;
+    if (c->load_holds++ == 0)
+        TF_STAT_ADD(c->w->stats, cert_cache_misses, 1);
+    c->hold_load = true;
     tf_conn_hold(c);
     return SSL_CLIENT_HELLO_RETRY;
 }
@@ -170,7 +228,11 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    if (use_slot(ssl, slot) != 0) {
+    struct tf_cert_slot now;
+    int rc = resolve_slot(c, slot, &now, al);
+    if (rc != SSL_CLIENT_HELLO_SUCCESS)
+        return rc;
+    if (use_slot(ssl, &now) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "tls", "SSL_use_cert_and_key");
         c->end = TF_CONN_END_CERTIFICATE_ERROR;
         *al = SSL_AD_INTERNAL_ERROR;

@@ -76,6 +76,7 @@ static void drop_payload(struct tf_msg *msg)
     case TF_WMSG_CERTS: tf_certstore_unref(m->u.certs); break;
     case TF_WMSG_TICKETS: tf_tickets_unref(m->u.tickets); break;
     case TF_WMSG_CHALLENGES: tf_challenges_unref(m->u.challenges); break;
+    case TF_WMSG_RETIRE: tf_certcache_retired_release(m->u.retired); break;
     default: break;
     }
     tf_msg_free(msg);
@@ -142,6 +143,11 @@ static void on_message(struct tf_mailbox *mb, struct tf_msg *msg, void *owner)
         tf_challenges_unref(old);
         break;
     }
+    case TF_WMSG_RETIRE:
+        /* A mailbox callback runs between ClientHello callbacks: this worker can no longer
+         * be reading a pointer to them. */
+        tf_certcache_retired_release(m->u.retired);
+        break;
     case TF_WMSG_CERT_DONE:
         cert_done(w, m->u.done.name, m->u.done.alert, m->u.done.outcome, false);
         break;
@@ -325,6 +331,13 @@ bool tf_worker_post_challenges(struct tf_worker *w, struct tf_challenges *challe
 {
     struct tf_wmsg *m = wmsg_new(TF_WMSG_CHALLENGES);
     m->u.challenges = challenges;
+    return post(w, m);
+}
+
+bool tf_worker_post_retired(struct tf_worker *w, struct tf_certcache_retired *r)
+{
+    struct tf_wmsg *m = wmsg_new(TF_WMSG_RETIRE);
+    m->u.retired = r;
     return post(w, m);
 }
 

@@ -2,7 +2,9 @@
  * certdir.c: loading a certificate directory (tf_certstore_load_dir). Recognises the pair
  * (X.crt + X.key), single-file (X.pem) and certbot (live/NAME/fullchain.pem + privkey.pem)
  * layouts, parses the files on up to MAX_PARSERS threads with certload.c's parser, and hands
- * the result to tf_certstore_from_certs. Does blocking file I/O: never on a worker loop.
+ * the result to tf_certstore_from_certs. A directory of more certificates than the cache
+ * holds is indexed instead (tf_certstore_index_dir: each file's leaf only, giving stubs that
+ * tf_cert_load_stub loads on first use). Does blocking file I/O: never on a worker loop.
  */
 #include "certload_int.h"
 #include "tlsfront/base/log.h"
@@ -50,6 +52,7 @@ struct loader {
     size_t n_jobs, cap_jobs;
     atomic_size_t next;
     atomic_int n_failed;
+    bool scan; /* index: decode each leaf into a stub (tf_certload_scan) */
 };
 
 /* One parser thread's reusable state: file buffers and the key decoder. */
@@ -176,11 +179,11 @@ static void queue_entry(struct loader *ld, struct dir_entry *e)
     }
 }
 
-/* Read rel (relative to the directory, symlinks followed) into p->buf[slot], NUL-terminated.
- * Returns 0, or a negative errno / TF_ETOOBIG / TF_EINVAL / TF_EIO. */
-static int read_file(struct parser *p, const char *rel, int slot, size_t *len)
+/* Read rel (relative to dfd, symlinks followed) into *buf (grown as needed, capacity *cap),
+ * NUL-terminated. Returns 0, or a negative errno / TF_ETOOBIG / TF_EINVAL / TF_EIO. */
+static int slurp(int dfd, const char *rel, char **buf, size_t *cap, size_t *len)
 {
-    int fd = openat(p->ld->dfd, rel, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat st;
@@ -197,13 +200,13 @@ static int read_file(struct parser *p, const char *rel, int slot, size_t *len)
         rc = TF_ETOOBIG;
         goto done;
     }
-    if ((size_t)st.st_size + 1 > p->cap[slot]) {
-        p->cap[slot] = (size_t)st.st_size + 4096;
-        p->buf[slot] = tf_realloc(p->buf[slot], p->cap[slot]);
+    if ((size_t)st.st_size + 1 > *cap) {
+        *cap = (size_t)st.st_size + 4096;
+        *buf = tf_realloc(*buf, *cap);
     }
     size_t off = 0;
     while (off < (size_t)st.st_size) {
-        ssize_t n = read(fd, p->buf[slot] + off, (size_t)st.st_size - off);
+        ssize_t n = read(fd, *buf + off, (size_t)st.st_size - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -212,11 +215,16 @@ static int read_file(struct parser *p, const char *rel, int slot, size_t *len)
         }
         off += (size_t)n;
     }
-    p->buf[slot][off] = '\0';
+    (*buf)[off] = '\0';
     *len = off;
 done:
     close(fd);
     return rc;
+}
+
+static int read_file(struct parser *p, const char *rel, int slot, size_t *len)
+{
+    return slurp(p->ld->dfd, rel, &p->buf[slot], &p->cap[slot], len);
 }
 
 static const char *read_problem(int rc, char *tmp, size_t n)
@@ -245,13 +253,20 @@ static void run_job(struct parser *p, struct job *job)
         fail(ld, job->crt, read_problem(rc, err, sizeof err));
         return;
     }
-    if (job->key && (rc = read_file(p, job->key, 1, &klen)) < 0) {
-        fail(ld, job->key, read_problem(rc, err, sizeof err));
-        return;
-    }
     char *path = tf_asprintf("%s/%s", ld->dir, job->crt);
-    rc = tf_certload_parse(p->buf[0], clen, job->key ? p->buf[1] : NULL, klen, path, &p->pc,
-                           &job->cert, err, sizeof err);
+    if (ld->scan) {
+        /* The key is read at load time; only its presence was checked here. */
+        char *key_path = job->key ? tf_asprintf("%s/%s", ld->dir, job->key) : NULL;
+        rc = tf_certload_scan(p->buf[0], clen, path, key_path, &job->cert, err, sizeof err);
+        free(key_path);
+    } else if (job->key && (rc = read_file(p, job->key, 1, &klen)) < 0) {
+        fail(ld, job->key, read_problem(rc, err, sizeof err));
+        free(path);
+        return;
+    } else {
+        rc = tf_certload_parse(p->buf[0], clen, job->key ? p->buf[1] : NULL, klen, path,
+                               &p->pc, &job->cert, err, sizeof err);
+    }
     free(path);
     if (rc == PARSE_CA)
         TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, job->crt, err);
@@ -335,8 +350,8 @@ static void loader_free(struct loader *ld)
     free(ld->jobs);
 }
 
-struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed, char *err,
-                                           size_t errlen)
+static struct tf_certstore *load_dir(const char *dir, int eager_max, int *n_loaded,
+                                     int *n_failed, bool *lazy, char *err, size_t errlen)
 {
     struct loader ld = {.dir = dir, .dfd = -1};
     atomic_init(&ld.next, 0);
@@ -360,6 +375,7 @@ struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *
     for (size_t i = 0; i < ld.n_ents; i++)
         queue_entry(&ld, &ld.ents[i]);
     warn_lone_keys(&ld);
+    ld.scan = eager_max >= 0 && ld.n_jobs > (size_t)eager_max;
     run_parsers(&ld);
     st = build(&ld, &loaded);
 done:
@@ -367,8 +383,68 @@ done:
         *n_loaded = loaded;
     if (n_failed)
         *n_failed = atomic_load(&ld.n_failed);
+    if (lazy)
+        *lazy = ld.scan;
     if (d)
         closedir(d);
     loader_free(&ld);
     return st;
+}
+
+struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed, char *err,
+                                           size_t errlen)
+{
+    return load_dir(dir, -1, n_loaded, n_failed, NULL, err, errlen);
+}
+
+struct tf_certstore *tf_certstore_index_dir(const char *dir, int eager_max, int *n_loaded,
+                                            int *n_failed, bool *lazy, char *err,
+                                            size_t errlen)
+{
+    return load_dir(dir, eager_max < 0 ? 0 : eager_max, n_loaded, n_failed, lazy, err, errlen);
+}
+
+/* Why a loaded certificate may not replace its stub, or NULL when it may. */
+static const char *stub_mismatch(const struct tf_cert *stub, const struct tf_cert *c)
+{
+    if (c->kind != stub->kind)
+        return "key type changed since start-up (reload with SIGHUP)";
+    for (int i = 0; i < stub->n_names; i++)
+        if (!tf_cert_covers(c, stub->names[i]))
+            return "names changed since start-up (reload with SIGHUP)";
+    return NULL;
+}
+
+struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen)
+{
+    char *buf[2] = {NULL, NULL};
+    size_t cap[2] = {0, 0}, len[2] = {0, 0};
+    struct tf_cert *c = NULL;
+    char tmp[200];
+    int rc = slurp(AT_FDCWD, stub->path, &buf[0], &cap[0], &len[0]);
+    if (rc == 0 && stub->key_path)
+        rc = slurp(AT_FDCWD, stub->key_path, &buf[1], &cap[1], &len[1]);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", read_problem(rc, tmp, sizeof tmp));
+        goto done;
+    }
+    struct parse_cache pc;
+    memset(&pc, 0, sizeof pc); /* no shared key decoder: one key is decoded */
+    pc.no_ctx = true;
+    rc = tf_certload_parse(buf[0], len[0], buf[1], len[1], stub->path, &pc, &c, err, errlen);
+    tf_certload_cache_free(&pc);
+    const char *why = c ? stub_mismatch(stub, c) : NULL;
+    if (why) {
+        snprintf(err, errlen, "%s", why);
+        tf_cert_unref(c);
+        c = NULL;
+    }
+    if (c)
+        c->source = stub->source;
+    else if (rc == PARSE_CA)
+        snprintf(err, errlen, "certificate has no DNS names");
+done:
+    free(buf[0]);
+    free(buf[1]);
+    return c;
 }

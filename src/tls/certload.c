@@ -30,8 +30,8 @@ struct pem_parts {
     struct parse_cache *pc; /* borrowed; NULL = decode everything on its own */
 };
 
-/* Which PEM blocks parse_pem keeps. */
-enum { WANT_CERTS = 1, WANT_KEY = 2 };
+/* Which PEM blocks parse_pem keeps: WANT_LEAF stops after the first certificate. */
+enum { WANT_CERTS = 1, WANT_KEY = 2, WANT_LEAF = 4 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
                                                           ...)
@@ -124,7 +124,8 @@ void tf_certload_cache_free(struct parse_cache *pc)
 }
 
 /* Add one PEM block to parts when it is of a wanted sort (WANT_CERTS, WANT_KEY). Other
- * blocks ("EC PARAMETERS", requests) are skipped. Returns 0 or -1 with err filled. */
+ * blocks ("EC PARAMETERS", requests) are skipped. Returns 0, 1 when WANT_LEAF has its leaf
+ * (stop reading), or -1 with err filled. */
 static int take_block(struct pem_parts *parts, const char *type, const char *header,
                       const unsigned char *der, long len, unsigned want, char *err, size_t errlen)
 {
@@ -141,7 +142,7 @@ static int take_block(struct pem_parts *parts, const char *type, const char *hea
             set_err(err, errlen, "out of memory");
             return -1;
         }
-        return 0;
+        return (want & WANT_LEAF) ? 1 : 0;
     }
     if (!(want & WANT_KEY) || tl < 11 || strcmp(type + tl - 11, "PRIVATE KEY") != 0)
         return 0;
@@ -185,8 +186,10 @@ static int parse_pem(const char *text, size_t len, unsigned want, struct pem_par
         OPENSSL_free(type);
         OPENSSL_free(header);
         OPENSSL_free(der);
-        if (rc < 0)
+        if (rc != 0) {
+            rc = rc < 0 ? -1 : 0;
             break;
+        }
     }
     BIO_free(bio);
     ERR_clear_error();
@@ -223,26 +226,42 @@ static bool normalise_name(char *s)
     return label > 0;
 }
 
-/* Append a copy of an ASN.1 string to c->names if it is a valid, new name. */
-static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
+/* Append a copy of name bytes to c->names if they are a valid, new name; true if kept. */
+static bool add_name_bytes(struct tf_cert *c, const unsigned char *data, int len, int *cap)
 {
-    int len = ASN1_STRING_length(s);
-    const unsigned char *data = ASN1_STRING_get0_data(s);
     if (len <= 0 || len > MAX_NAME + 1 || memchr(data, '\0', (size_t)len))
-        return;
+        return false;
     char buf[MAX_NAME + 2];
     memcpy(buf, data, (size_t)len);
     buf[len] = '\0';
     if (!normalise_name(buf))
-        return;
+        return false;
     for (int i = 0; i < c->n_names; i++)
         if (strcmp(c->names[i], buf) == 0)
-            return;
+            return true;
     if (c->n_names == *cap) {
         *cap = *cap ? *cap * 2 : 4;
         c->names = tf_realloc(c->names, sizeof(char *) * (size_t)*cap);
     }
     c->names[c->n_names++] = tf_strdup(buf);
+    return true;
+}
+
+static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
+{
+    (void)add_name_bytes(c, ASN1_STRING_get0_data(s), ASN1_STRING_length(s), cap);
+}
+
+/* tf_certscan's add callback: names go into the stub, whose n_names says what it holds. */
+struct scan_names {
+    struct tf_cert *c;
+    int cap;
+};
+
+static bool scan_add(void *arg, const unsigned char *name, size_t len)
+{
+    struct scan_names *sn = arg;
+    return len <= MAX_NAME + 1 && add_name_bytes(sn->c, name, (int)len, &sn->cap);
 }
 
 /* Names from the SAN dNSNames, or from the subject CN when the SAN holds none. */
@@ -298,6 +317,25 @@ static int describe(struct tf_cert *c)
     return 0;
 }
 
+/* Fill what the leaf alone tells: validity and names. Returns PARSE_OK/PARSE_FAIL/PARSE_CA. */
+static int derive_leaf(struct tf_cert *c, char *err, size_t errlen)
+{
+    if (asn1_to_unix(X509_get0_notBefore(c->leaf), &c->not_before) < 0 ||
+        asn1_to_unix(X509_get0_notAfter(c->leaf), &c->not_after) < 0) {
+        set_err(err, errlen, "bad validity dates");
+        return PARSE_FAIL;
+    }
+    collect_names(c);
+    if (c->n_names == 0) {
+        bool ca = (X509_get_extension_flags(c->leaf) & EXFLAG_CA) != 0;
+        set_err(err, errlen,
+                ca ? "CA certificate without DNS names, not a server certificate"
+                   : "certificate has no DNS names");
+        return ca ? PARSE_CA : PARSE_FAIL;
+    }
+    return PARSE_OK;
+}
+
 /* Fill c's derived fields from its leaf and key. Returns PARSE_OK/PARSE_FAIL/PARSE_CA. */
 static int derive(struct tf_cert *c, char *err, size_t errlen)
 {
@@ -318,24 +356,89 @@ static int derive(struct tf_cert *c, char *err, size_t errlen)
     (void)X509_check_purpose(c->leaf, -1, 0);
     for (int i = 0; i < sk_X509_num(c->chain); i++)
         (void)X509_check_purpose(sk_X509_value(c->chain, i), -1, 0);
-    if (asn1_to_unix(X509_get0_notBefore(c->leaf), &c->not_before) < 0 ||
-        asn1_to_unix(X509_get0_notAfter(c->leaf), &c->not_after) < 0) {
-        set_err(err, errlen, "bad validity dates");
-        return PARSE_FAIL;
-    }
     if (describe(c) < 0) {
         set_err(err, errlen, "cannot read issuer or serial (%s)", ssl_reason());
         return PARSE_FAIL;
     }
-    collect_names(c);
-    if (c->n_names == 0) {
-        bool ca = (X509_get_extension_flags(c->leaf) & EXFLAG_CA) != 0;
-        set_err(err, errlen,
-                ca ? "CA certificate without DNS names, not a server certificate"
-                   : "certificate has no DNS names");
-        return ca ? PARSE_CA : PARSE_FAIL;
+    return derive_leaf(c, err, errlen);
+}
+
+static struct tf_cert *cert_alloc(const char *path)
+{
+    struct tf_cert *c = tf_calloc(1, sizeof *c);
+    tf_ref_init(&c->ref, 1);
+    atomic_init(&c->last_used, 0);
+    atomic_init(&c->loaded, NULL);
+    atomic_init(&c->used, 0);
+    atomic_init(&c->failed, 0);
+    c->source = TF_SRC_STATIC;
+    c->path = tf_strdup(path ? path : "-");
+    return c;
+}
+
+/* The fast path of tf_certload_scan: the DER walker, without OpenSSL's decoders. */
+static struct tf_cert *scan_fast(const char *chain_pem, size_t chain_len, const char *path,
+                                 const char *key_path)
+{
+    struct tf_cert *c = cert_alloc(path);
+    struct scan_names sn = {c, 0};
+    struct tf_certscan sc = {.add = scan_add, .arg = &sn};
+    if (tf_certscan_leaf(chain_pem, chain_len, &sc) < 0 || c->n_names == 0) {
+        tf_cert_unref(c);
+        return NULL;
     }
-    return PARSE_OK;
+    c->stub = true;
+    c->key_path = key_path ? tf_strdup(key_path) : NULL;
+    c->kind = sc.kind;
+    c->not_before = sc.not_before;
+    c->not_after = sc.not_after;
+    return c;
+}
+
+int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
+                     const char *key_path, struct tf_cert **out, char *err, size_t errlen)
+{
+    struct pem_parts parts = {sk_X509_new_null(), NULL, NULL};
+    struct tf_cert *c = NULL;
+    int rc = PARSE_FAIL;
+    *out = scan_fast(chain_pem, chain_len, path, key_path);
+    if (*out) {
+        sk_X509_free(parts.certs);
+        ERR_clear_error();
+        return PARSE_OK;
+    }
+    if (!parts.certs) {
+        set_err(err, errlen, "out of memory");
+        goto done;
+    }
+    if (parse_pem(chain_pem, chain_len, WANT_CERTS | WANT_LEAF, &parts, err, errlen) < 0)
+        goto done;
+    if (sk_X509_num(parts.certs) == 0) {
+        set_err(err, errlen, "no certificate");
+        goto done;
+    }
+    c = cert_alloc(path);
+    c->stub = true;
+    c->key_path = key_path ? tf_strdup(key_path) : NULL;
+    c->leaf = sk_X509_shift(parts.certs);
+    /* The kind from the leaf's public key: the key file must match it at load time. */
+    int id = EVP_PKEY_get_base_id(X509_get0_pubkey(c->leaf));
+    if (id != EVP_PKEY_EC && id != EVP_PKEY_RSA) {
+        set_err(err, errlen, "unsupported key type (need EC or RSA)");
+        goto done;
+    }
+    c->kind = id == EVP_PKEY_EC ? TF_CERT_EC : TF_CERT_RSA;
+    rc = derive_leaf(c, err, errlen);
+    X509_free(c->leaf); /* a stub keeps what it derived, not the decoded certificate */
+    c->leaf = NULL;
+done:
+    ERR_clear_error();
+    sk_X509_pop_free(parts.certs, X509_free);
+    if (rc == PARSE_OK)
+        *out = c;
+    else
+        tf_cert_unref(c);
+    return rc;
 }
 
 /* Parse text into a new cert (*out, refcount 1) or fill err. */
@@ -364,11 +467,7 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
         set_err(err, errlen, "no private key");
         goto done;
     }
-    c = tf_calloc(1, sizeof *c);
-    tf_ref_init(&c->ref, 1);
-    atomic_init(&c->last_used, 0);
-    c->source = TF_SRC_STATIC;
-    c->path = tf_strdup(path ? path : "-");
+    c = cert_alloc(path);
     c->leaf = sk_X509_shift(parts.certs);
     c->chain = parts.certs;
     c->key = parts.key;
@@ -410,6 +509,8 @@ void tf_cert_unref(struct tf_cert *c)
 {
     if (!c || !tf_ref_dec(&c->ref))
         return;
+    tf_cert_unref(atomic_load(&c->loaded));
+    free(c->key_path);
     tf_tls_cert_ctx_free(c->ctx);
     X509_free(c->leaf);
     sk_X509_pop_free(c->chain, X509_free);

@@ -44,4 +44,25 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
                       size_t key_len, const char *path, struct parse_cache *pc,
                       struct tf_cert **out, char *err, size_t errlen);
 
+/* What tf_certscan_leaf reads from a certificate without OpenSSL's decoder. add is called
+ * with each SAN dNSName's bytes (or the subject CN's when no SAN name was valid) and
+ * returns whether it kept the name. */
+struct tf_certscan {
+    bool (*add)(void *arg, const unsigned char *name, size_t len);
+    void *arg;
+    int n_added;
+    enum tf_cert_kind kind;
+    int64_t not_before, not_after;
+};
+
+/* Read the first PEM certificate of pem (len bytes) into out. Returns 0, or -1 for anything
+ * but the plain shape of an EC or RSA server certificate: the caller then asks OpenSSL. */
+int tf_certscan_leaf(const char *pem, size_t len, struct tf_certscan *out);
+
+/* Index one certificate file: decode its first certificate only, for names, kind and
+ * validity, and return a stub (tf_cert.stub) for path and key_path (NULL: the key is in
+ * path). Same results as tf_certload_parse. */
+int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
+                     const char *key_path, struct tf_cert **out, char *err, size_t errlen);
+
 #endif

@@ -35,7 +35,9 @@
     X(STORAGE_UNAVAILABLE, "storage_unavailable",                                                  \
       "the shared storage could not be read (cluster): the name is refused for now")               \
     X(ACME_TLS_NO_CHALLENGE, "acme_tls_no_challenge",                                              \
-      "an acme-tls/1 handshake for a name with no pending challenge")
+      "an acme-tls/1 handshake for a name with no pending challenge")                              \
+    X(LOAD_FAILED, "load_failed",                                                                  \
+      "the name's certificate file could not be loaded on first use (logged once)")
 
 #define TF_OUTCOME_LIST(X) TF_OUTCOME_ALLOW_LIST(X) TF_OUTCOME_FAIL_LIST(X)
 

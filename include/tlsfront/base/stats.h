@@ -31,6 +31,12 @@ struct tf_stats {
     atomic_ullong backend_errors_route[TF_STATS_ROUTES + 1]; /* [0] default, [i+1] route i */
     struct tf_histogram hs_seconds;     /* handshake latency, accept to finished */
     struct tf_histogram issue_seconds;  /* on-demand: first request to certificate */
+    /* --cert-cache (tlsfront/tls/certcache.h): hits and misses counted by workers, the
+     * rest by the control loop. */
+    atomic_ullong cert_cache_hits, cert_cache_misses;
+    atomic_ullong cert_cache_loads, cert_cache_load_failures, cert_cache_evictions;
+    atomic_llong cert_cache_size;       /* gauge */
+    struct tf_histogram cert_load_seconds; /* a stub's files read and decoded */
     /* Messages that a flood would repeat per connection or per name (rate-limited). */
     struct tf_log_limit log_order_refused; /* an order refused by the local budget */
     struct tf_log_limit log_not_allowed;   /* a name the gates denied */

@@ -59,6 +59,7 @@ struct tf_config {
 
     /* Certificates */
     char *certs_dir;             /* --certs DIR (static certificates); NULL = none */
+    int cert_cache;              /* --cert-cache N: decoded certificates kept, default 10000 */
     char *default_cert;          /* --default-cert NAME: served without SNI/unknown; NULL = refuse */
 
     /* Routing */

@@ -8,6 +8,7 @@
 #define TF_SERVER_H
 
 #include "tlsfront/tls/alpn01.h"
+#include "tlsfront/tls/certcache.h"
 #include "tlsfront/tls/certstore.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/base/mailbox.h"
@@ -29,6 +30,7 @@ struct tf_server {
     struct tf_certstore *static_certs; /* from --certs */
     struct tf_certstore *certs;    /* what workers serve (one reference) */
     struct tf_ticket_ring *tickets;
+    struct tf_certcache cert_cache; /* decoded --certs certificates loaded on first use */
 
     struct tf_worker *workers;
     int n_workers;
@@ -70,6 +72,13 @@ void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
 void tf_server_stats_init(struct tf_server *s);
 int tf_server_admin_start(struct tf_server *s);
 void tf_server_admin_stop(struct tf_server *s);
+
+/* server_certcache.c: --certs stubs loaded on first use. init: the cache and its load
+ * histogram (before any worker starts); need_load: a worker's TF_SMSG_NEED_LOAD (control
+ * loop); free: after the workers are joined. */
+void tf_server_cache_init(struct tf_server *s);
+void tf_server_need_load(struct tf_server *s, int worker, const char *name);
+void tf_server_cache_free(struct tf_server *s);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);

@@ -8,6 +8,7 @@
 #define TF_WORKER_H
 
 #include "tlsfront/tls/alpn01.h"
+#include "tlsfront/tls/certcache.h"
 #include "tlsfront/tls/certstore.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/base/mailbox.h"
@@ -29,6 +30,8 @@ enum tf_server_msg {
     TF_SMSG_NEED_CERT,       /* name: a certificate is wanted for it */
     TF_SMSG_NEED_CHALLENGE,  /* name: offered acme-tls/1 without a challenge here (cluster:
                               * another node may have it) */
+    TF_SMSG_NEED_LOAD,       /* name: its certificate is indexed (a --certs stub) but not
+                              * loaded; answered with TF_WMSG_CERT_DONE */
 };
 
 struct tf_smsg {
@@ -48,6 +51,9 @@ enum tf_worker_msg {
                              * connection closes */
     TF_WMSG_STOP,           /* no payload: close every connection and end the loop */
     TF_WMSG_CHALLENGE_DONE, /* u.done, for handshakes held for a TLS-ALPN-01 challenge */
+    TF_WMSG_RETIRE,         /* u.retired: evicted certificates; releasing it marks this
+                             * worker past any ClientHello callback that could still read
+                             * them */
 };
 
 /* The payload is the union member its type names. Snapshot references move to the worker
@@ -62,6 +68,7 @@ struct tf_wmsg {
         struct tf_certstore *certs;
         struct tf_ticket_ring *tickets;
         struct tf_challenges *challenges;
+        struct tf_certcache_retired *retired;
         struct {
             int alert;                  /* 0: ready, else the SSL_AD_* alert */
             enum tf_outcome outcome;    /* why (TF_OUTCOME_READY when alert is 0) */
@@ -124,6 +131,9 @@ bool tf_worker_post_config(struct tf_worker *w, struct tf_config *cfg, SSL_CTX *
 bool tf_worker_post_certs(struct tf_worker *w, struct tf_certstore *certs);
 bool tf_worker_post_tickets(struct tf_worker *w, struct tf_ticket_ring *tickets);
 bool tf_worker_post_challenges(struct tf_worker *w, struct tf_challenges *challenges);
+/* Post evicted certificates (one holder of r: the worker releases it after its current
+ * callback). Returns false if the worker is gone; the holder is then still the caller's. */
+bool tf_worker_post_retired(struct tf_worker *w, struct tf_certcache_retired *r);
 /* Post TF_WMSG_DRAIN or TF_WMSG_STOP. Returns false if the worker is gone. */
 bool tf_worker_post_signal(struct tf_worker *w, enum tf_worker_msg type);
 /* Answer a worker's certificate request for name: alert 0 = ready, else the SSL_AD_* alert

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/types.h>
 #include <openssl/x509.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,8 +38,35 @@ struct tf_cert {
     SSL_CTX *ctx;                /* a context with only this certificate, or NULL: see
                                     tf_tls_cert_ctx_new (tls.h); owned */
     _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
-                                    the one mutable field, written by workers, read by renewal */
+                                    written by workers, read by renewal */
+    /* Load on first use (tlsfront/tls/certcache.h): a stub is indexed from its files but not
+     * decoded: leaf, chain, key, issuer, serial and ctx are NULL; names, kind, not_after,
+     * source and path are known, and key_path names the key file (NULL: in path). */
+    bool stub;
+    char *key_path;                   /* stub only, owned */
+    _Atomic(struct tf_cert *) loaded; /* stub only: the decoded certificate (one reference,
+                                         the cache's), published with release order by the
+                                         control loop, read with acquire by workers */
+    _Atomic unsigned char used;       /* stub only: set by workers on use, cleared by the
+                                         cache's CLOCK hand (relaxed) */
+    _Atomic unsigned char failed;     /* stub only: its files failed to load (logged once) */
+    void *loading;                    /* stub only, control loop only: the load in flight */
+    bool cached;                      /* stub only, control loop only: in the cache's ring */
 };
+
+/* What a handshake serves for c: c itself, or for a stub its loaded certificate (NULL when
+ * not loaded). Lock-free: an acquire load and, for a stub, a relaxed store of its used bit
+ * when it is clear. The result is valid until the end of the calling callback (the cache
+ * frees an evicted certificate only after every worker has passed a quiescent point). */
+static inline struct tf_cert *tf_cert_resolve(struct tf_cert *c)
+{
+    if (!c || !c->stub)
+        return c;
+    struct tf_cert *l = atomic_load_explicit(&c->loaded, memory_order_acquire);
+    if (l && !atomic_load_explicit(&c->used, memory_order_relaxed))
+        atomic_store_explicit(&c->used, 1, memory_order_relaxed);
+    return l;
+}
 
 /* What a lookup returns: the certificates for one name, either kind may be NULL. */
 struct tf_cert_slot {
@@ -77,6 +105,22 @@ bool tf_cert_covers(const struct tf_cert *c, const char *name);
  * Returns a new store (refcount 1), or NULL when dir cannot be read at all (err filled). */
 struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *n_failed,
                                            char *err, size_t errlen);
+
+/* Like tf_certstore_load_dir, but when the directory holds more than eager_max
+ * certificates, index it instead: each file's leaf certificate is decoded for its names,
+ * kind and expiry (in parallel, no key, no chain, no context) and the store holds stubs
+ * (tf_cert.stub) that tlsfront/tls/certcache.h loads on first use. At most eager_max
+ * certificates: the same as tf_certstore_load_dir. *n_loaded counts certificates loaded or
+ * indexed. *lazy (may be NULL) says which happened. Blocking file I/O. */
+struct tf_certstore *tf_certstore_index_dir(const char *dir, int eager_max, int *n_loaded,
+                                            int *n_failed, bool *lazy, char *err,
+                                            size_t errlen);
+
+/* Load a stub's files (blocking file I/O: the thread pool). The result (refcount 1, no
+ * per-certificate context, source as the stub's) must be of the stub's kind and cover all
+ * of the stub's names, else the file changed since the index was built and the load fails
+ * with err saying so. Returns NULL and fills err on failure. */
+struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen);
 
 /* An empty store. */
 struct tf_certstore *tf_certstore_new(void);

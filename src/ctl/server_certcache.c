@@ -1,0 +1,179 @@
+/*
+ * server_certcache.c: loading --certs stubs on first use (tlsfront/tls/certcache.h). A
+ * worker that holds a handshake for a stub that is not loaded posts TF_SMSG_NEED_LOAD; here
+ * the control loop joins the load already in flight for that stub or starts one on the
+ * thread pool (file reads and decoding never run on a loop), publishes the result into the
+ * stub (one atomic store: the workers' store snapshot is not rebuilt), evicts with the
+ * cache's CLOCK hand, posts the evicted certificates to every worker to be freed after
+ * their current callback, and answers the waiting workers with TF_WMSG_CERT_DONE. A file
+ * that fails is logged here once; its stub is marked failed and workers refuse the name
+ * without asking again.
+ */
+#include "tlsfront/ctl/server.h"
+#include "tlsfront/base/log.h"
+
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One waiting worker and the name it asked for (its held connections match by name). */
+struct waiter {
+    int worker;
+    char name[TF_NAME_MAX + 1];
+};
+
+/* One load in flight, owned by the control loop from start to done; stub->loading points at
+ * it meanwhile. */
+struct load_job {
+    uv_work_t work;
+    struct tf_server *s;
+    struct tf_cert *stub;  /* one reference */
+    struct tf_cert *cert;  /* result (one reference) or NULL */
+    uint64_t started_ns, took_ns;
+    char err[256];
+    struct waiter *waiters;
+    size_t n_waiters, cap_waiters;
+};
+
+static void add_waiter(struct load_job *j, int worker, const char *name)
+{
+    for (size_t i = 0; i < j->n_waiters; i++)
+        if (j->waiters[i].worker == worker && strcmp(j->waiters[i].name, name) == 0)
+            return;
+    if (j->n_waiters == j->cap_waiters) {
+        j->cap_waiters = j->cap_waiters ? j->cap_waiters * 2 : 2;
+        j->waiters = tf_realloc(j->waiters, j->cap_waiters * sizeof *j->waiters);
+    }
+    struct waiter *w = &j->waiters[j->n_waiters++];
+    w->worker = worker;
+    snprintf(w->name, sizeof w->name, "%s", name);
+}
+
+static void load_work(uv_work_t *req)
+{
+    struct load_job *j = req->data;
+    j->cert = tf_cert_load_stub(j->stub, j->err, sizeof j->err);
+    j->took_ns = uv_hrtime() - j->started_ns;
+}
+
+/* Hand evicted certificates to every worker; the last to release them frees them. */
+static void post_retired(struct tf_server *s, struct tf_certcache_retired *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->pending, s->n_started + 1);
+    for (int i = 0; i < s->n_started; i++)
+        if (!tf_worker_post_retired(&s->workers[i], r))
+            tf_certcache_retired_release(r);
+    tf_certcache_retired_release(r); /* the control loop's own hold */
+}
+
+static void answer(struct tf_server *s, int worker, const char *name, bool ok)
+{
+    if (worker >= 0 && worker < s->n_started)
+        tf_worker_post_cert_done(&s->workers[worker], name, ok ? 0 : SSL_AD_INTERNAL_ERROR,
+                                 ok ? TF_OUTCOME_READY : TF_OUTCOME_LOAD_FAILED);
+}
+
+static void load_done(uv_work_t *req, int status)
+{
+    struct load_job *j = req->data;
+    struct tf_server *s = j->s;
+    struct tf_cert *stub = j->stub;
+    stub->loading = NULL;
+    if (s->stopped || status != 0) {
+        tf_cert_unref(j->cert);
+        goto out;
+    }
+    struct tf_stats *st = &s->stats;
+    tf_histogram_observe(&st->cert_load_seconds, (double)j->took_ns / 1e9);
+    if (j->cert) {
+        struct tf_certcache_retired *r = NULL;
+        size_t ev = tf_certcache_install(&s->cert_cache, stub, j->cert, &r);
+        post_retired(s, r);
+        TF_STAT_ADD(st, cert_cache_loads, 1);
+        TF_STAT_ADD(st, cert_cache_evictions, ev);
+        atomic_store(&st->cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
+        TF_DEBUG("server", "name=%s loaded %s in %.1f ms", j->n_waiters ? j->waiters[0].name : "-",
+                 stub->path, (double)j->took_ns / 1e6);
+    } else {
+        TF_STAT_ADD(st, cert_cache_load_failures, 1);
+        TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
+                j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
+        atomic_store_explicit(&stub->failed, 1, memory_order_release);
+    }
+    for (size_t i = 0; i < j->n_waiters; i++)
+        answer(s, j->waiters[i].worker, j->waiters[i].name, j->cert != NULL);
+out:
+    tf_cert_unref(stub);
+    free(j->waiters);
+    free(j);
+}
+
+/* Start loading stub for worker's name; false when the thread pool refused the job. */
+static bool start_load(struct tf_server *s, struct tf_cert *stub, int worker, const char *name)
+{
+    struct load_job *j = tf_calloc(1, sizeof *j);
+    j->s = s;
+    j->stub = stub;
+    j->work.data = j;
+    j->started_ns = uv_hrtime();
+    add_waiter(j, worker, name);
+    tf_cert_ref(stub);
+    int r = uv_queue_work(&s->loop, &j->work, load_work, load_done);
+    if (r != 0) {
+        TF_ERROR("server", "name=%s loading %s: %s", name, stub->path, uv_strerror(r));
+        tf_cert_unref(stub);
+        free(j->waiters);
+        free(j);
+        return false;
+    }
+    stub->loading = j;
+    return true;
+}
+
+void tf_server_need_load(struct tf_server *s, int worker, const char *name)
+{
+    const struct tf_cert_slot *slot = tf_certstore_lookup(s->certs, name);
+    if (!slot && s->cfg->default_cert)
+        slot = tf_certstore_lookup(s->certs, s->cfg->default_cert);
+    bool failed = false;
+    for (int k = 0; slot && k < TF_CERT_KINDS; k++) {
+        struct tf_cert *c = slot->cert[k];
+        if (!c || !c->stub || atomic_load(&c->loaded))
+            continue;
+        if (atomic_load(&c->failed)) {
+            failed = true;
+            continue;
+        }
+        /* One load per stub at a time; the worker asks again for the other kind, if any. */
+        if (c->loading) {
+            add_waiter(c->loading, worker, name);
+            return;
+        }
+        if (start_load(s, c, worker, name))
+            return;
+        failed = true;
+    }
+    /* Nothing to load (loaded meanwhile, or the name left with a reload): the worker's
+     * ClientHello callback decides again with its own snapshot. */
+    answer(s, worker, name, !failed);
+}
+
+void tf_server_cache_init(struct tf_server *s)
+{
+    tf_certcache_init(&s->cert_cache, (size_t)s->cfg->cert_cache);
+    tf_histogram_init(&s->stats.cert_load_seconds, tf_metrics_handshake_bounds,
+                      tf_metrics_handshake_nbounds);
+}
+
+void tf_server_cache_free(struct tf_server *s)
+{
+    struct tf_certcache_retired *r = NULL;
+    tf_certcache_free(&s->cert_cache, &r);
+    if (r) {
+        atomic_store(&r->pending, 1); /* the workers are joined: nobody reads them */
+        tf_certcache_retired_release(r);
+    }
+}
