@@ -71,6 +71,7 @@ int tf_config_set_log_level(struct tf_config *, size_t, const char *, char *, si
 int tf_config_set_admin(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_redirect(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_key_type(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_acme_challenges(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_eab_hmac(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_allow(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_profile_for(struct tf_config *, size_t, const char *, char *, size_t);
