@@ -114,12 +114,15 @@ static int pick_type(const struct tf_acme *a, const struct tf_acme_authz_doc *z,
     return -1;
 }
 
-/* The validation of o's challenge failed: if z offers a later preferred type, forget this
- * order and make a new one for it. True when that started. */
-static bool fall_back(struct tf_acme_order *o, const struct tf_acme_authz_doc *z, const char *why)
+/* The validation of o's challenge failed: if its authorization offered a later preferred
+ * type when it was pending (a failed one lists only the attempted challenge, as Boulder and
+ * pebble answer), forget this order and make a new one for that type. True when started. */
+static bool fall_back(struct tf_acme_order *o, const char *why)
 {
-    const struct tf_acme_challenge_doc *c = NULL;
-    int next = o->chal_url ? pick_type(o->a, z, o->chal_idx + 1, &c) : -1;
+    int next = -1;
+    for (int i = o->chal_idx + 1; o->chal_url && next < 0 && i < o->a->n_chal_types; i++)
+        if (o->chal_offered & (1u << o->a->chal_types[i]))
+            next = i;
     if (next < 0)
         return false;
     TF_INFO(ACME_MOD, "name=%s %s validation failed (%s); trying %s in a new order", o->name,
@@ -155,10 +158,10 @@ static void authz_invalid(struct tf_acme_order *o, const struct tf_acme_authz_do
     char sum[400];
     if (c && c->error) {
         tf_acme_problem_summary(c->error, sum, sizeof(sum));
-        if (!fall_back(o, z, sum))
+        if (!fall_back(o, sum))
             tf_acme_order_fail(o, TF_EPROTO, c->error, "authorization %s (%s): %s",
                                tf_acme_status_name(z->status), type, sum);
-    } else if (!fall_back(o, z, tf_acme_status_name(z->status))) {
+    } else if (!fall_back(o, tf_acme_status_name(z->status))) {
         tf_acme_order_fail(o, TF_EPROTO, NULL, "authorization for %s is %s", z->ident_value,
                            tf_acme_status_name(z->status));
     }
@@ -172,7 +175,11 @@ static void authz_pending(struct tf_acme_order *o, const struct tf_acme_authz_do
                             "the authorization");
         return;
     }
-    const struct tf_acme_challenge_doc *c = NULL;
+    const struct tf_acme_challenge_doc *c = NULL, *any = NULL;
+    o->chal_offered = 0;
+    for (int i = 0; i < o->a->n_chal_types; i++)
+        if (pick_type(o->a, z, i, &any) == i)
+            o->chal_offered |= 1u << o->a->chal_types[i];
     int idx = pick_type(o->a, z, o->chal_from, &c);
     if (idx < 0) {
         char types[64] = "";

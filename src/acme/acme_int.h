@@ -177,6 +177,7 @@ struct tf_acme_order {
     enum tf_chal_type chal_type; /* the published challenge's type */
     int chal_idx;                /* its place in a->chal_types */
     int chal_from;               /* types before this place failed a validation already */
+    unsigned chal_offered;       /* 1 << type for each type the pending authorization offered */
     tf_acme_order_step again;    /* acme_order_begin.c's newOrder: a fallback's new order */
     uint32_t poll_ms;            /* next poll delay without Retry-After */
 
