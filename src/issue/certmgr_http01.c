@@ -133,6 +133,7 @@ static void on_h01_got(int err, char *data, size_t len, void *arg)
         cm_h01_put(cm, l->token, data, tf_mono_ms() + cm_chal_ttl_ms(cm));
         ka = tf_certmgr_http01_find(cm, l->token);
         cm->stats.cluster_challenges_received++;
+        TF_DEBUG("cluster", "http-01 challenge token=%s taken from the shared store", l->token);
     } else if (err && err != UV_ENOENT && !cm->closing) {
         TF_WARN("cluster", "http-01 challenge lookup: %s", tf_strerror(err));
     }

@@ -7,18 +7,21 @@ a tlsfront redirect listener:
   path) are still redirected or refused as before;
 - the default list (tls-alpn-01, then http-01 with --redirect-http): tls-alpn-01 fails, a
   second order validates with http-01, the name is served;
-- two nodes sharing Redis, pebble's HTTP-01 port on node B: a name first asked on node A is
-  served, node B answering A's challenge (shared through the store);
+- nodes sharing Redis, pebble's HTTP-01 port on node B: a name first asked on node A is
+  served, node B answering A's challenge (announced through the store); then pebble's
+  validation connections are parked until a node C that missed the announcement has
+  started, and C answers them from the store (an unknown token is looked up there);
 - --acme-challenges errors exit 2 with one line naming the option."""
 import socket
 import subprocess
+import threading
 
 import clusterctl
-from clusterctl import Redis, storage_key_file
+from clusterctl import Balancer, Redis, storage_key_file
 from legacycommon import Reader
 from pebblectl import Pebble
 from tfcommon import (BIN, Backend, bound, check, finish, free_port, http_handler,
-                      start_tlsfront, tmpdir)
+                      start_tlsfront, tmpdir, wait_until)
 
 backend = Backend(http_handler(b"http01 backend"))
 
@@ -97,15 +100,31 @@ redis = Redis()
 redis.start()
 key = storage_key_file()
 peb3 = Pebble()
+bal = Balancer()
 cl = ["--storage-key", key, "--acme-challenges", "http-01"]
 tfa, porta, _ = start(peb3.tlsfront_args(redis.url), cl, "nodeA")
 tfb, _, rportb = start(peb3.tlsfront_args(redis.url), cl, "nodeB")
-peb3.start(tls_port=free_port(), http_port=rportb)
+bal.backends = [rportb]
+peb3.start(tls_port=free_port(), http_port=bal.port)
 rootf3 = clusterctl.pebble_root_file(peb3)
 served(rootf3, porta, "c.h01.test", "cluster")
 check(tfb.wait_for(r"listener=redirect .*status=200", 10, stream="out") is not None,
       "cluster: node B answered node A's challenge")
 check(peb3.orders() == 1, "cluster: one order (%d)" % peb3.orders())
+
+# A node that missed the announcement finds the token in the store.
+bal.hold = True
+late = threading.Thread(target=served, args=(rootf3, porta, "d.h01.test", "late node"))
+late.start()
+check(wait_until(lambda: bal.held, 30), "late node: pebble's validation is parked")
+tfc, _, rportc = start(peb3.tlsfront_args(redis.url), cl, "nodeC")
+bal.backends = [rportc]
+bal.release_held(forward=True)
+late.join(bound(60))
+check(tfc.wait_for(r"http-01 challenge token=\S+ taken from the shared store", 10) is not None,
+      "late node: the unknown token was looked up in the store")
+check(tfc.wait_for(r"listener=redirect .*status=200", 10, stream="out") is not None,
+      "late node: node C answered the validation")
 peb3.stop()
 redis.stop()
 
