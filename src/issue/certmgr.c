@@ -116,8 +116,8 @@ void cm_responder_publish(void *arg, const struct tf_acme_chal *c)
 {
     struct tf_certmgr *cm = arg;
     /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
-    TF_DEBUG("certmgr", "name=%s %s challenge published token=%s", c->name,
-             tf_chal_type_name(c->type), c->token);
+    TF_DEBUG("certmgr", "name=%s challenge published token=%s type=%s", c->name, c->token,
+             tf_chal_type_name(c->type));
     if (c->type == TF_CHAL_HTTP_01) {
         cm_h01_put(cm, c->token, c->key_authorization, 0);
         return;
