@@ -77,6 +77,10 @@ static int copy_config(struct tf_acme *a, const struct tf_config *cfg, char *err
     a->cert_key_type = cfg->acme_cert_key;
     a->timeout_s = cfg->acme_timeout_s ? cfg->acme_timeout_s : 300;
     a->lease_s = cfg->storage_lease_s ? cfg->storage_lease_s : 30;
+    a->n_chal_types = cfg->n_acme_challenges;
+    memcpy(a->chal_types, cfg->acme_challenges, sizeof(a->chal_types));
+    if (a->n_chal_types == 0) /* a config not made by tf_config_load (tests) */
+        a->chal_types[a->n_chal_types++] = TF_CHAL_TLS_ALPN_01;
     if ((cfg->acme_eab_kid != NULL) != (cfg->acme_eab_hmac != NULL)) {
         snprintf(err, errlen, "acme EAB: --acme-eab-kid and --acme-eab-hmac go together");
         return TF_EINVAL;

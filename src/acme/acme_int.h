@@ -82,6 +82,8 @@ struct tf_acme {
     enum tf_key_type acct_key_type, cert_key_type;
     uint32_t timeout_s;
     uint32_t lease_s;            /* order lock lease, renewed every third of it */
+    enum tf_chal_type chal_types[TF_CHAL_COUNT]; /* --acme-challenges, preferred first */
+    int n_chal_types;
 
     struct tf_acme_directory dir;
     bool have_dir;
@@ -171,6 +173,12 @@ struct tf_acme_order {
     char **authz;
     int n_authz, authz_idx;
     char *chal_url;
+    char *chal_token;            /* the published challenge's token (HTTP-01 unpublish) */
+    enum tf_chal_type chal_type; /* the published challenge's type */
+    int chal_idx;                /* its place in a->chal_types */
+    int chal_from;               /* types before this place failed a validation already */
+    unsigned chal_offered;       /* 1 << type for each type the pending authorization offered */
+    tf_acme_order_step again;    /* acme_order_begin.c's newOrder: a fallback's new order */
     uint32_t poll_ms;            /* next poll delay without Retry-After */
 
     EVP_PKEY *cert_key;
@@ -231,7 +239,9 @@ bool tf_acme_order_answer(struct tf_acme_order *o, const char *step, int err,
                           const struct tf_acme_problem *prob);
 
 /* acme_authz.c: walk the order's authorizations (publish, challenge, poll), then
- * tf_acme_order_poll_ready(). */
+ * tf_acme_order_poll_ready(). Each uses the first type of a->chal_types from o->chal_from
+ * on that the CA offers; a failed validation starts a new order (o->again) with the next
+ * offered type, if any, before the order fails. */
 void tf_acme_order_authorize(struct tf_acme_order *o);
 
 /* acme_finalize.c: all authorizations are valid; wait for ready, finalize, download,

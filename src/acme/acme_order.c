@@ -44,6 +44,7 @@ void tf_acme_order_free(struct tf_acme_order *o)
         free(o->authz[i]);
     free(o->authz);
     free(o->chal_url);
+    free(o->chal_token);
     EVP_PKEY_free(o->cert_key);
     free(o->chain_pem);
     if (o->key_pem) {
@@ -61,8 +62,9 @@ void tf_acme_order_unpublish(struct tf_acme_order *o)
     if (!o->published)
         return;
     o->published = false;
+    struct tf_acme_chal c = {o->chal_type, o->name, o->chal_token, NULL};
     if (o->a->resp.unpublish)
-        o->a->resp.unpublish(o->a->resp.arg, o->name);
+        o->a->resp.unpublish(o->a->resp.arg, &c);
 }
 
 static void log_outcome(struct tf_acme_order *o, bool from_storage)

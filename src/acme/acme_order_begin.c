@@ -254,6 +254,7 @@ struct tf_acme_order *tf_acme_order_start(struct tf_acme *a, const char *name,
         o->profile = tf_strdup(opts->profile);
     o->deadline_ms = tf_mono_ms() + (uint64_t)a->timeout_s * 1000;
     o->poll_ms = 100;
+    o->again = step_new_order;
     o->work.data = o;
     uv_timer_init(a->loop, &o->timer);
     o->timer.data = o;

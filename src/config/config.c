@@ -141,6 +141,10 @@ struct opt {
       " ec256|rsa2048|rsa3072|rsa4096", Y, "ec256", "certificate key type")                        \
     X("acme-timeout", OT_SEC, 0, F(acme_timeout_s), 1000, MS_DAY, NULL, " DUR", Y, "5m",           \
       "time limit for one whole order")                                                            \
+    X("acme-challenges", OT_FN, OF_JLIST, 0, 0, 0, S(acme_challenges), " LIST", N, "",            \
+      "challenge types in order of preference: tls-alpn-01, http-01 (needs --redirect-http); "   \
+      "a failed validation tries the next (default: tls-alpn-01, then http-01 with "             \
+      "--redirect-http)")                                                                          \
     X("allow", OT_FN, OF_REPEAT, 0, 0, 0, S(allow), " PATTERN", N, "",                             \
       "issue on demand only for an exact name or *.suffix, repeatable (with --ask: and "          \
       "only if --ask also says yes)")                                                              \
@@ -664,6 +668,28 @@ static const char *who_set(const struct loader *ld, const char *name, char *buf,
     return buf;
 }
 
+/* --acme-challenges: http-01 is answered by the --redirect-http listener only; without the
+ * option, tls-alpn-01 comes first and http-01 follows when that listener is on. */
+static int finalize_challenges(struct loader *ld)
+{
+    struct tf_config *cfg = ld->cfg;
+    char a[200];
+    if (cfg->n_acme_challenges == 0) {
+        cfg->acme_challenges[cfg->n_acme_challenges++] = TF_CHAL_TLS_ALPN_01;
+        if (cfg->redirect_http)
+            cfg->acme_challenges[cfg->n_acme_challenges++] = TF_CHAL_HTTP_01;
+        return 0;
+    }
+    for (int i = 0; i < cfg->n_acme_challenges; i++)
+        if (cfg->acme_challenges[i] == TF_CHAL_HTTP_01 && !cfg->redirect_http) {
+            snprintf(ld->res->err, sizeof(ld->res->err),
+                     "%s: http-01 needs --redirect-http (the listener that answers it)",
+                     who_set(ld, "acme-challenges", a, sizeof(a)));
+            return TF_EINVAL;
+        }
+    return 0;
+}
+
 /* Checks across options, and defaults that depend on the machine. */
 static int finalize(struct loader *ld)
 {
@@ -698,7 +724,7 @@ static int finalize(struct loader *ld)
     }
     if (tf_config_check_storage(cfg, err, errlen) != 0)
         return TF_EINVAL;
-    return 0;
+    return finalize_challenges(ld);
 }
 
 /* Bad config is reported on one stderr line, but errors quote the offending value, which

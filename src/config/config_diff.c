@@ -26,6 +26,13 @@ static bool listen_differs(const struct tf_config *a, const struct tf_config *b)
     return false;
 }
 
+static bool challenges_differ(const struct tf_config *a, const struct tf_config *b)
+{
+    return a->n_acme_challenges != b->n_acme_challenges ||
+           memcmp(a->acme_challenges, b->acme_challenges,
+                  (size_t)a->n_acme_challenges * sizeof(a->acme_challenges[0])) != 0;
+}
+
 #define STR(field) str_differs(a->field, b->field)
 #define NUM(field) (a->field != b->field)
 
@@ -54,6 +61,7 @@ int tf_config_restart_diff(const struct tf_config *a, const struct tf_config *b,
         {"--acme-ca", STR(acme_ca)},
         {"--acme-eab-kid", STR(acme_eab_kid)},
         {"--acme-eab-hmac", STR(acme_eab_hmac)},
+        {"--acme-challenges", challenges_differ(a, b)},
         {"--issue-rate", NUM(issue_rate)},
         {"--issue-burst", NUM(issue_burst)},
         {"--max-orders", NUM(max_orders)},

@@ -71,6 +71,7 @@ int tf_config_set_log_level(struct tf_config *, size_t, const char *, char *, si
 int tf_config_set_admin(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_redirect(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_key_type(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_acme_challenges(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_eab_hmac(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_allow(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_profile_for(struct tf_config *, size_t, const char *, char *, size_t);
@@ -99,8 +100,8 @@ void tf_config_envfile_free(char **lines);
     "--listen, --backlog, --workers, --admin, --redirect-http, --ticket-rotate,\n"                 \
     "--storage, --storage-prefix, --storage-key, --storage-ca, --storage-cache,\n"                 \
     "--acme-directory, --acme-email, --acme-key-type, --acme-ca, --acme-eab-kid,\n"                \
-    "--acme-eab-hmac, --issue-rate, --issue-burst, --max-orders, --max-names, and\n"               \
-    "turning on-demand issuance on (--allow/--ask when neither was set at start)"
+    "--acme-eab-hmac, --acme-challenges, --issue-rate, --issue-burst, --max-orders,\n"             \
+    "--max-names, and turning on-demand issuance on (--allow/--ask when neither was set at start)"
 
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */
 void tf_config_free_all(struct tf_config *cfg);

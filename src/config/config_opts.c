@@ -94,6 +94,48 @@ int tf_config_set_key_type(struct tf_config *cfg, size_t off, const char *val, c
     return rc;
 }
 
+const char *tf_chal_type_name(enum tf_chal_type t)
+{
+    static const char *const names[TF_CHAL_COUNT] = {"tls-alpn-01", "http-01"};
+    return (unsigned)t < TF_CHAL_COUNT ? names[t] : "?";
+}
+
+/* "tls-alpn-01,http-01": each known type at most once, in order of preference. */
+int tf_config_set_acme_challenges(struct tf_config *cfg, size_t off, const char *val,
+                                  char *err, size_t errlen)
+{
+    (void)off;
+    enum tf_chal_type list[TF_CHAL_COUNT];
+    int n = 0;
+    const char *p = val;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char item[32];
+        int i = 0;
+        if (len == 0 || len >= sizeof(item)) {
+            snprintf(err, errlen, "expected a list of tls-alpn-01|http-01, got \"%.120s\"", val);
+            return TF_EINVAL;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (choose(item, "tls-alpn-01|http-01", &i, err, errlen) != 0)
+            return TF_EINVAL;
+        for (int k = 0; k < n; k++)
+            if (list[k] == (enum tf_chal_type)i) {
+                snprintf(err, errlen, "%s is listed twice", item);
+                return TF_EINVAL;
+            }
+        list[n++] = (enum tf_chal_type)i;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    memcpy(cfg->acme_challenges, list, sizeof(list));
+    cfg->n_acme_challenges = n;
+    return 0;
+}
+
 int tf_config_set_issue_rate(struct tf_config *cfg, size_t off, const char *val, char *err,
                              size_t errlen)
 {

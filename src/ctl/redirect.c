@@ -8,10 +8,16 @@
  * redirect. One client address may hold at most --redirect-max-per-ip of the RD_MAX_CONNS
  * connections, and a request head must arrive within --handshake-timeout (the TLS
  * listeners' limit for the bytes before any request), so one client cannot keep every slot.
- * It never touches worker state and reads the server's snapshots only on the control loop,
- * where they are replaced.
+ * Also the ACME HTTP-01 responder (RFC 8555 §8.3): GET /.well-known/acme-challenge/TOKEN is
+ * answered 200 with the key authorization of the pending challenge with that token (any
+ * Host: the token is what the CA asks for), 404 when there is none or the token is
+ * malformed; a token this node does not know is looked up in a store shared with other
+ * nodes, for at most RD_LOOKUP_MS. It never touches worker state and reads the server's
+ * snapshots only on the control loop, where they are replaced.
  */
 #include "tlsfront/ctl/redirect.h"
+#include "tlsfront/issue/certmgr.h"
+#include "tlsfront/proto/http_challenge.h"
 #include "tlsfront/tls/certstore.h"
 #include "tlsfront/proxy/conn.h"
 #include "tlsfront/proxy/listener.h"
@@ -29,6 +35,7 @@
 #define RD_MAX_HEAD (16 * 1024)
 #define RD_MAX_TARGET 8192
 #define RD_LINGER_MS 2000
+#define RD_LOOKUP_MS 5000 /* an HTTP-01 token looked up in the shared store */
 
 struct tf_redirect {
     struct tf_server *s;
@@ -60,6 +67,8 @@ struct rd_conn {
     char host[300];
     size_t host_len;
     bool host_over;
+    struct tf_certmgr_h01_lookup *lookup; /* HTTP-01 token being looked up, or NULL */
+    char token[TF_HTTP_TOKEN_MAX + 1];
     char peer[64];
     char ip[64];                  /* the peer's address alone: the per-address count's key */
     char resp[RD_MAX_TARGET + 512];
@@ -90,6 +99,8 @@ static void conn_close(struct rd_conn *k)
     if (k->closing)
         return;
     k->closing = true;
+    if (k->lookup)
+        tf_certmgr_http01_cancel(k->lookup);
     struct tf_redirect *rd = k->rd;
     if (k->prev)
         k->prev->next = k->next;
@@ -240,7 +251,9 @@ static void access_log(struct rd_conn *k, int status, const char *host)
     tf_log_access(kv, (int)TF_ARRAY_LEN(kv));
 }
 
-static void answer(struct rd_conn *k, int status, const char *name)
+/* Queue the response and close after it. 308: to https://name + target; 200: body (the
+ * HTTP-01 key authorization); else the status with a short text body. */
+static void answer_body(struct rd_conn *k, int status, const char *name, const char *body)
 {
     int n;
     k->answered = true;
@@ -251,15 +264,63 @@ static void answer(struct rd_conn *k, int status, const char *name)
                      name, (int)k->target_len, k->target);
     else
         n = snprintf(k->resp, sizeof k->resp,
-                     "HTTP/1.1 %d Bad Request\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: 12\r\nConnection: close\r\n\r\nbad request\n",
-                     status);
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Bad Request",
+                     strlen(body), body);
     if (k->rd->s->cfg->access_log)
         access_log(k, status, name);
     uv_buf_t b = uv_buf_init(k->resp, (unsigned)n);
     k->wreq.data = k;
     if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_written) != 0)
         conn_close(k);
+}
+
+static void answer(struct rd_conn *k, int status, const char *name)
+{
+    answer_body(k, status, name, status == 404 ? "not found\n" : "bad request\n");
+}
+
+/* The HTTP-01 answer: the key authorization (RFC 8555 §8.3: the body is exactly it), or
+ * 404. The key authorization is public by design, but still never logged. */
+static void answer_challenge(struct rd_conn *k, const char *ka)
+{
+    if (ka)
+        answer_body(k, 200, NULL, ka);
+    else
+        answer(k, 404, NULL);
+}
+
+static void on_lookup(const char *ka, void *arg)
+{
+    struct rd_conn *k = arg;
+    k->lookup = NULL;
+    uv_timer_stop(&k->timer);
+    answer_challenge(k, ka);
+}
+
+static void on_lookup_timeout(uv_timer_t *t)
+{
+    struct rd_conn *k = t->data;
+    tf_certmgr_http01_cancel(k->lookup);
+    k->lookup = NULL;
+    answer(k, 404, NULL);
+}
+
+/* GET for a challenge path: answer from this node's pending challenges, else (a shared
+ * store) look the token up there for at most RD_LOOKUP_MS, else 404. */
+static void challenge(struct rd_conn *k, enum tf_http_challenge kind)
+{
+    struct tf_certmgr *cm = k->rd->s->certmgr;
+    const char *ka = NULL;
+    if (kind == TF_HTTP_CHALLENGE_TOKEN && cm)
+        ka = tf_certmgr_http01_find(cm, k->token);
+    if (ka || kind != TF_HTTP_CHALLENGE_TOKEN || !cm ||
+        tf_certmgr_http01_lookup(cm, k->token, on_lookup, k, &k->lookup) != 0) {
+        answer_challenge(k, ka);
+        return;
+    }
+    uv_timer_start(&k->timer, on_lookup_timeout, RD_LOOKUP_MS, 0);
 }
 
 static void request_done(struct rd_conn *k)
@@ -269,7 +330,12 @@ static void request_done(struct rd_conn *k)
                   k->ll.http_major == 1; /* no HTTP/0.9 "GET /path" lines */
     for (size_t i = 0; origin && i < k->target_len; i++)
         origin = k->target[i] > 0x20 && k->target[i] < 0x7f; /* nothing to inject */
-    if (origin && host_ok(k->rd, k, name))
+    enum tf_http_challenge kind = TF_HTTP_CHALLENGE_NONE;
+    if (origin && k->ll.method == HTTP_GET)
+        kind = tf_http_challenge_token(k->target, k->target_len, k->token);
+    if (kind != TF_HTTP_CHALLENGE_NONE)
+        challenge(k, kind);
+    else if (origin && host_ok(k->rd, k, name))
         answer(k, 308, name);
     else
         answer(k, 400, NULL);
@@ -294,7 +360,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(k);
         return;
     }
-    if (k->answered)
+    if (k->answered || k->lookup)
         return; /* draining what the client still sends before our close */
     size_t n = TF_MIN((size_t)nread, RD_MAX_HEAD - k->head_bytes);
     k->head_bytes += n;

@@ -4,8 +4,9 @@
  * through the gate (allow patterns, --ask), then the budget (rates, caps, backoff, CA-limit
  * mirror), then one ACME order per name that every waiting worker shares. Issued
  * certificates join the managed store, which the server merges with the static one and hands
- * to the workers before they are told to resume. Also the TLS-ALPN-01 responder: challenge
- * certificates are published to every worker as a snapshot. Never blocks the loop.
+ * to the workers before they are told to resume. Also the challenge responder: TLS-ALPN-01
+ * certificates are published to every worker as a snapshot, HTTP-01 key authorizations go
+ * to the redirect listener's table (certmgr_http01.c). Never blocks the loop.
  */
 #include "certmgr_int.h"
 #include "tlsfront/base/log.h"
@@ -153,30 +154,37 @@ void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
     cm->host.publish_challenges(cm->host.arg, next);
 }
 
-void cm_responder_publish(void *arg, const char *name, const char *key_authorization)
+void cm_responder_publish(void *arg, const struct tf_acme_chal *c)
 {
     struct tf_certmgr *cm = arg;
+    /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
+    TF_DEBUG("certmgr", "name=%s challenge published token=%s type=%s", c->name, c->token,
+             tf_chal_type_name(c->type));
+    if (c->type == TF_CHAL_HTTP_01) {
+        cm_h01_put(cm, c->token, c->key_authorization, 0);
+        return;
+    }
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
-    if (tf_alpn01_make_cert(name, key_authorization, &cert, &key) != 0) {
+    if (tf_alpn01_make_cert(c->name, c->key_authorization, &cert, &key) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "certmgr", "building the TLS-ALPN-01 certificate");
         return; /* the validation fails and the order reports it */
     }
-    cm_publish_challenges(cm, tf_challenges_with(cm->challenges, name, cert, key));
+    cm_publish_challenges(cm, tf_challenges_with(cm->challenges, c->name, cert, key));
     X509_free(cert);
     EVP_PKEY_free(key);
-    /* The token is public (the CA hands it to anyone); the key authorization is not logged. */
-    const char *dot = strchr(key_authorization, '.');
-    TF_DEBUG("certmgr", "name=%s challenge published token=%.*s", name,
-             dot ? (int)(dot - key_authorization) : 0, key_authorization);
 }
 
-void cm_responder_unpublish(void *arg, const char *name)
+void cm_responder_unpublish(void *arg, const struct tf_acme_chal *c)
 {
     struct tf_certmgr *cm = arg;
-    if (!tf_challenges_find(cm->challenges, name))
+    if (c->type == TF_CHAL_HTTP_01) {
+        cm_h01_drop(cm, c->token);
         return;
-    cm_publish_challenges(cm, tf_challenges_without(cm->challenges, name));
+    }
+    if (!tf_challenges_find(cm->challenges, c->name))
+        return;
+    cm_publish_challenges(cm, tf_challenges_without(cm->challenges, c->name));
 }
 
 /* --- orders ---------------------------------------------------------------------------- */
@@ -526,6 +534,7 @@ static void close_step(void *arg)
     free(cm->staged);
     cm_plan_free(cm);
     tf_challenges_unref(cm->challenges);
+    cm_h01_free_all(cm);
     tf_certstore_unref(cm->store);
     tf_budget_free(cm->budget);
     tf_config_unref(cm->cfg);

@@ -4,7 +4,8 @@
  *  - challenges: a challenge this node publishes is written to the store (sealed, with a
  *    TTL) and announced before the CA is asked to validate; every node installs announced
  *    challenges in its workers' snapshot, and a node asked for acme-tls/1 for a name it has
- *    no challenge for looks it up in the store before refusing;
+ *    no challenge for looks it up in the store before refusing; HTTP-01 challenges are
+ *    shared the same way, keyed by token (certmgr_http01.c holds them);
  *  - certificates: a certificate this node obtained is announced; every node loads it from
  *    the store and hands it to its workers; a first connection for an unknown name checks
  *    the store before the gate and the order (the store is the source of truth);
@@ -284,36 +285,43 @@ static void on_challenge_written(int err, void *arg)
 }
 
 /* The ACME client's responder: install locally, write to the store, announce, then let the
- * client POST the challenge. */
-static void publish_async(void *arg, const char *name, const char *ka, void (*done)(void *ctx),
+ * client POST the challenge. TLS-ALPN-01 is keyed by name, HTTP-01 by token. */
+static void publish_async(void *arg, const struct tf_acme_chal *c, void (*done)(void *ctx),
                           void *ctx)
 {
     struct tf_certmgr *cm = arg;
-    cm_responder_publish(cm, name, ka);
-    struct cmc_req *r = req_new(cm, name);
+    bool h01 = c->type == TF_CHAL_HTTP_01;
+    cm_responder_publish(cm, c);
+    struct cmc_req *r = req_new(cm, c->name);
     r->done = done;
     r->ctx = ctx;
-    r->msg = tf_asprintf("chal %s %s", cm->node_id, name);
+    r->msg = h01 ? tf_asprintf("h01 %s %s", cm->node_id, c->token)
+                 : tf_asprintf("chal %s %s", cm->node_id, c->name);
     uv_timer_init(cm->loop, &r->defer);
     r->defer.data = r;
-    char *key = chal_key(name);
-    /* Lives as long as an order may: the CA validates within the order's time bound. */
-    uint32_t ttl_ms = (cm->cfg->acme_timeout_s + 60) * 1000;
-    int rc = tf_storage_cluster(cm->storage)->put_ttl(cm->storage, key, ka, strlen(ka), true,
-                                                      ttl_ms, on_challenge_written, r);
+    char *key = h01 ? cm_h01_key(c->token) : chal_key(c->name);
+    const char *ka = c->key_authorization;
+    int rc = key ? tf_storage_cluster(cm->storage)->put_ttl(cm->storage, key, ka, strlen(ka),
+                                                            true, cm_chal_ttl_ms(cm),
+                                                            on_challenge_written, r)
+                 : TF_EINVAL;
     free(key);
     if (rc) {
-        TF_WARN(CM_MOD, "name=%s challenge not shared: %s", name, tf_strerror(rc));
+        TF_WARN(CM_MOD, "name=%s challenge not shared: %s", c->name, tf_strerror(rc));
         uv_timer_start(&r->defer, on_defer, 0, 0);
     }
 }
 
-static void unpublish(void *arg, const char *name)
+static void unpublish(void *arg, const struct tf_acme_chal *c)
 {
     struct tf_certmgr *cm = arg;
-    cm_responder_unpublish(cm, name);
-    if (!cm->closing)
-        announce(cm, "unchal", name);
+    cm_responder_unpublish(cm, c);
+    if (cm->closing)
+        return;
+    if (c->type == TF_CHAL_HTTP_01)
+        announce(cm, "unh01", c->token);
+    else
+        announce(cm, "unchal", c->name);
 }
 
 /* ---- announcements --------------------------------------------------------------------- */
@@ -341,7 +349,12 @@ static void on_message(const char *msg, size_t len, void *arg)
     } else if (strcmp(kind, "chal") == 0) {
         fetch_challenge(cm, name, -1);
     } else if (strcmp(kind, "unchal") == 0) {
-        cm_responder_unpublish(cm, name);
+        struct tf_acme_chal c = {.type = TF_CHAL_TLS_ALPN_01, .name = name};
+        cm_responder_unpublish(cm, &c);
+    } else if (strcmp(kind, "h01") == 0) {
+        tf_certmgr_http01_lookup(cm, name, NULL, NULL, NULL);
+    } else if (strcmp(kind, "unh01") == 0) {
+        cm_h01_drop(cm, name);
     } else if (strcmp(kind, "tickets") == 0) {
         cm_tickets_sync(cm, false);
     }

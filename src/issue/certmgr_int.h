@@ -69,6 +69,7 @@ struct tf_certmgr {
     struct tf_gate *gate;
     struct tf_budget *budget;
     struct tf_challenges *challenges;
+    struct cm_h01 *h01;           /* pending HTTP-01 challenges */
     struct tf_certstore *store;   /* managed certificates, one reference */
     struct cm_demand *demands;
     struct cm_managed *managed;
@@ -96,6 +97,14 @@ struct tf_certmgr {
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
     char node_id[17];             /* random, tells our own announcements apart */
+};
+
+/* A pending HTTP-01 challenge (certmgr_http01.c). */
+struct cm_h01 {
+    struct cm_h01 *next;
+    char *token;
+    char *ka;                     /* key authorization: never logged */
+    uint64_t expires_ms;          /* tf_mono_ms(); 0 = this node's, until withdrawn */
 };
 
 struct cm_queued {
@@ -130,9 +139,18 @@ struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name);
 void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
                enum tf_outcome outcome);
 void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next);
-/* The local TLS-ALPN-01 responder (arg: the manager). */
-void cm_responder_publish(void *arg, const char *name, const char *key_authorization);
-void cm_responder_unpublish(void *arg, const char *name);
+/* The local challenge responder (arg: the manager). */
+void cm_responder_publish(void *arg, const struct tf_acme_chal *c);
+void cm_responder_unpublish(void *arg, const struct tf_acme_chal *c);
+
+/* certmgr_http01.c: pending HTTP-01 challenges. put copies token and ka (expires_ms 0: this
+ * node's own, kept until dropped); key: the store key of token's shared value (new string,
+ * NULL on failure); ttl: how long a shared value lives. */
+void cm_h01_put(struct tf_certmgr *cm, const char *token, const char *ka, uint64_t expires_ms);
+void cm_h01_drop(struct tf_certmgr *cm, const char *token);
+void cm_h01_free_all(struct tf_certmgr *cm);
+char *cm_h01_key(const char *token);
+uint32_t cm_chal_ttl_ms(const struct tf_certmgr *cm);
 
 /* certmgr_cluster.c: a store shared with other nodes (no-ops otherwise). */
 /* Subscribe to the other nodes' announcements and make resp share challenges. */

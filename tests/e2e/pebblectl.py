@@ -21,7 +21,8 @@ def _free_udp_port():
 
 
 class Pebble:
-    """pebble + challtestsrv. tls_port: where pebble's validator dials (tlsfront's port)."""
+    """pebble + challtestsrv. tls_port: where pebble's validator dials for TLS-ALPN-01
+    (tlsfront's port); http_port: where it dials for HTTP-01 (default 5002: nothing)."""
 
     def __init__(self, env=None, always_valid=False):
         self.dir = tmpdir()
@@ -35,6 +36,7 @@ class Pebble:
         self.dns_port = _free_udp_port()
         self.dns_mgmt = free_port()
         self.tls_port = None
+        self.http_port = 5002
         self.dns = Proc("challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1",
                                          "-defaultIPv6", "", "-dns01",
                                          "127.0.0.1:%d" % self.dns_port, "-http01", "",
@@ -48,15 +50,18 @@ class Pebble:
             self.env.update(env)
         self.proc = None
 
-    def start(self, tls_port=None):
-        """Start pebble; its validator dials tls_port (tlsfront's listening port)."""
+    def start(self, tls_port=None, http_port=None):
+        """Start pebble; its validator dials tls_port (tlsfront's listening port) for
+        TLS-ALPN-01 and http_port (tlsfront's --redirect-http port) for HTTP-01."""
         if tls_port:
             self.tls_port = tls_port
+        if http_port:
+            self.http_port = http_port
         cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt,
                           "certificate": self.dir + "/pebble.crt",
                           "privateKey": self.dir + "/pebble.key",
-                          "httpPort": 5002, "tlsPort": self.tls_port,
+                          "httpPort": self.http_port, "tlsPort": self.tls_port,
                           "ocspResponderURL": "", "externalAccountBindingRequired": False}}
         path = self.dir + "/pebble.json"
         with open(path, "w") as f:

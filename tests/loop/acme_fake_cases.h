@@ -77,7 +77,7 @@ static void test_fake(struct ctx *c)
         {FAKE_MISSING_FINALIZE, "newOrder: order: \"finalize\" missing", TF_EPROTO},
         {FAKE_HUGE, "directory", TF_ETOOBIG},
         {FAKE_GARBAGE, "directory", TF_EPROTO},
-        {FAKE_NO_ALPN, "no usable tls-alpn-01 challenge", TF_EPROTO},
+        {FAKE_NO_ALPN, "no usable challenge (tls-alpn-01)", TF_EPROTO},
         {FAKE_INVALID_AUTHZ, "Connection refused", TF_EPROTO},
         {FAKE_RATELIMITED, "rateLimited", TF_EPROTO},
         {FAKE_5XX, "HTTP 500", 0},

@@ -1,10 +1,10 @@
 /*
  * acme.h: the ACME client (RFC 8555) that obtains certificates with TLS-ALPN-01 (RFC 8737)
- * on the control loop. One struct tf_acme per CA directory: it caches the directory, keeps a
- * pool of nonces, owns the account (key and URL in storage) and runs at most one order per
- * name. It never blocks the loop (key generation on the thread pool, storage and HTTP are
- * asynchronous), never serves challenges itself (the responder below does, in the TLS
- * handshake) and never logs keys or key authorizations.
+ * or HTTP-01 (RFC 8555 §8.3), in the order of --acme-challenges, on the control loop. One
+ * struct tf_acme per CA directory: it caches the directory, keeps a pool of nonces, owns the
+ * account (key and URL in storage) and runs at most one order per name. It never blocks the loop (key generation on the thread pool, storage and HTTP are
+ * asynchronous), never serves challenges itself (the responder below does: in the TLS
+ * handshake, or on the redirect listener) and never logs keys or key authorizations.
  *
  * Also here: the pure parsers of the CA's JSON documents (exposed for tests) and the
  * certificate storage layout (certs/<name>/{cert.pem,key.pem,meta.json}).
@@ -133,18 +133,28 @@ bool tf_acme_nonce_valid(const char *nonce);
 
 /* ---- The client ---- */
 
-/* The TLS-ALPN-01 responder: publish before the challenge is POSTed, unpublish when the
+/* One challenge the responder answers: TLS-ALPN-01 (RFC 8737 §3: a certificate for name)
+ * or HTTP-01 (RFC 8555 §8.3: key_authorization at /.well-known/acme-challenge/<token>).
+ * Everything is borrowed for the call; key_authorization is NULL on unpublish. */
+struct tf_acme_chal {
+    enum tf_chal_type type;
+    const char *name;
+    const char *token;
+    const char *key_authorization;
+};
+
+/* The challenge responder: publish before the challenge is POSTed, unpublish when the
  * authorization ends (valid, invalid, or the order failed or was cancelled). Both may be NULL.
- * Called on the loop thread; key_authorization is borrowed for the call. */
+ * Called on the loop thread. */
 struct tf_acme_responder {
-    void (*publish)(void *arg, const char *name, const char *key_authorization);
-    void (*unpublish)(void *arg, const char *name);
+    void (*publish)(void *arg, const struct tf_acme_chal *c);
+    void (*unpublish)(void *arg, const struct tf_acme_chal *c);
     void *arg;
     /* When set, replaces publish: the challenge is POSTed only once done(ctx) ran (later,
      * from a loop callback, exactly once), so that a responder shared by several nodes can
      * make the challenge known to all of them first. The client stays alive until then. */
-    void (*publish_async)(void *arg, const char *name, const char *key_authorization,
-                          void (*done)(void *ctx), void *ctx);
+    void (*publish_async)(void *arg, const struct tf_acme_chal *c, void (*done)(void *ctx),
+                          void *ctx);
 };
 
 struct tf_acme_order_opts {

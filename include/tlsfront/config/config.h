@@ -48,6 +48,11 @@ struct tf_route {
 
 enum tf_key_type { TF_KEY_EC256 = 0, TF_KEY_RSA2048, TF_KEY_RSA3072, TF_KEY_RSA4096 };
 
+/* ACME challenge types tlsfront can answer (--acme-challenges). */
+enum tf_chal_type { TF_CHAL_TLS_ALPN_01 = 0, TF_CHAL_HTTP_01, TF_CHAL_COUNT };
+/* "tls-alpn-01", "http-01": the ACME "type" string. */
+const char *tf_chal_type_name(enum tf_chal_type t);
+
 struct tf_config {
     struct tf_ref ref;
 
@@ -111,6 +116,10 @@ struct tf_config {
     enum tf_key_type acme_account_key; /* default EC256 */
     enum tf_key_type acme_cert_key;    /* default EC256 */
     uint32_t acme_timeout_s;           /* whole-order bound, default 300 */
+    /* --acme-challenges, in order of preference, no repeats; default tls-alpn-01, then
+     * http-01 when --redirect-http is on */
+    enum tf_chal_type acme_challenges[TF_CHAL_COUNT];
+    int n_acme_challenges;
 
     /* On-demand */
     char **allow;                  /* --allow PATTERN (repeatable) */

@@ -2,7 +2,9 @@
  * redirect.h: the --redirect-http listener. Plain HTTP on the control loop: every
  * request gets a 308 to https://HOST/PATH?QUERY, where HOST must be a name tlsfront serves
  * (a loaded certificate covers it, or an --allow pattern matches it); anything else gets a
- * 400, so the listener is never an open redirect. One request per connection.
+ * 400, so the listener is never an open redirect. One request per connection. Also the
+ * ACME HTTP-01 responder: GET /.well-known/acme-challenge/TOKEN gets the pending challenge's
+ * key authorization (200) or a 404, whatever the Host.
  */
 #ifndef TF_REDIRECT_H
 #define TF_REDIRECT_H

@@ -2,7 +2,8 @@
  * certmgr.h: managed (ACME) certificates on the control loop: loads what storage holds at
  * start-up, answers workers that hold a handshake for a name without a certificate (gate ->
  * budget -> one ACME order per name -> publish), serves TLS-ALPN-01 challenges to every
- * worker through the challenge snapshot, obtains exact --allow names eagerly, and renews.
+ * worker through the challenge snapshot and HTTP-01 key authorizations to the redirect
+ * listener, obtains exact --allow names eagerly, and renews.
  */
 #ifndef TF_CERTMGR_H
 #define TF_CERTMGR_H
@@ -71,6 +72,21 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name);
  * looks it up in the shared store (another node may have published it) and installs it;
  * answers the worker later through the host's answer_challenge hook. */
 void tf_certmgr_need_challenge(struct tf_certmgr *cm, int worker, const char *name);
+
+/* HTTP-01 (RFC 8555 §8.3), for the redirect listener: the key authorization of the pending
+ * challenge with this token, or NULL. Borrowed: valid until the loop runs again. */
+const char *tf_certmgr_http01_find(struct tf_certmgr *cm, const char *token);
+
+/* A token tf_certmgr_http01_find does not know: with a store shared by several nodes, look
+ * it up there (another node's order may have published it). Returns 0 and cb runs once,
+ * later, from a loop callback, with the key authorization (borrowed for the call) or NULL;
+ * or a negative code (TF_ENOTFOUND: no shared store) and cb never runs. *out (may be NULL)
+ * lets the caller cancel until cb ran: cb then never runs. */
+struct tf_certmgr_h01_lookup;
+typedef void (*tf_certmgr_h01_cb)(const char *key_authorization, void *arg);
+int tf_certmgr_http01_lookup(struct tf_certmgr *cm, const char *token, tf_certmgr_h01_cb cb,
+                             void *arg, struct tf_certmgr_h01_lookup **out);
+void tf_certmgr_http01_cancel(struct tf_certmgr_h01_lookup *l);
 
 /* The ticket key rotation timer fired. Cluster: rotates the ring shared through the store
  * (one node per period, under a lock) or picks up another node's, and returns true; false:

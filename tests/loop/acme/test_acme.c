@@ -47,11 +47,13 @@ struct res {
 
 static void on_flag(void *arg) { (*(int *)arg)++; }
 
-static void on_publish(void *arg, const char *name, const char *ka)
+static void on_publish(void *arg, const struct tf_acme_chal *ch)
 {
     struct ctx *c = arg;
-    (void)name;
+    const char *ka = ch->key_authorization;
     CHECK(ka && strchr(ka, '.') != NULL); /* token "." thumbprint */
+    CHECK(ch->token && strncmp(ka, ch->token, strlen(ch->token)) == 0);
+    CHECK_EQ_INT(ch->type, TF_CHAL_TLS_ALPN_01);
     c->published++;
     if (c->close_on_publish) {
         struct tf_acme *a = c->close_on_publish;
@@ -64,10 +66,10 @@ static void on_publish(void *arg, const char *name, const char *ka)
     }
 }
 
-static void on_unpublish(void *arg, const char *name)
+static void on_unpublish(void *arg, const struct tf_acme_chal *ch)
 {
     struct ctx *c = arg;
-    (void)name;
+    CHECK(ch->name && ch->token && !ch->key_authorization);
     c->unpublished++;
 }
 

@@ -135,6 +135,53 @@ static int load_captured(struct tf_config_result *res, const char *flag, char **
     return rc;
 }
 
+/* --acme-challenges: defaults follow --redirect-http, order kept, JSON arrays, and each
+ * error names the option. */
+static void test_challenges(void)
+{
+    struct tf_config_result res;
+    CHECK_EQ_INT(load(&res, NULL, "--backend", "a:1", NULL), 0);
+    CHECK_EQ_INT(res.cfg->n_acme_challenges, 1);
+    CHECK_EQ_INT(res.cfg->acme_challenges[0], TF_CHAL_TLS_ALPN_01);
+    tf_config_unref(res.cfg);
+    CHECK_EQ_INT(load(&res, NULL, "--backend", "a:1", "--redirect-http", ":0", NULL), 0);
+    CHECK_EQ_INT(res.cfg->n_acme_challenges, 2);
+    CHECK_EQ_INT(res.cfg->acme_challenges[0], TF_CHAL_TLS_ALPN_01);
+    CHECK_EQ_INT(res.cfg->acme_challenges[1], TF_CHAL_HTTP_01);
+    tf_config_unref(res.cfg);
+    CHECK_EQ_INT(load(&res, NULL, "--backend", "a:1", "--redirect-http", ":0",
+                      "--acme-challenges", "http-01,tls-alpn-01", NULL),
+                 0);
+    CHECK_EQ_INT(res.cfg->n_acme_challenges, 2);
+    CHECK_EQ_INT(res.cfg->acme_challenges[0], TF_CHAL_HTTP_01);
+    CHECK_EQ_STR(tf_chal_type_name(res.cfg->acme_challenges[1]), "tls-alpn-01");
+    tf_config_unref(res.cfg);
+    const char *js = write_tmp("{\"backend\": \"a:1\", \"redirect_http\": \":0\","
+                               " \"acme_challenges\": [\"http-01\"]}");
+    CHECK_EQ_INT(load(&res, NULL, "-c", js, NULL), 0);
+    CHECK_EQ_INT(res.cfg->n_acme_challenges, 1);
+    CHECK_EQ_INT(res.cfg->acme_challenges[0], TF_CHAL_HTTP_01);
+    tf_config_unref(res.cfg);
+
+    CHECK_EQ_STR(load_err(&res, NULL, "--backend", "a:1", "--acme-challenges", "dns-01", NULL),
+                 "--acme-challenges: expected tls-alpn-01|http-01, got \"dns-01\"");
+    CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--acme-challenges",
+                            "tls-alpn-01,,http-01", NULL),
+                   "--acme-challenges: expected a list of tls-alpn-01|http-01"));
+    CHECK(CONTAINS(load_err(&res, NULL, "--backend", "a:1", "--acme-challenges", "", NULL),
+                   "--acme-challenges: expected a list"));
+    CHECK_EQ_STR(load_err(&res, NULL, "--backend", "a:1", "--acme-challenges",
+                          "tls-alpn-01,tls-alpn-01", NULL),
+                 "--acme-challenges: tls-alpn-01 is listed twice");
+    CHECK_EQ_STR(load_err(&res, NULL, "--backend", "a:1", "--acme-challenges",
+                          "tls-alpn-01,http-01", NULL),
+                 "--acme-challenges: http-01 needs --redirect-http (the listener that answers "
+                 "it)");
+    char *env[] = {"TLSFRONT_ACME_CHALLENGES=http-01", NULL};
+    CHECK(CONTAINS(load_err(&res, env, "--backend", "a:1", NULL),
+                   "TLSFRONT_ACME_CHALLENGES: http-01 needs --redirect-http"));
+}
+
 static void test_actions(void)
 {
     struct tf_config_result res;
@@ -148,7 +195,7 @@ static void test_actions(void)
                         "acme-profile acme-key-type cert-key-type acme-timeout allow ask "
                         "ask-timeout ask-cache hold-timeout issue-rate issue-burst max-orders "
                         "max-held max-held-per-ip max-names backoff-base backoff-max "
-                        "idle-name-days redirect-http config check help version";
+                        "idle-name-days redirect-http acme-challenges config check help version";
 
     CHECK_EQ_INT(load(&res, NULL, "--backend", "a:1", "--check", NULL), 0);
     CHECK(res.check_only && res.cfg != NULL);
@@ -205,6 +252,7 @@ int main(void)
     TF_TEST_RUN(test_errors);
     TF_TEST_RUN(test_json_errors);
     TF_TEST_RUN(test_actions);
+    TF_TEST_RUN(test_challenges);
     TF_TEST_RUN(test_refcount);
     cleanup();
     return TF_TEST_DONE();
