@@ -127,11 +127,11 @@ struct opt {
       "(ca=, eab-*: that CA's trust anchor and EAB; the plain flags are the first's)")          \
     X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")      \
     X("acme-ca", OT_STR, 0, F(acme_ca), 0, 0, NULL, " FILE", N, "",                                \
-      "extra trust anchor (PEM) for the ACME server's HTTPS")                                      \
+      "extra trust anchor (PEM) for the (first) ACME directory's HTTPS")                         \
     X("acme-eab-kid", OT_STR, 0, F(acme_eab_kid), 0, 0, NULL, " KID", N, "",                       \
-      "external account binding key id")                                                           \
+      "external account binding key id (of the first --acme-directory)")                         \
     X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac), " KEY", N, "",                              \
-      "external account binding HMAC key (base64url)")                                             \
+      "external account binding HMAC key (base64url; of the first --acme-directory)")            \
     X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                      \
       "ACME certificate profile")                                                                  \
     X("acme-profile-for", OT_FN, OF_REPEAT, 0, 0, 0, S(profile_for), " PATTERN=PROFILE", N, "",   \
