@@ -76,10 +76,11 @@ struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
 
 /* --- publishing ------------------------------------------------------------------------ */
 
-/* Add or replace the managed certificate of name (takes its own reference on cert). Only
- * the ordered name is published: extra SANs the CA put in the certificate are not ours to
- * serve (operators' static certificates, by contrast, serve every name they carry). */
-void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+/* Add or replace the managed certificate of name (takes its own reference on cert), issued
+ * by CA number ca (its ARI is asked there). Only the ordered name is published: extra SANs
+ * the CA put in the certificate are not ours to serve (operators' static certificates, by
+ * contrast, serve every name they carry). */
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca)
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
@@ -98,9 +99,15 @@ void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *ce
     tf_cert_unref(m->cert);
     m->cert = cert;
     m->failures = 0;
+    m->ca = ca;
     cm_schedule(cm, m);
     if (cm->loaded)
         cm->host.publish_certs(cm->host.arg);
+}
+
+void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+{
+    cm_publish_cert_ca(cm, name, cert, 0);
 }
 
 void cm_publish_challenges(struct tf_certmgr *cm, struct tf_challenges *next)
@@ -166,7 +173,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         if (!renewal)
             tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
-        cm_publish_cert(cm, d->name, res->cert);
+        cm_publish_cert_ca(cm, d->name, res->cert, d->ca);
         if (!res->from_storage)
             cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);

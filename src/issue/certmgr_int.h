@@ -42,6 +42,8 @@ struct cm_managed {
     int64_t ari_next;             /* next ARI poll, 0 = none scheduled */
     bool renewing;
     int failures;                 /* consecutive renewal failures (backoff) */
+    int ca;                       /* index in cm->cas of the CA that issued it, as far as
+                                   * this process knows (stored ones: 0, the first) */
 };
 
 /* One CA of --acme-directory, in the order tried (certmgr_ca.c). */
@@ -93,6 +95,8 @@ struct cm_queued {
 
 /* certmgr.c */
 void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert);
+/* The same for a certificate that CA number ca issued. */
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
 /* d passed every budget check: start its order. */

@@ -62,7 +62,8 @@ static void poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
     x->cert = m->cert;
     tf_cert_ref(m->cert);
     m->ari_next = tf_wall_now() + 3600; /* until the answer says otherwise */
-    if (tf_acme_renewal_info(cm->acme, m->cert, on_ari, x) != 0) {
+    struct tf_acme *acme = m->ca < cm->n_cas ? cm->cas[m->ca].acme : cm->acme;
+    if (tf_acme_renewal_info(acme, m->cert, on_ari, x) != 0) {
         m->ari_next = 0;
         tf_cert_unref(x->cert);
         free(x->name);

@@ -5,6 +5,7 @@
  * is answered after the load; a failed order answers every waiting worker once and backs the
  * name off; a name the gate refuses, and a name the host already serves, are answered
  * without an order; closing answers nothing twice and leaves a loop that closes cleanly.
+ * With two CAs, each CA's limits mirror decides for that CA alone.
  */
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/log.h"
@@ -96,6 +97,26 @@ static bool run_until(uv_loop_t *loop, const int *count, int want, uint64_t ms)
     return *count >= want;
 }
 
+/* The fake host's hooks, recording into h (zeroed here), two workers. */
+static struct tf_certmgr_host host_hooks(uv_loop_t *loop, struct host *h)
+{
+    memset(h, 0, sizeof *h);
+    struct tf_certmgr_host host = {
+        .loop = loop,
+        .n_workers = 2,
+        .issue_seconds = &h->issue_seconds,
+        .stats = &h->stats,
+        .arg = h,
+        .publish_certs = h_publish_certs,
+        .publish_challenges = h_publish_challenges,
+        .answer = h_answer,
+        .answer_challenge = h_answer_challenge,
+        .serves = h_serves,
+        .has_static = h_has_static,
+    };
+    return host;
+}
+
 static void on_closed(void *arg)
 {
     (*(int *)arg)++;
@@ -141,20 +162,7 @@ static void test_certmgr(void)
     }
 
     struct host h;
-    memset(&h, 0, sizeof h);
-    struct tf_certmgr_host host = {
-        .loop = &loop,
-        .n_workers = 2,
-        .issue_seconds = &h.issue_seconds,
-        .stats = &h.stats,
-        .arg = &h,
-        .publish_certs = h_publish_certs,
-        .publish_challenges = h_publish_challenges,
-        .answer = h_answer,
-        .answer_challenge = h_answer_challenge,
-        .serves = h_serves,
-        .has_static = h_has_static,
-    };
+    struct tf_certmgr_host host = host_hooks(&loop, &h);
     struct tf_certmgr *cm = NULL;
     char err[256] = "";
     CHECK_EQ_INT(tf_certmgr_start(&host, res.cfg, &cm, err, sizeof err), 0);
@@ -215,9 +223,67 @@ static void test_certmgr(void)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Two CAs, each with its own limits mirror: with --ca-certs-per-domain 1, the second name of
+ * a registered domain whose first name has an order in flight at the first CA is refused by
+ * that CA's mirror and ordered at the second CA at once (one shared mirror would have
+ * refused it outright: no order at the second CA). The first name, failed by the first CA
+ * (a failed validation), is handed to the second CA, whose own mirror now refuses it (the
+ * other name is in flight there): it fails without a second order there. */
+static void test_two_cas(void)
+{
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    struct fake_srv ca1, ca2;
+    CHECK_EQ_INT(fake_start(&loop, &ca1), 0);
+    CHECK_EQ_INT(fake_start(&loop, &ca2), 0);
+    ca1.mode = FAKE_INVALID_AUTHZ;
+    ca2.mode = FAKE_ARI; /* fails too, later: the challenge is never accepted */
+    const char *tmp = getenv("TMPDIR");
+    char dir[256], url1[128], url2[128];
+    snprintf(dir, sizeof dir, "%s/tf-certmgr.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(url1, sizeof url1, "http://127.0.0.1:%d/dir", ca1.port);
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/dir", ca2.port);
+    char *argv[] = {"tlsfront", "--backend", "127.0.0.1:9", "--allow", "*.fake.test",
+                    "--storage", dir, "--acme-directory", url1, "--acme-directory", url2,
+                    "--ca-certs-per-domain", "1", NULL};
+    char *env[] = {NULL};
+    struct tf_config_result res;
+    memset(&res, 0, sizeof res);
+    CHECK_EQ_INT(tf_config_load((int)TF_ARRAY_LEN(argv) - 1, argv, env, &res), 0);
+    if (!res.cfg) {
+        fprintf(stderr, "config: %s\n", res.err);
+        return;
+    }
+    struct host h;
+    struct tf_certmgr_host host = host_hooks(&loop, &h);
+    struct tf_certmgr *cm = NULL;
+    char err[256] = "";
+    CHECK_EQ_INT(tf_certmgr_start(&host, res.cfg, &cm, err, sizeof err), 0);
+    tf_certmgr_need(cm, 0, "a.fake.test");
+    tf_certmgr_need(cm, 0, "b.fake.test");
+    CHECK(run_until(&loop, &h.n_answers, 2, 30000));
+    CHECK_EQ_INT(h.n_answers, 2);
+    for (int i = 0; i < h.n_answers; i++)
+        CHECK_EQ_STR(h.answers[i].reason, "issue_failed");
+    CHECK_EQ_INT(ca1.orders, 1);
+    CHECK_EQ_INT(ca2.orders, 1);
+
+    int closed = 0;
+    tf_certmgr_close(cm, on_closed, &closed);
+    CHECK(run_until(&loop, &closed, 1, 10000));
+    tf_config_unref(res.cfg);
+    fake_stop(&ca1);
+    fake_stop(&ca2);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     tf_log_setup(TF_LOG_INFO, false);
     TF_TEST_RUN(test_certmgr);
+    TF_TEST_RUN(test_two_cas);
     return TF_TEST_DONE();
 }
