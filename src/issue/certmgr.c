@@ -44,6 +44,17 @@ void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome)
     free(d);
 }
 
+void cm_demand_fail(struct cm_demand *d, int alert, enum tf_outcome outcome)
+{
+    struct tf_certmgr *cm = d->cm;
+    bool renewal = d->renewal && !cm->closing;
+    char *name = tf_strdup(d->name);
+    cm_demand_finish(d, alert, outcome);
+    if (renewal)
+        cm_renew_done(cm, name, false);
+    free(name);
+}
+
 struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name)
 {
     for (struct cm_demand *d = cm->demands; d; d = d->next)
@@ -247,12 +258,7 @@ void cm_order_refused(struct cm_demand *d, int r, const char *why)
     int64_t until = tf_budget_backoff_until(cm->budget, d->name) / 1000;
     TF_INFO("certmgr", "name=%s not issued (no other CA may take it: %s); backed off for %llds",
             d->name, why, (long long)(until > now ? until - now : 0));
-    bool renewal = d->renewal;
-    char *name = tf_strdup(d->name);
-    cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_ISSUE_FAILED);
-    if (renewal)
-        cm_renew_done(cm, name, false);
-    free(name);
+    cm_demand_fail(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_ISSUE_FAILED);
 }
 
 void cm_order_admitted(struct cm_demand *d)

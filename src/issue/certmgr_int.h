@@ -106,6 +106,8 @@ void cm_gate_then_order(struct cm_demand *d);
 struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name);
 
 void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome);
+/* Finish d without a certificate; a renewal is reported failed (unless closing). */
+void cm_demand_fail(struct cm_demand *d, int alert, enum tf_outcome outcome);
 struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name);
 void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
                enum tf_outcome outcome);

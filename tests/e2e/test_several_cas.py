@@ -11,13 +11,12 @@ off), and a restart serves both from storage with no new order anywhere."""
 import json
 import os
 import re
-import ssl
-import socket
 import urllib.request
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+import clusterctl
 from pebblectl import Pebble
 from tfcommon import (Backend, bound, check, finish, free_port, http_handler, start_tlsfront,
                       tmpdir)
@@ -45,26 +44,16 @@ good_issuer = x509.load_pem_x509_certificate(good.intermediate_pem().encode()).s
 good_issuer = good_issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
-def fetch(name, path="/", tf_port=None):
-    """One connection verified against the good pebble's root only, plus one request."""
-    c = ssl.create_default_context(cafile=rootf)
-    c.set_alpn_protocols(["http/1.1"])
-    raw = socket.create_connection(("127.0.0.1", tf_port or port), timeout=bound(120))
-    with c.wrap_socket(raw, server_hostname=name) as s:
-        cert = s.getpeercert()
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                  % (path.encode(), name.encode()))
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return cert, data
+def fetch(name, tf_port=None):
+    """One connection verified against the good pebble's root only, one request: (the
+    served certificate's serial, the reply)."""
+    return clusterctl.fetch(rootf, tf_port or port, name, timeout=bound(120))
 
 
-def issuer_cn(cert):
-    return dict(x[0] for x in cert["issuer"]).get("commonName", "?")
+def stored(name):
+    """The leaf stored for name."""
+    with open(os.path.join(storage, "certs", name, "cert.pem"), "rb") as f:
+        return x509.load_pem_x509_certificate(f.read())
 
 
 def metrics():
@@ -77,10 +66,12 @@ def host(url):
     return url.split("://", 1)[1].split("/", 1)[0]
 
 
-cert, data = fetch("a.multi.test", "/first")
-check(b"path=/first" in data, "the name is served in the first handshake after two CAs failed")
-check(issuer_cn(cert) == good_issuer,
-      "the certificate comes from the third CA (issuer %s)" % issuer_cn(cert))
+serial, data = fetch("a.multi.test")
+check(b"backend says hi" in data, "the name is served in the first handshake after two CAs failed")
+leaf = stored("a.multi.test")
+issuer = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+check(leaf.serial_number == serial and issuer == good_issuer,
+      "the certificate served is the stored one, from the third CA (issuer %s)" % issuer)
 log = tf.stderr_text()
 check(re.search(r"name=a\.multi\.test ca=%s not issued \(.*\); trying ca=%s"
                 % (re.escape(host(unreachable)), re.escape(host(failing.directory))), log),
@@ -108,8 +99,8 @@ for url, result, n in ((unreachable, "failed", 1), (failing.directory, "failed",
     check(line in m, "metrics: %s" % line)
 
 # A second name: the earlier CAs' failures for a.multi.test did not back this one off.
-cert, data = fetch("b.multi.test", "/second")
-check(b"path=/second" in data and good.orders() == 2 and failing.orders() == 2,
+serial, data = fetch("b.multi.test")
+check(b"backend says hi" in data and good.orders() == 2 and failing.orders() == 2,
       "a second name also falls back to the third CA")
 
 # Restart with the same CAs: both names come from storage, no order anywhere.
@@ -118,7 +109,8 @@ check(tf.wait(30) == 0, "SIGTERM exits 0")
 tf2, port2 = start_tlsfront(args[:-2] + ["--listen", "127.0.0.1:%d" % port],
                             name="tlsfront-restart")
 for name in ("a.multi.test", "b.multi.test"):
-    cert, data = fetch(name, "/again")
-    check(b"path=/again" in data, "after a restart %s is served from storage" % name)
+    serial, data = fetch(name, port2)
+    check(b"backend says hi" in data and serial == stored(name).serial_number,
+          "after a restart %s is served from storage" % name)
 check(good.orders() == 2 and failing.orders() == 2, "no new order after the restart")
 finish()

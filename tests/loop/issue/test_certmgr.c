@@ -117,6 +117,26 @@ static struct tf_certmgr_host host_hooks(uv_loop_t *loop, struct host *h)
     return host;
 }
 
+/* Load the config of argv into res and start a manager on loop with the fake host h;
+ * NULL (checks failed) when either fails. */
+static struct tf_certmgr *start_manager(uv_loop_t *loop, int argc, char **argv,
+                                        struct tf_config_result *res, struct host *h)
+{
+    char *env[] = {NULL};
+    memset(res, 0, sizeof *res);
+    CHECK_EQ_INT(tf_config_load(argc, argv, env, res), 0);
+    if (!res->cfg) {
+        fprintf(stderr, "config: %s\n", res->err);
+        return NULL;
+    }
+    struct tf_certmgr_host host = host_hooks(loop, h);
+    struct tf_certmgr *cm = NULL;
+    char err[256] = "";
+    CHECK_EQ_INT(tf_certmgr_start(&host, res->cfg, &cm, err, sizeof err), 0);
+    CHECK(cm != NULL);
+    return cm;
+}
+
 static void on_closed(void *arg)
 {
     (*(int *)arg)++;
@@ -152,21 +172,11 @@ static void test_certmgr(void)
     char *argv[] = {"tlsfront", "--listen", "127.0.0.1:8443", "--backend", "127.0.0.1:9",
                     "--allow", "*.fake.test", "--storage", dir, "--acme-directory", url,
                     "--acme-email", "ops@example.com", "--issue-burst", "10", NULL};
-    char *env[] = {NULL};
     struct tf_config_result res;
-    memset(&res, 0, sizeof res);
-    CHECK_EQ_INT(tf_config_load((int)TF_ARRAY_LEN(argv) - 1, argv, env, &res), 0);
-    if (!res.cfg) {
-        fprintf(stderr, "config: %s\n", res.err);
-        return;
-    }
-
     struct host h;
-    struct tf_certmgr_host host = host_hooks(&loop, &h);
-    struct tf_certmgr *cm = NULL;
-    char err[256] = "";
-    CHECK_EQ_INT(tf_certmgr_start(&host, res.cfg, &cm, err, sizeof err), 0);
-    CHECK(cm != NULL);
+    struct tf_certmgr *cm = start_manager(&loop, (int)TF_ARRAY_LEN(argv) - 1, argv, &res, &h);
+    if (!cm)
+        return;
 
     /* Before the stored certificates are loaded: queued, answered after the load. */
     CHECK(!tf_certmgr_loaded(cm));
@@ -247,19 +257,11 @@ static void test_two_cas(void)
     char *argv[] = {"tlsfront", "--backend", "127.0.0.1:9", "--allow", "*.fake.test",
                     "--storage", dir, "--acme-directory", url1, "--acme-directory", url2,
                     "--ca-certs-per-domain", "1", NULL};
-    char *env[] = {NULL};
     struct tf_config_result res;
-    memset(&res, 0, sizeof res);
-    CHECK_EQ_INT(tf_config_load((int)TF_ARRAY_LEN(argv) - 1, argv, env, &res), 0);
-    if (!res.cfg) {
-        fprintf(stderr, "config: %s\n", res.err);
-        return;
-    }
     struct host h;
-    struct tf_certmgr_host host = host_hooks(&loop, &h);
-    struct tf_certmgr *cm = NULL;
-    char err[256] = "";
-    CHECK_EQ_INT(tf_certmgr_start(&host, res.cfg, &cm, err, sizeof err), 0);
+    struct tf_certmgr *cm = start_manager(&loop, (int)TF_ARRAY_LEN(argv) - 1, argv, &res, &h);
+    if (!cm)
+        return;
     tf_certmgr_need(cm, 0, "a.fake.test");
     tf_certmgr_need(cm, 0, "b.fake.test");
     CHECK(run_until(&loop, &h.n_answers, 2, 30000));
