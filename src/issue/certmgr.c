@@ -275,8 +275,13 @@ void cm_order_admitted(struct cm_demand *d)
         refuse_local(d, r, why);
         return;
     }
-    if (tf_budget_admit(ca->budget, d->name, d->rd, now_ms, 0, why, sizeof why) != 0) {
+    r = tf_budget_admit(ca->budget, d->name, d->rd, now_ms, 0, why, sizeof why);
+    if (r != 0 && d->ca + 1 < cm->n_cas) {
         cm_ca_pick(d, d->ca + 1);
+        return;
+    }
+    if (r != 0) {
+        cm_order_refused(d, r, why);
         return;
     }
     if (!d->started)
