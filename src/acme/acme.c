@@ -58,14 +58,30 @@ static char *make_ca_id(const char *url)
     return id;
 }
 
-static int copy_config(struct tf_acme *a, const struct tf_config *cfg, char *err, size_t errlen)
+/* "https://host:port/path" -> "host:port": how logs and metrics name the CA. */
+static char *make_label(const char *url)
 {
-    const char *url = cfg->acme_directory;
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    return tf_strndup(p, TF_MIN(n, 100));
+}
+
+static int copy_config(struct tf_acme *a, const struct tf_config *cfg,
+                       const struct tf_acme_ca_cfg *ca, char *err, size_t errlen)
+{
+    const char *url = ca->directory;
     if (!url || (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)) {
         snprintf(err, errlen, "acme directory \"%s\": not an http(s) URL", url ? url : "");
         return TF_EINVAL;
     }
     a->dir_url = tf_strdup(url);
+    a->label = make_label(url);
     a->ca_id = make_ca_id(url);
     if (!a->ca_id) {
         snprintf(err, errlen, "acme directory \"%s\": cannot derive a storage id", url);
@@ -81,34 +97,41 @@ static int copy_config(struct tf_acme *a, const struct tf_config *cfg, char *err
     memcpy(a->chal_types, cfg->acme_challenges, sizeof(a->chal_types));
     if (a->n_chal_types == 0) /* a config not made by tf_config_load (tests) */
         a->chal_types[a->n_chal_types++] = TF_CHAL_TLS_ALPN_01;
-    if ((cfg->acme_eab_kid != NULL) != (cfg->acme_eab_hmac != NULL)) {
+    if ((ca->eab_kid != NULL) != (ca->eab_hmac != NULL)) {
         snprintf(err, errlen, "acme EAB: --acme-eab-kid and --acme-eab-hmac go together");
         return TF_EINVAL;
     }
-    if (cfg->acme_eab_kid) {
-        const char *h = cfg->acme_eab_hmac;
+    if (ca->eab_kid) {
+        const char *h = ca->eab_hmac;
         if (tf_b64url_decode(h, strlen(h), &a->eab_hmac, &a->eab_hmac_len) ||
             a->eab_hmac_len == 0) {
             snprintf(err, errlen, "acme EAB: --acme-eab-hmac is not base64url");
             return TF_EINVAL;
         }
-        a->eab_kid = tf_strdup(cfg->acme_eab_kid);
+        a->eab_kid = tf_strdup(ca->eab_kid);
     }
     return 0;
 }
 
-struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct tf_storage *st,
-                            struct tf_httpc *http, const struct tf_acme_responder *resp,
-                            char *err, size_t errlen)
+struct tf_acme *tf_acme_new_ca(uv_loop_t *loop, const struct tf_config *cfg, int idx,
+                               struct tf_storage *st, struct tf_httpc *http,
+                               const struct tf_acme_responder *resp, char *err, size_t errlen)
 {
+    /* A config built by hand (tests) may set only the first CA's plain fields. */
+    struct tf_acme_ca_cfg plain = {cfg->acme_directory, cfg->acme_ca, cfg->acme_eab_kid,
+                                   cfg->acme_eab_hmac};
+    const struct tf_acme_ca_cfg *ca = idx < cfg->n_acme_cas ? &cfg->acme_cas[idx] : &plain;
     struct tf_acme *a = tf_calloc(1, sizeof(*a));
     a->loop = loop;
     a->st = st;
     a->http = http;
     if (resp)
         a->resp = *resp;
-    if (copy_config(a, cfg, err, errlen)) {
+    if ((idx > 0 && idx >= cfg->n_acme_cas) || copy_config(a, cfg, ca, err, errlen)) {
+        if (idx > 0 && idx >= cfg->n_acme_cas)
+            snprintf(err, errlen, "acme: no CA number %d", idx + 1);
         free(a->dir_url);
+        free(a->label);
         free(a->ca_id);
         free(a->email);
         free(a->profile);
@@ -120,6 +143,13 @@ struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct
     a->close_timer.data = a;
     a->refs = 1;
     return a;
+}
+
+struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct tf_storage *st,
+                            struct tf_httpc *http, const struct tf_acme_responder *resp,
+                            char *err, size_t errlen)
+{
+    return tf_acme_new_ca(loop, cfg, 0, st, http, resp, err, errlen);
 }
 
 /* ---- obtain ---- */
@@ -260,6 +290,7 @@ int tf_acme_renewal_info(struct tf_acme *a, const struct tf_cert *cert, tf_acme_
 
 void tf_acme_get_stats(const struct tf_acme *a, struct tf_acme_stats *out) { *out = a->stats; }
 const char *tf_acme_ca_id(const struct tf_acme *a) { return a->ca_id; }
+const char *tf_acme_ca_label(const struct tf_acme *a) { return a->label; }
 const char *tf_acme_account_url(const struct tf_acme *a) { return a->kid; }
 
 void tf_acme_close(struct tf_acme *a, void (*done)(void *arg), void *arg)

@@ -119,7 +119,8 @@ static void on_registered(int err, const struct tf_http_response *resp,
     a->kid = tf_strdup(loc);
     if (resp->status == 201)
         a->stats.accounts_created++;
-    TF_INFO(ACME_MOD, "account %s %s", loc, resp->status == 201 ? "created" : "found");
+    TF_INFO(ACME_MOD, "ca=%s account %s %s", a->label, loc,
+            resp->status == 201 ? "created" : "found");
     save_account_json(op);
 }
 

@@ -303,6 +303,7 @@ static void on_acme_closed(uv_handle_t *h)
     free(a->kid);
     free(a->dir_url);
     free(a->ca_id);
+    free(a->label);
     free(a->email);
     free(a->profile);
     free(a->eab_kid);

@@ -77,6 +77,7 @@ struct tf_acme {
 
     /* copied from the config */
     char *dir_url, *ca_id, *email, *profile, *eab_kid;
+    char *label;                 /* "host[:port]" of dir_url, for logs and metrics */
     unsigned char *eab_hmac;
     size_t eab_hmac_len;
     enum tf_key_type acct_key_type, cert_key_type;

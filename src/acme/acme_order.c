@@ -72,18 +72,18 @@ static void log_outcome(struct tf_acme_order *o, bool from_storage)
     struct tf_acme *a = o->a;
     if (!o->err && from_storage) {
         a->stats.from_storage++;
-        TF_INFO(ACME_MOD, "name=%s certificate found in storage (serial %s)", o->name,
-                o->cert->serial);
+        TF_INFO(ACME_MOD, "name=%s ca=%s certificate found in storage (serial %s)", o->name,
+                a->label, o->cert->serial);
     } else if (!o->err) {
         a->stats.orders_ok++;
-        TF_INFO(ACME_MOD, "name=%s certificate obtained (serial %s, issuer %s)", o->name,
-                o->cert->serial, o->cert->issuer);
+        TF_INFO(ACME_MOD, "name=%s ca=%s certificate obtained (serial %s, issuer %s)", o->name,
+                a->label, o->cert->serial, o->cert->issuer);
     } else if (o->err == UV_ECANCELED) {
         a->stats.orders_failed++;
-        TF_INFO(ACME_MOD, "name=%s order cancelled", o->name);
+        TF_INFO(ACME_MOD, "name=%s ca=%s order cancelled", o->name, a->label);
     } else {
         a->stats.orders_failed++;
-        TF_WARN(ACME_MOD, "name=%s order failed: %s", o->name, o->reason);
+        TF_WARN(ACME_MOD, "name=%s ca=%s order failed: %s", o->name, a->label, o->reason);
     }
 }
 
@@ -248,8 +248,8 @@ static void mark_paused(struct tf_acme_order *o, const struct tf_acme_problem *p
 {
     struct tf_acme *a = o->a;
     char *key = tf_acme_paused_key(a->ca_id, o->name);
-    TF_WARN(ACME_MOD, "name=%s the CA paused issuance: %s; unpause at %s, then delete %s from "
-                      "the storage", o->name, prob->detail, url ? url : "(no link given)", key);
+    TF_WARN(ACME_MOD, "name=%s ca=%s the CA paused issuance: %s; unpause at %s, then delete %s "
+                      "from the storage", o->name, a->label, prob->detail, url ? url : "(no link given)", key);
     snprintf(o->reason, sizeof(o->reason), "paused by the CA (unpause: %s)",
              url ? url : "see the CA's documentation");
     tf_acme_problem_copy(&o->problem, prob);

@@ -56,23 +56,28 @@ static int check_certs(const struct tf_config *cfg)
     return 0;
 }
 
+/* Each CA's trust anchor: the plain --acme-ca is the first CA's (config_acme.c). */
 static int check_acme_ca(const struct tf_config *cfg)
 {
-    if (!cfg->acme_ca)
-        return 0;
-    FILE *f = fopen(cfg->acme_ca, "r");
-    if (!f)
-        return fail("--acme-ca %s: %s", cfg->acme_ca, strerror(errno));
-    int n = 0;
-    X509 *x;
-    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-        X509_free(x);
-        n++;
+    for (int i = 0; i < cfg->n_acme_cas; i++) {
+        const char *path = cfg->acme_cas[i].ca;
+        const char *flag = i == 0 && cfg->acme_ca ? "--acme-ca " : "--acme-directory ca=";
+        if (!path)
+            continue;
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return fail("%s%s: %s", flag, path, strerror(errno));
+        int n = 0;
+        X509 *x;
+        while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+            X509_free(x);
+            n++;
+        }
+        fclose(f);
+        ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
+        if (n == 0)
+            return fail("%s%s: no PEM certificate in it", flag, path);
     }
-    fclose(f);
-    ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
-    if (n == 0)
-        return fail("--acme-ca %s: no PEM certificate in it", cfg->acme_ca);
     return 0;
 }
 

@@ -46,6 +46,7 @@ enum opt_type {
 #define OF_PRE 0x10    /* read before the sources are applied (--config) */
 #define OF_JNUM 0x20   /* JSON: a number is accepted as well as a string */
 #define OF_JLIST 0x40  /* JSON: an array of strings is accepted, joined with ',' */
+#define OF_JONE 0x80   /* OF_REPEAT, JSON: one string is accepted as a list of one */
 
 enum src_level { SRC_NONE = 0, SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_ENVFILE, SRC_FLAG };
 
@@ -122,15 +123,18 @@ struct opt {
     X("storage-lease", OT_SEC, 0, F(storage_lease_s), 3000, MS_DAY, NULL, " DUR", Y, "30s",        \
       "order lock lease, renewed every third of it: a node killed mid-order blocks its name "     \
       "this long")                                                                                 \
-    X("acme-directory", OT_URL, 0, F(acme_directory), 0, 0, NULL, " URL", Y,                       \
-      "https://acme-v02.api.letsencrypt.org/directory", "ACME directory")                          \
+    X("acme-directory", OT_FN, OF_REPEAT | OF_JONE, 0, 0, 0, S(acme_directory),                   \
+      " URL[,ca=FILE][,eab-kid=KID,eab-hmac=KEY]", Y,                                              \
+      "https://acme-v02.api.letsencrypt.org/directory",                                            \
+      "ACME directory; repeatable: CAs tried in this order, the next when one fails a name "    \
+      "(ca=, eab-*: that CA's trust anchor and EAB; the plain flags are the first's)")          \
     X("acme-email", OT_STR, 0, F(acme_email), 0, 0, NULL, " EMAIL", N, "", "account contact")      \
     X("acme-ca", OT_STR, 0, F(acme_ca), 0, 0, NULL, " FILE", N, "",                                \
-      "extra trust anchor (PEM) for the ACME server's HTTPS")                                      \
+      "extra trust anchor (PEM) for the (first) ACME directory's HTTPS")                         \
     X("acme-eab-kid", OT_STR, 0, F(acme_eab_kid), 0, 0, NULL, " KID", N, "",                       \
-      "external account binding key id")                                                           \
+      "external account binding key id (of the first --acme-directory)")                         \
     X("acme-eab-hmac", OT_FN, 0, 0, 0, 0, S(eab_hmac), " KEY", N, "",                              \
-      "external account binding HMAC key (base64url)")                                             \
+      "external account binding HMAC key (base64url; of the first --acme-directory)")            \
     X("acme-profile", OT_STR, 0, F(acme_profile), 0, 0, NULL, " NAME", N, "",                      \
       "ACME certificate profile")                                                                  \
     X("acme-profile-for", OT_FN, OF_REPEAT, 0, 0, 0, S(profile_for), " PATTERN=PROFILE", N, "",   \
@@ -399,7 +403,9 @@ static int json_shape(void *ctx, const char *key, enum tf_config_jshape *shape)
     else if (o->type == OT_MS || o->type == OT_SEC)
         *shape = TF_JS_DURATION;
     else if (o->flags & OF_REPEAT)
-        *shape = (o->fn == tf_config_set_route) ? TF_JS_ROUTES : TF_JS_ARRAY;
+        *shape = (o->fn == tf_config_set_route) ? TF_JS_ROUTES
+                 : (o->flags & OF_JONE)         ? TF_JS_ARRAY_ONE
+                                                : TF_JS_ARRAY;
     else if (o->flags & OF_JNUM)
         *shape = TF_JS_STRING_NUM;
     else if (o->flags & OF_JLIST)
@@ -722,6 +728,12 @@ static int finalize(struct loader *ld)
                  kid ? "acme-eab-hmac" : "acme-eab-kid");
         return TF_EINVAL;
     }
+    char c[200];
+    const char *const acme_who[3] = {who_set(ld, "acme-ca", a, sizeof(a)),
+                                     who_set(ld, "acme-eab-kid", b, sizeof(b)),
+                                     who_set(ld, "acme-eab-hmac", c, sizeof(c))};
+    if (tf_config_finish_acme(cfg, acme_who, err, errlen) != 0)
+        return TF_EINVAL;
     if (tf_config_check_storage(cfg, err, errlen) != 0)
         return TF_EINVAL;
     return finalize_challenges(ld);

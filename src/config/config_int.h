@@ -84,6 +84,15 @@ int tf_config_set_hsts(struct tf_config *, size_t, const char *, char *, size_t)
 int tf_config_set_storage(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_storage_prefix(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errlen);
+/* config_acme.c: --acme-directory (repeatable, "URL[,ca=FILE][,eab-kid=KID,eab-hmac=KEY]");
+ * finish: once every source is applied, give the first CA the plain --acme-ca and
+ * --acme-eab-* (who[] names where those two and --acme-eab-hmac came from, for messages) and
+ * set acme_directory; differ: for a reload. */
+int tf_config_set_acme_directory(struct tf_config *, size_t, const char *, char *, size_t);
+void tf_config_clear_acme_cas(struct tf_config *cfg);
+int tf_config_finish_acme(struct tf_config *cfg, const char *const who[3], char *err,
+                          size_t errlen);
+bool tf_config_acme_cas_differ(const struct tf_config *a, const struct tf_config *b);
 int tf_config_set_forwarded(struct tf_config *, size_t, const char *, char *, size_t);
 
 /* config_envfile.c: the lines of an env file (--env-file): blank lines and lines starting
@@ -114,6 +123,7 @@ enum tf_config_jshape {
     TF_JS_STRING_NUM,  /* a string or a number (used as text: 1.2 -> "1.2") */
     TF_JS_STRING_LIST, /* a string or an array of strings, joined with ',' */
     TF_JS_ARRAY,       /* an array of strings, one value each */
+    TF_JS_ARRAY_ONE,   /* TF_JS_ARRAY, or one string (a list of one) */
     TF_JS_ROUTES,      /* an array of strings or route objects */
 };
 

@@ -240,7 +240,9 @@ static int apply_key(const struct tf_config_json_sink *sink, const char *path, c
     }
     if (cJSON_IsNull(item))
         return 0;
-    if (shape == TF_JS_ARRAY || shape == TF_JS_ROUTES)
+    if (shape == TF_JS_ARRAY_ONE && cJSON_IsString(item))
+        return apply_scalar(sink, item, TF_JS_STRING, who, err, errlen);
+    if (shape == TF_JS_ARRAY || shape == TF_JS_ROUTES || shape == TF_JS_ARRAY_ONE)
         return apply_array(sink, item, shape, who, err, errlen);
     return apply_scalar(sink, item, shape, who, err, errlen);
 }

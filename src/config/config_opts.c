@@ -422,6 +422,7 @@ void tf_config_free_all(struct tf_config *cfg)
     clear_routes(cfg);
     clear_allow(cfg);
     clear_profiles(cfg);
+    tf_config_clear_acme_cas(cfg);
     free(cfg->proxy_from);
     free(cfg->trusted_xff);
     tf_config_backend_clear(cfg->backend);

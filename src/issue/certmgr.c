@@ -45,6 +45,17 @@ void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome)
     free(d);
 }
 
+void cm_demand_fail(struct cm_demand *d, int alert, enum tf_outcome outcome)
+{
+    struct tf_certmgr *cm = d->cm;
+    bool renewal = d->renewal && !cm->closing;
+    char *name = tf_strdup(d->name);
+    cm_demand_finish(d, alert, outcome);
+    if (renewal)
+        cm_renew_done(cm, name, false);
+    free(name);
+}
+
 struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name)
 {
     for (struct cm_demand *d = cm->demands; d; d = d->next)
@@ -74,15 +85,24 @@ struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
 
 /* --- publishing ------------------------------------------------------------------------ */
 
-/* Only the ordered name is published: extra SANs the CA put in the certificate are not ours
- * to serve (operators' static certificates, by contrast, serve every name they carry). */
-void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+/* Add or replace the managed certificate of name (takes its own reference on cert), issued
+ * by CA number ca (its ARI is asked there), and publish it now (one issued or announced
+ * certificate). Only the ordered name is published: extra SANs the CA put in the
+ * certificate are not ours to serve (operators' static certificates, by contrast, serve
+ * every name they carry). */
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca)
 {
-    cm_stage_cert(cm, name, cert, false);
+    cm_stage_cert(cm, name, cert, false, ca);
     cm_publish_staged(cm);
 }
 
-void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread)
+void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
+{
+    cm_publish_cert_ca(cm, name, cert, 0);
+}
+
+void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
+                   int ca)
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
@@ -103,6 +123,7 @@ void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert
     m->not_after = cert->not_after;
     m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
+    m->ca = ca;
     if (cm->n_staged == cm->cap_staged) {
         cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
         cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
@@ -193,14 +214,22 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
 {
     struct cm_demand *d = arg;
     struct tf_certmgr *cm = d->cm;
+    struct cm_ca *ca = &cm->cas[d->ca];
     int64_t now = tf_wall_now();
     bool validation = res && res->problem && (tf_acme_problem_is(res->problem, "unauthorized") ||
                                               tf_acme_problem_is(res->problem, "connection") ||
                                               tf_acme_problem_is(res->problem, "tls") ||
                                               tf_acme_problem_is(res->problem, "dns"));
-    tf_budget_order_done(cm->budget, d->name, d->rd, err == 0, validation, now * 1000);
+    tf_budget_order_done(ca->budget, d->name, d->rd, err == 0, validation, now * 1000);
     if (validation)
-        cm_budget_cluster_failed_validation(cm, d->name);
+        cm_budget_cluster_failed_validation(cm, d->ca, d->name);
+    if (err != UV_ECANCELED)
+        *(err == 0 ? &ca->orders_ok : &ca->orders_failed) += 1;
+    if (err != 0 && res && res->cert)
+        tf_cert_unref(res->cert);
+    if (cm_ca_fallback(d, err, res))
+        return;
+    tf_budget_order_done(cm->budget, d->name, d->rd, err == 0, false, now * 1000);
     bool renewal = d->renewal;
     char *name = tf_strdup(d->name);
     if (err == 0 && res && res->cert) {
@@ -208,18 +237,17 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         if (!renewal)
             tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
-        cm_publish_cert(cm, d->name, res->cert);
+        cm_publish_cert_ca(cm, d->name, res->cert, d->ca);
         if (!res->from_storage)
             cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);
         cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else {
         cm->stats.orders_failed++;
-        if (res && res->cert)
-            tf_cert_unref(res->cert);
         int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
         if (err != UV_ECANCELED)
-            TF_INFO("certmgr", "name=%s not issued (%s); backed off for %llds", name,
+            TF_INFO("certmgr", "name=%s ca=%s not issued (%s); backed off for %llds", name,
+                    tf_acme_ca_label(ca->acme),
                     res && res->reason ? res->reason : tf_strerror(err),
                     (long long)(until > now ? until - now : 0));
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
@@ -266,7 +294,24 @@ void cm_start_order(struct cm_demand *d)
         refuse_local(d, r, why);
         return;
     }
-    cm_budget_cluster_admit(d);
+    cm_ca_pick(d, 0);
+}
+
+void cm_order_refused(struct cm_demand *d, int r, const char *why)
+{
+    struct tf_certmgr *cm = d->cm;
+    if (!d->started) {
+        refuse_local(d, r, why);
+        return;
+    }
+    /* An earlier CA failed the name and no CA is left: it failed (and backs off). */
+    int64_t now = tf_wall_now();
+    tf_budget_order_done(cm->budget, d->name, d->rd, false, false, now * 1000);
+    cm->stats.orders_failed++;
+    int64_t until = tf_budget_backoff_until(cm->budget, d->name) / 1000;
+    TF_INFO("certmgr", "name=%s not issued (no other CA may take it: %s); backed off for %llds",
+            d->name, why, (long long)(until > now ? until - now : 0));
+    cm_demand_fail(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_ISSUE_FAILED);
 }
 
 void cm_order_admitted(struct cm_demand *d)
@@ -274,13 +319,28 @@ void cm_order_admitted(struct cm_demand *d)
     struct tf_certmgr *cm = d->cm;
     char why[256] = "";
     int64_t now_ms = tf_wall_now() * 1000;
+    struct cm_ca *ca = &cm->cas[d->ca];
     /* Again: other orders may have started while the shared counters answered. */
-    int r = tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why, sizeof why);
+    int r = d->started ? 0
+                       : tf_budget_admit(cm->budget, d->name, d->rd, now_ms, cm->n_managed, why,
+                                         sizeof why);
     if (r != 0) {
         refuse_local(d, r, why);
         return;
     }
-    tf_budget_order_started(cm->budget, d->name, d->rd, now_ms);
+    r = tf_budget_admit(ca->budget, d->name, d->rd, now_ms, 0, why, sizeof why);
+    if (r != 0 && d->ca + 1 < cm->n_cas) {
+        cm_ca_pick(d, d->ca + 1);
+        return;
+    }
+    if (r != 0) {
+        cm_order_refused(d, r, why);
+        return;
+    }
+    if (!d->started)
+        tf_budget_order_started(cm->budget, d->name, d->rd, now_ms);
+    d->started = true;
+    tf_budget_order_started(ca->budget, d->name, d->rd, now_ms);
     d->ordering = true;
     struct tf_acme_order_opts opts = {0};
     char *replaces = NULL; /* ARI certID: RFC 9773 §5 */
@@ -288,9 +348,10 @@ void cm_order_admitted(struct cm_demand *d)
     if (m && m->cert)
         opts.replaces = replaces = tf_renew_cert_id(m->cert->leaf);
     opts.profile = profile_for(cm->cfg, d->name);
-    r = tf_acme_obtain(cm->acme, d->name, &opts, on_obtained, d);
+    r = tf_acme_obtain(ca->acme, d->name, &opts, on_obtained, d);
     free(replaces);
     if (r != 0) {
+        tf_budget_order_done(ca->budget, d->name, d->rd, false, false, now_ms);
         tf_budget_order_done(cm->budget, d->name, d->rd, false, false, now_ms);
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_ISSUE_FAILED);
     }
@@ -381,7 +442,7 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 static void on_stored(const char *name, struct tf_cert *cert, void *arg)
 {
     struct tf_certmgr *cm = arg;
-    cm_stage_cert(cm, name, cert, true); /* the store is built once, in on_all_stored */
+    cm_stage_cert(cm, name, cert, true, 0); /* the store is built once, in on_all_stored */
     tf_cert_unref(cert);
 }
 
@@ -421,6 +482,9 @@ static struct tf_budget *budget_for(const struct tf_config *cfg)
     lim.ca_certs_per_domain = (uint32_t)cfg->ca_certs_per_domain;
     lim.backoff_base_s = cfg->backoff_base_s;
     lim.backoff_max_s = cfg->backoff_max_s;
+    /* The CA limits are mirrored per CA (certmgr_ca.c). */
+    lim.ca_orders_per_account = lim.ca_certs_per_domain = lim.ca_authz_failures = 0;
+    lim.dup_certs_per_name = 0;
     return tf_budget_new(&lim);
 }
 
@@ -449,16 +513,9 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
     cm->budget = budget_for(cfg);
     uv_timer_init(cm->loop, &cm->renew_timer);
     cm->renew_timer.data = cm;
-    char why[400] = "";
-    cm->http = tf_httpc_new(cm->loop, cfg->acme_ca, why, sizeof why);
-    if (!cm->http) {
-        snprintf(err, errlen, "--acme-ca: %s", why);
-        return 2;
-    }
     struct tf_acme_responder resp = {cm_responder_publish, cm_responder_unpublish, cm, NULL};
     cm_cluster_start(cm, &resp);
-    cm->acme = tf_acme_new(cm->loop, cfg, cm->storage, cm->http, &resp, err, errlen);
-    if (!cm->acme)
+    if (cm_cas_start(cm, cfg, &resp, err, errlen) != 0)
         return 2;
     cm->gate = gate_for(cm, cfg);
     if (!cm->gate) {
@@ -537,6 +594,7 @@ static void close_step(void *arg)
     cm_h01_free_all(cm);
     tf_certstore_unref(cm->store);
     tf_budget_free(cm->budget);
+    cm_cas_free(cm);
     tf_config_unref(cm->cfg);
     void (*done)(void *) = cm->close_done;
     void *done_arg = cm->close_arg;
@@ -550,14 +608,10 @@ static void on_timer_closed(uv_handle_t *h)
     close_step(h->data);
 }
 
-static void on_acme_closed(void *arg)
+static void on_cas_closed(void *arg)
 {
     struct tf_certmgr *cm = arg;
-    cm->pending_closes += 2; /* http client and storage */
-    if (cm->http)
-        tf_httpc_close(cm->http, close_step, cm);
-    else
-        cm->pending_closes--;
+    cm->pending_closes++; /* storage */
     tf_storage_close(cm->storage, close_step, cm);
     close_step(cm);
 }
@@ -588,8 +642,5 @@ void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
         tf_gate_close(cm->gate, close_step, cm);
     }
     cm->pending_closes++; /* the acme -> http -> storage chain */
-    if (cm->acme)
-        tf_acme_close(cm->acme, on_acme_closed, cm);
-    else
-        on_acme_closed(cm);
+    cm_cas_close(cm, on_cas_closed);
 }

@@ -6,7 +6,8 @@
  * order path counts (never the handshake of a name the workers already have).
  *
  * Counters are fixed windows, one key per window index (window = the limit's period), each
- * created with an expiry of two windows:
+ * created with an expiry of two windows, under the id of the CA the order goes to (each CA
+ * of --acme-directory has its own; an order one CA's counters refuse tries the next CA):
  *   budget/<ca-id>/orders/<3h index>                 new orders per account
  *   budget/<ca-id>/domain/<registered domain>/<week> orders per registered domain
  *   budget/<ca-id>/authz/<name>/<hour index>         failed validations per name
@@ -81,7 +82,8 @@ static void decide(struct cmb_req *r)
 {
     struct tf_certmgr *cm = r->cm;
     struct cm_demand *d = r->d;
-    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->budget);
+    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->cas[d->ca].budget);
+    const struct tf_budget_limits *local = tf_budget_limits_of(cm->budget);
     enum tf_outcome why = TF_OUTCOME_READY;
     if (cm->closing) {
         why = TF_OUTCOME_SHUTTING_DOWN;
@@ -99,16 +101,16 @@ static void decide(struct cmb_req *r)
         else if (lim->ca_authz_failures &&
                  r->value[C_AUTHZ] + r->value[C_AUTHZ_PREV] >= (int64_t)lim->ca_authz_failures)
             limit = "ca_failed_authz";
-        else if (r->key[C_RATE] && r->value[C_RATE] > (int64_t)TF_MAX(lim->issue_rate_per_min,
-                                                                     lim->issue_burst))
+        else if (r->key[C_RATE] && r->value[C_RATE] > (int64_t)TF_MAX(local->issue_rate_per_min,
+                                                                     local->issue_burst))
             limit = "rate";
         if (limit) {
             cm->stats.refused_budget++;
             tf_log_limited(&cm->host.stats->log_order_refused, (int64_t)tf_mono_ms(),
                            TF_LOG_WARN, CM_MOD,
-                           "name=%s order refused by the cluster-wide budget: %s "
+                           "name=%s ca=%s order refused by the cluster-wide budget: %s "
                            "orders=%" PRId64 "+%" PRId64 " domain=%s:%" PRId64 "+%" PRId64,
-                           d->name, limit, r->value[C_ORDERS], r->value[C_ORDERS_PREV], d->rd,
+                           d->name, tf_acme_ca_label(cm->cas[d->ca].acme), limit, r->value[C_ORDERS], r->value[C_ORDERS_PREV], d->rd,
                            r->value[C_DOMAIN], r->value[C_DOMAIN_PREV]);
             why = TF_OUTCOME_BUDGET;
         }
@@ -124,6 +126,12 @@ static void decide(struct cmb_req *r)
         cm_order_admitted(d);
         return;
     }
+    if (why == TF_OUTCOME_BUDGET && d->ca + 1 < cm->n_cas) {
+        cm_ca_pick(d, d->ca + 1); /* this CA's limits are used up: the next CA */
+        return;
+    }
+    if (d->started) /* an earlier CA failed it: the local budget counts it in flight */
+        tf_budget_order_done(cm->budget, d->name, d->rd, false, false, tf_wall_now() * 1000);
     bool renewal = d->renewal;
     char *name = tf_strdup(d->name);
     cm_demand_finish(d, why == TF_OUTCOME_SHUTTING_DOWN ? SSL_AD_INTERNAL_ERROR
@@ -160,8 +168,9 @@ void cm_budget_cluster_admit(struct cm_demand *d)
         cm_order_admitted(d);
         return;
     }
-    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->budget);
-    const char *ca = tf_acme_ca_id(cm->acme);
+    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->cas[d->ca].budget);
+    const struct tf_budget_limits *local = tf_budget_limits_of(cm->budget);
+    const char *ca = tf_acme_ca_id(cm->cas[d->ca].acme);
     int64_t now = tf_wall_now();
     struct cmb_req *r = tf_calloc(1, sizeof *r);
     r->cm = cm;
@@ -187,7 +196,7 @@ void cm_budget_cluster_admit(struct cm_demand *d)
         r->key[C_AUTHZ_PREV] = ctr_key(ca, "authz", d->name, i - 1);
         win[C_AUTHZ] = win[C_AUTHZ_PREV] = lim->ca_authz_window_s;
     }
-    if (lim->issue_rate_per_min) {
+    if (local->issue_rate_per_min && !d->started) { /* a fallback is no new local order */
         r->key[C_RATE] = ctr_key(ca, "rate", NULL, win_index(now, 60));
         r->delta[C_RATE] = 1;
         win[C_RATE] = 60;
@@ -212,15 +221,15 @@ void cm_budget_cluster_admit(struct cm_demand *d)
         decide(r); /* every count failed to start: refused now */
 }
 
-void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, const char *name)
+void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, int ca, const char *name)
 {
     const struct tf_storage_cluster_ops *ops = cm->cluster && cm->acme
                                                    ? tf_storage_cluster(cm->storage)
                                                    : NULL;
-    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->budget);
+    const struct tf_budget_limits *lim = tf_budget_limits_of(cm->cas[ca].budget);
     if (!ops || !ops->count || !lim->ca_authz_failures || cm->closing)
         return;
-    char *key = ctr_key(tf_acme_ca_id(cm->acme), "authz", name,
+    char *key = ctr_key(tf_acme_ca_id(cm->cas[ca].acme), "authz", name,
                         win_index(tf_wall_now(), lim->ca_authz_window_s));
     int rc = ops->count(cm->storage, key, 1, lim->ca_authz_window_s * 2000u, on_given_back,
                         NULL);

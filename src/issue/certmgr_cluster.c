@@ -93,7 +93,7 @@ static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert 
     if (m && m->cert && X509_cmp(m->cert->leaf, cert->leaf) == 0)
         return false;
     if (staged)
-        cm_stage_cert(cm, name, cert, true);
+        cm_stage_cert(cm, name, cert, true, 0);
     else
         cm_publish_cert(cm, name, cert);
     return true;

@@ -7,6 +7,7 @@
 
 #include "tlsfront/acme/acme.h"
 #include "tlsfront/acme/alpn01_cert.h"
+#include "tlsfront/base/metrics.h"
 #include "tlsfront/tls/alpn01.h"
 #include "tlsfront/issue/budget.h"
 #include "tlsfront/issue/certmgr.h"
@@ -26,6 +27,8 @@ struct cm_demand {
     bool *waiting;                /* [n_workers] */
     struct tf_gate_req *gate_req; /* while the gate decides */
     bool ordering;
+    bool started;                 /* the local budget counts an order in flight for it */
+    int ca;                       /* index in cm->cas of the CA asked (tried in order) */
     bool regate;                  /* reload: ask the new gate */
     bool renewal;                 /* no worker waits: keep serving the old certificate */
     uint64_t created_ms;          /* tf_mono_ms() of the first request, for the histogram */
@@ -49,6 +52,17 @@ struct cm_managed {
     bool ari_queued;              /* waiting for an ARI slot */
     bool renewing;
     int failures;                 /* consecutive renewal failures (backoff) */
+    int ca;                       /* index in cm->cas of the CA that issued it, as far as
+                                   * this process knows (stored ones: 0, the first) */
+};
+
+/* One CA of --acme-directory, in the order tried (certmgr_ca.c). */
+struct cm_ca {
+    struct tf_acme *acme;
+    struct tf_httpc *http;        /* trusts the CA's ca= anchor */
+    struct tf_budget *budget;     /* the mirror of this CA's limits (the local policy is
+                                   * cm->budget) */
+    uint64_t orders_ok, orders_failed; /* orders that ended (cancelled ones not counted) */
 };
 
 #define CM_PLAN_NONE ((size_t)-1)
@@ -64,10 +78,14 @@ struct tf_certmgr {
     uv_loop_t *loop;
     struct tf_config *cfg;        /* reference */
     struct tf_storage *storage;
-    struct tf_httpc *http;
-    struct tf_acme *acme;
+    struct tf_httpc *http;        /* the first CA's (also the gate's) */
+    struct tf_acme *acme;         /* the first CA's */
+    struct cm_ca *cas;            /* every CA, cas[0] first; n_cas >= 1 once started */
+    int n_cas;
+    int cas_closing;              /* certmgr_ca.c: client closes still running */
+    void (*cas_done)(void *arg);  /* ... then this, with the manager */
     struct tf_gate *gate;
-    struct tf_budget *budget;
+    struct tf_budget *budget;     /* the local policy: rate, caps, backoff */
     struct tf_challenges *challenges;
     struct cm_h01 *h01;           /* pending HTTP-01 challenges */
     struct tf_certstore *store;   /* managed certificates, one reference */
@@ -121,11 +139,15 @@ void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *ce
  * stored certificates are staged, then put into the store in one pass by cm_publish_staged
  * (linear in names, where one store per certificate would be quadratic). spread: the first
  * ARI request is put off at random over TF_CERTMGR_ARI_SPREAD_S (a load), else it is queued
- * now (a new certificate). Takes its own reference on cert. */
-void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread);
+ * now (a new certificate). ca: the CA that issued it (index in cm->cas; stored ones 0).
+ * Takes its own reference on cert. */
+void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
+                   int ca);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
+/* The same for a certificate that CA number ca issued. */
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
 /* d passed every budget check: start its order. */
@@ -135,6 +157,8 @@ void cm_gate_then_order(struct cm_demand *d);
 struct cm_demand *cm_demand_new(struct tf_certmgr *cm, const char *name);
 
 void cm_demand_finish(struct cm_demand *d, int alert, enum tf_outcome outcome);
+/* Finish d without a certificate; a renewal is reported failed (unless closing). */
+void cm_demand_fail(struct cm_demand *d, int alert, enum tf_outcome outcome);
 struct cm_demand *cm_find_demand(struct tf_certmgr *cm, const char *name);
 void cm_answer(struct tf_certmgr *cm, int worker, const char *name, int alert,
                enum tf_outcome outcome);
@@ -162,10 +186,32 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name);
 void cm_cluster_check_stored(struct cm_demand *d);
 
 /* certmgr_budget.c: the cluster-wide budget (a single-node store: cm_order_admitted now). */
-/* d passed the local budget: count it in the shared windows, then order or refuse it. */
+/* d passed the local budget of CA d->ca: count it in that CA's shared windows, then order or
+ * refuse it (or try the next CA). */
 void cm_budget_cluster_admit(struct cm_demand *d);
-/* A validation of name failed: count it in the shared per-name window. */
-void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, const char *name);
+/* A validation of name at CA number ca failed: count it in the shared per-name window. */
+void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, int ca, const char *name);
+
+/* certmgr_ca.c: the CAs, tried in order. */
+/* One ACME client, HTTP client and limits mirror per CA of cfg (resp: the responder every
+ * client uses). Returns 0, or 2 with err set (bad configuration). */
+int cm_cas_start(struct tf_certmgr *cm, const struct tf_config *cfg,
+                 const struct tf_acme_responder *resp, char *err, size_t errlen);
+/* Close every ACME client, then every HTTP client; done(cm) runs once after. */
+void cm_cas_close(struct tf_certmgr *cm, void (*done)(void *arg));
+/* Free what the CAs own besides their handles (after cm_cas_close's done). */
+void cm_cas_free(struct tf_certmgr *cm);
+/* Ask the CAs from number from on: the first whose limits mirror admits d orders it (through
+ * the cluster-wide budget); none left: d ends (cm_order_refused). */
+void cm_ca_pick(struct cm_demand *d, int from);
+/* The order at d->ca ended with err: true when d moved on to the next CA (it is then no
+ * longer the caller's), false when none is left or err says to stop. */
+bool cm_ca_fallback(struct cm_demand *d, int err, const struct tf_acme_result *res);
+/* Prometheus families per CA. */
+void cm_cas_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out);
+
+/* certmgr.c: no CA may take d's order now (r and why from the first CA's refusal). */
+void cm_order_refused(struct cm_demand *d, int r, const char *why);
 
 /* certmgr_tickets.c: take the shared ticket key ring (creating it when the store has
  * none); rotate: a rotation tick. */

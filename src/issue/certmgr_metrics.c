@@ -64,13 +64,15 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
     tf_metrics_counter(out, "tlsfront_ari_answers_total",
                        "Renewal windows (ARI answers) taken from the CA.", NULL,
                        cm->ari_answers);
-    struct tf_budget_remaining rem;
+    cm_cas_metrics(cm, out);
+    struct tf_budget_remaining rem, first;
     tf_budget_remaining(cm->budget, "", "", tf_wall_now() * 1000, &rem);
+    tf_budget_remaining(cm->cas[0].budget, "", "", tf_wall_now() * 1000, &first);
     tf_metrics_gauge(out, "tlsfront_budget_tokens", "Orders the local token bucket allows now.",
                      NULL, rem.tokens);
     tf_metrics_gauge(out, "tlsfront_budget_ca_orders_remaining",
-                     "New orders left in the CA's 3-hour window (local mirror).", NULL,
-                     rem.ca_orders);
+                     "New orders left in the first CA's 3-hour window (local mirror).", NULL,
+                     first.ca_orders);
     int64_t now = tf_wall_now();
     for (struct cm_managed *m = cm->managed; m; m = m->next) {
         tf_metrics_buf_reset(&lb);

@@ -81,7 +81,8 @@ int cm_poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
     x->cert = m->cert;
     tf_cert_ref(m->cert);
     m->ari_next = tf_wall_now() + 3600; /* until the answer says otherwise */
-    int rc = tf_acme_renewal_info(cm->acme, m->cert, on_ari, x);
+    struct tf_acme *acme = m->ca < cm->n_cas ? cm->cas[m->ca].acme : cm->acme;
+    int rc = tf_acme_renewal_info(acme, m->cert, on_ari, x);
     if (rc != 0) {
         m->ari_next = 0;
         tf_cert_unref(x->cert);

@@ -39,6 +39,7 @@ struct fake_srv {
     int port;
     enum fake_mode mode;
     int requests, nonce;
+    int orders;                  /* newOrder requests */
     struct fake_conn *conns;
     bool ari_hold;
     int ari_open, ari_max_open; /* renewalInfo connections open now, and the most at once */
@@ -141,6 +142,7 @@ static bool fake_dir(struct fake_conn *c, const char *base, char *body, size_t l
 static int fake_order(struct fake_srv *s, const char *base, char *extra, size_t elen,
                       char *body, size_t len)
 {
+    s->orders++;
     snprintf(extra, elen, "Location: %s/order/1\r\n", base);
     snprintf(body, len,
              s->mode == FAKE_MISSING_FINALIZE

@@ -184,13 +184,20 @@ typedef void (*tf_acme_done_cb)(int err, const struct tf_acme_result *res, void 
 
 struct tf_acme;
 
-/* Create the client for cfg->acme_directory. cfg is read here only (the fields needed are
- * copied); st and http are borrowed and must outlive the client (close them after
- * tf_acme_close's done ran). resp may be NULL. Returns NULL with err filled on bad config
- * (directory URL, EAB key). No I/O happens before the first obtain. */
+/* Create the client for the first CA of cfg (cfg->acme_cas[0], or the plain
+ * cfg->acme_directory and EAB fields of a config that lists none). cfg is read here only (the
+ * fields needed are copied); st and http are borrowed and must outlive the client (close them
+ * after tf_acme_close's done ran; http must trust that CA's ca= anchor). resp may be NULL.
+ * Returns NULL with err filled on bad config (directory URL, EAB key). No I/O happens before
+ * the first obtain. */
 struct tf_acme *tf_acme_new(uv_loop_t *loop, const struct tf_config *cfg, struct tf_storage *st,
                             struct tf_httpc *http, const struct tf_acme_responder *resp,
                             char *err, size_t errlen);
+/* The same for CA number idx (0-based) of cfg->acme_cas. Each CA has its own account in
+ * storage (acme/<ca-id>/). */
+struct tf_acme *tf_acme_new_ca(uv_loop_t *loop, const struct tf_config *cfg, int idx,
+                               struct tf_storage *st, struct tf_httpc *http,
+                               const struct tf_acme_responder *resp, char *err, size_t errlen);
 
 /* Obtain a certificate for name (lower-case DNS name, or "*.parent"). A second obtain for a
  * name with an order in flight joins it. Returns 0 (cb runs exactly once, later, from a loop
@@ -222,6 +229,8 @@ struct tf_acme_stats {
 void tf_acme_get_stats(const struct tf_acme *a, struct tf_acme_stats *out);
 /* The storage id of this CA ("acme-v02.api.letsencrypt.org-directory"). Borrowed. */
 const char *tf_acme_ca_id(const struct tf_acme *a);
+/* "host[:port]" of the directory URL: how logs and metrics name the CA. Borrowed. */
+const char *tf_acme_ca_label(const struct tf_acme *a);
 /* The account URL once known, else NULL. Borrowed. */
 const char *tf_acme_account_url(const struct tf_acme *a);
 

@@ -52,6 +52,12 @@ enum tf_key_type { TF_KEY_EC256 = 0, TF_KEY_RSA2048, TF_KEY_RSA3072, TF_KEY_RSA4
 enum tf_chal_type { TF_CHAL_TLS_ALPN_01 = 0, TF_CHAL_HTTP_01, TF_CHAL_COUNT };
 /* "tls-alpn-01", "http-01": the ACME "type" string. */
 const char *tf_chal_type_name(enum tf_chal_type t);
+/* One ACME CA: "--acme-directory URL[,ca=FILE][,eab-kid=KID,eab-hmac=KEY]". */
+struct tf_acme_ca_cfg {
+    char *directory;             /* the directory URL */
+    char *ca;                    /* extra trust anchor (PEM) for its HTTPS, NULL = none */
+    char *eab_kid, *eab_hmac;    /* external account binding (both or neither; base64url) */
+};
 
 struct tf_config {
     struct tf_ref ref;
@@ -102,9 +108,13 @@ struct tf_config {
     char *storage_ca;              /* --storage-ca FILE (rediss://) */
     char *storage_cache;           /* --storage-cache DIR (redis): local write-through copy */
     uint32_t storage_lease_s;      /* --storage-lease: order lock lease, default 30 */
-    char *acme_directory;          /* default Let's Encrypt production */
+    struct tf_acme_ca_cfg *acme_cas; /* --acme-directory (repeatable), tried in this order;
+                                      * at least one (default Let's Encrypt production).
+                                      * The first has the plain --acme-ca and --acme-eab-* */
+    int n_acme_cas;
+    char *acme_directory;          /* the first CA's directory URL */
     char *acme_email;
-    char *acme_ca;                 /* --acme-ca FILE: extra trust anchor for the CA's HTTPS */
+    char *acme_ca;                 /* --acme-ca FILE: the first CA's extra trust anchor */
     char *acme_eab_kid;
     char *acme_eab_hmac;           /* base64url */
     char *acme_profile;

@@ -8,6 +8,7 @@
  * At scale: a store of many certificates (TF_TEST_MANAGED_N, default 5,000) loads, and the
  * renewal-information (ARI) requests that follow reach the CA at most
  * TF_CERTMGR_ARI_MAX_INFLIGHT at a time, every name getting its answer.
+ * With two CAs, each CA's limits mirror decides for that CA alone.
  */
 #include "tlsfront/acme/acme.h"
 #include "tlsfront/base/common.h"
@@ -103,6 +104,46 @@ static bool run_until(uv_loop_t *loop, const int *count, int want, uint64_t ms)
     return *count >= want;
 }
 
+/* The fake host's hooks, recording into h (zeroed here), two workers. */
+static struct tf_certmgr_host host_hooks(uv_loop_t *loop, struct host *h)
+{
+    memset(h, 0, sizeof *h);
+    struct tf_certmgr_host host = {
+        .loop = loop,
+        .n_workers = 2,
+        .issue_seconds = &h->issue_seconds,
+        .stats = &h->stats,
+        .arg = h,
+        .publish_certs = h_publish_certs,
+        .publish_challenges = h_publish_challenges,
+        .answer = h_answer,
+        .answer_challenge = h_answer_challenge,
+        .serves = h_serves,
+        .has_static = h_has_static,
+    };
+    return host;
+}
+
+/* Load the config of argv into res and start a manager on loop with the fake host h;
+ * NULL (checks failed) when either fails. */
+static struct tf_certmgr *start_manager(uv_loop_t *loop, int argc, char **argv,
+                                        struct tf_config_result *res, struct host *h)
+{
+    char *env[] = {NULL};
+    memset(res, 0, sizeof *res);
+    CHECK_EQ_INT(tf_config_load(argc, argv, env, res), 0);
+    if (!res->cfg) {
+        fprintf(stderr, "config: %s\n", res->err);
+        return NULL;
+    }
+    struct tf_certmgr_host host = host_hooks(loop, h);
+    struct tf_certmgr *cm = NULL;
+    char err[256] = "";
+    CHECK_EQ_INT(tf_certmgr_start(&host, res->cfg, &cm, err, sizeof err), 0);
+    CHECK(cm != NULL);
+    return cm;
+}
+
 static void on_closed(void *arg)
 {
     (*(int *)arg)++;
@@ -141,23 +182,6 @@ static struct tf_config *test_config(int port, char *dir, size_t dirlen)
     return res.cfg;
 }
 
-static struct tf_certmgr_host host_for(struct host *h, uv_loop_t *loop)
-{
-    return (struct tf_certmgr_host){
-        .loop = loop,
-        .n_workers = 2,
-        .issue_seconds = &h->issue_seconds,
-        .stats = &h->stats,
-        .arg = h,
-        .publish_certs = h_publish_certs,
-        .publish_challenges = h_publish_challenges,
-        .answer = h_answer,
-        .answer_challenge = h_answer_challenge,
-        .serves = h_serves,
-        .has_static = h_has_static,
-    };
-}
-
 static void test_certmgr(void)
 {
     uv_loop_t loop;
@@ -173,7 +197,7 @@ static void test_certmgr(void)
         return;
     struct host h;
     memset(&h, 0, sizeof h);
-    struct tf_certmgr_host host = host_for(&h, &loop);
+    struct tf_certmgr_host host = host_hooks(&loop, &h);
     struct tf_certmgr *cm = NULL;
     char err[256] = "";
     CHECK_EQ_INT(tf_certmgr_start(&host, cfg, &cm, err, sizeof err), 0);
@@ -366,7 +390,7 @@ static void test_certmgr_scale(void)
 
     struct host h;
     memset(&h, 0, sizeof h);
-    struct tf_certmgr_host host = host_for(&h, &loop);
+    struct tf_certmgr_host host = host_hooks(&loop, &h);
     struct tf_certmgr *cm = NULL;
     uint64_t t1 = uv_hrtime();
     CHECK_EQ_INT(tf_certmgr_start(&host, cfg, &cm, err, sizeof err), 0);
@@ -395,10 +419,60 @@ static void test_certmgr_scale(void)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Two CAs, each with its own limits mirror: with --ca-certs-per-domain 1, the second name of
+ * a registered domain whose first name has an order in flight at the first CA is refused by
+ * that CA's mirror and ordered at the second CA at once (one shared mirror would have
+ * refused it outright: no order at the second CA). The first name, failed by the first CA
+ * (a failed validation), is handed to the second CA, whose own mirror now refuses it (the
+ * other name is in flight there): it fails without a second order there. */
+static void test_two_cas(void)
+{
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    struct fake_srv ca1, ca2;
+    CHECK_EQ_INT(fake_start(&loop, &ca1), 0);
+    CHECK_EQ_INT(fake_start(&loop, &ca2), 0);
+    ca1.mode = FAKE_INVALID_AUTHZ;
+    ca2.mode = FAKE_ARI; /* fails too, later: the challenge is never accepted */
+    const char *tmp = getenv("TMPDIR");
+    char dir[256], url1[128], url2[128];
+    snprintf(dir, sizeof dir, "%s/tf-certmgr.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(url1, sizeof url1, "http://127.0.0.1:%d/dir", ca1.port);
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/dir", ca2.port);
+    char *argv[] = {"tlsfront", "--backend", "127.0.0.1:9", "--allow", "*.fake.test",
+                    "--storage", dir, "--acme-directory", url1, "--acme-directory", url2,
+                    "--ca-certs-per-domain", "1", NULL};
+    struct tf_config_result res;
+    struct host h;
+    struct tf_certmgr *cm = start_manager(&loop, (int)TF_ARRAY_LEN(argv) - 1, argv, &res, &h);
+    if (!cm)
+        return;
+    tf_certmgr_need(cm, 0, "a.fake.test");
+    tf_certmgr_need(cm, 0, "b.fake.test");
+    CHECK(run_until(&loop, &h.n_answers, 2, 30000));
+    CHECK_EQ_INT(h.n_answers, 2);
+    for (int i = 0; i < h.n_answers; i++)
+        CHECK_EQ_STR(h.answers[i].reason, "issue_failed");
+    CHECK_EQ_INT(ca1.orders, 1);
+    CHECK_EQ_INT(ca2.orders, 1);
+
+    int closed = 0;
+    tf_certmgr_close(cm, on_closed, &closed);
+    CHECK(run_until(&loop, &closed, 1, 10000));
+    tf_config_unref(res.cfg);
+    fake_stop(&ca1);
+    fake_stop(&ca2);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     tf_log_setup(TF_LOG_INFO, false);
     TF_TEST_RUN(test_certmgr);
     TF_TEST_RUN(test_certmgr_scale);
+    TF_TEST_RUN(test_two_cas);
     return TF_TEST_DONE();
 }
