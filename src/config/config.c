@@ -105,6 +105,11 @@ struct opt {
       "one line per connection on stdout")                                                         \
     X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
+    X("admin-token-file", OT_STR, 0, F(admin_token_file), 0, 0, NULL, " FILE", N, "",             \
+      "bearer token for the admin API's actions, read at start and at each SIGHUP (default: "    \
+      "actions off)")                                                                              \
+    X("admin-token-reads", OT_FN, 0, 0, 0, 0, S(admin_token_reads), " on|off", Y, "off",          \
+      "also require the token for /metrics and /certs (/healthz and /readyz stay open)")          \
     X("storage", OT_FN, 0, 0, 0, 0, S(storage), " DIR|redis://[[USER]:PASSWORD@]HOST:PORT[/DB]", \
       Y, "/var/lib/tlsfront", "ACME account, keys and issued certificates")                        \
     X("storage-prefix", OT_FN, 0, 0, 0, 0, S(storage_prefix), " NAME", N, "",                      \

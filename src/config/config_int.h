@@ -84,6 +84,7 @@ int tf_config_set_storage(struct tf_config *, size_t, const char *, char *, size
 int tf_config_set_storage_prefix(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_check_storage(const struct tf_config *cfg, char *err, size_t errlen);
 int tf_config_set_forwarded(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_admin_token_reads(struct tf_config *, size_t, const char *, char *, size_t);
 
 /* config_envfile.c: the lines of an env file (--env-file): blank lines and lines starting
  * with '#' skipped, "export " before a key allowed, KEY=VALUE with one pair of matching

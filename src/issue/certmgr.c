@@ -9,6 +9,7 @@
  */
 #include "certmgr_int.h"
 #include "tlsfront/base/log.h"
+#include "tlsfront/base/lru.h"
 #include "tlsfront/base/name.h"
 #include "tlsfront/base/psl.h"
 #include "tlsfront/acme/renew.h"
@@ -159,6 +160,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
             tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert(cm, d->name, res->cert);
+        cm_note_error(cm, d->name, NULL);
         if (!res->from_storage)
             cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);
@@ -168,6 +170,8 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         if (res && res->cert)
             tf_cert_unref(res->cert);
         int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
+        if (err != UV_ECANCELED)
+            cm_note_error(cm, name, res && res->reason ? res->reason : tf_strerror(err));
         if (err != UV_ECANCELED)
             TF_INFO("certmgr", "name=%s not issued (%s); backed off for %llds", name,
                     res && res->reason ? res->reason : tf_strerror(err),
@@ -478,6 +482,7 @@ static void close_step(void *arg)
         free(m);
     }
     tf_challenges_unref(cm->challenges);
+    tf_lru_free(cm->errors);
     tf_certstore_unref(cm->store);
     tf_budget_free(cm->budget);
     tf_config_unref(cm->cfg);

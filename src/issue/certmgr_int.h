@@ -39,6 +39,7 @@ struct cm_managed {
     int64_t ari_next;             /* next ARI poll, 0 = none scheduled */
     bool renewing;
     int failures;                 /* consecutive renewal failures (backoff) */
+    int64_t ari_start, ari_end;   /* the CA's last suggested window (unix s), 0 = none */
 };
 
 struct tf_certmgr {
@@ -67,6 +68,7 @@ struct tf_certmgr {
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
     char node_id[17];             /* random, tells our own announcements apart */
+    struct tf_lru *errors;        /* name -> struct cm_error: last failure (certmgr_admin.c) */
 };
 
 struct cm_queued {
@@ -118,5 +120,11 @@ void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m);
 void cm_renew_start(struct tf_certmgr *cm);
 void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok);
 void cm_eager_start(struct tf_certmgr *cm);
+/* Start m's renewal now (no worker waits; the gates decide again). */
+void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
+
+/* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
+ * tf_certmgr_detail; bounded, oldest dropped first. */
+void cm_note_error(struct tf_certmgr *cm, const char *name, const char *reason);
 
 #endif

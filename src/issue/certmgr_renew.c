@@ -42,6 +42,8 @@ static void on_ari(int err, const struct tf_acme_ari *ari, void *arg)
         if (err == 0 && ari) {
             int64_t at = tf_renew_pick(ari->start, ari->end, rnd64());
             m->renew_at = at < now ? now : at;
+            m->ari_start = ari->start;
+            m->ari_end = ari->end;
             m->ari_next = now + (ari->retry_after > 0 ? ari->retry_after : 21600);
             TF_DEBUG("certmgr", "name=%s ARI window %lld..%lld, renew at %lld", m->name,
                      (long long)ari->start, (long long)ari->end, (long long)m->renew_at);
@@ -102,6 +104,11 @@ static void renew(struct tf_certmgr *cm, struct cm_managed *m, int64_t now)
         return;
     }
     TF_INFO("certmgr", "name=%s renewing (expires %lld)", m->name, (long long)m->cert->not_after);
+    cm_renew_begin(cm, m);
+}
+
+void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m)
+{
     m->renewing = true;
     struct cm_demand *d = cm_demand_new(cm, m->name);
     d->renewal = true;
