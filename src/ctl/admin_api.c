@@ -146,7 +146,15 @@ int tf_admin_parse_action(const struct tf_admin_route *r, const char *body, size
                                                        : NULL;
     const char *val = NULL;
     if (len > 0) {
-        cJSON *j = cJSON_ParseWithLength(body, len);
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, false);
+        /* cJSON stops after the first value: only blanks may follow it. */
+        while (j && end && end < body + len && strchr(" \t\r\n", *end) && *end)
+            end++;
+        if (j && end != body + len) {
+            cJSON_Delete(j);
+            j = NULL;
+        }
         if (!j)
             return bad(err, errlen, "the body is not valid JSON");
         int rc = body_member(j, key, &val, err, errlen);

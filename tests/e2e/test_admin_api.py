@@ -9,7 +9,9 @@ next handshake gets a new one. Bad token files stop the start with exit 2."""
 import http.client
 import json
 import os
+import re
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -140,6 +142,25 @@ check(st == 404, "GET of a name nobody knows: 404")
 st, _, doc = call("POST", "/certs/unknown.api.test/revoke")
 check(st == 404, "revoke of a name not managed: 404")
 check(serial_of("a.api.test") == s1 and peb.orders() == 1, "bad input changed nothing")
+
+# Pipelined: an action answered later (a storage lookup) holds the requests behind it, which
+# are answered after it, in order; Connection: close after an action ends the connection.
+auth = "Authorization: Bearer %s\r\n" % TOKEN
+raw = socket.create_connection(("127.0.0.1", aport), timeout=bound(30))
+raw.sendall(("DELETE /certs/unknown.api.test HTTP/1.1\r\nHost: x\r\n%s\r\n"
+             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+             "POST /certs/unknown.api.test/unpause HTTP/1.1\r\nHost: x\r\n%s"
+             "Connection: close\r\n\r\n" % (auth, auth)).encode())
+got = b""
+while True:
+    d = raw.recv(65536)
+    if not d:
+        break
+    got += d
+raw.close()
+codes = [int(x) for x in re.findall(rb"HTTP/1.1 (\d+)", got)]
+check(codes == [404, 200, 200] and b"ok\n" in got and b"backoff_cleared" in got,
+      "pipelined action, read, action with Connection: close: %s" % codes)
 
 # --- renew --------------------------------------------------------------------------------
 st, _, doc = call("POST", "/certs/a.api.test/renew")
