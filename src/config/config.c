@@ -217,6 +217,8 @@ static const char usage_text[] =
     "Usage: tlsfront [OPTIONS]\n"
     "       tlsfront certs [--storage DIR|URL] [--storage-key FILE] [--storage-prefix NAME]\n"
     "           (lists the certificates in the ACME storage, one a line)\n"
+    "       tlsfront revoke [OPTIONS] NAME [--reason REASON]\n"
+    "           (revokes NAME's stored certificate and removes it from the storage)\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
     "Each option OPT-NAME but --check, --config, --env-file, --takeover, --help and\n"
     "--version may also be set by the environment variable TLSFRONT_OPT_NAME (repeatable\n"
