@@ -89,17 +89,12 @@ int tf_admin_route(const char *method, const char *path, struct tf_admin_route *
 int tf_admin_name(const char *in, size_t len, char *out)
 {
     out[0] = '\0';
-    if (len > 0 && in[len - 1] == '.')
-        len--;
-    if (len == 0 || len > TF_NAME_MAX)
+    bool wild = len > 2 && in[0] == '*' && in[1] == '.';
+    char host[TF_NAME_MAX + 1];
+    if (tf_name_normalize(in + (wild ? 2 : 0), len - (wild ? 2 : 0), host) != 0)
         return TF_EINVAL;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '\0')
-            return TF_EINVAL;
-        out[i] = (char)tolower((unsigned char)in[i]);
-    }
-    out[len] = '\0';
-    if (!tf_name_pattern_valid(out)) {
+    int n = snprintf(out, TF_NAME_MAX + 1, "%s%s", wild ? "*." : "", host);
+    if (n > TF_NAME_MAX || !tf_name_pattern_valid(out)) {
         out[0] = '\0';
         return TF_EINVAL;
     }

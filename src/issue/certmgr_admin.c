@@ -75,15 +75,25 @@ static void answer_error(tf_certmgr_action_cb cb, void *arg, int err, const char
 
 /* --- renew ----------------------------------------------------------------------------- */
 
+/* name's managed entry when nothing is ordering for it, else NULL with *rc: TF_ECLOSED,
+ * TF_ENOTFOUND or TF_EBUSY. */
+static struct cm_managed *managed_idle(struct tf_certmgr *cm, const char *name, int *rc)
+{
+    struct cm_managed *m = cm->closing || !cm->loaded ? NULL : cm_find_managed(cm, name);
+    *rc = cm->closing || !cm->loaded ? TF_ECLOSED : !m ? TF_ENOTFOUND : 0;
+    if (m && (m->renewing || cm_find_demand(cm, name))) {
+        *rc = TF_EBUSY;
+        m = NULL;
+    }
+    return m;
+}
+
 int tf_certmgr_renew_now(struct tf_certmgr *cm, const char *name)
 {
-    if (cm->closing || !cm->loaded)
-        return TF_ECLOSED;
-    struct cm_managed *m = cm_find_managed(cm, name);
+    int rc;
+    struct cm_managed *m = managed_idle(cm, name, &rc);
     if (!m)
-        return TF_ENOTFOUND;
-    if (m->renewing || cm_find_demand(cm, name))
-        return TF_EBUSY;
+        return rc;
     TF_INFO("certmgr", "name=%s renewing now (operator; expires %lld)", name,
             (long long)m->cert->not_after);
     cm_renew_begin(cm, m);
@@ -334,16 +344,13 @@ static void on_revoked(int err, const char *reason, void *arg)
 int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
                       tf_certmgr_action_cb cb, void *arg)
 {
-    if (cm->closing || !cm->loaded)
-        return TF_ECLOSED;
-    struct cm_managed *m = cm_find_managed(cm, name);
+    int rc;
+    struct cm_managed *m = managed_idle(cm, name, &rc);
     if (!m)
-        return TF_ENOTFOUND;
-    if (m->renewing || cm_find_demand(cm, name))
-        return TF_EBUSY;
+        return rc;
     struct cm_action *x = action_new(cm, name, cb, arg);
     x->serial = tf_strdup(m->cert->serial ? m->cert->serial : "");
-    int rc = tf_acme_revoke(cm->acme, m->cert, reason, false, on_revoked, x);
+    rc = tf_acme_revoke(cm->acme, m->cert, reason, false, on_revoked, x);
     if (rc)
         action_free(x);
     return rc;
