@@ -271,6 +271,13 @@ for extra, what in [(["--admin-token-file", os.path.join(work, "missing")], "mis
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     check(r.returncode == 2 and any(what in l for l in lines),
           "bad token option (%s): exit 2 with one line (%s)" % (what, lines[-1:] if lines else ""))
+    r = subprocess.run([BIN, "--check", "--backend", backend.addr, "--admin", "127.0.0.1:0"]
+                       + extra, capture_output=True, text=True, timeout=bound(30))
+    check(r.returncode == 2 and r.stderr.count("\n") == 1 and what in r.stderr,
+          "--check names the bad token option (%s): %s" % (what, r.stderr.strip()))
+r = subprocess.run([BIN, "--check", "--backend", backend.addr, "--admin", "127.0.0.1:0",
+                    "--admin-token-file", tokf], capture_output=True, text=True, timeout=bound(30))
+check(r.returncode == 0, "--check accepts a good token file (%s)" % r.stderr.strip())
 r = subprocess.run([BIN, "revoke", "--storage", storage, "a.api.test", "--reason", "bogus"],
                    capture_output=True, text=True, timeout=bound(30))
 check(r.returncode == 2 and "--reason" in r.stderr, "revoke with a bad reason: exit 2")
