@@ -227,6 +227,26 @@ check(status_by_serial(s4) == "Revoked", "pebble reports the certificate revoked
 s5 = serial_of("a.api.test")
 check(s5 != s4, "the next handshake gets a new certificate")
 
+# --- SIGHUP re-reads the token file ------------------------------------------------------
+NEW = "rotated-token-9876543210fedcba"
+with open(tokf, "w") as f:
+    f.write(NEW + "\n")
+tf.signal(1)
+check(tf.wait_for(r"reloaded:", 30) is not None, "reloaded")
+st, _, _ = call("POST", "/ask-cache/purge")
+check(st == 401, "after SIGHUP the old token is refused")
+st, _, _ = call("POST", "/ask-cache/purge", token=NEW)
+check(st == 200, "after SIGHUP the new token works")
+with open(tokf, "w") as f:
+    f.write("bad\n")
+tf.signal(1)
+check(tf.wait_for(r"reload failed, keeping the running config: --admin-token-file", 30) is not None,
+      "a token file gone bad fails the reload")
+st, _, _ = call("POST", "/ask-cache/purge", token=NEW)
+check(st == 200, "the running token stays after a failed reload")
+with open(tokf, "w") as f:
+    f.write(NEW + "\n")
+
 # --- revoke from the command line (server stopped), account key ---------------------------
 tf.signal(15)
 check(tf.wait(30) == 0, "stopped")
