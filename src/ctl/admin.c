@@ -135,7 +135,8 @@ static void on_write(uv_write_t *req, int status)
     }
     if (!c->finishing)
         conn_touch(c, c->admin->idle_ms);
-    if (c->read_paused && !c->finishing &&
+    /* Not while an action's answer is owed: rbuf still holds the requests behind it. */
+    if (c->read_paused && !c->finishing && !c->reply &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= ADMIN_QUEUE_SOFT) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
