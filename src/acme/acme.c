@@ -304,6 +304,7 @@ void tf_acme_close(struct tf_acme *a, void (*done)(void *arg), void *arg)
         tf_acme_order_cancel(o);
     for (struct tf_acme_ari_op *op = a->aris; op; op = op->next)
         tf_acme_call_cancel(op->call);
+    tf_acme_revoke_cancel_all(a);
     tf_acme_call_cancel(a->dir_call);
     tf_acme_account_cancel(a);
     tf_acme_release(a);

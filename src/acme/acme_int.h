@@ -4,7 +4,7 @@
  * form a chain, each using only those before it: acme_json.c and acme_store.c (data),
  * acme_call.c (requests, nonce pool, the client's references), acme_account.c,
  * acme_ready.c (directory and account readiness), acme_order.c (what every order step
- * shares), acme_finalize.c, acme_authz.c, acme_order_begin.c, acme.c (the client).
+ * shares), acme_finalize.c, acme_authz.c, acme_order_begin.c, acme_revoke.c, acme.c (the client).
  * Everything here lives on the control loop's thread.
  */
 #ifndef TF_ACME_INT_H
@@ -68,6 +68,7 @@ struct tf_acme_waiter {
 struct tf_acme_order;
 struct tf_acme_acct_op;
 struct tf_acme_ari_op;
+struct tf_acme_revoke_op;
 
 struct tf_acme {
     uv_loop_t *loop;
@@ -99,6 +100,7 @@ struct tf_acme {
 
     struct tf_acme_order *orders; /* in flight, doubly linked */
     struct tf_acme_ari_op *aris; /* renewalInfo lookups in flight, doubly linked */
+    struct tf_acme_revoke_op *revokes; /* revocations in flight, doubly linked */
     int refs;                    /* orders, calls, account ops, ARI lookups alive */
     bool closing;
     uv_timer_t close_timer;      /* closed last; its close callback frees the client */
@@ -116,6 +118,9 @@ void tf_acme_release(struct tf_acme *a);
  * a valid nonce. */
 char *tf_acme_nonce_take(struct tf_acme *a);
 void tf_acme_nonce_put(struct tf_acme *a, const char *nonce);
+
+/* acme_revoke.c: cancel the revocation calls in flight (tf_acme_close). */
+void tf_acme_revoke_cancel_all(struct tf_acme *a);
 
 /* ---- account (acme_account.c) ---- */
 

@@ -3,7 +3,7 @@
  * certs/<name>/cert.pem (chain, leaf first) and certs/<name>/meta.json, plus the paused
  * markers acme/<ca-id>/paused/<name>. Saves write the key first, then the chain, then the
  * metadata, so a crash in between leaves a pair the loader rejects (mismatch) rather than a
- * chain without its key. Loading checks that key and leaf match; loading everything skips
+ * chain without its key; forgetting deletes in the reverse order. Loading checks that key and leaf match; loading everything skips
  * (and logs) what does not. Also the synchronous listing for `tlsfront certs`.
  */
 #include "tlsfront/acme/acme.h"
@@ -114,6 +114,56 @@ int tf_acme_store_save(struct tf_storage *st, const char *name, const char *chai
                             on_save_step, op);
     if (rc)
         save_op_free(op);
+    return rc;
+}
+
+/* ---- forget: meta, chain, key (the reverse of save) ---- */
+
+struct forget_op {
+    struct tf_storage *st;
+    char *keys[3];
+    int step, found;
+    tf_storage_done_cb cb;
+    void *arg;
+};
+
+static void on_forget_step(int err, void *arg)
+{
+    struct forget_op *op = arg;
+    if (!err)
+        op->found++;
+    if ((!err || err == UV_ENOENT) && ++op->step < 3) {
+        err = tf_storage_del(op->st, op->keys[op->step], on_forget_step, op);
+        if (!err)
+            return;
+    }
+    if (err == UV_ENOENT || (!err && op->step >= 3))
+        err = op->found ? 0 : UV_ENOENT;
+    op->cb(err, op->arg);
+    for (int i = 0; i < 3; i++)
+        free(op->keys[i]);
+    free(op);
+}
+
+int tf_acme_store_forget(struct tf_storage *st, const char *name, tf_storage_done_cb cb,
+                         void *arg)
+{
+    char *k = tf_acme_store_key(name, "meta.json");
+    if (!k)
+        return TF_EINVAL;
+    struct forget_op *op = tf_calloc(1, sizeof(*op));
+    op->st = st;
+    op->cb = cb;
+    op->arg = arg;
+    op->keys[0] = k;
+    op->keys[1] = tf_acme_store_key(name, "cert.pem");
+    op->keys[2] = tf_acme_store_key(name, "key.pem");
+    int rc = tf_storage_del(st, op->keys[0], on_forget_step, op);
+    if (rc) {
+        for (int i = 0; i < 3; i++)
+            free(op->keys[i]);
+        free(op);
+    }
     return rc;
 }
 

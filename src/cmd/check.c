@@ -11,6 +11,10 @@
 #include "tlsfront/store/storage_redis.h"
 #include "tlsfront/proxy/handshake.h"
 #include "tlsfront/tls/tls.h"
+#include "tlsfront/ctl/server.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -124,6 +128,19 @@ static int check_storage(const struct tf_config *cfg)
     return 0;
 }
 
+/* The admin token file, read as a start reads it. */
+static int check_admin_token(const struct tf_config *cfg)
+{
+    char err[512] = "";
+    char *token = NULL;
+    if (tf_server_admin_token(cfg, &token, err, sizeof err) != 0)
+        return fail("%s", err);
+    if (token)
+        OPENSSL_cleanse(token, strlen(token));
+    free(token);
+    return 0;
+}
+
 int tf_check_run(const struct tf_config *cfg)
 {
     int rc = check_certs(cfg);
@@ -137,5 +154,7 @@ int tf_check_run(const struct tf_config *cfg)
         rc = check_acme_ca(cfg);
     if (rc == 0)
         rc = check_storage(cfg);
+    if (rc == 0 && cfg->admin)
+        rc = check_admin_token(cfg);
     return rc;
 }

@@ -1,12 +1,13 @@
 /*
  * main.c: the command line. Loads the config (exit 2 with one line on a bad one), logs its
- * warnings, handles --check (check.c)/--help/--version, the `certs` subcommand and the hidden
- * --list-end-reasons (reference.c), ignores SIGPIPE, then
- * runs the server until it stops. Nothing else lives here.
+ * warnings, handles --check (check.c)/--help/--version, the `certs` and `revoke` subcommands
+ * and the hidden --list-end-reasons (reference.c), ignores SIGPIPE, then runs the server
+ * until it stops. Nothing else lives here.
  */
 #include "certs_cmd_int.h"
 #include "check_int.h"
 #include "reference_int.h"
+#include "revoke_cmd_int.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/config/config.h"
 #include "tlsfront/ctl/server.h"
@@ -24,6 +25,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "certs") == 0)
         return tf_cmd_certs(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "revoke") == 0)
+        return tf_cmd_revoke(argc - 1, argv + 1);
     if (argc == 2 && strcmp(argv[1], "--list-end-reasons") == 0)
         return tf_cmd_reference(); /* hidden: regenerates docs/operations.md's reference */
 

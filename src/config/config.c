@@ -108,6 +108,11 @@ struct opt {
       "one line per connection on stdout")                                                         \
     X("admin", OT_FN, 0, 0, 0, 0, S(admin), " ADDR:PORT", N, "",                                   \
       "admin and metrics listener (default: off)")                                                 \
+    X("admin-token-file", OT_STR, 0, F(admin_token_file), 0, 0, NULL, " FILE", N, "",             \
+      "bearer token for the admin API's actions, read at start and at each SIGHUP (default: "    \
+      "actions off)")                                                                              \
+    X("admin-token-reads", OT_FN, 0, 0, 0, 0, S(admin_token_reads), " on|off", Y, "off",          \
+      "also require the token for /metrics and /certs (/healthz and /readyz stay open)")          \
     X("storage", OT_FN, 0, 0, 0, 0, S(storage), " DIR|redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB]",\
       Y, "/var/lib/tlsfront", "ACME account, keys and issued certificates")                        \
     X("storage-prefix", OT_FN, 0, 0, 0, 0, S(storage_prefix), " NAME", N, "",                      \
@@ -224,6 +229,8 @@ static const char usage_text[] =
     "       tlsfront certs [--storage DIR|URL] [--storage-key FILE] [--storage-prefix NAME]\n"
     "           [--storage-ca FILE]\n"
     "           (lists the certificates in the ACME storage, one a line)\n"
+    "       tlsfront revoke [OPTIONS] NAME [--reason REASON]\n"
+    "           (revokes NAME's stored certificate and removes it from the storage)\n"
     "TLS-terminating front proxy with on-demand ACME certificates.\n\n"
     "Each option OPT-NAME but --check, --config, --env-file, --takeover, --help and\n"
     "--version may also be set by the environment variable TLSFRONT_OPT_NAME (repeatable\n"

@@ -94,6 +94,7 @@ int tf_config_finish_acme(struct tf_config *cfg, const char *const who[3], char 
                           size_t errlen);
 bool tf_config_acme_cas_differ(const struct tf_config *a, const struct tf_config *b);
 int tf_config_set_forwarded(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_admin_token_reads(struct tf_config *, size_t, const char *, char *, size_t);
 
 /* config_envfile.c: the lines of an env file (--env-file): blank lines and lines starting
  * with '#' skipped, "export " before a key allowed, KEY=VALUE with one pair of matching

@@ -362,6 +362,13 @@ int tf_config_set_forwarded(struct tf_config *cfg, size_t off, const char *val, 
     return tf_config_parse_bool(val, &cfg->forwarded, err, errlen);
 }
 
+int tf_config_set_admin_token_reads(struct tf_config *cfg, size_t off, const char *val, char *err,
+                                    size_t errlen)
+{
+    (void)off;
+    return tf_config_parse_bool(val, &cfg->admin_token_reads, err, errlen);
+}
+
 /* A header field value (RFC 9110 section 5.5): visible ASCII, spaces and tabs, no CR/LF. */
 int tf_config_set_hsts(struct tf_config *cfg, size_t off, const char *val, char *err,
                        size_t errlen)
@@ -417,7 +424,7 @@ void tf_config_free_all(struct tf_config *cfg)
                      &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
                      &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http,
                      &cfg->hsts,           &cfg->storage_prefix, &cfg->storage_key,
-                     &cfg->storage_ca,     &cfg->storage_cache};
+                     &cfg->storage_ca,     &cfg->storage_cache, &cfg->admin_token_file};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);

@@ -1,8 +1,9 @@
 /*
  * admin.c: the admin HTTP endpoint on the control loop. Owns the listener and every admin
- * connection (accept, llhttp parsing in its default strict mode, routing, responses, idle
- * timeout, connection cap, teardown); the content of each page comes from the server's
- * hooks, so nothing here reads or changes proxy state. It must never run on a worker, never
+ * connection (accept, llhttp parsing in its default strict mode, responses, idle timeout,
+ * connection cap, teardown); routing, the token and the actions are admin_action.c's, and
+ * the content of each page comes from the server's hooks, so nothing here reads or changes
+ * proxy state. While an action's answer is owed, the connection reads nothing more. It must never run on a worker, never
  * block, and never let a slow or hostile client grow memory without bound: request heads
  * are capped (431/414), reading stops while responses queue up, and a connection whose
  * unsent output passes a hard cap is dropped.
@@ -12,61 +13,17 @@
  * frees itself (then calls the done callback) when tf_admin_close was called and the count
  * reaches zero.
  */
-#include "tlsfront/ctl/admin.h"
+#include "admin_int.h"
 
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/log.h"
 
 #include <llhttp.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define ADMIN_URL_MAX 1024
-#define ADMIN_QUEUE_SOFT (256 * 1024)      /* stop reading above this many unsent bytes */
-#define ADMIN_QUEUE_HARD (4 * 1024 * 1024) /* drop the connection above this */
-#define ADMIN_LINGER_MS 2000               /* after our FIN, wait this long for the peer's */
-
-struct tf_admin {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    struct tf_admin_hooks hooks;
-    llhttp_settings_t settings;
-    struct admin_conn *conns; /* live connections, owned by the admin */
-    int n_conns, max_conns;
-    uint64_t idle_ms;
-    size_t max_header;
-    uint64_t requests;
-    int pending; /* listener + live connections; free at zero once closing */
-    bool closing;
-    void (*done)(void *arg);
-    void *done_arg;
-};
-
-struct admin_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shutdown_req;
-    struct tf_admin *admin;
-    struct admin_conn *prev, *next;
-    llhttp_t parser;
-    int pending_closes;
-    size_t head_bytes; /* request line + headers of the current request */
-    size_t url_len;
-    int reject_status; /* 414/431 decided by a callback, sent after execute */
-    llhttp_method_t method;
-    bool keep_alive;
-    bool closing, finishing, shut_done, peer_eof, read_paused, overloaded;
-    char url[ADMIN_URL_MAX + 1];
-    char rbuf[4096]; /* read buffer; reads are sequential so one suffices */
-};
-
-/* One queued response: the request and its bytes in one allocation, freed in on_write. */
-struct admin_write {
-    uv_write_t req;
-    size_t len;
-    char data[];
-};
+#include <strings.h>
 
 static void admin_maybe_done(struct tf_admin *a)
 {
@@ -74,6 +31,9 @@ static void admin_maybe_done(struct tf_admin *a)
         return;
     void (*done)(void *) = a->done;
     void *arg = a->done_arg;
+    if (a->token)
+        OPENSSL_cleanse(a->token, strlen(a->token));
+    free(a->token);
     free(a);
     if (done)
         done(arg);
@@ -85,6 +45,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (--c->pending_closes > 0)
         return;
     struct tf_admin *a = c->admin;
+    free(c->body);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -104,6 +65,9 @@ static void conn_close(struct admin_conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->reply)
+        c->reply->conn = NULL; /* the hook's answer is dropped */
+    c->reply = NULL;
     c->pending_closes = 2;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
@@ -171,7 +135,8 @@ static void on_write(uv_write_t *req, int status)
     }
     if (!c->finishing)
         conn_touch(c, c->admin->idle_ms);
-    if (c->read_paused && !c->finishing &&
+    /* Not while an action's answer is owed: rbuf still holds the requests behind it. */
+    if (c->read_paused && !c->finishing && !c->reply &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= ADMIN_QUEUE_SOFT) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
@@ -186,16 +151,30 @@ static const char *status_text(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
     case 414:
         return "URI Too Long";
     case 431:
         return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
     default:
@@ -204,16 +183,16 @@ static const char *status_text(int status)
 }
 
 /* Queue one response. body is borrowed (copied); with head_only the Content-Length still
- * describes the body, which is not sent (RFC 9110 section 9.3.2). */
-static void conn_respond(struct admin_conn *c, int status, const char *ctype, const char *body,
-                         size_t body_len, bool head_only, bool close_after)
+ * describes the body, which is not sent (RFC 9110 section 9.3.2). extra: header lines
+ * ("Allow: GET\r\n"), or NULL. */
+void admin_respond(struct admin_conn *c, int status, const char *ctype, const char *body,
+                           size_t body_len, bool head_only, bool close_after, const char *extra)
 {
     char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Cache-Control: no-store\r\n%s%s\r\n",
-                     status, status_text(status), ctype, body_len,
-                     status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                     status, status_text(status), ctype, body_len, extra ? extra : "",
                      close_after ? "Connection: close\r\n" : "");
     size_t send_body = head_only ? 0 : body_len;
     struct admin_write *w = tf_malloc(sizeof *w + (size_t)n + send_body);
@@ -233,7 +212,23 @@ static void conn_respond(struct admin_conn *c, int status, const char *ctype, co
         conn_finish(c);
 }
 
-static void respond_text(struct admin_conn *c, int status, const char *text, bool head_only,
+static void conn_respond(struct admin_conn *c, int status, const char *ctype, const char *body,
+                         size_t body_len, bool head_only, bool close_after)
+{
+    admin_respond(c, status, ctype, body, body_len, head_only, close_after, NULL);
+}
+
+/* A JSON error document {"error": msg}. */
+void admin_respond_json_error(struct admin_conn *c, int status, const char *msg,
+                               bool head_only, bool close_after, const char *extra)
+{
+    char *body = tf_admin_json_error(msg);
+    admin_respond(c, status, "application/json", body, strlen(body), head_only, close_after,
+                   extra);
+    free(body);
+}
+
+void admin_respond_text(struct admin_conn *c, int status, const char *text, bool head_only,
                          bool close_after)
 {
     conn_respond(c, status, "text/plain; charset=utf-8", text, strlen(text), head_only,
@@ -241,7 +236,7 @@ static void respond_text(struct admin_conn *c, int status, const char *text, boo
 }
 
 /* A page whose body a hook writes into a fresh buffer. */
-static void respond_hook(struct admin_conn *c, const char *ctype,
+void admin_respond_hook(struct admin_conn *c, const char *ctype,
                          void (*hook)(void *, struct tf_metrics_buf *), bool head_only,
                          bool close_after)
 {
@@ -253,37 +248,8 @@ static void respond_hook(struct admin_conn *c, const char *ctype,
     tf_metrics_buf_free(&body);
 }
 
-/* Route one complete request. Only GET and HEAD exist here; the query string is ignored. */
-static void conn_route(struct admin_conn *c)
-{
-    struct tf_admin *a = c->admin;
-    bool head = c->method == HTTP_HEAD;
-    bool close_after = !c->keep_alive;
-    size_t plen = strcspn(c->url, "?");
-    c->url[plen] = '\0';
-    if (c->method != HTTP_GET && !head) {
-        respond_text(c, 405, "method not allowed\n", false, close_after);
-    } else if (strcmp(c->url, "/healthz") == 0) {
-        bool ok = a->hooks.healthy && a->hooks.healthy(a->hooks.arg);
-        respond_text(c, ok ? 200 : 503, ok ? "ok\n" : "unhealthy\n", head, close_after);
-    } else if (strcmp(c->url, "/readyz") == 0) {
-        bool ok = a->hooks.ready && a->hooks.ready(a->hooks.arg);
-        bool st = !a->hooks.storage_up || a->hooks.storage_up(a->hooks.arg);
-        const char *body = ok ? (st ? "ready\n" : "ready; storage down\n")
-                              : (st ? "not ready\n" : "not ready; storage down\n");
-        respond_text(c, ok ? 200 : 503, body, head, close_after);
-    } else if (strcmp(c->url, "/metrics") == 0 && a->hooks.metrics) {
-        respond_hook(c, "text/plain; version=0.0.4; charset=utf-8", a->hooks.metrics, head,
-                     close_after);
-    } else if (strcmp(c->url, "/certs") == 0 && a->hooks.certs_json) {
-        respond_hook(c, "application/json", a->hooks.certs_json, head, close_after);
-    } else {
-        respond_text(c, 404, "not found\n", head, close_after);
-    }
-}
-
 /* Count request-head bytes; past the cap the request is refused with status. */
-static int head_grow(struct admin_conn *c, size_t n, int status)
+int admin_head_grow(struct admin_conn *c, size_t n, int status)
 {
     c->head_bytes += n;
     if (c->head_bytes > c->admin->max_header) {
@@ -299,6 +265,9 @@ static int on_message_begin(llhttp_t *p)
     c->head_bytes = 0;
     c->url_len = 0;
     c->url[0] = '\0';
+    c->field_len = c->auth_len = c->body_len = 0;
+    c->in_value = c->auth_field = c->auth_over = false;
+    OPENSSL_cleanse(c->auth, sizeof c->auth);
     return 0;
 }
 
@@ -312,13 +281,7 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     memcpy(c->url + c->url_len, at, n);
     c->url_len += n;
     c->url[c->url_len] = '\0';
-    return head_grow(c, n, 414);
-}
-
-static int on_header_data(llhttp_t *p, const char *at, size_t n)
-{
-    (void)at;
-    return head_grow(p->data, n, 431);
+    return admin_head_grow(c, n, 414);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -326,6 +289,10 @@ static int on_headers_complete(llhttp_t *p)
     struct admin_conn *c = p->data;
     c->method = (llhttp_method_t)llhttp_get_method(p);
     c->keep_alive = llhttp_should_keep_alive(p) != 0;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > ADMIN_BODY_MAX) {
+        c->reject_status = 413;
+        return HPE_USER;
+    }
     return 0;
 }
 
@@ -341,15 +308,26 @@ static int on_message_complete(llhttp_t *p)
         return HPE_USER;
     }
     c->admin->requests++;
-    conn_route(c);
-    if (c->closing || c->finishing)
-        return HPE_PAUSED; /* nothing more is read from this connection */
+    admin_route(c);
+    if (c->closing || c->finishing || c->reply)
+        return HPE_PAUSED; /* nothing more is read from this connection (for now) */
     return 0;
 }
 
-/* Act on what llhttp_execute returned for one read. */
-static void conn_parse_result(struct admin_conn *c, llhttp_errno_t err)
+/* Act on what llhttp_execute returned for data[0..len). */
+static void conn_parse_result(struct admin_conn *c, llhttp_errno_t err, const char *data,
+                              size_t len)
 {
+    if (err == HPE_PAUSED && c->reply && !c->closing) {
+        /* An action answers later: read nothing more until then, and keep what follows the
+         * request (pipelined requests) where it is, in rbuf. */
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        c->rest_off = (size_t)(pos - c->rbuf);
+        c->rest_len = (size_t)(data + len - pos);
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_stop(&c->timer);
+        return;
+    }
     if (err == HPE_OK) {
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > ADMIN_QUEUE_SOFT) {
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -370,7 +348,29 @@ static void conn_parse_result(struct admin_conn *c, llhttp_errno_t err)
     }
     int status = c->reject_status ? c->reject_status : 400;
     TF_DEBUG("admin", "bad request (%d): %s", status, llhttp_get_error_reason(&c->parser));
-    respond_text(c, status, status == 400 ? "bad request\n" : "request too large\n", false, true);
+    if (status == 413)
+        admin_respond_json_error(c, 413, "the request body is too large", false, true, NULL);
+    else
+        admin_respond_text(c, status, status == 400 ? "bad request\n" : "request too large\n", false,
+                     true);
+}
+
+/* An action was answered: go on with the bytes that followed it, then read again. */
+void admin_resume(struct admin_conn *c)
+{
+    if (c->finishing || c->closing)
+        return;
+    llhttp_resume(&c->parser);
+    conn_touch(c, c->admin->idle_ms);
+    size_t len = c->rest_len;
+    c->rest_len = 0;
+    if (len > 0)
+        conn_parse_result(c, llhttp_execute(&c->parser, c->rbuf + c->rest_off, len),
+                          c->rbuf + c->rest_off, len);
+    if (c->reply || c->finishing || c->closing || c->read_paused)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -399,7 +399,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->finishing)
         return; /* draining after our FIN: the bytes are discarded */
     conn_touch(c, c->admin->idle_ms);
-    conn_parse_result(c, llhttp_execute(&c->parser, buf->base, (size_t)nread));
+    conn_parse_result(c, llhttp_execute(&c->parser, buf->base, (size_t)nread), buf->base,
+                      (size_t)nread);
+}
+
+/* The client's address as "ADDR:PORT" for the log ("?" when unknown). */
+static void peer_name(struct admin_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+    snprintf(c->peer, sizeof c->peer, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
 }
 
 /* Accept one connection. Over the cap it is accepted and closed at once, so the listen
@@ -443,6 +461,7 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
+    peer_name(c);
     conn_touch(c, a->idle_ms);
 }
 
@@ -465,8 +484,9 @@ struct tf_admin *tf_admin_start(uv_loop_t *loop, const struct sockaddr *addr,
     llhttp_settings_init(&a->settings);
     a->settings.on_message_begin = on_message_begin;
     a->settings.on_url = on_url;
-    a->settings.on_header_field = on_header_data;
-    a->settings.on_header_value = on_header_data;
+    a->settings.on_header_field = admin_on_header_field;
+    a->settings.on_header_value = admin_on_header_value;
+    a->settings.on_body = admin_on_body;
     a->settings.on_headers_complete = on_headers_complete;
     a->settings.on_message_complete = on_message_complete;
     int rc = uv_tcp_init(loop, &a->listener);
@@ -506,6 +526,15 @@ void tf_admin_set_limits(struct tf_admin *a, int max_conns, uint64_t idle_ms, si
         a->idle_ms = idle_ms;
     if (max_header > 0)
         a->max_header = max_header;
+}
+
+void tf_admin_set_token(struct tf_admin *a, const char *token, bool reads)
+{
+    if (a->token)
+        OPENSSL_cleanse(a->token, strlen(a->token));
+    free(a->token);
+    a->token = token ? tf_strdup(token) : NULL;
+    a->token_reads = reads;
 }
 
 uint64_t tf_admin_requests(const struct tf_admin *a)

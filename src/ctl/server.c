@@ -177,6 +177,7 @@ struct reload_job {
     struct tf_server *s;
     struct tf_config *cfg;
     struct tf_certstore *store;
+    char *admin_token; /* read from --admin-token-file; owned */
     char err[512];
 };
 
@@ -184,6 +185,10 @@ static void reload_work(uv_work_t *req)
 {
     struct reload_job *j = req->data;
     j->store = load_static(j->cfg, j->err, sizeof j->err);
+    if (j->store && tf_server_admin_token(j->cfg, &j->admin_token, j->err, sizeof j->err)) {
+        tf_certstore_unref(j->store); /* a token file that cannot be read fails the reload */
+        j->store = NULL;
+    }
 }
 
 static void reload_done(uv_work_t *req, int status)
@@ -213,6 +218,8 @@ static void reload_done(uv_work_t *req, int status)
     s->static_certs = j->store;
     j->store = NULL;
     tf_log_setup(s->cfg->log_level, s->cfg->log_json);
+    tf_server_admin_set_token(s, j->admin_token);
+    j->admin_token = NULL;
     if (s->certmgr)
         tf_certmgr_reconfigure(s->certmgr, s->cfg);
     else if (s->cfg->n_allow || s->cfg->ask)
@@ -222,6 +229,7 @@ static void reload_done(uv_work_t *req, int status)
     TF_INFO("server", "reloaded: %zu certificates, %zu names", tf_certstore_count(s->certs),
             tf_certstore_names(s->certs));
 out:
+    tf_server_admin_set_token(NULL, j->admin_token);
     tf_config_unref(j->cfg);
     tf_certstore_unref(j->store);
     free(j);
@@ -494,8 +502,9 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
         }
         s->n_started++;
     }
-    if (tf_server_admin_start(s) != 0)
-        return 1;
+    rc = tf_server_admin_start(s);
+    if (rc != 0)
+        return rc;
     /* Logged once every socket listens: tests and operators may connect from this line on. */
     for (int l = 0; l < cfg->n_listen; l++) {
         char name[80];

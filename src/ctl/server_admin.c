@@ -1,16 +1,21 @@
 /*
  * server_admin.c: what the admin endpoint shows: health (every worker loop turned in
  * the last 5 s), readiness (listeners bound, certificates loaded, not draining), the
- * Prometheus metrics read from the shared atomics, and the certificate list as JSON. Runs on
- * the control loop; only reads atomics and control-loop state, so a scrape cannot corrupt or
- * slow the data path.
+ * Prometheus metrics read from the shared atomics, and the certificate list as JSON; and
+ * the API's actions, handed to the certificate manager (renew, forget, unpause, revoke,
+ * purge the --ask cache, one name's detail) with its outcome mapped to an HTTP status.
+ * Runs on the control loop; the reads only read atomics and control-loop state, so a
+ * scrape cannot corrupt or slow the data path.
  */
+#include "admin_api_int.h"
 #include "tlsfront/ctl/admin.h"
 #include "tlsfront/issue/certmgr.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/ctl/server.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LOAD(s, f) atomic_load_explicit(&(s)->f, memory_order_relaxed)
@@ -211,6 +216,108 @@ static void srv_certs_json(void *arg, struct tf_metrics_buf *out)
     tf_metrics_buf_puts(out, "]\n");
 }
 
+/* --- actions -------------------------------------------------------------------------- */
+
+/* The HTTP status of a certificate manager outcome. */
+static int action_status(int err)
+{
+    switch (err) {
+    case 0:
+        return 200;
+    case TF_EINVAL:
+        return 400;
+    case TF_ENOTFOUND:
+        return 404;
+    case TF_EBUSY:
+        return 409;
+    case TF_EPROTO:
+        return 502; /* the CA refused */
+    case TF_ECLOSED:
+    case UV_ECANCELED:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static void reply_error(struct tf_admin_reply *reply, int err, const char *msg)
+{
+    char *body = tf_admin_json_error(msg);
+    tf_admin_reply(reply, action_status(err), body);
+    free(body);
+}
+
+static void on_action_done(int err, const char *json, void *arg)
+{
+    tf_admin_reply(arg, action_status(err), json);
+}
+
+/* Why a synchronous refusal happened, in the words of the API. */
+static const char *refusal(int err)
+{
+    switch (err) {
+    case TF_ENOTFOUND:
+        return "no managed certificate for this name";
+    case TF_EBUSY:
+        return "an order for this name is in flight; try again when it ends";
+    case TF_ECLOSED:
+        return "not ready (stored certificates loading) or shutting down";
+    default:
+        return tf_strerror(err);
+    }
+}
+
+static void srv_action(void *arg, const struct tf_admin_action *act, struct tf_admin_reply *reply)
+{
+    struct tf_server *s = arg;
+    struct tf_certmgr *cm = s->certmgr;
+    if (!cm) {
+        reply_error(reply, TF_ENOTFOUND, "on-demand issuance is off (no --allow or --ask)");
+        return;
+    }
+    const char *name = act->name[0] ? act->name : NULL;
+    int rc = 0;
+    switch (act->op) {
+    case TF_ADMIN_OP_CERT: {
+        char *json = tf_certmgr_detail(cm, act->name);
+        if (json)
+            tf_admin_reply(reply, 200, json);
+        else
+            reply_error(reply, TF_ENOTFOUND, "nothing known about this name");
+        free(json);
+        return;
+    }
+    case TF_ADMIN_OP_RENEW:
+        rc = tf_certmgr_renew_now(cm, act->name);
+        if (rc == 0) {
+            char *body = tf_asprintf("{\"name\":\"%s\",\"status\":\"renewing\"}", act->name);
+            tf_admin_reply(reply, 202, body);
+            free(body);
+            return;
+        }
+        break;
+    case TF_ADMIN_OP_FORGET:
+        rc = tf_certmgr_forget(cm, act->name, on_action_done, reply);
+        break;
+    case TF_ADMIN_OP_UNPAUSE:
+        rc = tf_certmgr_unpause(cm, act->name, on_action_done, reply);
+        break;
+    case TF_ADMIN_OP_REVOKE:
+        TF_INFO("admin", "name=%s revocation asked by %s", act->name, act->peer);
+        rc = tf_certmgr_revoke(cm, act->name, act->reason, on_action_done, reply);
+        break;
+    case TF_ADMIN_OP_ASK_PURGE: {
+        size_t n = tf_certmgr_purge_ask(cm, name);
+        char *body = tf_asprintf("{\"purged\":%zu}", n);
+        tf_admin_reply(reply, 200, body);
+        free(body);
+        return;
+    }
+    }
+    if (rc != 0)
+        reply_error(reply, rc, refusal(rc));
+}
+
 void tf_server_stats_init(struct tf_server *s)
 {
     tf_histogram_init(&s->stats.hs_seconds, tf_metrics_handshake_bounds,
@@ -219,19 +326,53 @@ void tf_server_stats_init(struct tf_server *s)
                       tf_metrics_issuance_nbounds);
 }
 
+int tf_server_admin_token(const struct tf_config *cfg, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->admin_token_reads && !cfg->admin_token_file) {
+        snprintf(err, errlen, "--admin-token-reads: needs --admin-token-file");
+        return 2;
+    }
+    if (!cfg->admin_token_file)
+        return 0;
+    char why[400];
+    if (tf_admin_token_read(cfg->admin_token_file, out, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--admin-token-file %s", why);
+        return 2;
+    }
+    return 0;
+}
+
+void tf_server_admin_set_token(struct tf_server *s, char *token)
+{
+    if (s && s->admin)
+        tf_admin_set_token(s->admin, token, s->cfg->admin_token_reads);
+    if (token)
+        OPENSSL_cleanse(token, strlen(token));
+    free(token);
+}
+
 int tf_server_admin_start(struct tf_server *s)
 {
     if (!s->cfg->admin)
         return 0;
-    struct tf_admin_hooks h = {s, srv_healthy, srv_ready, srv_metrics, srv_certs_json,
-                              srv_storage_up};
-    char err[256];
+    char err[512];
+    char *token = NULL;
+    int rc = tf_server_admin_token(s->cfg, &token, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "tlsfront: %s\n", err);
+        return rc;
+    }
+    struct tf_admin_hooks h = {s,          srv_healthy,    srv_ready, srv_metrics,
+                               srv_certs_json, srv_storage_up, srv_action};
     s->admin = tf_admin_start(&s->loop, (const struct sockaddr *)&s->cfg->admin_addr, &h, err,
                               sizeof err);
     if (!s->admin) {
         TF_ERROR("server", "--admin %s: %s", s->cfg->admin, err);
+        tf_server_admin_set_token(s, token);
         return 1;
     }
+    tf_server_admin_set_token(s, token);
     struct sockaddr_storage ss;
     char name[INET6_ADDRSTRLEN + 8] = "?";
     if (tf_admin_address(s->admin, &ss) == 0) {
@@ -243,7 +384,8 @@ int tf_server_admin_start(struct tf_server *s)
         snprintf(name, sizeof name, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip,
                  ntohs(((struct sockaddr_in *)&ss)->sin_port));
     }
-    TF_INFO("server", "admin endpoint on %s", name);
+    TF_INFO("server", "admin endpoint on %s (actions %s)", name,
+            s->cfg->admin_token_file ? "on, with the token" : "off: no --admin-token-file");
     return 0;
 }
 

@@ -399,6 +399,18 @@ int tf_budget_order_started(struct tf_budget *b, const char *name, const char *r
     return 0;
 }
 
+bool tf_budget_unpause(struct tf_budget *b, const char *name, int64_t now_ms)
+{
+    struct name_state *ns = tf_lru_get(b->names, name, now_ms);
+    if (!ns || (!ns->failures && !ns->backoff_until))
+        return false;
+    bool was = ns->backoff_until > now_ms;
+    ns->failures = 0;
+    ns->backoff_until = 0;
+    ns->last_delay = 0;
+    return was;
+}
+
 /* Record the outcome on the name's state. */
 static void name_done(struct tf_budget *b, struct name_state *ns, bool ok, bool vfail,
                       int64_t now)

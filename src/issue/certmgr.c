@@ -10,6 +10,7 @@
  */
 #include "certmgr_int.h"
 #include "tlsfront/base/log.h"
+#include "tlsfront/base/lru.h"
 #include "tlsfront/base/name.h"
 #include "tlsfront/base/psl.h"
 #include "tlsfront/acme/renew.h"
@@ -238,6 +239,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
             tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert_ca(cm, d->name, res->cert, d->ca);
+        cm_note_error(cm, d->name, NULL);
         if (!res->from_storage)
             cm_cluster_announce_cert(cm, d->name);
         tf_cert_unref(res->cert);
@@ -245,11 +247,12 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
     } else {
         cm->stats.orders_failed++;
         int64_t until = tf_budget_backoff_until(cm->budget, name) / 1000;
-        if (err != UV_ECANCELED)
+        if (err != UV_ECANCELED) {
+            const char *why = res && res->reason ? res->reason : tf_strerror(err);
+            cm_note_error(cm, name, why);
             TF_INFO("certmgr", "name=%s ca=%s not issued (%s); backed off for %llds", name,
-                    tf_acme_ca_label(ca->acme),
-                    res && res->reason ? res->reason : tf_strerror(err),
-                    (long long)(until > now ? until - now : 0));
+                    tf_acme_ca_label(ca->acme), why, (long long)(until > now ? until - now : 0));
+        }
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
                       err == TF_EDENIED ? TF_OUTCOME_PAUSED
                       : err == TF_ETIMEDOUT ? TF_OUTCOME_ISSUE_TIMEOUT
@@ -592,6 +595,7 @@ static void close_step(void *arg)
     cm_plan_free(cm);
     tf_challenges_unref(cm->challenges);
     cm_h01_free_all(cm);
+    tf_lru_free(cm->errors);
     tf_certstore_unref(cm->store);
     tf_budget_free(cm->budget);
     cm_cas_free(cm);

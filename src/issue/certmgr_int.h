@@ -115,6 +115,7 @@ struct tf_certmgr {
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
     char node_id[17];             /* random, tells our own announcements apart */
+    struct tf_lru *errors;        /* name -> struct cm_error: last failure (certmgr_admin.c) */
 };
 
 /* A pending HTTP-01 challenge (certmgr_http01.c). */
@@ -228,6 +229,8 @@ struct cm_managed *cm_plan_top(const struct tf_certmgr *cm);
  * flight. */
 void cm_ari_enqueue(struct tf_certmgr *cm, struct cm_managed *m);
 void cm_ari_pump(struct tf_certmgr *cm);
+/* Take m out of the plan and the ARI queue (before m is freed). */
+void cm_plan_remove(struct tf_certmgr *cm, struct cm_managed *m);
 void cm_plan_free(struct tf_certmgr *cm);
 
 /* certmgr_renew.c */
@@ -241,5 +244,11 @@ void cm_renew_wake(struct tf_certmgr *cm, int64_t at);
 void cm_renew_start(struct tf_certmgr *cm);
 void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok);
 void cm_eager_start(struct tf_certmgr *cm);
+/* Start m's renewal now (no worker waits; the gates decide again). */
+void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
+
+/* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
+ * tf_certmgr_detail; bounded, oldest dropped first. */
+void cm_note_error(struct tf_certmgr *cm, const char *name, const char *reason);
 
 #endif

@@ -111,6 +111,31 @@ void cm_ari_pump(struct tf_certmgr *cm)
     }
 }
 
+void cm_plan_remove(struct tf_certmgr *cm, struct cm_managed *m)
+{
+    if (m->ari_queued) { /* unlink from the ARI queue: O(queue), an operator's action */
+        struct cm_managed *prev = NULL;
+        for (struct cm_managed *q = cm->ari_head; q && q != m; q = q->ari_qnext)
+            prev = q;
+        *(prev ? &prev->ari_qnext : &cm->ari_head) = m->ari_qnext;
+        if (cm->ari_tail == m)
+            cm->ari_tail = prev;
+        m->ari_queued = false;
+        m->ari_qnext = NULL;
+        cm->ari_queued--;
+    }
+    size_t i = m->plan_i;
+    if (i == CM_PLAN_NONE)
+        return;
+    m->plan_i = CM_PLAN_NONE;
+    struct cm_managed *last = cm->plan[--cm->plan_n];
+    if (last == m)
+        return;
+    plan_set(cm, i, last);
+    plan_up(cm, last->plan_i);
+    plan_down(cm, last->plan_i);
+}
+
 void cm_plan_free(struct tf_certmgr *cm)
 {
     free(cm->plan);

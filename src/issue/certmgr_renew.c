@@ -131,6 +131,11 @@ static void renew(struct tf_certmgr *cm, struct cm_managed *m, int64_t now)
         return;
     }
     TF_INFO("certmgr", "name=%s renewing (expires %lld)", m->name, (long long)m->not_after);
+    cm_renew_begin(cm, m);
+}
+
+void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m)
+{
     m->renewing = true;
     struct cm_demand *d = cm_demand_new(cm, m->name);
     d->renewal = true;

@@ -401,6 +401,13 @@ void tf_gate_stats(const struct tf_gate *g, struct tf_gate_stats *st)
     st->queued = g->queued.n;
 }
 
+size_t tf_gate_purge(struct tf_gate *g, const char *name)
+{
+    if (name)
+        return tf_lru_del(g->cache, name) ? 1 : 0;
+    return tf_lru_prune(g->cache, TF_LRU_NEVER); /* every expiry is <= "never" */
+}
+
 bool tf_gate_eager(const char *pattern)
 {
     return pattern && pattern[0] && !(pattern[0] == '*' && pattern[1] == '.');

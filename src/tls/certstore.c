@@ -271,6 +271,17 @@ struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
     return store_finish(st);
 }
 
+struct tf_certstore *tf_certstore_without(const struct tf_certstore *base, const char *name)
+{
+    struct tf_certstore *st = store_alloc(base ? base->n_names : 0, base ? base->arena_len : 0);
+    for (size_t i = 0; base && i < base->cap; i++) {
+        const struct tf_cs_entry *e = &base->tab[i];
+        if (e->key != NO_KEY && strcasecmp(base->arena + e->key, name) != 0)
+            upsert(st, base->arena + e->key, e->hash)->slot = e->slot;
+    }
+    return store_finish(st);
+}
+
 /* The wildcard entry that would answer name ("*." + name minus its first label), if any. */
 static const struct tf_cs_entry *find_wildcard(const struct tf_certstore *st, const char *name)
 {

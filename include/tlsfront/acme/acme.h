@@ -218,6 +218,22 @@ typedef void (*tf_acme_ari_cb)(int err, const struct tf_acme_ari *ari, void *arg
 int tf_acme_renewal_info(struct tf_acme *a, const struct tf_cert *cert, tf_acme_ari_cb cb,
                          void *arg);
 
+/* Revocation (RFC 8555 §7.6). reason: a CRLReason code from tf_acme_revoke_reason. With
+ * with_cert_key the request is signed with the certificate's own key (jwk), else with the
+ * account key (kid; the account is loaded, or registered, first). err: 0 (revoked, or the
+ * CA says it already was), UV_ECANCELED (tf_acme_close), TF_EPROTO (the CA refused; reason
+ * is its problem in one line) or a transport code; reason is borrowed for the call. */
+typedef void (*tf_acme_revoke_cb)(int err, const char *reason, void *arg);
+/* Returns 0 (cb runs once, later), TF_EINVAL (no certificate, no key for with_cert_key,
+ * negative reason), TF_ENOTFOUND (the directory, already fetched, has no revokeCert) or
+ * TF_ECLOSED. Takes its own reference on cert. */
+int tf_acme_revoke(struct tf_acme *a, struct tf_cert *cert, int reason, bool with_cert_key,
+                   tf_acme_revoke_cb cb, void *arg);
+/* The CRLReason code (RFC 5280 §5.3.1) of a reason a subscriber may give ("keyCompromise"
+ * -> 1), or TF_EINVAL; and the accepted names as "a|b|..." for usage messages. */
+int tf_acme_revoke_reason(const char *name);
+const char *tf_acme_revoke_reasons_text(void);
+
 /* Counters, for tests and the admin endpoint. */
 struct tf_acme_stats {
     uint64_t orders_started;     /* newOrder requests that got an order */
@@ -251,6 +267,10 @@ char *tf_acme_paused_key(const char *ca_id, const char *name);
 int tf_acme_store_save(struct tf_storage *st, const char *name, const char *chain_pem,
                        const char *key_pem, const char *meta_json, tf_storage_done_cb cb,
                        void *arg);
+/* Delete name's meta.json, cert.pem and key.pem; cb runs once: 0 (something was deleted),
+ * UV_ENOENT (nothing was stored) or the storage error that stopped it. */
+int tf_acme_store_forget(struct tf_storage *st, const char *name, tf_storage_done_cb cb,
+                         void *arg);
 /* Load one stored certificate: cb gets 0 and a new reference (and the PEM texts, borrowed
  * for the call), UV_ENOENT, or TF_EINVAL for a corrupt or mismatched pair. */
 typedef void (*tf_acme_store_load_cb)(int err, struct tf_cert *cert, const char *chain_pem,

@@ -100,6 +100,8 @@ struct tf_config {
     /* Admin */
     char *admin;                   /* --admin ADDR:PORT, NULL = off */
     struct sockaddr_storage admin_addr;
+    char *admin_token_file;        /* --admin-token-file FILE: enables the API's actions */
+    bool admin_token_reads;        /* --admin-token-reads on: the token guards reads too */
 
     /* ACME */
     char *storage;                 /* --storage DIR|redis://..., default /var/lib/tlsfront */

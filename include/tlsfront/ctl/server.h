@@ -72,6 +72,13 @@ void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
 void tf_server_stats_init(struct tf_server *s);
 int tf_server_admin_start(struct tf_server *s);
 void tf_server_admin_stop(struct tf_server *s);
+/* The admin token cfg names (--admin-token-file), read from its file (blocking: start-up or
+ * the thread pool): 0 with *out a new string or NULL (none configured), or 2 with a
+ * one-line reason in err. */
+int tf_server_admin_token(const struct tf_config *cfg, char **out, char *err, size_t errlen);
+/* Hand token (taken: wiped and freed here; NULL = actions off) to the admin endpoint, if
+ * s (may be NULL: the token is only wiped) has one. */
+void tf_server_admin_set_token(struct tf_server *s, char *token);
 
 /* server_certcache.c: --certs stubs loaded on first use. init: the cache and its load
  * histogram (before any worker starts); need_load: a worker's TF_SMSG_NEED_LOAD (control

@@ -89,6 +89,11 @@ int tf_budget_order_started(struct tf_budget *b, const char *name, const char *r
 void tf_budget_order_done(struct tf_budget *b, const char *name, const char *registered_domain,
                           bool ok, bool validation_failed, int64_t now_ms);
 
+/* The operator cleared name's backoff: its failure count starts over. The CA-mirror
+ * windows are kept (the CA still counts those orders). Returns true when name was backed
+ * off at now_ms. */
+bool tf_budget_unpause(struct tf_budget *b, const char *name, int64_t now_ms);
+
 /* Unix ms until which name is backed off, or 0 when it is not. */
 int64_t tf_budget_backoff_until(struct tf_budget *b, const char *name);
 

@@ -114,6 +114,39 @@ bool tf_certmgr_loaded(const struct tf_certmgr *cm);
 /* Whether the storage is reachable now (always, for a directory). */
 bool tf_certmgr_storage_up(const struct tf_certmgr *cm);
 
+/* ---- Operator actions (certmgr_admin.c; the admin API). name: valid and lower-case. ---- */
+
+/* How an asynchronous action ends: err 0 or a negative code (TF_ENOTFOUND: nothing to act
+ * on; TF_EPROTO: the CA refused; UV_ECANCELED: shutting down; else a storage or transport
+ * code), and a JSON object describing the outcome ({"error": ...} on failure), borrowed for
+ * the call. Runs exactly once, later, on the control loop. */
+typedef void (*tf_certmgr_action_cb)(int err, const char *json, void *arg);
+
+/* Start a renewal of a managed name now (the gates and the budget still decide; the result
+ * shows in tf_certmgr_detail). Returns 0, TF_ENOTFOUND (not managed), TF_EBUSY (an order for
+ * it is in flight) or TF_ECLOSED (closing, or stored certificates not loaded yet). */
+int tf_certmgr_renew_now(struct tf_certmgr *cm, const char *name);
+/* Forget name: its stored certificate, key and metadata, then its managed entry; the next
+ * handshake goes through on-demand issuance again. cb gets TF_ENOTFOUND when neither held
+ * it. Returns 0 (cb runs), TF_EBUSY (an order for it is in flight), TF_EINVAL or
+ * TF_ECLOSED. */
+int tf_certmgr_forget(struct tf_certmgr *cm, const char *name, tf_certmgr_action_cb cb,
+                      void *arg);
+/* Clear name's backoff (budget and renewal) and delete its paused marker in storage.
+ * Returns 0 (cb runs), TF_EINVAL, TF_ECLOSED or a storage start error. */
+int tf_certmgr_unpause(struct tf_certmgr *cm, const char *name, tf_certmgr_action_cb cb,
+                       void *arg);
+/* Drop cached --ask answers: name's, or all with name NULL. Returns how many. */
+size_t tf_certmgr_purge_ask(struct tf_certmgr *cm, const char *name);
+/* One name as a JSON object (CA, serial, validity, ARI window, last use, renewal state,
+ * backoff, last error): a new string, or NULL when the manager knows nothing of name. */
+char *tf_certmgr_detail(struct tf_certmgr *cm, const char *name);
+/* Revoke name's managed certificate with the account key (reason: a CRLReason code, see
+ * tf_acme_revoke_reason), then forget it. Returns 0 (cb runs), TF_ENOTFOUND (not managed),
+ * TF_EBUSY (an order for it is in flight), TF_ECLOSED, or an ACME start error. */
+int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
+                      tf_certmgr_action_cb cb, void *arg);
+
 /* Stop: cancel orders and gate requests (waiters are answered "shutting_down"), close the
  * ACME client, HTTP client and storage; done runs once everything is closed. */
 void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg);

@@ -82,6 +82,11 @@ struct tf_gate_stats {
 };
 void tf_gate_stats(const struct tf_gate *g, struct tf_gate_stats *st);
 
+/* Drop cached answers: name's, or every one when name is NULL (a tenant was removed, or
+ * the endpoint's answers changed). Requests in flight are not touched: their answers are
+ * cached when they arrive. Returns how many entries were dropped. */
+size_t tf_gate_purge(struct tf_gate *g, const char *name);
+
 /* Close: checks already accepted are answered (pending requests are cancelled and deny with
  * "ask_error"); then the gate frees itself and calls done(arg) (may be NULL) from a loop
  * callback. Idempotent. */

@@ -154,6 +154,10 @@ struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct t
 struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
                                             struct tf_cert *const *certs,
                                             const char *const *only, size_t n);
+/* A new store holding everything in base (may be NULL) but the entry of name (exact key,
+ * "*.parent" included; compared without case). A certificate left without any name drops
+ * out. base is unchanged. O(names in base). */
+struct tf_certstore *tf_certstore_without(const struct tf_certstore *base, const char *name);
 
 /* A new store with all names of both stores (used to combine a reloaded static dir with the
  * ACME certificates). Rule: certificates configured by the operator win. For each name and

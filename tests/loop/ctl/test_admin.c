@@ -123,7 +123,7 @@ static bool admin_gone(void *arg)
 static void admin_up(struct ctx *x)
 {
     struct tf_admin_hooks hooks = {&x->fake, fake_healthy, fake_ready, fake_metrics, fake_certs,
-                                   fake_storage_up};
+                                   fake_storage_up, NULL};
     struct sockaddr_in any;
     char err[256] = "";
     uv_ip4_addr("127.0.0.1", 0, &any);

@@ -205,6 +205,30 @@ static void test_backoff(void)
     tf_budget_free(b);
 }
 
+/* The operator's unpause: the backoff ends now and the failure count starts over. */
+static void test_unpause(void)
+{
+    struct tf_budget_limits l = limits_none();
+    l.backoff_base_s = 60;
+    l.backoff_max_s = 3600;
+    struct tf_budget *b = tf_budget_new(&l);
+    char why[160];
+    CHECK(!tf_budget_unpause(b, "u.example.com", T0)); /* nothing known */
+    for (int n = 0; n < 3; n++)
+        run_order(b, "u.example.com", NULL, T0, false, false, why, sizeof(why));
+    CHECK_EQ_INT(tf_budget_admit(b, "u.example.com", NULL, T0 + 1, 0, why, sizeof(why)),
+                 TF_EDENIED);
+    CHECK(tf_budget_unpause(b, "u.example.com", T0 + 1));
+    CHECK_EQ_INT(tf_budget_backoff_until(b, "u.example.com"), 0);
+    CHECK_EQ_INT(tf_budget_admit(b, "u.example.com", NULL, T0 + 1, 0, why, sizeof(why)), 0);
+    CHECK(!tf_budget_unpause(b, "u.example.com", T0 + 1)); /* already clear */
+    /* Starts over: the next failure backs off by the base, not by 2^3 times it. */
+    run_order(b, "u.example.com", NULL, T0 + 2, false, false, why, sizeof(why));
+    int64_t d = tf_budget_backoff_until(b, "u.example.com") - (T0 + 2);
+    CHECK(d >= 54000 && d <= 66000);
+    tf_budget_free(b);
+}
+
 static void test_ca_new_orders(void)
 {
     struct tf_budget_limits l = limits_none();
@@ -433,6 +457,7 @@ int main(void)
     TF_TEST_RUN(test_concurrency_cap);
     TF_TEST_RUN(test_names_cap);
     TF_TEST_RUN(test_backoff);
+    TF_TEST_RUN(test_unpause);
     TF_TEST_RUN(test_ca_new_orders);
     TF_TEST_RUN(test_ca_certs_per_domain);
     TF_TEST_RUN(test_ca_failed_authz);

@@ -368,6 +368,42 @@ static void test_with_ordered_name(void)
     tf_cert_unref(all);
 }
 
+/* Forgetting one name keeps the others, and drops a certificate left without a name. */
+static void test_without(void)
+{
+    char err[256] = "";
+    struct tf_cert *all = cert_from("extra/exall.crt", "extra/exall.key", err, sizeof err);
+    struct tf_cert *nw = cert_from("extra/new.crt", "extra/new.key", err, sizeof err);
+    CHECK(all && nw);
+    if (all && nw) {
+        struct tf_certstore *a = tf_certstore_with(NULL, all, NULL);
+        struct tf_certstore *b = tf_certstore_with(a, nw, NULL);
+        struct tf_certstore *c = tf_certstore_without(b, "EXAMPLE.test");
+        CHECK(tf_certstore_lookup(c, "example.test") == NULL);
+        CHECK(get(c, "www.example.test", TF_CERT_EC) == all);
+        CHECK(get(c, "new.test", TF_CERT_EC) == nw);
+        CHECK_EQ_INT(tf_certstore_names(c), 2);
+        CHECK_EQ_INT(tf_certstore_count(c), 2);
+        CHECK(get(b, "example.test", TF_CERT_EC) == all); /* b is unchanged */
+        struct tf_certstore *d = tf_certstore_without(c, "www.example.test");
+        CHECK_EQ_INT(tf_certstore_count(d), 1);
+        struct tf_certstore *e = tf_certstore_without(d, "absent.test");
+        CHECK_EQ_INT(tf_certstore_names(e), 1);
+        tf_certstore_unref(a);
+        tf_certstore_unref(b);
+        tf_certstore_unref(c);
+        CHECK_EQ_INT(refs(all), 1);
+        tf_certstore_unref(d);
+        tf_certstore_unref(e);
+        CHECK_EQ_INT(refs(nw), 1);
+        struct tf_certstore *f = tf_certstore_without(NULL, "x.test");
+        CHECK_EQ_INT(tf_certstore_names(f), 0);
+        tf_certstore_unref(f);
+    }
+    tf_cert_unref(all);
+    tf_cert_unref(nw);
+}
+
 static int make_extra(void)
 {
     return sh("set -e; S='%s'; D='%s/extra'; "
@@ -600,6 +636,7 @@ int main(void)
         CHECK_EQ_INT(make_extra(), 0);
         TF_TEST_RUN(test_with);
         TF_TEST_RUN(test_with_ordered_name);
+        TF_TEST_RUN(test_without);
         TF_TEST_RUN(test_merge);
         TF_TEST_RUN(test_many);
     }
