@@ -73,6 +73,7 @@ int tf_config_set_redirect(struct tf_config *, size_t, const char *, char *, siz
 int tf_config_set_key_type(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_eab_hmac(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_allow(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_webhook(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_profile_for(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_issue_rate(struct tf_config *, size_t, const char *, char *, size_t);
 /* off is that of proxy_from or trusted_xff (the count follows the pointer). */
@@ -99,7 +100,8 @@ void tf_config_envfile_free(char **lines);
     "--listen, --backlog, --workers, --admin, --redirect-http, --ticket-rotate,\n"                 \
     "--storage, --storage-prefix, --storage-key, --storage-ca, --storage-cache,\n"                 \
     "--acme-directory, --acme-email, --acme-key-type, --acme-ca, --acme-eab-kid,\n"                \
-    "--acme-eab-hmac, --issue-rate, --issue-burst, --max-orders, --max-names, and\n"               \
+    "--acme-eab-hmac, --issue-rate, --issue-burst, --max-orders, --max-names,\n"                   \
+    "--webhook, --webhook-secret-file, --webhook-ca, --webhook-queue, and\n"                        \
     "turning on-demand issuance on (--allow/--ask when neither was set at start)"
 
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */

@@ -13,6 +13,7 @@
 #include "tlsfront/issue/gate.h"
 #include "tlsfront/net/http_client.h"
 #include "tlsfront/store/storage.h"
+#include "webhook_int.h"
 
 #include <uv.h>
 
@@ -51,6 +52,8 @@ struct tf_certmgr {
     struct tf_gate *gate;
     struct tf_budget *budget;
     struct tf_challenges *challenges;
+    struct tf_webhook *webhook;   /* --webhook events; NULL = none */
+    uint64_t drain_deadline_ms;   /* uv_now() at which the drain's grace ends; 0 = no drain */
     struct tf_certstore *store;   /* managed certificates, one reference */
     struct cm_demand *demands;
     struct cm_managed *managed;
