@@ -26,7 +26,7 @@
 
 #define WH_MOD "webhook"
 #define WH_SECRET_MAX 4096
-#define WH_MAX_BODY 4096 /* the receiver's answer is not read: keep only a little of it */
+#define WH_MAX_BODY 65536 /* the receiver's answer is not used: a larger one fails */
 
 /* One event's body, shared by its deliveries (one reference each). */
 struct wh_event {
@@ -193,7 +193,7 @@ static void delivery_failed(struct wh_delivery *d, const char *why)
 static bool retryable(int err, int status)
 {
     if (err != 0)
-        return err != UV_ECANCELED;
+        return err != UV_ECANCELED && err != TF_ETOOBIG;
     return status == 408 || status == 429 || status >= 500;
 }
 
