@@ -42,7 +42,7 @@ struct wh_delivery {
     struct wh_delivery *next;
     struct tf_webhook *w;
     struct wh_event *ev;       /* one reference */
-    const char *url;           /* borrowed from w->urls */
+    int url;                   /* index into w->urls */
     int attempts;              /* started so far */
     uint64_t due_ms;           /* uv_now() from which the next attempt may start */
     struct tf_httpc_req *req;  /* while in flight */
@@ -52,6 +52,8 @@ struct tf_webhook {
     uv_loop_t *loop;
     struct tf_httpc *http;
     char **urls;               /* owned copies */
+    char **shown;              /* per URL, what logs show: scheme://host[:port] (a path,
+                                  query or user part may hold a token) */
     int n_urls;
     unsigned char *secret;     /* owned; NULL = unsigned */
     size_t secret_len;
@@ -185,7 +187,7 @@ static void delivery_failed(struct wh_delivery *d, const char *why)
     w->failed++;
     tf_log_limited(&w->log_fail, (int64_t)tf_mono_ms(), TF_LOG_WARN, WH_MOD,
                    "event=%s id=%s url=%s not delivered after %d attempt%s: %s",
-                   tf_webhook_kind_name(d->ev->kind), d->ev->id, d->url, d->attempts,
+                   tf_webhook_kind_name(d->ev->kind), d->ev->id, w->shown[d->url], d->attempts,
                    d->attempts == 1 ? "" : "s", why);
     delivery_free(d);
 }
@@ -212,12 +214,13 @@ static void on_response(int err, const struct tf_http_response *resp, void *arg)
     if (err == 0 && status >= 200 && status < 300) {
         w->sent++;
         TF_DEBUG(WH_MOD, "event=%s id=%s url=%s delivered (HTTP %d)",
-                 tf_webhook_kind_name(d->ev->kind), d->ev->id, d->url, status);
+                 tf_webhook_kind_name(d->ev->kind), d->ev->id, w->shown[d->url], status);
         delivery_free(d);
     } else if (retryable(err, status) && d->attempts < TF_WEBHOOK_MAX_ATTEMPTS) {
         d->due_ms = uv_now(w->loop) + ((uint64_t)TF_WEBHOOK_RETRY_BASE_MS << (d->attempts - 1));
         TF_DEBUG(WH_MOD, "event=%s id=%s url=%s attempt %d failed (%s): retrying",
-                 tf_webhook_kind_name(d->ev->kind), d->ev->id, d->url, d->attempts, why);
+                 tf_webhook_kind_name(d->ev->kind), d->ev->id, w->shown[d->url], d->attempts,
+                 why);
     } else {
         delivery_failed(d, why);
     }
@@ -250,7 +253,7 @@ static void start_attempt(struct wh_delivery *d)
         n_hdr = 4;
     }
     struct tf_http_request rq = {.method = "POST",
-                                 .url = d->url,
+                                 .url = w->urls[d->url],
                                  .content_type = "application/json",
                                  .body = d->ev->body,
                                  .body_len = d->ev->len,
@@ -348,14 +351,14 @@ void tf_webhook_emit(struct tf_webhook *w, enum tf_webhook_kind kind, const char
             w->dropped++;
             tf_log_limited(&w->log_drop, (int64_t)tf_mono_ms(), TF_LOG_WARN, WH_MOD,
                            "event=%s name=%s url=%s dropped: %s", tf_webhook_kind_name(kind),
-                           name, w->urls[i], w->closing ? "shutting down" : "queue full");
+                           name, w->shown[i], w->closing ? "shutting down" : "queue full");
             continue;
         }
         struct wh_delivery *d = tf_calloc(1, sizeof *d);
         d->w = w;
         d->ev = ev;
         ev->refs++;
-        d->url = w->urls[i];
+        d->url = i;
         d->due_ms = uv_now(w->loop);
         *tail = d;
         tail = &d->next;
@@ -409,11 +412,25 @@ static int read_secret(struct tf_webhook *w, const char *path, char *err, size_t
     return 0;
 }
 
+/* scheme://host[:port] of url (userinfo, path, query and fragment left out), allocated. */
+static char *url_shown(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    size_t end = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', end);
+    const char *from = at ? at + 1 : host;
+    return tf_asprintf("%.*s%.*s", (int)(host - url), url, (int)(host + end - from), from);
+}
+
 static void wh_free(struct tf_webhook *w)
 {
-    for (int i = 0; i < w->n_urls; i++)
+    for (int i = 0; i < w->n_urls; i++) {
         free(w->urls[i]);
+        free(w->shown[i]);
+    }
     free(w->urls);
+    free(w->shown);
     if (w->secret)
         OPENSSL_cleanse(w->secret, w->secret_len);
     free(w->secret);
@@ -433,8 +450,12 @@ int tf_webhook_new(uv_loop_t *loop, const struct tf_config *cfg, const char *nod
     w->log_drop.interval_ms = w->log_fail.interval_ms = TF_LOG_LIMIT_DEFAULT_MS;
     w->node = node ? tf_strdup(node) : NULL;
     w->urls = tf_calloc((size_t)cfg->n_webhooks, sizeof *w->urls);
-    for (int i = 0; i < cfg->n_webhooks; i++)
-        w->urls[w->n_urls++] = tf_strdup(cfg->webhooks[i]);
+    w->shown = tf_calloc((size_t)cfg->n_webhooks, sizeof *w->shown);
+    for (int i = 0; i < cfg->n_webhooks; i++) {
+        w->urls[i] = tf_strdup(cfg->webhooks[i]);
+        w->shown[i] = url_shown(cfg->webhooks[i]);
+        w->n_urls++;
+    }
     if (cfg->webhook_secret_file && read_secret(w, cfg->webhook_secret_file, err, errlen) != 0) {
         wh_free(w);
         return 2;
