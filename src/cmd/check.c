@@ -56,13 +56,14 @@ static int check_certs(const struct tf_config *cfg)
     return 0;
 }
 
-static int check_acme_ca(const struct tf_config *cfg)
+/* A trust anchor file (--acme-ca, --webhook-ca): readable, with a PEM certificate in it. */
+static int check_ca_file(const char *flag, const char *path)
 {
-    if (!cfg->acme_ca)
+    if (!path)
         return 0;
-    FILE *f = fopen(cfg->acme_ca, "r");
+    FILE *f = fopen(path, "r");
     if (!f)
-        return fail("--acme-ca %s: %s", cfg->acme_ca, strerror(errno));
+        return fail("%s %s: %s", flag, path, strerror(errno));
     int n = 0;
     X509 *x;
     while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
@@ -72,7 +73,27 @@ static int check_acme_ca(const struct tf_config *cfg)
     fclose(f);
     ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
     if (n == 0)
-        return fail("--acme-ca %s: no PEM certificate in it", cfg->acme_ca);
+        return fail("%s %s: no PEM certificate in it", flag, path);
+    return 0;
+}
+
+/* --webhook-secret-file: readable and not empty (a start reads it the same way). */
+static int check_webhook_secret(const struct tf_config *cfg)
+{
+    if (!cfg->webhook_secret_file)
+        return 0;
+    FILE *f = fopen(cfg->webhook_secret_file, "rb");
+    if (!f)
+        return fail("--webhook-secret-file %s: %s", cfg->webhook_secret_file, strerror(errno));
+    char buf[64];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    while (n > 0 && strchr(" \t\r\n", buf[n - 1]) && buf[n - 1] != '\0')
+        n--;
+    if (bad || n == 0)
+        return fail("--webhook-secret-file %s: %s", cfg->webhook_secret_file,
+                    bad ? "read error" : "empty");
     return 0;
 }
 
@@ -129,7 +150,11 @@ int tf_check_run(const struct tf_config *cfg)
         SSL_CTX_free(ctx);
     }
     if (rc == 0)
-        rc = check_acme_ca(cfg);
+        rc = check_ca_file("--acme-ca", cfg->acme_ca);
+    if (rc == 0)
+        rc = check_ca_file("--webhook-ca", cfg->webhook_ca);
+    if (rc == 0)
+        rc = check_webhook_secret(cfg);
     if (rc == 0)
         rc = check_storage(cfg);
     return rc;
