@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.request
 
+from clusterctl import fetch, pebble_root_file
 from pebblectl import Pebble
 from tfcommon import (Backend, bound, check, finish, free_port, http_handler, start_tlsfront,
                       tmpdir, wait_until)
@@ -41,6 +42,35 @@ def verify(secret, headers, body, tolerance=300):
     return hmac.compare_digest(sig[len("sha256="):], want) and abs(time.time() - int(ts)) <= tolerance
 
 
+def serve(answer, path, tls_dir=None):
+    """A loopback HTTP/1.1 server on a thread: answer(method, path, headers, body) gives the
+    status of each request (no body). Returns its URL for path."""
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(answer(self.command, self.path, dict(self.headers), body))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = reply
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    scheme = "http"
+    if tls_dir:
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(tls_dir + "/hook.crt", tls_dir + "/hook.key")
+        srv.socket = c.wrap_socket(srv.socket, server_side=True)
+        scheme = "https"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return "%s://127.0.0.1:%d%s" % (scheme, srv.server_address[1], path)
+
+
 class Receiver:
     """A webhook receiver: records (headers, body) of every POST; answers 503 to the first
     fail_first requests, 204 after."""
@@ -49,33 +79,14 @@ class Receiver:
         self.got = []
         self.fail_left = fail_first
         self.lock = threading.Lock()
-        rec = self
+        self.url = serve(self._answer, "/hooks/tlsfront", tls_dir)
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with rec.lock:
-                    rec.got.append((dict(self.headers), body))
-                    fail = rec.fail_left > 0
-                    rec.fail_left -= 1 if fail else 0
-                self.send_response(503 if fail else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        scheme = "http"
-        if tls_dir:
-            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            c.load_cert_chain(tls_dir + "/hook.crt", tls_dir + "/hook.key")
-            self.srv.socket = c.wrap_socket(self.srv.socket, server_side=True)
-            scheme = "https"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        self.url = "%s://127.0.0.1:%d/hooks/tlsfront" % (scheme, self.srv.server_address[1])
+    def _answer(self, method, path, headers, body):
+        with self.lock:
+            self.got.append((headers, body))
+            fail = self.fail_left > 0
+            self.fail_left -= 1 if fail else 0
+        return 503 if fail else 204
 
     def events(self, kind=None):
         with self.lock:
@@ -103,20 +114,8 @@ class Silent:
 
 
 # --ask: refuses "denied*", allows the rest.
-class Ask(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        name = self.path.split("domain=", 1)[-1]
-        self.send_response(403 if name.startswith("denied") else 200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ask_url = "http://127.0.0.1:%d/check" % ask_srv.server_address[1]
+ask_url = serve(lambda m, path, h, b: 403 if path.split("domain=", 1)[-1].startswith("denied")
+                else 200, "/check")
 
 hook_tls = tmpdir()
 subprocess.run(["bash", os.path.join(os.environ.get("TF_SRC", "."), "certs", "mkcerts.sh"),
@@ -135,10 +134,7 @@ def start(peb, extra):
     tf, port = start_tlsfront(args)
     aport = int(tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
     peb.start(port)
-    rootf = os.path.join(tmpdir(), "root.pem")
-    with open(rootf, "w") as f:
-        f.write(peb.root_pem())
-    return tf, port, aport, rootf
+    return tf, port, aport, pebble_root_file(peb)
 
 
 def metric(aport, name):
@@ -147,23 +143,10 @@ def metric(aport, name):
     return float(m.group(1)) if m else None
 
 
-def handshake(port, rootf, name, verify_cert=True):
-    """One connection and request; the served certificate's serial (int) or the error."""
-    c = ssl.create_default_context(cafile=rootf)
-    if not verify_cert:
-        c.check_hostname = False
-        c.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection(("127.0.0.1", port), timeout=bound(60))
+def handshake(port, rootf, name):
+    """One verified connection and request: (serial, reply), or (None, the error)."""
     try:
-        with c.wrap_socket(raw, server_hostname=name) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
-            return int(s.getpeercert()["serialNumber"], 16), data
+        return fetch(rootf, port, name, timeout=bound(60))
     except (ssl.SSLError, OSError) as e:
         return None, str(e)
 
@@ -203,7 +186,7 @@ check(not verify(b"another secret", ev[0][0], ev[0][1]) and
       "the check rejects a wrong secret and a changed body")
 
 # A name the ask endpoint refuses.
-serial, err = handshake(port, rootf, "denied-x.demo.test", verify_cert=False)
+serial, err = handshake(port, rootf, "denied-x.demo.test")
 check(serial is None, "denied name refused (%s)" % err)
 wait_until(lambda: plain.events("name_denied_by_ask") and tls.events("name_denied_by_ask"),
            timeout=30)
@@ -214,7 +197,7 @@ check(len(ev) == 1 and ev[0][2]["name"] == "denied-x.demo.test" and ev[0][2]["se
 
 # A failed validation: pebble's DNS sends the validator elsewhere.
 peb.set_a("broken.demo.test", "127.0.0.9")
-serial, err = handshake(port, rootf, "broken.demo.test", verify_cert=False)
+serial, err = handshake(port, rootf, "broken.demo.test")
 check(serial is None, "broken name: handshake fails (%s)" % err)
 wait_until(lambda: plain.events("certificate_failed") and tls.events("certificate_failed"),
            timeout=60)
