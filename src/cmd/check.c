@@ -60,28 +60,57 @@ static int check_certs(const struct tf_config *cfg)
     return 0;
 }
 
+/* A trust anchor file (--acme-ca, --webhook-ca): readable, with a PEM certificate in it.
+ * flag: how the message names it ("--webhook-ca ", "--acme-directory ca="). */
+static int check_ca_file(const char *flag, const char *path)
+{
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail("%s%s: %s", flag, path, strerror(errno));
+    int n = 0;
+    X509 *x;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        X509_free(x);
+        n++;
+    }
+    fclose(f);
+    ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
+    if (n == 0)
+        return fail("%s%s: no PEM certificate in it", flag, path);
+    return 0;
+}
+
 /* Each CA's trust anchor: the plain --acme-ca is the first CA's (config_acme.c). */
 static int check_acme_ca(const struct tf_config *cfg)
 {
     for (int i = 0; i < cfg->n_acme_cas; i++) {
-        const char *path = cfg->acme_cas[i].ca;
         const char *flag = i == 0 && cfg->acme_ca ? "--acme-ca " : "--acme-directory ca=";
-        if (!path)
-            continue;
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return fail("%s%s: %s", flag, path, strerror(errno));
-        int n = 0;
-        X509 *x;
-        while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-            X509_free(x);
-            n++;
-        }
-        fclose(f);
-        ERR_clear_error(); /* the read that ends the loop leaves "no start line" */
-        if (n == 0)
-            return fail("%s%s: no PEM certificate in it", flag, path);
+        int rc = check_ca_file(flag, cfg->acme_cas[i].ca);
+        if (rc != 0)
+            return rc;
     }
+    return 0;
+}
+
+/* --webhook-secret-file: readable and not empty (a start reads it the same way). */
+static int check_webhook_secret(const struct tf_config *cfg)
+{
+    if (!cfg->webhook_secret_file)
+        return 0;
+    FILE *f = fopen(cfg->webhook_secret_file, "rb");
+    if (!f)
+        return fail("--webhook-secret-file %s: %s", cfg->webhook_secret_file, strerror(errno));
+    char buf[64];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    while (n > 0 && strchr(" \t\r\n", buf[n - 1]) && buf[n - 1] != '\0')
+        n--;
+    if (bad || n == 0)
+        return fail("--webhook-secret-file %s: %s", cfg->webhook_secret_file,
+                    bad ? "read error" : "empty");
     return 0;
 }
 
@@ -152,6 +181,10 @@ int tf_check_run(const struct tf_config *cfg)
     }
     if (rc == 0)
         rc = check_acme_ca(cfg);
+    if (rc == 0)
+        rc = check_ca_file("--webhook-ca ", cfg->webhook_ca);
+    if (rc == 0)
+        rc = check_webhook_secret(cfg);
     if (rc == 0)
         rc = check_storage(cfg);
     if (rc == 0 && cfg->admin)

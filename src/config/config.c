@@ -185,6 +185,15 @@ struct opt {
       "longest retry delay")                                                                       \
     X("idle-name-days", OT_U32, 0, F(idle_name_days), 1, 3650, NULL, " N", Y, "30",                \
       "on-demand names unused this many days are not renewed")                                     \
+    X("webhook", OT_FN, OF_REPEAT, 0, 0, 0, S(webhook), " URL", N, "",                              \
+      "POST certificate events (JSON) to this http:// or https:// URL, repeatable")              \
+    X("webhook-secret-file", OT_STR, 0, F(webhook_secret_file), 0, 0, NULL, " FILE", N, "",        \
+      "--webhook: sign each event with HMAC-SHA256 keyed by this file's content")                \
+    X("webhook-ca", OT_STR, 0, F(webhook_ca), 0, 0, NULL, " FILE", N, "",                          \
+      "--webhook: extra trust anchor (PEM) for https:// receivers")                              \
+    X("webhook-queue", OT_INT, 0, F(webhook_queue), 1, 10000, NULL, " N", Y, "1000",              \
+      "--webhook: deliveries held at once (queued, in flight, waiting to retry); more are "      \
+      "dropped and counted")                                                                       \
     X("redirect-http", OT_FN, 0, 0, 0, 0, S(redirect), " ADDR:PORT", N, "",                        \
       "plain-HTTP listener that redirects to https:// (default: off)")                             \
     X("redirect-max-per-ip", OT_INT, 0, F(redirect_max_per_ip), 1, 1024, NULL, " N", Y, "16",     \
@@ -743,6 +752,12 @@ static int finalize(struct loader *ld)
         return TF_EINVAL;
     if (tf_config_check_storage(cfg, err, errlen) != 0)
         return TF_EINVAL;
+    if (!cfg->n_webhooks && (cfg->webhook_secret_file || cfg->webhook_ca)) {
+        snprintf(err, errlen, "%s: needs --webhook",
+                 who_set(ld, cfg->webhook_ca ? "webhook-ca" : "webhook-secret-file", a,
+                         sizeof(a)));
+        return TF_EINVAL;
+    }
     return finalize_challenges(ld);
 }
 

@@ -33,6 +33,16 @@ static bool challenges_differ(const struct tf_config *a, const struct tf_config 
                   (size_t)a->n_acme_challenges * sizeof(a->acme_challenges[0])) != 0;
 }
 
+static bool webhooks_differ(const struct tf_config *a, const struct tf_config *b)
+{
+    if (a->n_webhooks != b->n_webhooks)
+        return true;
+    for (int i = 0; i < a->n_webhooks; i++)
+        if (strcmp(a->webhooks[i], b->webhooks[i]) != 0)
+            return true;
+    return false;
+}
+
 #define STR(field) str_differs(a->field, b->field)
 #define NUM(field) (a->field != b->field)
 
@@ -67,6 +77,10 @@ int tf_config_restart_diff(const struct tf_config *a, const struct tf_config *b,
         {"--max-orders", NUM(max_orders)},
         {"--max-names", NUM(max_names)},
         {"--ca-certs-per-domain", NUM(ca_certs_per_domain)},
+        {"--webhook", webhooks_differ(a, b)},
+        {"--webhook-secret-file", STR(webhook_secret_file)},
+        {"--webhook-ca", STR(webhook_ca)},
+        {"--webhook-queue", NUM(webhook_queue)},
     };
     int n = 0;
     size_t used = 0;

@@ -74,6 +74,7 @@ int tf_config_set_key_type(struct tf_config *, size_t, const char *, char *, siz
 int tf_config_set_acme_challenges(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_eab_hmac(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_allow(struct tf_config *, size_t, const char *, char *, size_t);
+int tf_config_set_webhook(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_profile_for(struct tf_config *, size_t, const char *, char *, size_t);
 int tf_config_set_issue_rate(struct tf_config *, size_t, const char *, char *, size_t);
 /* off is that of proxy_from or trusted_xff (the count follows the pointer). */
@@ -111,7 +112,8 @@ void tf_config_envfile_free(char **lines);
     "--storage, --storage-prefix, --storage-key, --storage-ca, --storage-cache,\n"                 \
     "--acme-directory, --acme-email, --acme-key-type, --acme-ca, --acme-eab-kid,\n"                \
     "--acme-eab-hmac, --acme-challenges, --issue-rate, --issue-burst, --max-orders,\n"             \
-    "--max-names, and turning on-demand issuance on (--allow/--ask when neither was set at start)"
+    "--max-names, --webhook, --webhook-secret-file, --webhook-ca, --webhook-queue, and\n"           \
+    "turning on-demand issuance on (--allow/--ask when neither was set at start)"
 
 /* Free a config and everything it owns, whatever its refcount; accepts NULL. */
 void tf_config_free_all(struct tf_config *cfg);

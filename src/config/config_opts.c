@@ -315,6 +315,35 @@ int tf_config_set_allow(struct tf_config *cfg, size_t off, const char *val, char
     return 0;
 }
 
+static void clear_webhooks(struct tf_config *cfg)
+{
+    for (int i = 0; i < cfg->n_webhooks; i++)
+        free(cfg->webhooks[i]);
+    free(cfg->webhooks);
+    cfg->webhooks = NULL;
+    cfg->n_webhooks = 0;
+}
+
+/* One --webhook URL: http:// or https:// with a host (the client parses the rest when it
+ * sends). */
+int tf_config_set_webhook(struct tf_config *cfg, size_t off, const char *val, char *err,
+                          size_t errlen)
+{
+    (void)off;
+    if (!val) {
+        clear_webhooks(cfg);
+        return 0;
+    }
+    size_t skip = strncmp(val, "https://", 8) == 0 ? 8 : strncmp(val, "http://", 7) == 0 ? 7 : 0;
+    if (!skip || !val[skip] || val[skip] == '/' || strpbrk(val, " \t\r\n")) {
+        snprintf(err, errlen, "expected an http:// or https:// URL, got \"%.120s\"", val);
+        return TF_EINVAL;
+    }
+    cfg->webhooks = tf_realloc(cfg->webhooks, (size_t)(cfg->n_webhooks + 1) * sizeof(char *));
+    cfg->webhooks[cfg->n_webhooks++] = tf_strdup(val);
+    return 0;
+}
+
 static void clear_profiles(struct tf_config *cfg)
 {
     for (int i = 0; i < cfg->n_profiles; i++) {
@@ -424,12 +453,14 @@ void tf_config_free_all(struct tf_config *cfg)
                      &cfg->acme_directory, &cfg->acme_email,   &cfg->acme_ca, &cfg->acme_eab_kid,
                      &cfg->acme_eab_hmac,  &cfg->acme_profile, &cfg->ask,     &cfg->redirect_http,
                      &cfg->hsts,           &cfg->storage_prefix, &cfg->storage_key,
-                     &cfg->storage_ca,     &cfg->storage_cache, &cfg->admin_token_file};
+                     &cfg->storage_ca,     &cfg->storage_cache, &cfg->admin_token_file,
+                     &cfg->webhook_secret_file, &cfg->webhook_ca};
     clear_listen(cfg);
     clear_routes(cfg);
     clear_allow(cfg);
     clear_profiles(cfg);
     tf_config_clear_acme_cas(cfg);
+    clear_webhooks(cfg);
     free(cfg->proxy_from);
     free(cfg->trusted_xff);
     tf_config_backend_clear(cfg->backend);

@@ -316,6 +316,8 @@ static void drain(struct tf_server *s, const char *why)
 {
     if (s->draining) {
         TF_WARN("server", "%s again: stopping now", why);
+        if (s->certmgr)
+            tf_certmgr_drain(s->certmgr, 0);
         uv_timer_stop(&s->grace_timer);
         stop_all(s);
         return;
@@ -324,6 +326,8 @@ static void drain(struct tf_server *s, const char *why)
     TF_INFO("server", "%s: draining connections (grace %u ms)", why, s->cfg->grace_ms);
     uv_timer_stop(&s->ticket_timer);
     broadcast(s, TF_WMSG_DRAIN);
+    if (s->certmgr)
+        tf_certmgr_drain(s->certmgr, s->cfg->grace_ms);
     uv_timer_start(&s->grace_timer, on_grace_timer, s->cfg->grace_ms, 0);
 }
 

@@ -240,8 +240,11 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
         cm_publish_cert_ca(cm, d->name, res->cert, d->ca);
         cm_note_error(cm, d->name, NULL);
-        if (!res->from_storage)
+        if (!res->from_storage) {
             cm_cluster_announce_cert(cm, d->name);
+            tf_webhook_emit(cm->webhook, renewal ? TF_WEBHOOK_RENEWED : TF_WEBHOOK_OBTAINED, name,
+                            cm_ca_directory(cm, d->ca), res->cert, NULL);
+        }
         tf_cert_unref(res->cert);
         cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else {
@@ -252,6 +255,8 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
             cm_note_error(cm, name, why);
             TF_INFO("certmgr", "name=%s ca=%s not issued (%s); backed off for %llds", name,
                     tf_acme_ca_label(ca->acme), why, (long long)(until > now ? until - now : 0));
+            tf_webhook_emit(cm->webhook, err == TF_EDENIED ? TF_WEBHOOK_PAUSED : TF_WEBHOOK_FAILED,
+                            name, cm_ca_directory(cm, d->ca), NULL, why);
         }
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR,
                       err == TF_EDENIED ? TF_OUTCOME_PAUSED
@@ -370,6 +375,9 @@ static void on_gate(int verdict, enum tf_outcome why, void *arg)
         tf_log_limited(&cm->host.stats->log_not_allowed, (int64_t)tf_mono_ms(), TF_LOG_INFO,
                        "certmgr", "name=%s not allowed (%s)%s", d->name, tf_outcome_name(why),
                        d->renewal ? ": not renewed" : "");
+        if (why == TF_OUTCOME_ASK_DENY)
+            tf_webhook_emit(cm->webhook, TF_WEBHOOK_DENIED_BY_ASK, d->name,
+                            cm->cfg->acme_directory, NULL, NULL);
         bool renewal = d->renewal;
         char *name = tf_strdup(d->name);
         cm_demand_finish(d, SSL_AD_UNRECOGNIZED_NAME, why);
@@ -520,6 +528,10 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
     cm_cluster_start(cm, &resp);
     if (cm_cas_start(cm, cfg, &resp, err, errlen) != 0)
         return 2;
+    int wr = tf_webhook_new(cm->loop, cfg, cm->cluster ? cm->node_id : NULL, &cm->webhook, err,
+                            errlen);
+    if (wr != 0)
+        return wr;
     cm->gate = gate_for(cm, cfg);
     if (!cm->gate) {
         snprintf(err, errlen, "--ask: cannot set up the gate");
@@ -620,6 +632,18 @@ static void on_cas_closed(void *arg)
     close_step(cm);
 }
 
+void tf_certmgr_drain(struct tf_certmgr *cm, uint32_t grace_ms)
+{
+    cm->drain_deadline_ms = uv_now(cm->loop) + grace_ms;
+}
+
+/* How long webhook deliveries may go on after the close: until the drain's grace ends. */
+static uint64_t cm_flush_ms(const struct tf_certmgr *cm)
+{
+    uint64_t now = uv_now(cm->loop);
+    return cm->drain_deadline_ms > now ? cm->drain_deadline_ms - now : 0;
+}
+
 void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
 {
     cm->closing = true;
@@ -644,6 +668,10 @@ void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
     if (cm->gate) {
         cm->pending_closes++;
         tf_gate_close(cm->gate, close_step, cm);
+    }
+    if (cm->webhook) {
+        cm->pending_closes++;
+        tf_webhook_close(cm->webhook, cm_flush_ms(cm), close_step, cm);
     }
     cm->pending_closes++; /* the acme -> http -> storage chain */
     cm_cas_close(cm, on_cas_closed);

@@ -279,9 +279,7 @@ static void add_time(cJSON *j, const char *key, int64_t t)
 static void add_cert(cJSON *j, const struct tf_certmgr *cm, const struct cm_managed *m)
 {
     const struct tf_cert *c = m->cert;
-    const struct tf_config *cfg = cm->cfg; /* the directory of the CA that issued it */
-    const char *dir = m->ca < cfg->n_acme_cas ? cfg->acme_cas[m->ca].directory
-                                              : cfg->acme_directory;
+    const char *dir = cm_ca_directory(cm, m->ca);
     cJSON_AddStringToObject(j, "ca", dir ? dir : "");
     cJSON_AddStringToObject(j, "issuer", c->issuer ? c->issuer : "");
     cJSON_AddStringToObject(j, "serial", c->serial ? c->serial : "");

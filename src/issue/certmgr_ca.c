@@ -95,6 +95,14 @@ void cm_cas_close(struct tf_certmgr *cm, void (*done)(void *arg))
     on_acme_closed(cm);
 }
 
+const char *cm_ca_directory(const struct tf_certmgr *cm, int ca)
+{
+    const struct tf_config *cfg = cm->cfg;
+    if (cfg->n_acme_cas > 0)
+        return cfg->acme_cas[ca >= 0 && ca < cfg->n_acme_cas ? ca : 0].directory;
+    return cfg->acme_directory;
+}
+
 void cm_cas_free(struct tf_certmgr *cm)
 {
     for (int i = 0; i < cm->n_cas; i++)

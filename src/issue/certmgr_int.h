@@ -15,6 +15,7 @@
 #include "tlsfront/net/http_client.h"
 #include "tlsfront/store/storage.h"
 #include "tlsfront/base/lru.h"
+#include "webhook_int.h"
 
 #include <uv.h>
 
@@ -88,6 +89,8 @@ struct tf_certmgr {
     struct tf_budget *budget;     /* the local policy: rate, caps, backoff */
     struct tf_challenges *challenges;
     struct cm_h01 *h01;           /* pending HTTP-01 challenges */
+    struct tf_webhook *webhook;   /* --webhook events; NULL = none */
+    uint64_t drain_deadline_ms;   /* uv_now() at which the drain's grace ends; 0 = no drain */
     struct tf_certstore *store;   /* managed certificates, one reference */
     struct cm_demand *demands;
     struct cm_managed *managed;
@@ -194,6 +197,8 @@ void cm_budget_cluster_admit(struct cm_demand *d);
 void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, int ca, const char *name);
 
 /* certmgr_ca.c: the CAs, tried in order. */
+/* The directory URL of CA number ca (the first's when out of range); NULL when none. */
+const char *cm_ca_directory(const struct tf_certmgr *cm, int ca);
 /* One ACME client, HTTP client and limits mirror per CA of cfg (resp: the responder every
  * client uses). Returns 0, or 2 with err set (bad configuration). */
 int cm_cas_start(struct tf_certmgr *cm, const struct tf_config *cfg,

@@ -82,4 +82,5 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
                          (double)(m->not_after - now));
     }
     tf_metrics_buf_free(&lb);
+    tf_webhook_metrics(cm->webhook, out);
 }

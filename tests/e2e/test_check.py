@@ -1,6 +1,7 @@
 """--check does what a start does short of listening: it loads the certificate directory
 (a corrupt PEM fails it, exit 2 with one "tlsfront:" line), reads --acme-ca, opens the
-storage when on-demand issuance is on (a storage path under a regular file fails it), and
+storage when on-demand issuance is on (a storage path under a regular file fails it), reads
+--webhook-secret-file and --webhook-ca (empty or without a certificate: exit 2), and
 binds no port (it passes on an address another socket listens on, where a start exits 2)."""
 import os
 import socket
@@ -74,5 +75,19 @@ check(rc == 0, "static-only: the storage is not touched (rc=%s)" % rc)
 rc, out, err, lines = run_check(["--certs", certs, "--acme-ca", plain])
 check(rc == 2 and len(lines) == 1 and lines[0].startswith("tlsfront: --acme-ca"),
       "empty --acme-ca: exit 2, one line (%r)" % lines)
+
+# Webhook files: an empty secret and a trust anchor without a certificate.
+hook = ["--certs", certs, "--webhook", "http://127.0.0.1:9/hook"]
+rc, out, err, lines = run_check(hook + ["--webhook-secret-file", plain])
+check(rc == 2 and len(lines) == 1 and lines[0].startswith("tlsfront: --webhook-secret-file") and
+      "empty" in lines[0], "empty --webhook-secret-file: exit 2, one line (%r)" % lines)
+rc, out, err, lines = run_check(hook + ["--webhook-ca", plain])
+check(rc == 2 and len(lines) == 1 and lines[0].startswith("tlsfront: --webhook-ca"),
+      "--webhook-ca without a certificate: exit 2, one line (%r)" % lines)
+secret = os.path.join(d, "webhook.secret")
+with open(secret, "w") as f:
+    f.write("k3y\n")
+rc, out, err, lines = run_check(hook + ["--webhook-secret-file", secret])
+check(rc == 0, "a readable --webhook-secret-file passes (rc=%s, %r)" % (rc, lines))
 
 finish()

@@ -151,6 +151,13 @@ struct tf_config {
     uint32_t backoff_max_s;        /* default 86400 */
     uint32_t idle_name_days;       /* on-demand names unused this long are not renewed, default 30 */
 
+    /* Event webhooks */
+    char **webhooks;               /* --webhook URL (repeatable), http:// or https:// */
+    int n_webhooks;
+    char *webhook_secret_file;     /* --webhook-secret-file FILE: HMAC-SHA256 key; NULL = unsigned */
+    char *webhook_ca;              /* --webhook-ca FILE: extra trust anchor for https receivers */
+    int webhook_queue;             /* --webhook-queue: deliveries held at once, default 1000 */
+
     /* HTTP redirect */
     char *redirect_http;
     struct sockaddr_storage redirect_http_addr; /* parsed; ":PORT" is [::] */

@@ -146,9 +146,13 @@ char *tf_certmgr_detail(struct tf_certmgr *cm, const char *name);
  * TF_EBUSY (an order for it is in flight), TF_ECLOSED, or an ACME start error. */
 int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
                       tf_certmgr_action_cb cb, void *arg);
+/* The server started draining: webhook deliveries may go on until grace_ms from now, and
+ * no longer (0: stop them at the close). */
+void tf_certmgr_drain(struct tf_certmgr *cm, uint32_t grace_ms);
 
 /* Stop: cancel orders and gate requests (waiters are answered "shutting_down"), close the
- * ACME client, HTTP client and storage; done runs once everything is closed. */
+ * ACME client, HTTP client and storage, and give held webhook deliveries until the drain's
+ * grace ends (tf_certmgr_drain; none without a drain); done runs once everything is closed. */
 void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg);
 
 #endif
