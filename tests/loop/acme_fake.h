@@ -42,6 +42,7 @@ struct fake_srv {
     int orders;                  /* newOrder requests */
     struct fake_conn *conns;
     bool ari_hold;
+    bool chal_hold;              /* challenge POSTs wait for fake_chal_release */
     int ari_open, ari_max_open; /* renewalInfo connections open now, and the most at once */
     int ari_answered;           /* renewalInfo answers sent */
     char **ari_ids;             /* every certID asked about (owned), in arrival order */
@@ -57,6 +58,7 @@ struct fake_conn {
     bool responded;
     bool ari;  /* a renewalInfo request: counted in ari_open until closed */
     bool held; /* an ARI answer waiting for the hold timer */
+    bool chal_held; /* a challenge POST waiting for fake_chal_release */
     uv_write_t wr;
     char *out;
 };
@@ -258,6 +260,20 @@ static inline int fake_ari_distinct(struct fake_srv *s)
     return n;
 }
 
+#define FAKE_NO_PATH "{\"type\":\"urn:ietf:params:acme:error:malformed\",\"detail\":\"no such path\"}"
+
+/* Answer the challenge POSTs held by chal_hold (as unknown paths: the challenge is never
+ * accepted) and stop holding. */
+static inline void fake_chal_release(struct fake_srv *s)
+{
+    s->chal_hold = false;
+    for (struct fake_conn *c = s->conns; c; c = c->next)
+        if (c->chal_held && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+            c->chal_held = false;
+            fake_reply(c, 404, "", FAKE_NO_PATH, false);
+        }
+}
+
 /* Answer one request by path in the server's mode. */
 static void fake_route(struct fake_conn *c, const char *method, const char *path)
 {
@@ -283,10 +299,12 @@ static void fake_route(struct fake_conn *c, const char *method, const char *path
         if (fake_ari_seen(c, path + 4))
             return; /* held: the hold timer answers it */
         fake_ari_body(extra, sizeof(extra), body, sizeof(body));
+    } else if (s->chal_hold && strncmp(path, "/chal/", 6) == 0) {
+        c->chal_held = true;
+        return; /* fake_chal_release answers it */
     } else {
         status = 404;
-        snprintf(body, sizeof(body), "{\"type\":\"urn:ietf:params:acme:error:malformed\","
-                 "\"detail\":\"no such path\"}");
+        snprintf(body, sizeof(body), FAKE_NO_PATH);
     }
     fake_reply(c, status, extra, body, strcmp(method, "HEAD") == 0);
 }

@@ -448,8 +448,14 @@ static void test_two_cas(void)
     struct tf_certmgr *cm = start_manager(&loop, (int)TF_ARRAY_LEN(argv) - 1, argv, &res, &h);
     if (!cm)
         return;
+    /* The second CA keeps its order in flight (its challenge unanswered) until the name the
+     * first CA failed has been handed over and refused by the second CA's mirror: which of
+     * the two orders ends first is then not a race. */
+    ca2.chal_hold = true;
     tf_certmgr_need(cm, 0, "a.fake.test");
     tf_certmgr_need(cm, 0, "b.fake.test");
+    CHECK(run_until(&loop, &h.n_answers, 1, 30000));
+    fake_chal_release(&ca2);
     CHECK(run_until(&loop, &h.n_answers, 2, 30000));
     CHECK_EQ_INT(h.n_answers, 2);
     for (int i = 0; i < h.n_answers; i++)
