@@ -15,7 +15,6 @@ in seconds: it must be marked too, except in docs/benchmarks.md, whose blocks al
 benchmark scripts. A broken example (a renamed flag, a wrong path, a failing curl) fails.
 """
 import glob
-import http.server
 import os
 import re
 import shlex
@@ -24,12 +23,11 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 from pebblectl import Pebble
-from tfcommon import BIN, SRC, Backend, bound, check, finish, free_port, http_handler, \
-    make_certs, tmpdir
+from tfcommon import (BIN, SRC, Backend, ask_server, bound, check, finish, free_port,
+                      http_handler, make_certs, tmpdir)
 
 FENCE = re.compile(r"^```(sh|bash|console)\s*$")
 MARK = re.compile(r"^<!--\s*example:\s*(\w+)\b.*-->\s*$")
@@ -66,21 +64,8 @@ def bash_n(text):
     return r.returncode == 0, r.stderr.decode()
 
 
-class Ask(http.server.BaseHTTPRequestHandler):
-    """The --ask endpoint of the examples: says yes to every name."""
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ASK_URL = "http://127.0.0.1:%d/allowed" % ask_srv.server_address[1]
+# The --ask endpoint of the examples: says yes to every name.
+ASK_URL = ask_server(lambda name: 200, "/allowed")
 
 demo = make_certs()
 # A certbot layout (live/NAME/fullchain.pem + privkey.pem) made of the demo certificates.

@@ -3,41 +3,27 @@ names the local budget refuses, with --access-log off, writes a bounded number o
 (the first one, then at most one per 10 s window with the count it held back), and every
 line held back is counted in tlsfront_log_suppressed_total{class=...}."""
 import http.client
-import http.server
 import re
 import socket
 import ssl
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from tfcommon import check, finish, make_certs, start_tlsfront, tmpdir
+from tfcommon import ask_server, check, finish, make_certs, start_tlsfront, tmpdir
 
 N = 200
 
 
-class Ask(http.server.BaseHTTPRequestHandler):
-    """Denies the names under flood.test, allows the rest (a name must match --allow and be
-    approved by --ask to be ordered)."""
-
-    def do_GET(self):
-        self.send_response(403 if "flood.test" in self.path else 200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
+# Denies the names under flood.test, allows the rest (a name must match --allow and be
+# approved by --ask to be ordered).
+ask_url = ask_server(lambda name: 403 if "flood.test" in name else 200)
 
 certs = make_certs()
 tf, port = start_tlsfront([
     "--certs", certs, "--backend", "127.0.0.1:9", "--access-log", "off",
     "--storage", tmpdir(), "--acme-directory", "https://127.0.0.1:9/dir",
-    "--ask", "http://127.0.0.1:%d/check" % ask_srv.server_address[1],
+    "--ask", ask_url,
     "--allow", "*.budget.test", "--allow", "*.flood.test", "--issue-burst", "1", "--issue-rate", "0.001",
     "--admin", "127.0.0.1:0"])
 m = tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)")

@@ -9,7 +9,6 @@ refused; the challenge certificate captured during a real validation is checked 
 independent parser; a failed validation backs the name off with the CA's problem logged."""
 import base64
 import hashlib
-import http.server
 import json
 import os
 import random
@@ -26,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ObjectIdentifier
 
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, check, finish, http_handler, start_tlsfront, tmpdir,
-                      wait_until)
+from tfcommon import (Backend, ask_server, bound, check, finish, http_handler, start_tlsfront,
+                      tmpdir, wait_until)
 
 ACME_ID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 
@@ -35,24 +34,14 @@ ACME_ID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 asked = []
 
 
-class Ask(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        name = self.path.split("domain=", 1)[-1]
-        asked.append(name)
-        if name.startswith("slow-"):
-            time.sleep(3)
-        code = 403 if name.startswith("denied") else 200
-        self.send_response(code)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
+def ask(name):
+    asked.append(name)
+    if name.startswith("slow-"):
+        time.sleep(3)
+    return 403 if name.startswith("denied") else 200
 
 
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ask_url = "http://127.0.0.1:%d/check" % ask_srv.server_address[1]
+ask_url = ask_server(ask)
 
 backend = Backend(http_handler(b"backend says hi"))
 storage = tmpdir()

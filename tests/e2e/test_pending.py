@@ -6,7 +6,6 @@ held is closed (before, the proxy read and kept all of it, copying everything ke
 read), one that sends its ClientHello plus a flood in one write is closed too, and one that
 leaves frees its hold at once. Once a burst of held handshakes has ended, the worker gives
 back the heap memory the burst freed (tlsfront_malloc_trims_total counts it)."""
-import http.server
 import re
 import resource
 import socket
@@ -14,8 +13,8 @@ import threading
 import urllib.request
 
 from clienthello import client_hello
-from tfcommon import (Backend, SANITIZE, check, client_ctx, echo_handler, finish, free_port,
-                      make_certs, start_tlsfront, tls_connect, wait_until)
+from tfcommon import (Backend, SANITIZE, ask_server, check, client_ctx, echo_handler, finish,
+                      free_port, make_certs, start_tlsfront, tls_connect, wait_until)
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
@@ -94,23 +93,15 @@ asked_cv = threading.Condition()
 release = threading.Event()
 
 
-class Ask(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with asked_cv:
-            asked.append(self.path.split("domain=", 1)[-1])
-            asked_cv.notify_all()
-        release.wait(300)
-        self.send_response(403)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
+def ask(name):
+    with asked_cv:
+        asked.append(name)
+        asked_cv.notify_all()
+    release.wait(300)
+    return 403
 
 
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ask_url = "http://127.0.0.1:%d/check" % ask_srv.server_address[1]
+ask_url = ask_server(ask)
 
 # Every name goes to --ask (no --allow pattern); no order can start, and the directory is a
 # closed local port all the same.

@@ -6,6 +6,7 @@ are printed when a check fails.
 """
 import atexit
 import hashlib
+import http.server
 import os
 import re
 import shutil
@@ -317,6 +318,27 @@ class Backend:
     @property
     def addr(self):
         return "127.0.0.1:%d" % self.port
+
+
+def ask_server(decide, path="/check"):
+    """An --ask endpoint on loopback: decide(name) gives the HTTP status for the name in
+    ?domain= (it may record, wait or sleep: each request has its own thread). Returns the
+    URL to pass to --ask."""
+
+    class Ask(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = decide(self.path.split("domain=", 1)[-1])
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return "http://127.0.0.1:%d%s" % (srv.server_address[1], path)
 
 
 def http_handler(body_prefix=b"hello from backend"):
