@@ -10,6 +10,7 @@
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/log.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <stdio.h>
@@ -173,16 +174,44 @@ struct load_op {
     struct tf_storage *st;
     char *name, *chain;
     size_t chain_len;
-    tf_acme_store_load_cb cb;
+    tf_acme_store_load_cb cb;      /* one of cb (chain and key texts) ... */
+    tf_acme_store_meta_cb meta_cb; /* ... or meta_cb (then meta.json is read third) */
+    struct tf_cert *cert;          /* meta_cb: the certificate while meta.json is read */
     void *arg;
 };
+
+static void load_op_free(struct load_op *op)
+{
+    free(op->name);
+    free(op->chain);
+    free(op);
+}
 
 static void load_end(struct load_op *op, int err, struct tf_cert *c, const char *key)
 {
     op->cb(err, c, op->chain, key, op->arg);
-    free(op->name);
-    free(op->chain);
-    free(op);
+    load_op_free(op);
+}
+
+/* meta.json's "ca_id", or NULL when it is missing or unreadable (a certificate stored before
+ * the metadata named its CA still loads). */
+static char *meta_ca_id(const char *data, size_t len)
+{
+    cJSON *j = data ? cJSON_ParseWithLength(data, len) : NULL;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "ca_id");
+    char *out = cJSON_IsString(id) && id->valuestring[0] ? tf_strdup(id->valuestring) : NULL;
+    cJSON_Delete(j);
+    return out;
+}
+
+static void on_load_meta(int err, char *data, size_t len, void *arg)
+{
+    struct load_op *op = arg;
+    char *ca_id = err ? NULL : meta_ca_id(data, len);
+    free(data);
+    op->meta_cb(0, op->cert, ca_id, op->arg);
+    free(ca_id);
+    load_op_free(op);
 }
 
 static void on_load_key(int err, char *data, size_t len, void *arg)
@@ -206,7 +235,19 @@ static void on_load_key(int err, char *data, size_t len, void *arg)
         }
         free(path);
     }
-    load_end(op, err, c, err ? NULL : data);
+    if (op->meta_cb && !err) {
+        op->cert = c;
+        char *mk = tf_acme_store_key(op->name, "meta.json");
+        int rc = tf_storage_get(op->st, mk, on_load_meta, op);
+        free(mk);
+        if (rc)
+            on_load_meta(rc, NULL, 0, op);
+    } else if (op->meta_cb) {
+        op->meta_cb(err, NULL, NULL, op->arg);
+        load_op_free(op);
+    } else {
+        load_end(op, err, c, err ? NULL : data);
+    }
     if (data) {
         OPENSSL_cleanse(data, len);
         free(data);
@@ -218,7 +259,12 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
     struct load_op *op = arg;
     if (err) {
         free(data);
-        load_end(op, err, NULL, NULL);
+        if (op->meta_cb) {
+            op->meta_cb(err, NULL, NULL, op->arg);
+            load_op_free(op);
+        } else {
+            load_end(op, err, NULL, NULL);
+        }
         return;
     }
     op->chain = data;
@@ -230,8 +276,8 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
         on_load_key(rc, NULL, 0, op);
 }
 
-int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
-                       void *arg)
+static int load_start(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
+                      tf_acme_store_meta_cb meta_cb, void *arg)
 {
     char *key = tf_acme_store_key(name, "cert.pem");
     if (!key)
@@ -240,6 +286,7 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
     op->st = st;
     op->name = tf_strdup(name);
     op->cb = cb;
+    op->meta_cb = meta_cb;
     op->arg = arg;
     int rc = tf_storage_get(st, key, on_load_chain, op);
     free(key);
@@ -248,6 +295,18 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
         free(op);
     }
     return rc;
+}
+
+int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
+                       void *arg)
+{
+    return load_start(st, name, cb, NULL, arg);
+}
+
+int tf_acme_store_load_meta(struct tf_storage *st, const char *name, tf_acme_store_meta_cb cb,
+                            void *arg)
+{
+    return load_start(st, name, NULL, cb, arg);
 }
 
 /* ---- load all ---- */
@@ -287,7 +346,7 @@ static int names_from_keys(char **keys, int n, char ***out)
     return uniq;
 }
 
-/* Stored certificates read at once by a load of everything: each load waits on two reads in
+/* Stored certificates read at once by a load of everything: each load waits on three reads in
  * turn, so a few in flight keep the thread pool (or the Redis connection) busy, where one at
  * a time leaves it idle between reads. Small, so that the loop never holds many decoded
  * certificates it has not handed over yet. */
@@ -310,15 +369,12 @@ struct all_one {
 
 static void all_next(struct all_op *op);
 
-static void on_all_one(int err, struct tf_cert *c, const char *chain, const char *key,
-                       void *arg)
+static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
 {
     struct all_one *one = arg;
     struct all_op *op = one->op;
     const char *name = op->names[one->i];
     free(one);
-    (void)chain;
-    (void)key;
     if (err) {
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
             TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
@@ -326,7 +382,7 @@ static void on_all_one(int err, struct tf_cert *c, const char *chain, const char
     } else {
         op->loaded++;
         if (op->each)
-            op->each(name, c, op->arg);
+            op->each(name, c, ca_id, op->arg);
         else
             tf_cert_unref(c);
     }
@@ -342,7 +398,7 @@ static void all_next(struct all_op *op)
         struct all_one *one = tf_calloc(1, sizeof(*one));
         one->op = op;
         one->i = op->next++;
-        if (tf_acme_store_load(op->st, op->names[one->i], on_all_one, one) != 0) {
+        if (tf_acme_store_load_meta(op->st, op->names[one->i], on_all_one, one) != 0) {
             free(one);
             op->skipped++;
             continue;

@@ -138,7 +138,6 @@ struct cm_queued {
 /* certmgr.c */
 /* Add or replace the managed certificate of name and publish it now (one issued or
  * announced certificate). Takes its own reference on cert. */
-void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert);
 /* Adopt cert for name (managed list, renewal plan) without touching the store yet: many
  * stored certificates are staged, then put into the store in one pass by cm_publish_staged
  * (linear in names, where one store per certificate would be quadratic). spread: the first
@@ -199,6 +198,9 @@ void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, int ca, const ch
 /* certmgr_ca.c: the CAs, tried in order. */
 /* The directory URL of CA number ca (the first's when out of range); NULL when none. */
 const char *cm_ca_directory(const struct tf_certmgr *cm, int ca);
+/* The index in cm->cas of the CA with id ca_id (stored metadata); the first CA when ca_id is
+ * NULL or names a CA no longer configured (logged at debug, naming name). */
+int cm_ca_index(const struct tf_certmgr *cm, const char *ca_id, const char *name);
 /* One ACME client, HTTP client and limits mirror per CA of cfg (resp: the responder every
  * client uses). Returns 0, or 2 with err set (bad configuration). */
 int cm_cas_start(struct tf_certmgr *cm, const struct tf_config *cfg,
