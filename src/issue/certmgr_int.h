@@ -89,6 +89,7 @@ struct tf_certmgr {
     struct tf_budget *budget;     /* the local policy: rate, caps, backoff */
     struct tf_challenges *challenges;
     struct cm_h01 *h01;           /* pending HTTP-01 challenges */
+    uint64_t h01_found, h01_not_found; /* HTTP-01 requests the redirect listener answered */
     struct tf_webhook *webhook;   /* --webhook events; NULL = none */
     uint64_t drain_deadline_ms;   /* uv_now() at which the drain's grace ends; 0 = no drain */
     struct tf_certstore *store;   /* managed certificates, one reference */
@@ -177,6 +178,8 @@ void cm_h01_put(struct tf_certmgr *cm, const char *token, const char *ka, uint64
 void cm_h01_drop(struct tf_certmgr *cm, const char *token);
 void cm_h01_free_all(struct tf_certmgr *cm);
 char *cm_h01_key(const char *token);
+/* Pending HTTP-01 challenges (ours and other nodes' not expired). */
+int cm_h01_count(struct tf_certmgr *cm);
 uint32_t cm_chal_ttl_ms(const struct tf_certmgr *cm);
 
 /* certmgr_cluster.c: a store shared with other nodes (no-ops otherwise). */
