@@ -187,9 +187,13 @@ static void load_op_free(struct load_op *op)
     free(op);
 }
 
+/* The end of a load (meta_cb: one that stops before meta.json, so with no CA id). */
 static void load_end(struct load_op *op, int err, struct tf_cert *c, const char *key)
 {
-    op->cb(err, c, op->chain, key, op->arg);
+    if (op->meta_cb)
+        op->meta_cb(err, c, NULL, op->arg);
+    else
+        op->cb(err, c, op->chain, key, op->arg);
     load_op_free(op);
 }
 
@@ -212,6 +216,16 @@ static void on_load_meta(int err, char *data, size_t len, void *arg)
     op->meta_cb(0, op->cert, ca_id, op->arg);
     free(ca_id);
     load_op_free(op);
+}
+
+/* Read name's file next, then next; a read that cannot start goes to next with its code. */
+static void load_read(struct load_op *op, const char *file, tf_storage_get_cb next)
+{
+    char *key = tf_acme_store_key(op->name, file);
+    int rc = tf_storage_get(op->st, key, next, op);
+    free(key);
+    if (rc)
+        next(rc, NULL, 0, op);
 }
 
 static void on_load_key(int err, char *data, size_t len, void *arg)
@@ -237,14 +251,7 @@ static void on_load_key(int err, char *data, size_t len, void *arg)
     }
     if (op->meta_cb && !err) {
         op->cert = c;
-        char *mk = tf_acme_store_key(op->name, "meta.json");
-        int rc = tf_storage_get(op->st, mk, on_load_meta, op);
-        free(mk);
-        if (rc)
-            on_load_meta(rc, NULL, 0, op);
-    } else if (op->meta_cb) {
-        op->meta_cb(err, NULL, NULL, op->arg);
-        load_op_free(op);
+        load_read(op, "meta.json", on_load_meta);
     } else {
         load_end(op, err, c, err ? NULL : data);
     }
@@ -259,21 +266,12 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
     struct load_op *op = arg;
     if (err) {
         free(data);
-        if (op->meta_cb) {
-            op->meta_cb(err, NULL, NULL, op->arg);
-            load_op_free(op);
-        } else {
-            load_end(op, err, NULL, NULL);
-        }
+        load_end(op, err, NULL, NULL);
         return;
     }
     op->chain = data;
     op->chain_len = len;
-    char *key = tf_acme_store_key(op->name, "key.pem");
-    int rc = tf_storage_get(op->st, key, on_load_key, op);
-    free(key);
-    if (rc)
-        on_load_key(rc, NULL, 0, op);
+    load_read(op, "key.pem", on_load_key);
 }
 
 static int load_start(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
