@@ -4,7 +4,8 @@
  * markers acme/<ca-id>/paused/<name>. Saves write the key first, then the chain, then the
  * metadata, so a crash in between leaves a pair the loader rejects (mismatch) rather than a
  * chain without its key; forgetting deletes in the reverse order. Loading checks that key and leaf match; loading everything skips
- * (and logs) what does not. Also the synchronous listing for `tlsfront certs`.
+ * (and logs) what does not, and reads meta.json with each certificate for the id of the CA
+ * that issued it (tf_acme_store_load_meta). Also the synchronous listing for `tlsfront certs`.
  */
 #include "tlsfront/acme/acme.h"
 #include "tlsfront/base/common.h"

@@ -137,20 +137,20 @@ struct cm_queued {
 };
 
 /* certmgr.c */
-/* Add or replace the managed certificate of name and publish it now (one issued or
- * announced certificate). Takes its own reference on cert. */
 /* Adopt cert for name (managed list, renewal plan) without touching the store yet: many
  * stored certificates are staged, then put into the store in one pass by cm_publish_staged
  * (linear in names, where one store per certificate would be quadratic). spread: the first
  * ARI request is put off at random over TF_CERTMGR_ARI_SPREAD_S (a load), else it is queued
- * now (a new certificate). ca: the CA that issued it (index in cm->cas; stored ones 0).
+ * now (a new certificate). ca: the CA that issued it (index in cm->cas; stored ones:
+ * cm_ca_index of their metadata's ca_id).
  * Takes its own reference on cert. */
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
-/* The same for a certificate that CA number ca issued. */
+/* Add or replace the managed certificate of name, issued by CA number ca, and publish it
+ * now (one issued or announced certificate). Takes its own reference on cert. */
 void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
