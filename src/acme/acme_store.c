@@ -4,12 +4,14 @@
  * markers acme/<ca-id>/paused/<name>. Saves write the key first, then the chain, then the
  * metadata, so a crash in between leaves a pair the loader rejects (mismatch) rather than a
  * chain without its key; forgetting deletes in the reverse order. Loading checks that key and leaf match; loading everything skips
- * (and logs) what does not. Also the synchronous listing for `tlsfront certs`.
+ * (and logs) what does not, and reads meta.json with each certificate for the id of the CA
+ * that issued it (tf_acme_store_load_meta). Also the synchronous listing for `tlsfront certs`.
  */
 #include "tlsfront/acme/acme.h"
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/log.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <stdio.h>
@@ -173,16 +175,58 @@ struct load_op {
     struct tf_storage *st;
     char *name, *chain;
     size_t chain_len;
-    tf_acme_store_load_cb cb;
+    tf_acme_store_load_cb cb;      /* one of cb (chain and key texts) ... */
+    tf_acme_store_meta_cb meta_cb; /* ... or meta_cb (then meta.json is read third) */
+    struct tf_cert *cert;          /* meta_cb: the certificate while meta.json is read */
     void *arg;
 };
 
-static void load_end(struct load_op *op, int err, struct tf_cert *c, const char *key)
+static void load_op_free(struct load_op *op)
 {
-    op->cb(err, c, op->chain, key, op->arg);
     free(op->name);
     free(op->chain);
     free(op);
+}
+
+/* The end of a load (meta_cb: one that stops before meta.json, so with no CA id). */
+static void load_end(struct load_op *op, int err, struct tf_cert *c, const char *key)
+{
+    if (op->meta_cb)
+        op->meta_cb(err, c, NULL, op->arg);
+    else
+        op->cb(err, c, op->chain, key, op->arg);
+    load_op_free(op);
+}
+
+/* meta.json's "ca_id", or NULL when it is missing or unreadable (a certificate stored before
+ * the metadata named its CA still loads). */
+static char *meta_ca_id(const char *data, size_t len)
+{
+    cJSON *j = data ? cJSON_ParseWithLength(data, len) : NULL;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "ca_id");
+    char *out = cJSON_IsString(id) && id->valuestring[0] ? tf_strdup(id->valuestring) : NULL;
+    cJSON_Delete(j);
+    return out;
+}
+
+static void on_load_meta(int err, char *data, size_t len, void *arg)
+{
+    struct load_op *op = arg;
+    char *ca_id = err ? NULL : meta_ca_id(data, len);
+    free(data);
+    op->meta_cb(0, op->cert, ca_id, op->arg);
+    free(ca_id);
+    load_op_free(op);
+}
+
+/* Read name's file next, then next; a read that cannot start goes to next with its code. */
+static void load_read(struct load_op *op, const char *file, tf_storage_get_cb next)
+{
+    char *key = tf_acme_store_key(op->name, file);
+    int rc = tf_storage_get(op->st, key, next, op);
+    free(key);
+    if (rc)
+        next(rc, NULL, 0, op);
 }
 
 static void on_load_key(int err, char *data, size_t len, void *arg)
@@ -206,7 +250,12 @@ static void on_load_key(int err, char *data, size_t len, void *arg)
         }
         free(path);
     }
-    load_end(op, err, c, err ? NULL : data);
+    if (op->meta_cb && !err) {
+        op->cert = c;
+        load_read(op, "meta.json", on_load_meta);
+    } else {
+        load_end(op, err, c, err ? NULL : data);
+    }
     if (data) {
         OPENSSL_cleanse(data, len);
         free(data);
@@ -223,15 +272,11 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
     }
     op->chain = data;
     op->chain_len = len;
-    char *key = tf_acme_store_key(op->name, "key.pem");
-    int rc = tf_storage_get(op->st, key, on_load_key, op);
-    free(key);
-    if (rc)
-        on_load_key(rc, NULL, 0, op);
+    load_read(op, "key.pem", on_load_key);
 }
 
-int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
-                       void *arg)
+static int load_start(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
+                      tf_acme_store_meta_cb meta_cb, void *arg)
 {
     char *key = tf_acme_store_key(name, "cert.pem");
     if (!key)
@@ -240,6 +285,7 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
     op->st = st;
     op->name = tf_strdup(name);
     op->cb = cb;
+    op->meta_cb = meta_cb;
     op->arg = arg;
     int rc = tf_storage_get(st, key, on_load_chain, op);
     free(key);
@@ -248,6 +294,18 @@ int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_lo
         free(op);
     }
     return rc;
+}
+
+int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
+                       void *arg)
+{
+    return load_start(st, name, cb, NULL, arg);
+}
+
+int tf_acme_store_load_meta(struct tf_storage *st, const char *name, tf_acme_store_meta_cb cb,
+                            void *arg)
+{
+    return load_start(st, name, NULL, cb, arg);
 }
 
 /* ---- load all ---- */
@@ -287,7 +345,7 @@ static int names_from_keys(char **keys, int n, char ***out)
     return uniq;
 }
 
-/* Stored certificates read at once by a load of everything: each load waits on two reads in
+/* Stored certificates read at once by a load of everything: each load waits on three reads in
  * turn, so a few in flight keep the thread pool (or the Redis connection) busy, where one at
  * a time leaves it idle between reads. Small, so that the loop never holds many decoded
  * certificates it has not handed over yet. */
@@ -310,15 +368,12 @@ struct all_one {
 
 static void all_next(struct all_op *op);
 
-static void on_all_one(int err, struct tf_cert *c, const char *chain, const char *key,
-                       void *arg)
+static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
 {
     struct all_one *one = arg;
     struct all_op *op = one->op;
     const char *name = op->names[one->i];
     free(one);
-    (void)chain;
-    (void)key;
     if (err) {
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
             TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
@@ -326,7 +381,7 @@ static void on_all_one(int err, struct tf_cert *c, const char *chain, const char
     } else {
         op->loaded++;
         if (op->each)
-            op->each(name, c, op->arg);
+            op->each(name, c, ca_id, op->arg);
         else
             tf_cert_unref(c);
     }
@@ -342,7 +397,7 @@ static void all_next(struct all_op *op)
         struct all_one *one = tf_calloc(1, sizeof(*one));
         one->op = op;
         one->i = op->next++;
-        if (tf_acme_store_load(op->st, op->names[one->i], on_all_one, one) != 0) {
+        if (tf_acme_store_load_meta(op->st, op->names[one->i], on_all_one, one) != 0) {
             free(one);
             op->skipped++;
             continue;

@@ -96,8 +96,9 @@ struct redis_list {
     bool done;
 };
 
-static void on_each(const char *name, struct tf_cert *c, void *arg)
+static void on_each(const char *name, struct tf_cert *c, const char *ca_id, void *arg)
 {
+    (void)ca_id;
     struct redis_list *l = arg;
     if (l->n + 1 >= l->cap) {
         l->cap = l->cap ? 2 * l->cap : 16;

@@ -285,6 +285,8 @@ static void answer(struct rd_conn *k, int status, const char *name)
  * 404. The key authorization is public by design, but still never logged. */
 static void answer_challenge(struct rd_conn *k, const char *ka)
 {
+    if (k->rd->s->certmgr)
+        tf_certmgr_http01_answered(k->rd->s->certmgr, ka != NULL);
     if (ka)
         answer_body(k, 200, NULL, ka);
     else
@@ -304,7 +306,7 @@ static void on_lookup_timeout(uv_timer_t *t)
     struct rd_conn *k = t->data;
     tf_certmgr_http01_cancel(k->lookup);
     k->lookup = NULL;
-    answer(k, 404, NULL);
+    answer_challenge(k, NULL);
 }
 
 /* GET for a challenge path: answer from this node's pending challenges, else (a shared

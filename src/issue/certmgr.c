@@ -97,11 +97,6 @@ void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert 
     cm_publish_staged(cm);
 }
 
-void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert)
-{
-    cm_publish_cert_ca(cm, name, cert, 0);
-}
-
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca)
 {
@@ -450,10 +445,11 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 
 /* --- start-up -------------------------------------------------------------------------- */
 
-static void on_stored(const char *name, struct tf_cert *cert, void *arg)
+static void on_stored(const char *name, struct tf_cert *cert, const char *ca_id, void *arg)
 {
     struct tf_certmgr *cm = arg;
-    cm_stage_cert(cm, name, cert, true, 0); /* the store is built once, in on_all_stored */
+    /* The store is built once, in on_all_stored. */
+    cm_stage_cert(cm, name, cert, true, cm_ca_index(cm, ca_id, name));
     tf_cert_unref(cert);
 }
 

@@ -103,6 +103,18 @@ const char *cm_ca_directory(const struct tf_certmgr *cm, int ca)
     return cfg->acme_directory;
 }
 
+int cm_ca_index(const struct tf_certmgr *cm, const char *ca_id, const char *name)
+{
+    if (!ca_id)
+        return 0;
+    for (int i = 0; i < cm->n_cas; i++)
+        if (strcmp(tf_acme_ca_id(cm->cas[i].acme), ca_id) == 0)
+            return i;
+    TF_DEBUG(CA_MOD, "name=%s issued by ca_id=%s, no longer configured: attributed to the first CA",
+             name, ca_id);
+    return 0;
+}
+
 void cm_cas_free(struct tf_certmgr *cm)
 {
     for (int i = 0; i < cm->n_cas; i++)

@@ -87,29 +87,27 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name)
 /* Take a stored certificate unless it is the one we already serve. True when taken: staged
  * (a resync publishes its batch once, at its end), else published now. */
 static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
-                        bool staged)
+                        const char *ca_id, bool staged)
 {
+    int ca = cm_ca_index(cm, ca_id, name);
     struct cm_managed *m = cm_find_managed(cm, name);
     if (m && m->cert && X509_cmp(m->cert->leaf, cert->leaf) == 0)
         return false;
     if (staged)
-        cm_stage_cert(cm, name, cert, true, 0);
+        cm_stage_cert(cm, name, cert, true, ca);
     else
-        cm_publish_cert(cm, name, cert);
+        cm_publish_cert_ca(cm, name, cert, ca);
     return true;
 }
 
-static void on_announced_cert(int err, struct tf_cert *cert, const char *chain_pem,
-                              const char *key_pem, void *arg)
+static void on_announced_cert(int err, struct tf_cert *cert, const char *ca_id, void *arg)
 {
     struct cmc_req *r = arg;
     struct tf_certmgr *cm = r->cm;
-    (void)chain_pem;
-    (void)key_pem;
     if (err) {
         TF_WARN(CM_MOD, "name=%s announced certificate not loaded: %s", r->name,
                 tf_strerror(err));
-    } else if (!cm->closing && take_stored(cm, r->name, cert, false)) {
+    } else if (!cm->closing && take_stored(cm, r->name, cert, ca_id, false)) {
         cm->stats.cluster_certs_received++;
         TF_INFO(CM_MOD, "name=%s certificate from another node (serial %s)", r->name,
                 cert->serial);
@@ -125,21 +123,18 @@ static void on_announced_cert(int err, struct tf_cert *cert, const char *chain_p
     req_free(r);
 }
 
-static void on_stored_checked(int err, struct tf_cert *cert, const char *chain_pem,
-                              const char *key_pem, void *arg)
+static void on_stored_checked(int err, struct tf_cert *cert, const char *ca_id, void *arg)
 {
     struct cmc_req *r = arg;
     struct cm_demand *d = r->d;
     struct tf_certmgr *cm = r->cm;
-    (void)chain_pem;
-    (void)key_pem;
     req_free(r);
     if (cm->closing) {
         cm_demand_finish(d, SSL_AD_INTERNAL_ERROR, TF_OUTCOME_SHUTTING_DOWN);
     } else if (err == 0 && cert->not_after > tf_wall_now()) {
         TF_INFO(CM_MOD, "name=%s certificate found in the shared storage (serial %s)", d->name,
                 cert->serial);
-        take_stored(cm, d->name, cert, false);
+        take_stored(cm, d->name, cert, ca_id, false);
         cm_demand_finish(d, 0, TF_OUTCOME_READY);
     } else if (err == 0 || err == UV_ENOENT || err == TF_EINVAL) {
         cm_gate_then_order(d); /* none (or none usable): order it, under the order lock */
@@ -156,18 +151,19 @@ void cm_cluster_check_stored(struct cm_demand *d)
 {
     struct cmc_req *r = req_new(d->cm, d->name);
     r->d = d;
-    int rc = tf_acme_store_load(d->cm->storage, d->name, on_stored_checked, r);
+    int rc = tf_acme_store_load_meta(d->cm->storage, d->name, on_stored_checked, r);
     if (rc) {
         req_free(r);
         cm_gate_then_order(d);
     }
 }
 
-static void on_resync_each(const char *name, struct tf_cert *cert, void *arg)
+static void on_resync_each(const char *name, struct tf_cert *cert, const char *ca_id,
+                           void *arg)
 {
     struct tf_certmgr *cm = arg;
     if (!cm->closing)
-        take_stored(cm, name, cert, true);
+        take_stored(cm, name, cert, ca_id, true);
     tf_cert_unref(cert);
 }
 
@@ -344,7 +340,7 @@ static void on_message(const char *msg, size_t len, void *arg)
         return;
     if (strcmp(kind, "cert") == 0) {
         struct cmc_req *r = req_new(cm, name);
-        if (tf_acme_store_load(cm->storage, name, on_announced_cert, r) != 0)
+        if (tf_acme_store_load_meta(cm->storage, name, on_announced_cert, r) != 0)
             req_free(r);
     } else if (strcmp(kind, "chal") == 0) {
         fetch_challenge(cm, name, -1);

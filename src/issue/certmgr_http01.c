@@ -77,6 +77,23 @@ void cm_h01_put(struct tf_certmgr *cm, const char *token, const char *ka, uint64
     e->expires_ms = expires_ms;
 }
 
+int cm_h01_count(struct tf_certmgr *cm)
+{
+    expire(cm);
+    int n = 0;
+    for (const struct cm_h01 *e = cm->h01; e; e = e->next)
+        n++;
+    return n;
+}
+
+void tf_certmgr_http01_answered(struct tf_certmgr *cm, bool found)
+{
+    if (found)
+        cm->h01_found++;
+    else
+        cm->h01_not_found++;
+}
+
 void cm_h01_drop(struct tf_certmgr *cm, const char *token)
 {
     for (struct cm_h01 **pp = &cm->h01; *pp; pp = &(*pp)->next)

@@ -89,6 +89,7 @@ struct tf_certmgr {
     struct tf_budget *budget;     /* the local policy: rate, caps, backoff */
     struct tf_challenges *challenges;
     struct cm_h01 *h01;           /* pending HTTP-01 challenges */
+    uint64_t h01_found, h01_not_found; /* HTTP-01 requests the redirect listener answered */
     struct tf_webhook *webhook;   /* --webhook events; NULL = none */
     uint64_t drain_deadline_ms;   /* uv_now() at which the drain's grace ends; 0 = no drain */
     struct tf_certstore *store;   /* managed certificates, one reference */
@@ -136,21 +137,20 @@ struct cm_queued {
 };
 
 /* certmgr.c */
-/* Add or replace the managed certificate of name and publish it now (one issued or
- * announced certificate). Takes its own reference on cert. */
-void cm_publish_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert);
 /* Adopt cert for name (managed list, renewal plan) without touching the store yet: many
  * stored certificates are staged, then put into the store in one pass by cm_publish_staged
  * (linear in names, where one store per certificate would be quadratic). spread: the first
  * ARI request is put off at random over TF_CERTMGR_ARI_SPREAD_S (a load), else it is queued
- * now (a new certificate). ca: the CA that issued it (index in cm->cas; stored ones 0).
+ * now (a new certificate). ca: the CA that issued it (index in cm->cas; stored ones:
+ * cm_ca_index of their metadata's ca_id).
  * Takes its own reference on cert. */
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
-/* The same for a certificate that CA number ca issued. */
+/* Add or replace the managed certificate of name, issued by CA number ca, and publish it
+ * now (one issued or announced certificate). Takes its own reference on cert. */
 void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
@@ -178,6 +178,8 @@ void cm_h01_put(struct tf_certmgr *cm, const char *token, const char *ka, uint64
 void cm_h01_drop(struct tf_certmgr *cm, const char *token);
 void cm_h01_free_all(struct tf_certmgr *cm);
 char *cm_h01_key(const char *token);
+/* Pending HTTP-01 challenges (ours and other nodes' not expired). */
+int cm_h01_count(struct tf_certmgr *cm);
 uint32_t cm_chal_ttl_ms(const struct tf_certmgr *cm);
 
 /* certmgr_cluster.c: a store shared with other nodes (no-ops otherwise). */
@@ -199,6 +201,9 @@ void cm_budget_cluster_failed_validation(struct tf_certmgr *cm, int ca, const ch
 /* certmgr_ca.c: the CAs, tried in order. */
 /* The directory URL of CA number ca (the first's when out of range); NULL when none. */
 const char *cm_ca_directory(const struct tf_certmgr *cm, int ca);
+/* The index in cm->cas of the CA with id ca_id (stored metadata); the first CA when ca_id is
+ * NULL or names a CA no longer configured (logged at debug, naming name). */
+int cm_ca_index(const struct tf_certmgr *cm, const char *ca_id, const char *name);
 /* One ACME client, HTTP client and limits mirror per CA of cfg (resp: the responder every
  * client uses). Returns 0, or 2 with err set (bad configuration). */
 int cm_cas_start(struct tf_certmgr *cm, const struct tf_config *cfg,

@@ -53,6 +53,12 @@ void tf_certmgr_metrics(struct tf_certmgr *cm, struct tf_metrics_buf *out)
                        cm->stats.orders_failed);
     tf_metrics_gauge(out, "tlsfront_pending_challenges", "TLS-ALPN-01 challenges being served.",
                      NULL, cm->challenges ? cm->challenges->n : 0);
+    tf_metrics_gauge(out, "tlsfront_pending_http01_challenges", "HTTP-01 challenges the "
+                     "redirect listener answers now.", NULL, cm_h01_count(cm));
+    tf_metrics_counter(out, "tlsfront_http01_requests_total", "HTTP-01 requests answered on "
+                       "the redirect listener by result.", "result=\"found\"", cm->h01_found);
+    tf_metrics_counter(out, "tlsfront_http01_requests_total", NULL, "result=\"not_found\"",
+                       cm->h01_not_found);
     tf_metrics_gauge(out, "tlsfront_managed_certificates", "Certificates managed by ACME.", NULL,
                      cm->n_managed);
     tf_metrics_gauge(out, "tlsfront_ari_inflight",

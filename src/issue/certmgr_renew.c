@@ -146,7 +146,7 @@ void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok)
 {
     struct cm_managed *m = cm_find_managed(cm, name);
     if (!m || ok)
-        return; /* success rescheduled it through cm_publish_cert */
+        return; /* success rescheduled it through cm_publish_cert_ca */
     m->renewing = false;
     m->failures++;
     int64_t wait = 60LL << (m->failures < 10 ? m->failures : 10);

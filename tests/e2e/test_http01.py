@@ -4,17 +4,22 @@ a tlsfront redirect listener:
 - --acme-challenges http-01: a fresh name is served on its first connection, one order,
   validated through GET /.well-known/acme-challenge/TOKEN (200 in the access log); an
   unknown or malformed token gets 404, other paths (and other methods on the challenge
-  path) are still redirected or refused as before;
+  path) are still redirected or refused as before; the admin endpoint counts the answers
+  (tlsfront_http01_requests_total found / not_found) and the pending challenges gauge is
+  back to 0;
 - the default list (tls-alpn-01, then http-01 with --redirect-http): tls-alpn-01 fails, a
   second order validates with http-01, the name is served;
 - nodes sharing Redis, pebble's HTTP-01 port on node B: a name first asked on node A is
   served, node B answering A's challenge (announced through the store); then pebble's
   validation connections are parked until a node C that missed the announcement has
-  started, and C answers them from the store (an unknown token is looked up there);
+  started, and C answers them from the store (an unknown token is looked up there); while
+  they are parked, node A's tlsfront_pending_http01_challenges is 1;
 - --acme-challenges errors exit 2 with one line naming the option."""
+import re
 import socket
 import subprocess
 import threading
+import urllib.request
 
 import clusterctl
 from clusterctl import Balancer, Redis, storage_key_file
@@ -49,6 +54,20 @@ def req(rport, raw):
     return st, f, body
 
 
+def metric(admin_port, name):
+    """The value of one sample on the admin endpoint's /metrics (None when absent)."""
+    url = "http://127.0.0.1:%d/metrics" % admin_port
+    with urllib.request.urlopen(url, timeout=bound(10)) as r:
+        text = r.read().decode()
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+FOUND = 'tlsfront_http01_requests_total{result="found"}'
+NOT_FOUND = 'tlsfront_http01_requests_total{result="not_found"}'
+PENDING = "tlsfront_pending_http01_challenges"
+
+
 def served(rootf, port, name, what):
     try:
         _, data = clusterctl.fetch(rootf, port, name)
@@ -60,7 +79,11 @@ def served(rootf, port, name, what):
 
 # --- --acme-challenges http-01 only -------------------------------------------------------
 peb = Pebble()
-tf, port, rport = start(peb.tlsfront_args(tmpdir()), ["--acme-challenges", "http-01"], "only")
+aport = free_port()
+tf, port, rport = start(peb.tlsfront_args(tmpdir()), ["--acme-challenges", "http-01",
+                                                      "--admin", "127.0.0.1:%d" % aport], "only")
+check(metric(aport, FOUND) == 0 and metric(aport, NOT_FOUND) == 0
+      and metric(aport, PENDING) == 0, "metrics: no HTTP-01 request answered yet, none pending")
 peb.start(tls_port=free_port(), http_port=rport)
 rootf = clusterctl.pebble_root_file(peb)
 served(rootf, port, "a.h01.test", "http-01 only")
@@ -82,6 +105,12 @@ st, f, body = req(rport, b"GET %sabc HTTP/1.1\r\nHost: evil.example\r\n\r\n" % P
 check(st == 404, "challenge path with a foreign Host: 404, not 400 (%s)" % st)
 st, f, body = req(rport, b"GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n")
 check(st == 400, "other paths for foreign names: still 400 (%s)" % st)
+found, not_found = metric(aport, FOUND), metric(aport, NOT_FOUND)
+check(found >= 1, "metrics: the validation counted as found (%s)" % found)
+check(not_found == 7, "metrics: the seven 404s on the challenge path counted as not_found, "
+      "redirects and 400s not (%s)" % not_found)
+check(wait_until(lambda: metric(aport, PENDING) == 0, 10),
+      "metrics: no HTTP-01 challenge pending once the name is issued")
 peb.stop()
 
 # --- fallback: tls-alpn-01 fails, http-01 succeeds ------------------------------------------
@@ -102,7 +131,9 @@ key = storage_key_file()
 peb3 = Pebble()
 bal = Balancer()
 cl = ["--storage-key", key, "--acme-challenges", "http-01"]
-tfa, porta, _ = start(peb3.tlsfront_args(redis.url), cl, "nodeA")
+aporta = free_port()
+tfa, porta, _ = start(peb3.tlsfront_args(redis.url), cl + ["--admin", "127.0.0.1:%d" % aporta],
+                      "nodeA")
 tfb, _, rportb = start(peb3.tlsfront_args(redis.url), cl, "nodeB")
 bal.backends = [rportb]
 peb3.start(tls_port=free_port(), http_port=bal.port)
@@ -117,6 +148,9 @@ bal.hold = True
 late = threading.Thread(target=served, args=(rootf3, porta, "d.h01.test", "late node"))
 late.start()
 check(wait_until(lambda: bal.held, 30), "late node: pebble's validation is parked")
+check(metric(aporta, PENDING) == 1,
+      "metrics: node A's challenge is pending while the validation is parked (%s)"
+      % metric(aporta, PENDING))
 tfc, _, rportc = start(peb3.tlsfront_args(redis.url), cl, "nodeC")
 bal.backends = [rportc]
 bal.release_held(forward=True)

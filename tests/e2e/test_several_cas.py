@@ -7,7 +7,8 @@ against that pebble's root only, issuer checked); the log names each CA that fai
 next one tried; the failing pebble really saw the order; each CA that answered has its own
 account in storage; the stored metadata names the CA that issued; tlsfront_ca_orders_total
 counts per CA. A second name goes the same way (the first CAs' failures did not back it
-off), and a restart serves both from storage with no new order anywhere."""
+off), and a restart serves both from storage with no new order anywhere, the admin API's
+detail of a name naming the CA that issued it (read back from the stored metadata)."""
 import json
 import os
 import re
@@ -62,6 +63,13 @@ def metrics():
         return r.read().decode()
 
 
+def detail(name, at_port):
+    """The admin API's GET /certs/NAME document."""
+    url = "http://127.0.0.1:%d/certs/%s" % (at_port, name)
+    with urllib.request.urlopen(url, timeout=bound(10)) as r:
+        return json.loads(r.read().decode())
+
+
 def host(url):
     return url.split("://", 1)[1].split("/", 1)[0]
 
@@ -106,11 +114,17 @@ check(b"backend says hi" in data and good.orders() == 2 and failing.orders() == 
 # Restart with the same CAs: both names come from storage, no order anywhere.
 tf.signal(15)
 check(tf.wait(30) == 0, "SIGTERM exits 0")
-tf2, port2 = start_tlsfront(args[:-2] + ["--listen", "127.0.0.1:%d" % port],
+admin_port2 = free_port()
+tf2, port2 = start_tlsfront(args[:-2] + ["--listen", "127.0.0.1:%d" % port,
+                                         "--admin", "127.0.0.1:%d" % admin_port2],
                             name="tlsfront-restart")
 for name in ("a.multi.test", "b.multi.test"):
     serial, data = fetch(name, port2)
     check(b"backend says hi" in data and serial == stored(name).serial_number,
           "after a restart %s is served from storage" % name)
 check(good.orders() == 2 and failing.orders() == 2, "no new order after the restart")
+for name in ("a.multi.test", "b.multi.test"):
+    ca = detail(name, admin_port2).get("ca")
+    check(ca == good.directory,
+          "after a restart the admin detail of %s names the CA that issued it (%s)" % (name, ca))
 finish()

@@ -2,7 +2,9 @@
 (plain http, and https verified through --webhook-ca) check every event's HMAC-SHA256
 signature the way docs/operations.md tells operators to: an on-demand issuance gives
 certificate_obtained with the name and the served certificate's serial (after a 503 that the
-sender retries with the same delivery id); a name the --ask endpoint refuses gives
+sender retries with the same delivery id); a renewal forced through the admin API (POST
+/certs/NAME/renew with the bearer token) gives certificate_renewed with the new certificate's
+serial, the one the next handshake gets; a name the --ask endpoint refuses gives
 name_denied_by_ask; a failed validation gives certificate_failed with the CA's problem. A
 second tlsfront whose receivers are down (connection refused) or never answer still
 completes every on-demand handshake, drops what does not fit in --webhook-queue 2 (counted),
@@ -28,6 +30,7 @@ from tfcommon import (Backend, bound, check, finish, free_port, http_handler, st
                       tmpdir, wait_until)
 
 SECRET = b"s3cret-for-the-panel"
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
 
 
 def verify(secret, headers, body, tolerance=300):
@@ -123,6 +126,10 @@ subprocess.run(["bash", os.path.join(os.environ.get("TF_SRC", "."), "certs", "mk
 secret_file = os.path.join(tmpdir(), "webhook.secret")
 with open(secret_file, "wb") as f:
     f.write(SECRET + b"\n")  # the trailing newline is not part of the key
+token_file = os.path.join(tmpdir(), "admin.token")
+with open(token_file, "w") as f:
+    f.write(ADMIN_TOKEN + "\n")
+os.chmod(token_file, 0o600)
 
 backend = Backend(http_handler(b"backend says hi"))
 
@@ -143,6 +150,15 @@ def metric(aport, name):
     return float(m.group(1)) if m else None
 
 
+def renew(aport, name):
+    """POST /certs/NAME/renew on the admin API with the token: the status."""
+    req = urllib.request.Request("http://127.0.0.1:%d/certs/%s/renew" % (aport, name),
+                                 data=b"", method="POST",
+                                 headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    with urllib.request.urlopen(req, timeout=bound(10)) as r:
+        return r.status
+
+
 def handshake(port, rootf, name):
     """One verified connection and request: (serial, reply), or (None, the error)."""
     try:
@@ -157,7 +173,7 @@ tls = Receiver(tls_dir=hook_tls)
 peb = Pebble()
 tf, port, aport, rootf = start(peb, [
     "--webhook", plain.url, "--webhook", tls.url, "--webhook-secret-file", secret_file,
-    "--webhook-ca", hook_tls + "/ca.crt"])
+    "--webhook-ca", hook_tls + "/ca.crt", "--admin-token-file", token_file])
 
 name = "first.demo.test"
 serial, data = handshake(port, rootf, name)
@@ -185,6 +201,23 @@ check(not verify(b"another secret", ev[0][0], ev[0][1]) and
       not verify(SECRET, ev[0][0], ev[0][1].replace(b"first", b"fir5t")),
       "the check rejects a wrong secret and a changed body")
 
+# A renewal forced through the admin API.
+check(renew(aport, name) == 202, "POST /certs/%s/renew with the token: 202" % name)
+wait_until(lambda: plain.events("certificate_renewed") and tls.events("certificate_renewed"),
+           timeout=60)
+new_serial, data = handshake(port, rootf, name)
+check(new_serial is not None and new_serial != serial,
+      "after the renewal the next handshake gets a new certificate (%s, was %s)"
+      % (new_serial, serial))
+for rcv, what in ((plain, "http"), (tls, "https (--webhook-ca)")):
+    ev = rcv.events("certificate_renewed")
+    check(len(ev) == 1 and ev[0][2]["name"] == name and
+          int(ev[0][2]["serial"], 16) == new_serial and ev[0][2]["ca"] == peb.directory and
+          ev[0][2]["error"] is None and verify(SECRET, ev[0][0], ev[0][1]) and
+          ev[0][0].get("X-Tlsfront-Event") == "certificate_renewed",
+          "%s receiver: one signed certificate_renewed with the new serial (%s)"
+          % (what, ev[0][2] if ev else None))
+
 # A name the ask endpoint refuses.
 serial, err = handshake(port, rootf, "denied-x.demo.test")
 check(serial is None, "denied name refused (%s)" % err)
@@ -206,11 +239,11 @@ check(len(ev) == 1 and ev[0][2]["name"] == "broken.demo.test" and
       "urn:ietf:params:acme:error:" in (ev[0][2]["error"] or "") and
       verify(SECRET, ev[0][0], ev[0][1]),
       "certificate_failed with the CA's problem, signed (%s)" % (ev[0][2] if ev else None))
-wait_until(lambda: metric(aport, "tlsfront_webhook_sent_total") == 6, timeout=30)
-check(metric(aport, "tlsfront_webhook_sent_total") == 6 and
+wait_until(lambda: metric(aport, "tlsfront_webhook_sent_total") == 8, timeout=30)
+check(metric(aport, "tlsfront_webhook_sent_total") == 8 and
       metric(aport, "tlsfront_webhook_failed_total") == 0 and
       metric(aport, "tlsfront_webhook_dropped_total") == 0,
-      "metrics: 6 deliveries sent (3 events x 2 receivers), none failed or dropped")
+      "metrics: 8 deliveries sent (4 events x 2 receivers), none failed or dropped")
 tf.signal(15)
 check(tf.wait(30) == 0, "first tlsfront: SIGTERM exits 0")
 peb.stop()

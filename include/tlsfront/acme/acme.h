@@ -277,11 +277,19 @@ typedef void (*tf_acme_store_load_cb)(int err, struct tf_cert *cert, const char 
                                       const char *key_pem, void *arg);
 int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
                        void *arg);
+/* The same, then meta.json: cb also gets the id of the CA that issued the certificate
+ * ("ca_id", borrowed for the call), or NULL when the metadata is missing or names none. */
+typedef void (*tf_acme_store_meta_cb)(int err, struct tf_cert *cert, const char *ca_id,
+                                      void *arg);
+int tf_acme_store_load_meta(struct tf_storage *st, const char *name, tf_acme_store_meta_cb cb,
+                            void *arg);
 
-/* Load every stored certificate. each (may be NULL) gets a new reference per good
- * certificate; corrupt or mismatched ones are logged (warn) and skipped. done runs once at
- * the end with the counts. */
-typedef void (*tf_acme_store_each_cb)(const char *name, struct tf_cert *cert, void *arg);
+/* Load every stored certificate with its metadata. each (may be NULL) gets a new reference
+ * per good certificate and the id of the CA that issued it (NULL when meta.json names none);
+ * corrupt or mismatched ones are logged (warn) and skipped. done runs once at the end with
+ * the counts. */
+typedef void (*tf_acme_store_each_cb)(const char *name, struct tf_cert *cert,
+                                      const char *ca_id, void *arg);
 typedef void (*tf_acme_store_all_cb)(int err, int n_loaded, int n_skipped, void *arg);
 int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
                            tf_acme_store_all_cb done, void *arg);

@@ -87,6 +87,9 @@ typedef void (*tf_certmgr_h01_cb)(const char *key_authorization, void *arg);
 int tf_certmgr_http01_lookup(struct tf_certmgr *cm, const char *token, tf_certmgr_h01_cb cb,
                              void *arg, struct tf_certmgr_h01_lookup **out);
 void tf_certmgr_http01_cancel(struct tf_certmgr_h01_lookup *l);
+/* The redirect listener answered an HTTP-01 request: with a key authorization (found) or
+ * 404 (counted for tlsfront_http01_requests_total). */
+void tf_certmgr_http01_answered(struct tf_certmgr *cm, bool found);
 
 /* The ticket key rotation timer fired. Cluster: rotates the ring shared through the store
  * (one node per period, under a lock) or picks up another node's, and returns true; false:

@@ -428,9 +428,10 @@ struct fake_case {
 /* ---- storage listing ---- */
 
 static int n_each;
-static void on_each(const char *name, struct tf_cert *cert, void *arg)
+static void on_each(const char *name, struct tf_cert *cert, const char *ca_id, void *arg)
 {
     (void)arg;
+    (void)ca_id;
     CHECK(tf_cert_covers(cert, name));
     n_each++;
     tf_cert_unref(cert);
