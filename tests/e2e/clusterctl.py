@@ -2,6 +2,7 @@
 speaks only TLS, with a certificate for localhost and 127.0.0.1 from certs/mkcerts.sh) and a small TCP
 round-robin balancer (one backend per new connection, in turn) that counts connections per
 backend. Both are stopped by the test that started them (the Redis server by its PID)."""
+import http.server
 import os
 import socket
 import ssl
@@ -52,6 +53,42 @@ class Redis:
         if self.tls:
             return "rediss://localhost:%d" % self.port
         return "redis://127.0.0.1:%d" % self.port
+
+
+def node_args(peb, redis, key, allow, backend):
+    """The arguments of one cluster node: pebble, the shared Redis, the storage key."""
+    return peb.tlsfront_args(redis.url) + [
+        "--storage-key", key, "--allow", allow, "--backend", backend.addr,
+        "--workers", "2", "--log-level", "debug"]
+
+
+def ask_server():
+    """An --ask endpoint on loopback that says yes to every name: (its URL, the list of the
+    names asked, in order)."""
+    asked = []
+
+    class Ask(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path.split("domain=", 1)[-1])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return "http://127.0.0.1:%d/check" % srv.server_address[1], asked
+
+
+def secret_file(text):
+    """text and a newline in a fresh 0600 file (a token file); its path."""
+    path = os.path.join(tmpdir(), "secret")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def storage_key_file():

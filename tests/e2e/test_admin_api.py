@@ -14,33 +14,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
-import http.server
 import urllib.request
 
-from clusterctl import fetch, pebble_root_file
+from clusterctl import ask_server, fetch, pebble_root_file
 from pebblectl import Pebble
 from tfcommon import (BIN, Backend, bound, check, finish, http_handler, start_tlsfront,
                       tmpdir, wait_until)
 
 TOKEN = "s3cret-token-0123456789abcdef"
-asked = []
-
-
-class Ask(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        asked.append(self.path.split("domain=", 1)[-1])
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ask_url = "http://127.0.0.1:%d/check" % ask_srv.server_address[1]
+ask_url, asked = ask_server()
 
 work = tmpdir()
 tokf = os.path.join(work, "token")

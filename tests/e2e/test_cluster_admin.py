@@ -5,41 +5,16 @@ orders a new certificate on demand, asking --ask again); an ask-cache purge thro
 A's cached --ask answers; a revoke through B makes A stop serving the revoked serial (A's
 next handshake gets a new certificate and asks again)."""
 import http.client
-import http.server
 import json
-import os
-import threading
 
 import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, storage_key_file
+from clusterctl import Balancer, Redis, ask_server, node_args, secret_file, storage_key_file
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, check, finish, http_handler, start_tlsfront, tmpdir,
-                      wait_until)
+from tfcommon import Backend, bound, check, finish, http_handler, start_tlsfront, wait_until
 
 TOKEN = "cluster-admin-token-0123456789"
-asked = []
-
-
-class Ask(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        asked.append(self.path.split("domain=", 1)[-1])
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-ask_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ask)
-threading.Thread(target=ask_srv.serve_forever, daemon=True).start()
-ask_url = "http://127.0.0.1:%d/check" % ask_srv.server_address[1]
-
-tokf = os.path.join(tmpdir(), "token")
-with open(tokf, "w") as f:
-    f.write(TOKEN + "\n")
-os.chmod(tokf, 0o600)
-
+ask_url, asked = ask_server()
+tokf = secret_file(TOKEN)
 backend = Backend(http_handler(b"cluster admin backend"))
 redis = Redis()
 redis.start()
@@ -49,10 +24,8 @@ bal = Balancer()
 
 
 def node(name):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", "*.ca.test", "--ask", ask_url,
-        "--backend", backend.addr, "--workers", "2", "--log-level", "debug",
-        "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
+    args = node_args(peb, redis, key, "*.ca.test", backend) + [
+        "--ask", ask_url, "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
     p, port = start_tlsfront(args, name=name)
     aport = int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
     return p, port, aport
