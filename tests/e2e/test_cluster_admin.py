@@ -3,9 +3,12 @@ one Redis (pebble validates through a round-robin balancer). A name issued throu
 served by both; DELETE through A's admin API makes node B drop its copy (B's next handshake
 orders a new certificate on demand, asking --ask again); an ask-cache purge through B drops
 A's cached --ask answers; a revoke through B makes A stop serving the revoked serial (A's
-next handshake gets a new certificate and asks again)."""
+next handshake gets a new certificate and asks again). A name that failed on both nodes is
+backed off on both; an unpause through A clears B's backoff too (B then issues it)."""
 import http.client
 import json
+import ssl
+import urllib.request
 
 import clusterctl  # noqa: E402
 from clusterctl import Balancer, Redis, ask_server, node_args, secret_file, storage_key_file
@@ -25,7 +28,8 @@ bal = Balancer()
 
 def node(name):
     args = node_args(peb, redis, key, "*.ca.test", backend) + [
-        "--ask", ask_url, "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
+        "--ask", ask_url, "--admin", "127.0.0.1:0", "--admin-token-file", tokf,
+        "--backoff-base", "1h"]
     p, port = start_tlsfront(args, name=name)
     aport = int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
     return p, port, aport
@@ -89,4 +93,24 @@ s3 = serial(port_a, NAME)
 check(s3 not in (s1, s2) and peb.orders() == 3, "node A's next handshake gets a new certificate")
 check(len(asked) == 3, "node A asked --ask again: its cached answer was purged (%d asks)" %
       len(asked))
+
+# Unpause through A clears the backoff on B as well.
+BROKEN = "broken.ca.test"
+peb.set_a(BROKEN, "127.0.0.9")
+for port, aport in ((port_a, admin_a), (port_b, admin_b)):
+    try:
+        serial(port, BROKEN)
+        check(False, "validation against a wrong address fails")
+    except (ssl.SSLError, OSError):
+        pass
+    st, doc = call(aport, "GET", "/certs/" + BROKEN)
+    check(st == 200 and doc["backoff_until"], "the failed name is backed off (%s)" % doc)
+clear = urllib.request.Request("http://127.0.0.1:%d/clear-a" % peb.dns_mgmt,
+                               data=json.dumps({"host": BROKEN}).encode())
+urllib.request.urlopen(clear, timeout=bound(10)).read()  # back to challtestsrv's default
+st, doc = call(admin_a, "POST", "/certs/%s/unpause" % BROKEN)
+check(st == 200 and doc["backoff_cleared"] is True, "unpause on A: %s" % doc)
+check(wait_until(lambda: call(admin_b, "GET", "/certs/" + BROKEN)[1].get("backoff_until") is None,
+                 timeout=30, step=0.1), "node B's backoff is cleared by the unpause on A")
+check(serial(port_b, BROKEN) > 0, "node B issues the unpaused name at its next handshake")
 finish()
