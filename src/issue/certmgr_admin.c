@@ -6,9 +6,9 @@
  * certificate (then forget it: the next handshake orders a new one on demand). Also the
  * bounded memory of each name's last failure. Control loop only; storage and the CA are
  * reached asynchronously, and every callback runs exactly once, never inside the call.
- *
- * XXX: with a shared (Redis) store, forget and revoke remove the certificate from the store
- * and from this node's memory only; other nodes keep serving their copy until they restart.
+ * With a shared (Redis) store, forget (and so revoke), unpause and the ask-cache purge are
+ * announced to the other nodes, which apply the in-memory half only (certmgr_cluster.c):
+ * the storage half was done once, by the node that was asked.
  */
 #include "certmgr_int.h"
 #include "tlsfront/base/log.h"
@@ -130,8 +130,7 @@ static void action_free(struct cm_action *x)
     free(x);
 }
 
-/* Drop name from the managed list and store, and publish. Returns whether it was there. */
-static bool forget_memory(struct tf_certmgr *cm, const char *name)
+bool cm_forget_memory(struct tf_certmgr *cm, const char *name)
 {
     struct cm_managed **pp = &cm->managed;
     while (*pp && strcmp((*pp)->name, name) != 0)
@@ -169,7 +168,8 @@ static void on_forgotten(int err, void *arg)
         action_free(x);
         return;
     }
-    bool mem = forget_memory(cm, x->name);
+    bool mem = cm_forget_memory(cm, x->name);
+    cm_cluster_announce_action(cm, "forget", x->name); /* the others serve it from memory */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", x->name);
     if (x->revoked) {
@@ -219,6 +219,7 @@ static void on_marker_deleted(int err, void *arg)
         action_free(x);
         return;
     }
+    cm_cluster_announce_action(x->cm, "unpause", x->name); /* the others' backoff too */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", x->name);
     cJSON_AddBoolToObject(j, "backoff_cleared", x->backoff_cleared);
@@ -227,6 +228,19 @@ static void on_marker_deleted(int err, void *arg)
             x->backoff_cleared ? "cleared" : "none", err == 0 ? "removed" : "none");
     answer(x->cb, x->arg, 0, j);
     action_free(x);
+}
+
+bool cm_clear_backoff(struct tf_certmgr *cm, const char *name)
+{
+    bool cleared = tf_budget_unpause(cm->budget, name, tf_wall_now() * 1000);
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (m && m->failures && !m->renewing) {
+        m->failures = 0;
+        m->renew_at = tf_wall_now(); /* the renewal it was backing off is due again */
+        cm_plan_fix(cm, m);
+        cleared = true;
+    }
+    return cleared;
 }
 
 int tf_certmgr_unpause(struct tf_certmgr *cm, const char *name, tf_certmgr_action_cb cb,
@@ -240,13 +254,7 @@ int tf_certmgr_unpause(struct tf_certmgr *cm, const char *name, tf_certmgr_actio
     if (!key)
         return TF_EINVAL;
     struct cm_action *x = action_new(cm, name, cb, arg);
-    x->backoff_cleared = tf_budget_unpause(cm->budget, name, tf_wall_now() * 1000);
-    struct cm_managed *m = cm_find_managed(cm, name);
-    if (m && m->failures && !m->renewing) {
-        m->failures = 0;
-        m->renew_at = tf_wall_now(); /* the renewal it was backing off is due again */
-        x->backoff_cleared = true;
-    }
+    x->backoff_cleared = cm_clear_backoff(cm, name);
     int rc = tf_storage_del(cm->storage, key, on_marker_deleted, x);
     free(key);
     if (rc) {
@@ -258,12 +266,18 @@ int tf_certmgr_unpause(struct tf_certmgr *cm, const char *name, tf_certmgr_actio
 
 /* --- ask cache ------------------------------------------------------------------------- */
 
-size_t tf_certmgr_purge_ask(struct tf_certmgr *cm, const char *name)
+size_t cm_purge_ask_local(struct tf_certmgr *cm, const char *name)
 {
     size_t n = cm->gate ? tf_gate_purge(cm->gate, name) : 0;
     TF_INFO("certmgr", "%s%s: %zu cached --ask answers dropped", name ? "name=" : "all names",
             name ? name : "", n);
     return n;
+}
+
+size_t tf_certmgr_purge_ask(struct tf_certmgr *cm, const char *name)
+{
+    cm_cluster_announce_action(cm, "ask-purge", name);
+    return cm_purge_ask_local(cm, name);
 }
 
 /* --- detail ---------------------------------------------------------------------------- */

@@ -9,6 +9,9 @@
  *  - certificates: a certificate this node obtained is announced; every node loads it from
  *    the store and hands it to its workers; a first connection for an unknown name checks
  *    the store before the gate and the order (the store is the source of truth);
+ *  - operator's actions (admin API): a forget (or revoke), unpause or ask-cache purge done on
+ *    one node is announced; every other node drops the name from memory (its storage half
+ *    was done once, by the asked node), clears its backoff, or drops its cached answers;
  *  - after a gap in the subscription, every stored certificate is reloaded.
  * One order per name across the cluster is the ACME client's order lock (a leased storage
  * lock). It never blocks the loop, never puts the store on the handshake path of a name the
@@ -67,10 +70,12 @@ static void on_published_noop(int err, void *arg)
         TF_DEBUG(CM_MOD, "announcement not sent: %s", tf_strerror(err));
 }
 
+/* "KIND NODE NAME", or "KIND NODE" when name is NULL. */
 static void announce(struct tf_certmgr *cm, const char *kind, const char *name)
 {
     char msg[TF_STORAGE_MSG_MAX];
-    int n = snprintf(msg, sizeof(msg), "%s %s %s", kind, cm->node_id, name);
+    int n = snprintf(msg, sizeof(msg), "%s %s%s%s", kind, cm->node_id, name ? " " : "",
+                     name ? name : "");
     const struct tf_storage_cluster_ops *ops = tf_storage_cluster(cm->storage);
     if (n > 0 && (size_t)n < sizeof(msg))
         ops->publish(cm->storage, msg, (size_t)n, on_published_noop, NULL);
@@ -80,6 +85,28 @@ void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name)
 {
     if (cm->cluster)
         announce(cm, "cert", name);
+}
+
+void cm_cluster_announce_action(struct tf_certmgr *cm, const char *kind, const char *name)
+{
+    if (cm->cluster && !cm->closing)
+        announce(cm, kind, name);
+}
+
+/* Another node's operator action: the in-memory half here. */
+static void on_action(struct tf_certmgr *cm, const char *kind, const char *name)
+{
+    if (strcmp(kind, "forget") == 0) {
+        bool had = cm_forget_memory(cm, name);
+        TF_INFO(CM_MOD, "name=%s forgotten by another node (served here: %s)", name,
+                had ? "yes" : "no");
+    } else if (strcmp(kind, "unpause") == 0) {
+        bool had = cm_clear_backoff(cm, name);
+        TF_INFO(CM_MOD, "name=%s unpaused by another node (backoff here: %s)", name,
+                had ? "cleared" : "none");
+    } else if (strcmp(kind, "ask-purge") == 0) {
+        cm_purge_ask_local(cm, name[0] ? name : NULL);
+    }
 }
 
 /* ---- certificates ---------------------------------------------------------------------- */
@@ -335,10 +362,15 @@ static void on_message(const char *msg, size_t len, void *arg)
             cm->resyncing = true;
         return;
     }
-    char kind[8], node[17], name[256];
-    if (sscanf(msg, "%7s %16s %255s", kind, node, name) != 3 || strcmp(node, cm->node_id) == 0)
+    char kind[16], node[17], name[256] = "";
+    int n = sscanf(msg, "%15s %16s %255s", kind, node, name);
+    bool all_names = n == 2 && strcmp(kind, "ask-purge") == 0;
+    if ((n != 3 && !all_names) || strcmp(node, cm->node_id) == 0)
         return;
-    if (strcmp(kind, "cert") == 0) {
+    if (strcmp(kind, "forget") == 0 || strcmp(kind, "unpause") == 0 ||
+        strcmp(kind, "ask-purge") == 0) {
+        on_action(cm, kind, name);
+    } else if (strcmp(kind, "cert") == 0) {
         struct cmc_req *r = req_new(cm, name);
         if (tf_acme_store_load_meta(cm->storage, name, on_announced_cert, r) != 0)
             req_free(r);

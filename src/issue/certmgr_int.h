@@ -187,6 +187,9 @@ uint32_t cm_chal_ttl_ms(const struct tf_certmgr *cm);
 void cm_cluster_start(struct tf_certmgr *cm, struct tf_acme_responder *resp);
 /* Tell the other nodes that name has a new certificate in the store. */
 void cm_cluster_announce_cert(struct tf_certmgr *cm, const char *name);
+/* Tell the other nodes about an operator's action done here: kind "forget", "unpause" or
+ * "ask-purge" (name NULL: every name); each applies its in-memory half only. */
+void cm_cluster_announce_action(struct tf_certmgr *cm, const char *kind, const char *name);
 /* d (one waiting worker, nothing started): serve what the store holds, else gate and
  * order; a store that cannot be read refuses d ("storage_unavailable"). */
 void cm_cluster_check_stored(struct cm_demand *d);
@@ -260,5 +263,12 @@ void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
 /* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
  * tf_certmgr_detail; bounded, oldest dropped first. */
 void cm_note_error(struct tf_certmgr *cm, const char *name, const char *reason);
+/* The in-memory halves of the operator's actions, also applied when another node announces
+ * one: drop name from the managed list, renewal plan and store and publish (true when it was
+ * there); clear name's budget backoff and renewal backoff (true when there was one); drop
+ * the cached --ask answers of name (NULL: all), returning how many. */
+bool cm_forget_memory(struct tf_certmgr *cm, const char *name);
+bool cm_clear_backoff(struct tf_certmgr *cm, const char *name);
+size_t cm_purge_ask_local(struct tf_certmgr *cm, const char *name);
 
 #endif

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from tfcommon import SRC, Proc, free_port, tmpdir
+from tfcommon import SRC, Proc, ask_server, free_port, tmpdir
 
 
 class Redis:
@@ -52,6 +52,34 @@ class Redis:
         if self.tls:
             return "rediss://localhost:%d" % self.port
         return "redis://127.0.0.1:%d" % self.port
+
+
+def node_args(peb, redis, key, allow, backend):
+    """The arguments of one cluster node: pebble, the shared Redis, the storage key."""
+    return peb.tlsfront_args(redis.url) + [
+        "--storage-key", key, "--allow", allow, "--backend", backend.addr,
+        "--workers", "2", "--log-level", "debug"]
+
+
+def ask_yes():
+    """An --ask endpoint on loopback that says yes to every name: (its URL, the list of the
+    names asked, in order)."""
+    asked = []
+
+    def yes(name):
+        asked.append(name)
+        return 200
+
+    return ask_server(yes), asked
+
+
+def secret_file(text):
+    """text and a newline in a fresh 0600 file (a token file); its path."""
+    path = os.path.join(tmpdir(), "secret")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def storage_key_file():

@@ -16,21 +16,13 @@ import ssl
 import subprocess
 import urllib.request
 
-from clusterctl import fetch, pebble_root_file
+from clusterctl import ask_yes, fetch, pebble_root_file
 from pebblectl import Pebble
-from tfcommon import (BIN, Backend, ask_server, bound, check, finish, http_handler,
+from tfcommon import (BIN, Backend, bound, check, finish, http_handler,
                       start_tlsfront, tmpdir, wait_until)
 
 TOKEN = "s3cret-token-0123456789abcdef"
-asked = []
-
-
-def ask(name):
-    asked.append(name)
-    return 200
-
-
-ask_url = ask_server(ask)
+ask_url, asked = ask_yes()
 
 work = tmpdir()
 tokf = os.path.join(work, "token")
