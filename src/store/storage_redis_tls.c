@@ -376,14 +376,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         tunnel_free_maybe(t);
         return;
     }
-    char why[300];
     if (status == 0 && res)
         status = uv_tcp_connect(&t->creq, &t->up, res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
-    if (status < 0) {
-        snprintf(why, sizeof(why), "%s", uv_strerror(status));
-        tunnel_close(t, why);
-    }
+    if (status < 0)
+        tunnel_close(t, uv_strerror(status));
 }
 
 static void on_open_timeout(uv_timer_t *h)
