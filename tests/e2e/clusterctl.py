@@ -162,6 +162,81 @@ class Balancer:
         b.close()
 
 
+class Relay:
+    """A TCP relay on 127.0.0.1:0 in front of a Redis server (its port), for a node that must
+    miss announcements for real: cut() closes every relayed connection and refuses new ones
+    (accepted, then closed at once) until restore(). url is what --storage takes."""
+
+    def __init__(self, port):
+        self.target = port
+        self.cut_off = False
+        self.conns = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def cut(self):
+        with self.lock:
+            self.cut_off = True
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def restore(self):
+        with self.lock:
+            self.cut_off = False
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                b = None if self.cut_off else socket.create_connection(("127.0.0.1", self.target),
+                                                                      timeout=10)
+                if b:
+                    b.settimeout(None)  # a subscriber's connection idles between messages
+            except OSError:
+                b = None
+            with self.lock:
+                if b is None or self.cut_off:
+                    c.close()
+                    if b:
+                        b.close()
+                    continue
+                self.conns += [c, b]
+            for src, dst in ((c, b), (b, c)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def pebble_root_file(peb):
     """pebble's root certificate written to a temp file (for ssl cafile=); its path."""
     path = os.path.join(tmpdir(), "root.pem")
