@@ -8,9 +8,10 @@ import re
 import socket
 import threading
 
-from clusterctl import secret_file
+from clusterctl import admin_port, secret_file
 from pebblectl import Pebble
-from tfcommon import Backend, bound, check, finish, http_handler, start_tlsfront, tmpdir
+from tfcommon import (Backend, bound, check, finish, http_handler, read_to_eof, start_tlsfront,
+                      tmpdir)
 
 TOKEN = "pipeline-token-0123456789abcdef"
 backend = Backend(http_handler(b"hi"))
@@ -18,17 +19,12 @@ peb = Pebble()  # never started: the action below only touches the storage
 tf, port = start_tlsfront(peb.tlsfront_args(tmpdir()) + [
     "--allow", "*.pipe.test", "--backend", backend.addr, "--workers", "1",
     "--admin", "127.0.0.1:0", "--admin-token-file", secret_file(TOKEN)])
-aport = int(tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+aport = admin_port(tf)
 
 def get(path):
     s = socket.create_connection(("127.0.0.1", aport), timeout=bound(30))
     s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
+    data = read_to_eof(s)
     s.close()
     return data
 
@@ -78,15 +74,7 @@ for rnd in range(3):
     s = socket.create_connection(("127.0.0.1", aport), timeout=bound(60))
     sender = threading.Thread(target=s.sendall, args=(payload,), daemon=True)
     sender.start()
-    got = b""
-    while len(got) < 64 * 1024 * 1024:
-        try:
-            d = s.recv(65536)
-        except OSError:
-            break
-        if not d:
-            break
-        got += d
+    got = read_to_eof(s)
     s.close()
     sender.join(bound(10))
     resps, rest = parse(got)

@@ -5,15 +5,13 @@ challenge's removal is missed) and forgets a name through its admin API (the for
 missed). Once the relay is back, B's resync drops the forgotten name (B's next handshake for
 it orders again and asks --ask again, instead of serving its stale copy) and the withdrawn
 challenge (an acme-tls/1 handshake to B for it is refused), and loads A's new certificate."""
-import http.client
-import json
+import functools
 import socket
 import ssl
 import threading
 
-import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, Relay, ask_yes, node_args, secret_file, storage_key_file
-from pebblectl import Pebble
+from clusterctl import (Cluster, Relay, admin_call, admin_managed, admin_port, ask_yes,
+                        secret_file)
 from tfcommon import (Backend, bound, check, finish, http_handler, start_tlsfront, step,
                       wait_until)
 
@@ -21,45 +19,26 @@ TOKEN = "cluster-catchup-token-0123456789"
 ask_url, asked = ask_yes()
 tokf = secret_file(TOKEN)
 backend = Backend(http_handler(b"cluster catch-up backend"))
-redis = Redis()
-redis.start()
-relay = Relay(redis.port)
-key = storage_key_file()
-peb = Pebble()
-bal = Balancer()
+cl = Cluster()
+peb, bal = cl.peb, cl.bal
+relay = Relay(cl.redis.port)
 
 
 def node(name, store):
-    args = node_args(peb, store, key, "*.ca.test", backend) + [
+    args = cl.args("*.ca.test", backend, store=store) + [
         "--ask", ask_url, "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
     p, port = start_tlsfront(args, name=name)
-    aport = int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
-    return p, port, aport
+    return p, port, admin_port(p)
 
 
-(pa, port_a, admin_a), (pb, port_b, admin_b) = node("nodeA", redis), node("nodeB", relay)
-bal.backends = [port_a, port_b]
-peb.start(bal.port)
-rootf = clusterctl.pebble_root_file(peb)
-
-
-def call(aport, method, path):
-    """One admin request with the token: (status, parsed JSON)."""
-    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
-    c.request(method, path, headers={"Authorization": "Bearer " + TOKEN})
-    r = c.getresponse()
-    doc = json.loads(r.read().decode())
-    c.close()
-    return r.status, doc
-
-
-def managed(aport, name):
-    st, doc = call(aport, "GET", "/certs/" + name)
-    return st == 200 and doc.get("managed") is True
+(pa, port_a, admin_a), (pb, port_b, admin_b) = node("nodeA", None), node("nodeB", relay)
+cl.start_pebble([port_a, port_b])
+call = functools.partial(admin_call, TOKEN)
+managed = functools.partial(admin_managed, TOKEN)
 
 
 def serial(port, name):
-    return clusterctl.fetch(rootf, port, name)[0]
+    return cl.fetch(port, name)[0]
 
 
 def challenge_served(port, name):
