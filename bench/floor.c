@@ -31,10 +31,10 @@
  *   copy    as worker, and each thread decodes its own X509 and EVP_PKEY
  *   libctx  as worker, and each thread's contexts live in an OSSL_LIB_CTX of its own
  *           (method stores, name map, random generators, provider instances); the X509 and
- *           EVP_PKEY, decoded in the default one, stay shared (tlsfront since per-worker
- *           library contexts)
+ *           EVP_PKEY, decoded in the default one, stay shared
  *   libctx-copy  as libctx, and each thread decodes its own X509 and EVP_PKEY in its own
- *           library context: nothing shared but OpenSSL's global locks
+ *           library context: nothing shared but OpenSSL's process-wide locks (tlsfront
+ *           since per-worker library contexts, src/tls/certctx.c)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
