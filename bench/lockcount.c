@@ -4,10 +4,13 @@
  * the lock was already held by another thread (the try-lock failed: contention). OpenSSL 3
  * guards its method stores, name map, providers and keys with such locks, so the counts say
  * which shared objects the threads of a handshake meet. At exit it prints, to stderr, the
- * totals and the busiest locks with the exported functions on the stack that first took
- * each (libcrypto's internal functions show as the nearest exported symbol). A lock taken by
- * more than one thread is "shared": shared_calls counts the calls on such locks, the
- * cache-line traffic between cores that threads pay and processes do not.
+ * totals and the locks most used across threads, then most used, each with the exported
+ * functions on a stack that took it (libcrypto's internal functions show as the nearest
+ * exported symbol). A lock taken by
+ * more than one thread is "shared": shared_calls counts the calls on such locks, and
+ * foreign_calls those made by a thread other than the lock's busiest: the calls that move
+ * the lock's cache line between cores, which threads pay and processes do not (a lock that
+ * one thread set up and another uses ever after counts only the set-up).
  *
  *   gcc -O2 -shared -fPIC -o lockcount.so bench/lockcount.c -ldl
  *   LOCKCOUNT_TOP=12 LD_PRELOAD=./lockcount.so floor CERT KEY N --tf --threads 2
@@ -40,6 +43,7 @@ struct slot {
     atomic_ullong calls, contended;
     atomic_int kind; /* 'm' mutex, 'r' read, 'w' write (the first seen) */
     atomic_ullong threads; /* bit i: the thread numbered i (mod 64) took it */
+    atomic_ullong by_thread[64]; /* calls per thread number */
     void *stack[FRAMES];
     atomic_int depth; /* 0 until the stack is recorded */
 };
@@ -120,6 +124,7 @@ static void count(const void *lock, int kind, int busy)
     unsigned long long bit = 1ull << thread_no;
     if (!(atomic_load_explicit(&s->threads, memory_order_relaxed) & bit))
         atomic_fetch_or(&s->threads, bit);
+    atomic_fetch_add_explicit(&s->by_thread[thread_no], 1, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&s->calls, 1, memory_order_relaxed) == 999)
         record_stack(s);
     if (busy)
@@ -165,9 +170,23 @@ int pthread_rwlock_wrlock(pthread_rwlock_t *l)
     return real_wrlock(l);
 }
 
+/* Calls on s by threads other than its busiest. */
+static unsigned long long foreign_of(struct slot *s)
+{
+    unsigned long long most = 0;
+    for (int k = 0; k < 64; k++)
+        if (atomic_load(&s->by_thread[k]) > most)
+            most = atomic_load(&s->by_thread[k]);
+    return atomic_load(&s->calls) - most;
+}
+
+/* Busiest first: by foreign calls, then by calls. */
 static int by_calls(const void *a, const void *b)
 {
-    const struct slot *x = *(struct slot *const *)a, *y = *(struct slot *const *)b;
+    struct slot *x = *(struct slot *const *)a, *y = *(struct slot *const *)b;
+    unsigned long long fx = foreign_of(x), fy = foreign_of(y);
+    if (fx != fy)
+        return fx < fy ? 1 : -1;
     unsigned long long cx = atomic_load(&x->calls), cy = atomic_load(&y->calls);
     return cx < cy ? 1 : cx > cy ? -1 : 0;
 }
@@ -199,23 +218,24 @@ __attribute__((destructor)) static void lc_report(void)
     qsort(used, (size_t)n, sizeof *used, by_calls);
     const char *top_env = getenv("LOCKCOUNT_TOP");
     int top = top_env ? atoi(top_env) : 12;
-    unsigned long long shared = 0, n_shared = 0;
+    unsigned long long shared = 0, n_shared = 0, foreign = 0;
     for (int i = 0; i < n; i++) {
         unsigned long long t = atomic_load(&used[i]->threads);
-        if (t & (t - 1)) {
-            shared += atomic_load(&used[i]->calls);
-            n_shared++;
-        }
+        if (!(t & (t - 1)))
+            continue;
+        shared += atomic_load(&used[i]->calls);
+        n_shared++;
+        foreign += foreign_of(used[i]);
     }
     fprintf(stderr, "lockcount: pid=%d locks=%d calls=%llu contended=%llu shared_locks=%llu "
-            "shared_calls=%llu\n", (int)getpid(), n,
+            "shared_calls=%llu foreign_calls=%llu\n", (int)getpid(), n,
             (unsigned long long)atomic_load(&total_calls),
-            (unsigned long long)atomic_load(&total_contended), n_shared, shared);
+            (unsigned long long)atomic_load(&total_contended), n_shared, shared, foreign);
     for (int i = 0; i < n && i < top; i++) {
         unsigned long long t = atomic_load(&used[i]->threads);
-        fprintf(stderr, "lockcount:   %c%s calls=%llu contended=%llu  ", atomic_load(&used[i]->kind),
-                t & (t - 1) ? " shared" : "",
-                (unsigned long long)atomic_load(&used[i]->calls),
+        fprintf(stderr, "lockcount:   %c%s calls=%llu foreign=%llu contended=%llu  ",
+                atomic_load(&used[i]->kind), t & (t - 1) ? " shared" : "",
+                (unsigned long long)atomic_load(&used[i]->calls), foreign_of(used[i]),
                 (unsigned long long)atomic_load(&used[i]->contended));
         print_stack(used[i]);
         fputc('\n', stderr);

@@ -97,11 +97,12 @@ def floor_locks(binary, so, crt, key, args, n):
     env = dict(os.environ, LD_PRELOAD=so, LOCKCOUNT_TOP="0")
     r = subprocess.run([binary, crt, key, str(n), "--tf"] + args, env=env, capture_output=True,
                        text=True, check=True)
-    m = re.search(r"calls=(\d+) contended=(\d+) shared_locks=(\d+) shared_calls=(\d+)", r.stderr)
+    m = re.search(r"calls=(\d+) contended=(\d+) shared_locks=(\d+) shared_calls=(\d+) "
+                  r"foreign_calls=(\d+)", r.stderr)
     threads = int(args[args.index("--threads") + 1])
     hs = threads * (n + 20)
     return {"locks_per_hs": int(m.group(1)) / hs, "shared_per_hs": int(m.group(4)) / hs,
-            "contended": int(m.group(2))}
+            "foreign_per_hs": int(m.group(5)) / hs, "contended": int(m.group(2))}
 
 
 def floor_main(args, out):
@@ -123,14 +124,14 @@ def floor_main(args, out):
             locks[name] = floor_locks(binary, os.path.join(out, "lockcount.so"), crt, key, a, 300)
             print(json.dumps(dict(row=name, **locks[name])), flush=True)
     print("\n| floor row | server CPU ms/handshake | handshakes/s (all workers) | lock calls/hs |"
-          " on shared locks/hs |\n|---|---|---|---|---|")
+          " on shared locks/hs | by another thread/hs |\n|---|---|---|---|---|---|")
     for name, _ in FLOOR_ROWS:
         cpu = summary([d["cpu_s_per_1000"] for d in res[name]])
         rate = summary([d["hs_per_s"] for d in res[name]])
         lk = locks.get(name)
-        print("| %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %s |" % (
             name, fmt(cpu), fmt(rate, digits=0), "%.0f" % lk["locks_per_hs"] if lk else "",
-            "%.0f" % lk["shared_per_hs"] if lk else ""))
+            "%.0f" % lk["shared_per_hs"] if lk else "", "%.0f" % lk["foreign_per_hs"] if lk else ""))
     return 0
 
 

@@ -256,7 +256,7 @@ static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
     struct tf_conn *c = SSL_get_app_data(ssl);
-    return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc,
+    return tf_tickets_cb(c->w->tickets, c->w->lib, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }
 
