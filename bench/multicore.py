@@ -19,7 +19,8 @@ peers with W workers (nginx worker_processes, HAProxy nbthread), each pinned to
 --server-cores, bench/loadgen on --client-cores doing full handshakes (TLS 1.3, ECDSA,
 X25519, one small request each). The figure is the server's CPU per 1000 handshakes from the
 kernel's per-process CPU clocks (not wall throughput, which a shared machine makes noisy);
-handshakes/s is printed beside it. Rows take turns within each round; medians and min-max.
+handshakes/s is printed beside it. Rows take turns within each round; medians and min-max,
+and each row's CPU as a ratio to procs:new of the same round.
 On a machine with many cores, give the server W cores and the client the others, e.g.
 --workers 1,2,4,8 --server-cores 0-7 --client-cores 8-15.
 
@@ -244,10 +245,15 @@ def server_main(a, out):
                 g.stop()
     finally:
         S.stop_all()
-    print("\n| row | W | server CPU ms/handshake | handshakes/s |\n|---|---|---|---|")
+    print("\n| row | W | server CPU ms/handshake | handshakes/s | CPU vs procs:new, paired by "
+          "round |\n|---|---|---|---|---|")
     for (r, w), ds in res.items():
-        print("| %s | %d | %s | %s |" % (r, w, fmt(summary([d["cpu_s_per_1000"] for d in ds])),
-                                         fmt(summary([d["hs_per_s"] for d in ds]), digits=0)))
+        ref = res.get(("procs:new", w))
+        ratio = fmt(summary([d["cpu_s_per_1000"] / p["cpu_s_per_1000"]
+                             for d, p in zip(ds, ref)])) if ref else ""
+        print("| %s | %d | %s | %s | %s |" % (
+            r, w, fmt(summary([d["cpu_s_per_1000"] for d in ds])),
+            fmt(summary([d["hs_per_s"] for d in ds]), digits=0), ratio))
     return 0
 
 
