@@ -131,44 +131,20 @@ static void count(const void *lock, int kind, int busy)
         atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
 }
 
-int pthread_mutex_lock(pthread_mutex_t *m)
-{
-    if (!real_mutex_lock)
-        lc_init();
-    int r = pthread_mutex_trylock(m);
-    if (r != EBUSY) {
-        count(m, 'm', 0);
-        return r;
+/* One wrapper: try first (a failure means another thread holds it), count, then take it. */
+#define LC_WRAP(name, type, try_fn, real, kind)                                                  \
+    int name(type *l)                                                                          \
+    {                                                                                          \
+        if (!real)                                                                             \
+            lc_init();                                                                         \
+        int r = try_fn(l);                                                                     \
+        count(l, kind, r == EBUSY);                                                            \
+        return r == EBUSY ? real(l) : r;                                                       \
     }
-    count(m, 'm', 1);
-    return real_mutex_lock(m);
-}
 
-int pthread_rwlock_rdlock(pthread_rwlock_t *l)
-{
-    if (!real_rdlock)
-        lc_init();
-    int r = pthread_rwlock_tryrdlock(l);
-    if (r != EBUSY) {
-        count(l, 'r', 0);
-        return r;
-    }
-    count(l, 'r', 1);
-    return real_rdlock(l);
-}
-
-int pthread_rwlock_wrlock(pthread_rwlock_t *l)
-{
-    if (!real_wrlock)
-        lc_init();
-    int r = pthread_rwlock_trywrlock(l);
-    if (r != EBUSY) {
-        count(l, 'w', 0);
-        return r;
-    }
-    count(l, 'w', 1);
-    return real_wrlock(l);
-}
+LC_WRAP(pthread_mutex_lock, pthread_mutex_t, pthread_mutex_trylock, real_mutex_lock, 'm')
+LC_WRAP(pthread_rwlock_rdlock, pthread_rwlock_t, pthread_rwlock_tryrdlock, real_rdlock, 'r')
+LC_WRAP(pthread_rwlock_wrlock, pthread_rwlock_t, pthread_rwlock_trywrlock, real_wrlock, 'w')
 
 /* Calls on s by threads other than its busiest. */
 static unsigned long long foreign_of(struct slot *s)
