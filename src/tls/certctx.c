@@ -43,6 +43,9 @@ struct tf_tls_cert_ctxs {
     SSL_CTX *ctx[]; /* [worker]: NULL not asked yet, NO_CTX, or the worker's context */
 };
 
+/* The slots of a certificate that gets no context: none at all (n = 0), never freed. */
+static struct tf_tls_cert_ctxs no_ctxs;
+
 /* x decoded again in lib; NULL on failure. */
 static X509 *x509_in(OSSL_LIB_CTX *lib, X509 *x)
 {
@@ -119,9 +122,14 @@ static struct tf_tls_cert_ctxs *cert_ctxs_of(struct tf_cert *c, int n_workers)
     return none;
 }
 
+void tf_tls_cert_ctx_forbid(struct tf_cert *c)
+{
+    atomic_store_explicit(&c->ctxs, &no_ctxs, memory_order_relaxed);
+}
+
 SSL_CTX *tf_tls_cert_ctx_get(struct tf_cert *c, int worker, int n_workers, OSSL_LIB_CTX *lib)
 {
-    if (c->no_ctx || !c->leaf)
+    if (!c->leaf)
         return NULL;
     struct tf_tls_cert_ctxs *x = cert_ctxs_of(c, n_workers);
     if (worker < 0 || worker >= x->n)
@@ -136,7 +144,7 @@ SSL_CTX *tf_tls_cert_ctx_get(struct tf_cert *c, int worker, int n_workers, OSSL_
 
 void tf_tls_cert_ctxs_free(struct tf_tls_cert_ctxs *x)
 {
-    if (!x)
+    if (!x || x == &no_ctxs)
         return;
     for (int i = 0; i < x->n; i++) {
         if (x->ctx[i] && x->ctx[i] != NO_CTX) {

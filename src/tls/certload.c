@@ -474,7 +474,8 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
     parts.certs = NULL;
     parts.key = NULL;
     rc = derive(c, err, errlen);
-    c->no_ctx = pc && pc->no_ctx;
+    if (pc && pc->no_ctx)
+        tf_tls_cert_ctx_forbid(c);
 done:
     ERR_clear_error();
     sk_X509_pop_free(parts.certs, X509_free);

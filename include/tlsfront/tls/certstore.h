@@ -44,7 +44,6 @@ struct tf_cert {
      * decoded: leaf, chain, key, issuer, serial and ctxs are NULL; names, kind, not_after,
      * source and path are known, and key_path names the key file (NULL: in path). */
     bool stub;
-    bool no_ctx;                      /* never gets per-certificate contexts (tls.h) */
     char *key_path;                   /* stub only, owned */
     _Atomic(struct tf_cert *) loaded; /* stub only: the decoded certificate (one reference,
                                          the cache's), published with release order by the

@@ -42,8 +42,9 @@ struct tf_tls_cert_ctxs;
 /* Per-certificate contexts are built, on first use, by each worker. Process-wide, at most
  * 2 * TF_TLS_CERT_CTX_MAX exist (~13 KiB each): W workers give each of up to 2000 / W
  * certificates a context of its own, the others are installed per handshake. A certificate
- * directory of more than TF_TLS_CERT_CTX_MAX certificates gives none (struct tf_cert's
- * no_ctx), so that a reload can build a new store while the old one is still in use. */
+ * directory of more than TF_TLS_CERT_CTX_MAX certificates gives none
+ * (tf_tls_cert_ctx_forbid), so that a reload can build a new store while the old one is still
+ * in use. */
 #define TF_TLS_CERT_CTX_MAX 1000
 
 /* Worker `worker`'s context holding only copies of c's certificate, chain and key decoded in
@@ -60,6 +61,9 @@ struct tf_tls_cert_ctxs;
 SSL_CTX *tf_tls_cert_ctx_get(struct tf_cert *c, int worker, int n_workers, OSSL_LIB_CTX *lib);
 /* Free the contexts (any thread, once no worker can call tf_tls_cert_ctx_get on the owner). */
 void tf_tls_cert_ctxs_free(struct tf_tls_cert_ctxs *x);
+/* c never gets per-certificate contexts: tf_tls_cert_ctx_get answers NULL. For the loader,
+ * before c is shared. */
+void tf_tls_cert_ctx_forbid(struct tf_cert *c);
 
 /* Clear this thread's OpenSSL error queue before an SSL call (STYLE: branch on
  * SSL_get_error with a clean queue). Peeking first: the queue is almost always empty, and
