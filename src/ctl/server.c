@@ -12,6 +12,9 @@
 #include "tlsfront/ctl/redirect.h"
 #include "tlsfront/proxy/handshake.h"
 
+#include <openssl/conf.h>
+#include <openssl/crypto.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,18 +64,28 @@ static SSL_CTX **ctxs_new(const struct tf_server *s, const struct tf_config *cfg
     return v;
 }
 
-/* One OpenSSL library context per worker (tlsfront/tls/tls.h says why). */
+/* One OpenSSL library context per worker (tlsfront/tls/tls.h says why). Each one reads the
+ * OpenSSL configuration file the default context read (OPENSSL_CONF or the built-in path), so
+ * the providers an operator configured there (a FIPS provider, say) apply to the workers too;
+ * a missing file is not an error, one that does not load is. */
 static int libs_new(struct tf_server *s)
 {
+    char *conf = CONF_get1_default_config_file();
+    int rc = 0;
     s->libs = tf_calloc((size_t)s->n_workers, sizeof *s->libs);
-    for (int i = 0; i < s->n_workers; i++) {
+    for (int i = 0; i < s->n_workers && rc == 0; i++) {
         s->libs[i] = OSSL_LIB_CTX_new();
         if (!s->libs[i]) {
             tf_log_ssl(TF_LOG_ERROR, "server", "a worker's OpenSSL library context");
-            return 1;
+            rc = 1;
+        } else if (conf && access(conf, R_OK) == 0 &&
+                   !OSSL_LIB_CTX_load_config(s->libs[i], conf)) {
+            tf_log_ssl(TF_LOG_ERROR, "server", "OpenSSL configuration file");
+            rc = 1;
         }
     }
-    return 0;
+    OPENSSL_free(conf);
+    return rc;
 }
 
 static void broadcast_tickets(struct tf_server *s)
