@@ -59,6 +59,7 @@ void tf_server_publish_certs(struct tf_server *s)
     tf_certstore_unref(s->certs);
     s->certs = merged;
     broadcast_certs(s);
+    tf_server_cache_prune(s);
 }
 
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
