@@ -1,14 +1,13 @@
 /*
- * certstore.c: the certificate snapshot. A store is an open-addressing hash table (linear
- * probing, power-of-two size, at most 70% full) from lower-cased name to a slot of one EC
- * and one RSA certificate, plus the list of distinct certificates it holds one reference
- * on, and the stub sets (tlsfront/tls/certstub.h) whose stubs its slots hold. Key strings
- * live in one arena per store, addressed by offset, so copying a store for
- * tf_certstore_with is two memcpy calls and no per-name allocation. A slot value is a
- * tf_cert pointer, or a stub pointer with its low bit set (stubs are 8-byte aligned). A store is built in
- * full by one thread and never changes afterwards: lookups take no lock. Name matching
- * (tf_cert_covers) lives here too. This file never parses PEM or touches files (certload.c
- * does), and never logs.
+ * certstore.c: the certificate snapshot. A store is an open-addressing hash table (linear probing,
+ * at most 70% full) from lower-cased name to a slot of one EC and one RSA certificate, plus the
+ * list of distinct certificates it holds one reference on, and the stub sets
+ * (tlsfront/tls/certstub.h) whose stubs its slots hold. Key strings live in one arena per store,
+ * addressed by offset, so copying a store for tf_certstore_with is two memcpy calls and no
+ * per-name allocation. A slot value is a tf_cert pointer, or a stub pointer with its low bit set
+ * (stubs are 8-byte aligned). A store is built in full by one thread and never changes afterwards:
+ * lookups take no lock. Name matching (tf_cert_covers) lives here too. This file never parses PEM
+ * or touches files (certload.c does), and never logs.
  */
 #include "tlsfront/tls/certstore.h"
 
@@ -30,7 +29,7 @@ struct tf_cs_entry {
 struct tf_certstore {
     struct tf_ref ref;
     struct tf_cs_entry *tab; /* owned; cap entries */
-    size_t cap;              /* power of two */
+    size_t cap;              /* any size: see home() */
     size_t n_names;          /* used entries */
     char *arena;             /* owned; key strings */
     size_t arena_len, arena_cap;
@@ -87,12 +86,32 @@ static uint32_t hash_name(const char *s)
     return (uint32_t)h;
 }
 
+/* Power-of-two capacity at most 70% full for n entries (the pointer set of store_finish). */
 static size_t cap_for(size_t n)
 {
     size_t cap = 16;
     while (cap * 7 < n * 10 + 10)
         cap *= 2;
     return cap;
+}
+
+/* The table's capacity for n names: exactly 70% full (any size, not a power of two: a
+ * million names take 1.43 million entries, not 2.1), at least 16. */
+static size_t table_cap_for(size_t n)
+{
+    return TF_MAX((n * 10 + 10) / 7 + 1, (size_t)16);
+}
+
+/* Where h's probe starts in a table of cap entries: the high bits of h * cap (Lemire's
+ * multiply-shift range reduction; the hash is avalanched, so every bit is mixed). */
+static size_t home(uint32_t h, size_t cap)
+{
+    return (size_t)(((uint64_t)h * cap) >> 32);
+}
+
+static size_t next(size_t i, size_t cap)
+{
+    return i + 1 == cap ? 0 : i + 1;
 }
 
 static struct tf_cs_entry *table_alloc(size_t cap)
@@ -108,7 +127,7 @@ static struct tf_certstore *store_alloc(size_t n, size_t arena_cap)
 {
     struct tf_certstore *st = tf_calloc(1, sizeof *st);
     tf_ref_init(&st->ref, 1);
-    st->cap = cap_for(n);
+    st->cap = table_cap_for(n);
     st->tab = table_alloc(st->cap);
     st->arena_cap = arena_cap ? arena_cap : 256;
     st->arena = tf_malloc(st->arena_cap);
@@ -117,8 +136,7 @@ static struct tf_certstore *store_alloc(size_t n, size_t arena_cap)
 
 static struct tf_cs_entry *find(const struct tf_certstore *st, const char *name, uint32_t h)
 {
-    size_t mask = st->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = home(h, st->cap);; i = next(i, st->cap)) {
         const struct tf_cs_entry *e = &st->tab[i];
         if (e->key == NO_KEY)
             return NULL;
@@ -130,10 +148,9 @@ static struct tf_cs_entry *find(const struct tf_certstore *st, const char *name,
 /* Place e (whose key is not in the table) into tab by probing. */
 static struct tf_cs_entry *place(struct tf_cs_entry *tab, size_t cap, const struct tf_cs_entry *e)
 {
-    size_t mask = cap - 1;
-    size_t i = e->hash & mask;
+    size_t i = home(e->hash, cap);
     while (tab[i].key != NO_KEY)
-        i = (i + 1) & mask;
+        i = next(i, cap);
     tab[i] = *e;
     return &tab[i];
 }
@@ -462,6 +479,18 @@ static void stub_view(const struct tf_stubset *set, const struct tf_stub *s,
         names[i] = tf_stub_name(set, s, i);
     fn(&c, arg);
     free(names);
+}
+
+size_t tf_certstore_index_bytes(const struct tf_certstore *st)
+{
+    if (!st)
+        return 0;
+    size_t n = sizeof *st + st->cap * sizeof *st->tab + st->arena_cap +
+               (st->n_certs + 1) * sizeof *st->certs + st->n_sets * sizeof *st->sets;
+    for (size_t i = 0; i < st->n_sets; i++)
+        n += sizeof *st->sets[i] + st->sets[i]->cap * sizeof(struct tf_stub) +
+             st->sets[i]->text_cap + strlen(st->sets[i]->dir) + 1;
+    return n;
 }
 
 void tf_certstore_foreach(const struct tf_certstore *st,

@@ -1,15 +1,14 @@
 /*
  * certcache.h: the bounded cache of decoded certificates behind load-on-first-use stubs
- * (tlsfront/tls/certstub.h). The control loop owns it: it publishes a loaded certificate into its stub
- * with one atomic store (no new store snapshot: O(1) per load) and evicts with CLOCK, a
- * second-chance approximation of LRU: workers only set a stub's used bit (a relaxed store,
- * see tf_stub_resolve), the hand clears it and evicts the first stub found clear. Eviction
- * swaps the stub's pointer to NULL and hands the certificate to the caller as "retired": it
- * may be freed only once every worker has passed a quiescent point (handled a message), so
- * a handshake that read the pointer just before never sees freed memory. Connections that
- * already use it hold OpenSSL's own references (SSL_use_cert_and_key up-refs the X509s and
- * the EVP_PKEY), so freeing the tf_cert never pulls a certificate from under a connection.
- * Never does I/O and never logs.
+ * (tlsfront/tls/certstub.h). The control loop owns it: it publishes a loaded certificate into its
+ * stub with one atomic store (no new store snapshot: O(1) per load) and evicts with CLOCK, a
+ * second-chance approximation of LRU: workers only set a stub's used bit (a relaxed store, see
+ * tf_stub_resolve), the hand clears it and evicts the first stub found clear. Eviction swaps the
+ * stub's pointer to NULL and hands the certificate to the caller as "retired": it may be freed
+ * only once every worker has passed a quiescent point (handled a message), so a handshake that
+ * read the pointer just before never sees freed memory. Connections that already use it hold
+ * OpenSSL's own references (SSL_use_cert_and_key up-refs the X509s and the EVP_PKEY), so freeing
+ * the tf_cert never pulls a certificate from under a connection. Never does I/O and never logs.
  */
 #ifndef TF_CERTCACHE_H
 #define TF_CERTCACHE_H

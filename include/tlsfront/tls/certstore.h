@@ -177,6 +177,9 @@ const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, co
 /* Number of distinct certificates (stubs of its sets included), and of names (keys). */
 size_t tf_certstore_count(const struct tf_certstore *st);
 size_t tf_certstore_names(const struct tf_certstore *st);
+/* Bytes the store's index takes: its table, key arena and certificate list, and its stub
+ * sets (stubs and text) in full; decoded certificates are not counted. */
+size_t tf_certstore_index_bytes(const struct tf_certstore *st);
 
 /* Call fn for each distinct certificate (each once, even when it has several names). A
  * store holds one reference on each; the last tf_certstore_unref drops them. A stub is
