@@ -281,16 +281,19 @@ int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *
             *cap = *cap ? *cap * 2 : 16384;
             *buf = tf_realloc(*buf, *cap);
         }
-        ssize_t n = read(fd, *buf + off, *cap - off - 1);
+        size_t want = *cap - off - 1;
+        ssize_t n = read(fd, *buf + off, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             rc = errno == EISDIR ? TF_EINVAL : -errno;
             break;
         }
-        if (n == 0)
-            break;
         off += (size_t)n;
+        /* A regular file reads short only at its end: no second read to see 0 (a file
+         * written meanwhile may read partly, as with a stat'ed size; the load checks). */
+        if ((size_t)n < want)
+            break;
     }
     close(fd);
     if (rc == 0) {

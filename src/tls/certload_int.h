@@ -85,8 +85,9 @@ int tf_certload_scan(const char *chain_pem, size_t chain_len, struct tf_scan_out
 #define TF_CERTLOAD_MAX_FILE (1024 * 1024)
 
 /* Read rel (relative to dfd, symlinks followed) into *buf (grown as needed, capacity *cap),
- * NUL-terminated, with one open, reads until end of file and one close (no stat): the
- * cheapest way through a million files. *noatime (may be NULL) says to try O_NOATIME, and
+ * NUL-terminated, with one open, reads until one comes back short (the end of a regular
+ * file) and one close (no stat): three system calls for a small file, the cheapest way
+ * through a million files. *noatime (may be NULL) says to try O_NOATIME, and
  * is cleared when the file's owner is not ours. Returns 0, or a negative errno, TF_EINVAL
  * (not a regular file) or TF_ETOOBIG. */
 int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *len,
