@@ -273,11 +273,11 @@ int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *
     int rc = 0;
     size_t off = 0;
     for (;;) {
+        if (off > TF_CERTLOAD_MAX_FILE) {
+            rc = TF_ETOOBIG;
+            break;
+        }
         if (off + 1 >= *cap) {
-            if (*cap > TF_CERTLOAD_MAX_FILE) {
-                rc = TF_ETOOBIG;
-                break;
-            }
             *cap = *cap ? *cap * 2 : 16384;
             *buf = tf_realloc(*buf, *cap);
         }
@@ -296,6 +296,8 @@ int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *
             break;
     }
     close(fd);
+    if (rc == 0 && off > TF_CERTLOAD_MAX_FILE)
+        rc = TF_ETOOBIG;
     if (rc == 0) {
         (*buf)[off] = '\0';
         *len = off;

@@ -241,6 +241,28 @@ static void check_fails(struct tf_certstore *ix, struct tf_stub *stub, const cha
     tf_cert_unref(c);
 }
 
+/* A file over the size limit is refused, even a valid certificate padded with text that
+ * PEM readers skip (the reader stops at the first short read: the size is checked). */
+static void test_too_large(void)
+{
+    char err[256], cmd[2048];
+    int ok0, bad0, ok1, bad1;
+    struct tf_certstore *ix = tf_certstore_index_dir(g_dir, 0, &ok0, &bad0, NULL, err, sizeof err);
+    tf_certstore_unref(ix);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && { cat example.crt; head -c 1200000 /dev/zero | tr '\\0' x; echo; } "
+             "> big.pem && cp example.key big.key",
+             g_dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    ix = tf_certstore_index_dir(g_dir, 0, &ok1, &bad1, NULL, err, sizeof err);
+    CHECK(ix != NULL);
+    CHECK_EQ_INT(ok1, ok0);
+    CHECK_EQ_INT(bad1, bad0 + 1);
+    tf_certstore_unref(ix);
+    snprintf(cmd, sizeof cmd, "rm '%s/big.pem' '%s/big.key'", g_dir, g_dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 static void test_changed_files(void)
 {
     char err[256];
@@ -282,6 +304,7 @@ int main(void)
     CHECK_EQ_INT(rc, 0);
     if (rc == 0) {
         TF_TEST_RUN(test_index_is_load);
+        TF_TEST_RUN(test_too_large);
         TF_TEST_RUN(test_changed_files);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
