@@ -32,6 +32,8 @@
 #define MAX_PARSERS 8
 #define MIN_IO_PARSERS 4
 #define FILES_PER_PARSER 256
+/* Files an index reads per io_uring submission (certread.c). */
+#define READ_BATCH 64
 
 /* One directory entry; its name is at text + name in the loader's text. */
 struct dir_entry {
@@ -88,6 +90,8 @@ struct parser {
     size_t cap[2];
     struct parse_cache pc;
     struct tf_scan_out out;
+    struct tf_certread *rd; /* index only; NULL: file by file */
+    bool ring_broken;       /* rd failed once: file by file from then on */
     bool noatime;
     uint8_t idx;
     pthread_t tid;
@@ -368,24 +372,53 @@ static int load_job(struct parser *p, struct job *job, size_t clen, char *err, s
     return rc;
 }
 
-/* Read and parse (or index) one job. */
-static void run_job(struct parser *p, struct job *job)
+/* Parse (or index) one job whose certificate file was read into buf (or failed: rc). */
+static void parse_job(struct parser *p, struct job *job, int rc, const char *buf, size_t clen)
 {
     struct loader *ld = p->ld;
     const char *rel = ld->text + job->crt;
     char err[256];
-    size_t clen = 0;
-    int rc = tf_certload_read(ld->dfd, rel, &p->buf[0], &p->cap[0], &clen, &p->noatime);
     if (rc < 0) {
         fail(ld, rel, tf_certload_read_problem(rc, err, sizeof err));
         return;
     }
-    rc = ld->scan ? scan_job(p, job, p->buf[0], clen, err, sizeof err)
+    rc = ld->scan ? scan_job(p, job, buf, clen, err, sizeof err)
                   : load_job(p, job, clen, err, sizeof err);
     if (rc == PARSE_CA)
         TF_INFO("certstore", "file %s/%s: skipped: %s", ld->dir, rel, err);
     else if (rc == PARSE_FAIL)
         fail(ld, rel, err);
+}
+
+/* Read and parse (or index) one job, file by file. */
+static void run_job(struct parser *p, struct job *job)
+{
+    size_t clen = 0;
+    int rc = tf_certload_read(p->ld->dfd, p->ld->text + job->crt, &p->buf[0], &p->cap[0], &clen,
+                              &p->noatime);
+    parse_job(p, job, rc, p->buf[0], clen);
+}
+
+/* Index the n (<= READ_BATCH) jobs order[0..n) with one io_uring submission; a file the
+ * ring could not take whole, or all of them when the ring fails, are read file by file. */
+static void run_batch(struct parser *p, const uint32_t *order, size_t n)
+{
+    struct loader *ld = p->ld;
+    const char *rel[READ_BATCH];
+    int res[READ_BATCH];
+    for (size_t i = 0; i < n; i++)
+        rel[i] = ld->text + ld->jobs[order[i]].crt;
+    bool ring = tf_certread_run(p->rd, ld->dfd, rel, n, res) == 0;
+    if (!ring) /* the ring may hold requests of this batch: leave it, read file by file */
+        p->ring_broken = true;
+    for (size_t i = 0; i < n; i++) {
+        struct job *job = &ld->jobs[order[i]];
+        if (!ring || res[i] == TF_ETOOBIG)
+            run_job(p, job);
+        else
+            parse_job(p, job, res[i] < 0 ? res[i] : 0, tf_certread_buf(p->rd, i),
+                      res[i] < 0 ? 0 : (size_t)res[i]);
+    }
 }
 
 /* Parser thread body (also run on the calling thread): take jobs until none are left. */
@@ -397,9 +430,15 @@ static void *parse_jobs(void *arg)
      * none: the same path for every name, and a reload (which builds the new store while
      * the old one lives) never finds the budget taken by the store it replaces. */
     p->pc.no_ctx = p->ld->n_jobs > TF_TLS_CERT_CTX_MAX;
+    struct loader *ld = p->ld;
+    p->rd = ld->scan ? tf_certread_new(READ_BATCH) : NULL;
     size_t i;
-    while ((i = atomic_fetch_add(&p->ld->next, 1)) < p->ld->n_jobs)
-        run_job(p, &p->ld->jobs[p->ld->order[i]]);
+    while (p->rd && !p->ring_broken && (i = atomic_fetch_add(&ld->next, READ_BATCH)) < ld->n_jobs)
+        run_batch(p, &ld->order[i], TF_MIN((size_t)READ_BATCH, ld->n_jobs - i));
+    while ((i = atomic_fetch_add(&ld->next, 1)) < ld->n_jobs)
+        run_job(p, &ld->jobs[ld->order[i]]);
+    tf_certread_free(p->rd);
+    p->rd = NULL;
     tf_certload_cache_free(&p->pc);
     free(p->buf[0]);
     free(p->buf[1]);

@@ -92,6 +92,17 @@ int tf_certload_scan(const char *chain_pem, size_t chain_len, struct tf_scan_out
  * (not a regular file) or TF_ETOOBIG. */
 int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *len,
                      bool *noatime);
+/* A batch reader of small files (certread.c): per thread, NULL when io_uring is not
+ * available (then read file by file). tf_certread_run reads the n (<= batch) files rel[i]
+ * (relative to dfd) into tf_certread_buf(r, i), NUL-terminated, and sets res[i] to the
+ * length or to a tf_certload_read error; TF_ETOOBIG means "read it the plain way" (the file
+ * filled the buffer). Returns 0, or a negative errno when the ring failed (nothing read). */
+struct tf_certread;
+struct tf_certread *tf_certread_new(unsigned batch);
+int tf_certread_run(struct tf_certread *r, int dfd, const char *const *rel, size_t n, int *res);
+char *tf_certread_buf(struct tf_certread *r, size_t i);
+void tf_certread_free(struct tf_certread *r);
+
 /* The key file of certificate file crt (a path) stored as key_form (TF_STUB_KEY_*) into key
  * (n bytes; empty for TF_STUB_KEY_IN). Returns 0, or -1 when it does not fit. */
 int tf_certload_key_path(const char *crt, int key_form, char *key, size_t n);
