@@ -262,66 +262,6 @@ static void queue_entry(struct loader *ld, struct dir_entry *e)
     }
 }
 
-int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *len,
-                     bool *noatime)
-{
-    /* O_NONBLOCK: a FIFO opens at once and reads as empty instead of blocking. */
-    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-    int fd = noatime && *noatime ? openat(dfd, rel, flags | O_NOATIME) : -1;
-    if (fd < 0 && noatime && *noatime && errno == EPERM)
-        *noatime = false; /* not our file: O_NOATIME needs its owner */
-    if (fd < 0)
-        fd = openat(dfd, rel, flags);
-    if (fd < 0)
-        return -errno;
-    int rc = 0;
-    size_t off = 0;
-    for (;;) {
-        if (off > TF_CERTLOAD_MAX_FILE) {
-            rc = TF_ETOOBIG;
-            break;
-        }
-        if (off + 1 >= *cap) {
-            *cap = *cap ? *cap * 2 : 16384;
-            *buf = tf_realloc(*buf, *cap);
-        }
-        size_t want = *cap - off - 1;
-        ssize_t n = read(fd, *buf + off, want);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = errno == EISDIR ? TF_EINVAL : -errno;
-            break;
-        }
-        off += (size_t)n;
-        /* A regular file reads short only at its end: no second read to see 0 (a file
-         * written meanwhile may read partly, as with a stat'ed size; the load checks). */
-        if ((size_t)n < want)
-            break;
-    }
-    close(fd);
-    if (rc == 0 && off > TF_CERTLOAD_MAX_FILE)
-        rc = TF_ETOOBIG;
-    if (rc == 0) {
-        (*buf)[off] = '\0';
-        *len = off;
-    }
-    return rc;
-}
-
-const char *tf_certload_read_problem(int rc, char *tmp, size_t n)
-{
-    switch (rc) {
-    case TF_EINVAL:
-        return "not a regular file";
-    case TF_ETOOBIG:
-        return "file too large";
-    default:
-        snprintf(tmp, n, "cannot read: %s", strerror(-rc));
-        return tmp;
-    }
-}
-
 /* Index one job's certificate file (an index: the key is read at load time, only its
  * presence was checked here). */
 static int scan_job(struct parser *p, struct job *job, const char *buf, size_t len, char *err,
