@@ -108,6 +108,7 @@ void tf_server_publish_certs(struct tf_server *s)
     tf_certstore_unref(s->certs);
     s->certs = merged;
     broadcast_certs(s);
+    tf_server_cache_prune(s);
 }
 
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
@@ -212,8 +213,9 @@ static struct tf_certstore *load_static(const struct tf_config *cfg, char *err, 
     if (st && lazy)
         TF_INFO("server",
                 "certificates: %d indexed from %s, %d skipped (more than --cert-cache %d: "
-                "loaded on first use)",
-                ok, cfg->certs_dir, bad, cfg->cert_cache);
+                "loaded on first use); index: %zu names, %zu bytes",
+                ok, cfg->certs_dir, bad, cfg->cert_cache, tf_certstore_names(st),
+                tf_certstore_index_bytes(st));
     else if (st)
         TF_INFO("server", "certificates: %d loaded from %s, %d skipped", ok, cfg->certs_dir, bad);
     return st;

@@ -28,8 +28,9 @@ struct waiter {
 struct load_job {
     uv_work_t work;
     struct tf_server *s;
-    struct tf_cert *stub;  /* one reference */
-    struct tf_cert *cert;  /* result (one reference) or NULL */
+    struct tf_stubset *set; /* one reference */
+    struct tf_stub *stub;   /* one of set's */
+    struct tf_cert *cert;   /* result (one reference) or NULL */
     uint64_t started_ns, took_ns;
     char err[256];
     struct waiter *waiters;
@@ -53,7 +54,7 @@ static void add_waiter(struct load_job *j, int worker, const char *name)
 static void load_work(uv_work_t *req)
 {
     struct load_job *j = req->data;
-    j->cert = tf_cert_load_stub(j->stub, j->err, sizeof j->err);
+    j->cert = tf_stub_load(j->set, j->stub, j->err, sizeof j->err);
     j->took_ns = uv_hrtime() - j->started_ns;
 }
 
@@ -80,7 +81,10 @@ static void load_done(uv_work_t *req, int status)
 {
     struct load_job *j = req->data;
     struct tf_server *s = j->s;
-    struct tf_cert *stub = j->stub;
+    struct tf_stub *stub = j->stub;
+    char crt[1024], key[1024];
+    if (tf_stub_paths(j->set, stub, crt, key, sizeof crt) < 0)
+        snprintf(crt, sizeof crt, "%s/...", j->set->dir);
     stub->loading = NULL;
     if (s->stopped || status != 0) {
         tf_cert_unref(j->cert);
@@ -90,41 +94,43 @@ static void load_done(uv_work_t *req, int status)
     tf_histogram_observe(&st->cert_load_seconds, (double)j->took_ns / 1e9);
     if (j->cert) {
         struct tf_certcache_retired *r = NULL;
-        size_t ev = tf_certcache_install(&s->cert_cache, stub, j->cert, &r);
+        size_t ev = tf_certcache_install(&s->cert_cache, j->set, stub, j->cert, &r);
         post_retired(s, r);
         TF_STAT_ADD(st, cert_cache_loads, 1);
         TF_STAT_ADD(st, cert_cache_evictions, ev);
         atomic_store(&st->cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
         TF_DEBUG("server", "name=%s loaded %s in %.1f ms", j->n_waiters ? j->waiters[0].name : "-",
-                 stub->path, (double)j->took_ns / 1e6);
+                 crt, (double)j->took_ns / 1e6);
     } else {
         TF_STAT_ADD(st, cert_cache_load_failures, 1);
         TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
-                j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
+                j->n_waiters ? j->waiters[0].name : "-", crt, j->err);
         atomic_store_explicit(&stub->failed, 1, memory_order_release);
     }
     for (size_t i = 0; i < j->n_waiters; i++)
         answer(s, j->waiters[i].worker, j->waiters[i].name, j->cert != NULL);
 out:
-    tf_cert_unref(stub);
+    tf_stubset_unref(j->set);
     free(j->waiters);
     free(j);
 }
 
 /* Start loading stub for worker's name; false when the thread pool refused the job. */
-static bool start_load(struct tf_server *s, struct tf_cert *stub, int worker, const char *name)
+static bool start_load(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                       int worker, const char *name)
 {
     struct load_job *j = tf_calloc(1, sizeof *j);
     j->s = s;
+    j->set = set;
     j->stub = stub;
     j->work.data = j;
     j->started_ns = uv_hrtime();
     add_waiter(j, worker, name);
-    tf_cert_ref(stub);
+    tf_stubset_ref(set);
     int r = uv_queue_work(&s->loop, &j->work, load_work, load_done);
     if (r != 0) {
-        TF_ERROR("server", "name=%s loading %s: %s", name, stub->path, uv_strerror(r));
-        tf_cert_unref(stub);
+        TF_ERROR("server", "name=%s loading from %s: %s", name, set->dir, uv_strerror(r));
+        tf_stubset_unref(set);
         free(j->waiters);
         free(j);
         return false;
@@ -140,8 +146,8 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
         slot = tf_certstore_lookup(s->certs, s->cfg->default_cert);
     bool failed = false;
     for (int k = 0; slot && k < TF_CERT_KINDS; k++) {
-        struct tf_cert *c = slot->cert[k];
-        if (!c || !c->stub || atomic_load(&c->loaded))
+        struct tf_stub *c = tf_slot_stub(slot, k);
+        if (!c || atomic_load(&c->loaded))
             continue;
         if (atomic_load(&c->failed)) {
             failed = true;
@@ -152,13 +158,29 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
             add_waiter(c->loading, worker, name);
             return;
         }
-        if (start_load(s, c, worker, name))
+        struct tf_stubset *set = tf_certstore_stubset(s->certs, c);
+        if (set && start_load(s, set, c, worker, name))
             return;
         failed = true;
     }
     /* Nothing to load (loaded meanwhile, or the name left with a reload): the worker's
      * ClientHello callback decides again with its own snapshot. */
     answer(s, worker, name, !failed);
+}
+
+static bool set_in_use(const struct tf_stubset *set, void *arg)
+{
+    const struct tf_server *s = arg;
+    return set->n > 0 && tf_certstore_stubset(s->certs, set->stubs) == set;
+}
+
+void tf_server_cache_prune(struct tf_server *s)
+{
+    struct tf_certcache_retired *r = NULL;
+    size_t ev = tf_certcache_prune(&s->cert_cache, set_in_use, s, &r);
+    post_retired(s, r);
+    TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
+    atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
 }
 
 void tf_server_cache_init(struct tf_server *s)

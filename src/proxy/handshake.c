@@ -126,23 +126,23 @@ static int on_demand(struct tf_conn *c, int *al)
 }
 
 /* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
- * each stub replaced by its loaded certificate (tf_cert_resolve: lock-free, no system call).
+ * each stub replaced by its loaded certificate (tf_stub_resolve: lock-free, no system call).
  * Returns SSL_CLIENT_HELLO_SUCCESS with *out filled; RETRY when a stub is not loaded yet
  * (the handshake is held and the control loop loads it: TF_SMSG_NEED_LOAD); ERROR when its
  * file failed to load (internal_error) or the hold caps refuse. A handshake resumed after a
  * load may find the name's other stub (ECDSA and RSA) still cold, or its own evicted by
  * a very small cache: it is held again, a few times at most. */
 static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
-                        struct tf_cert_slot *out, int *al)
+                        struct tf_cert_pair *out, int *al)
 {
     bool lazy = false, missing = false, failed = false;
     for (int k = 0; k < TF_CERT_KINDS; k++) {
-        struct tf_cert *cert = slot->cert[k];
-        out->cert[k] = tf_cert_resolve(cert);
-        if (!cert || !cert->stub)
+        struct tf_stub *stub = tf_slot_stub(slot, k);
+        out->cert[k] = stub ? tf_stub_resolve(stub) : tf_slot_cert(slot, k);
+        if (!stub)
             continue;
         lazy = true;
-        if (!out->cert[k] && atomic_load_explicit(&cert->failed, memory_order_acquire))
+        if (!out->cert[k] && atomic_load_explicit(&stub->failed, memory_order_acquire))
             failed = true;
         else if (!out->cert[k])
             missing = true;
@@ -177,7 +177,7 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
 /* A name with one certificate that has a context of its own (this worker's) switches to it;
  * otherwise (both kinds, or no context left in the budget) the certificates are installed one
  * by one. */
-static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_slot *slot)
+static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_pair *slot)
 {
     struct tf_cert *ec = slot->cert[TF_CERT_EC], *rsa = slot->cert[TF_CERT_RSA];
     struct tf_cert *only = ec && rsa ? NULL : ec ? ec : rsa;
@@ -231,7 +231,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    struct tf_cert_slot now;
+    struct tf_cert_pair now;
     int rc = resolve_slot(c, slot, &now, al);
     if (rc != SSL_CLIENT_HELLO_SUCCESS)
         return rc;

@@ -88,6 +88,9 @@ void tf_server_admin_set_token(struct tf_server *s, char *token);
  * loop); free: after the workers are joined. */
 void tf_server_cache_init(struct tf_server *s);
 void tf_server_need_load(struct tf_server *s, int worker, const char *name);
+/* Evict the cached certificates of stub sets the published store no longer holds (after a
+ * reload), so the old index is freed at once rather than as the cache turns over. */
+void tf_server_cache_prune(struct tf_server *s);
 void tf_server_cache_free(struct tf_server *s);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
