@@ -210,11 +210,14 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
             *al = SSL_AD_DECODE_ERROR;
             return SSL_CLIENT_HELLO_ERROR;
         }
-        if (have && tf_name_normalize((const char *)raw, raw_len, c->sni) != 0) {
+        char name[TF_NAME_MAX + 1];
+        if (have && tf_name_normalize((const char *)raw, raw_len, name) != 0) {
             c->end = TF_CONN_END_INVALID_SNI;
             *al = SSL_AD_UNRECOGNIZED_NAME;
             return SSL_CLIENT_HELLO_ERROR;
         }
+        if (have)
+            tf_conn_set_sni(c, name);
     }
     if (offers_alpn(ssl, TF_ALPN01_PROTO))
         return answer_challenge(ssl, c, have, al);
