@@ -58,7 +58,7 @@ static void on_retry_closed(uv_handle_t *h)
         tf_conn_release(c);
         return;
     }
-    c->pending_closes--; /* the client and timer handles still hold the connection */
+    c->pending_closes--; /* the client socket still holds the connection */
     if (c->finishing)
         return; /* gave up already (connect timeout answered with a 502) */
     try_next(c);

@@ -21,8 +21,6 @@ _Static_assert(offsetof(struct tf_conn, alpn_sel) == 0,
 #include <stdlib.h>
 #include <string.h>
 
-static void on_timer(uv_timer_t *t);
-
 void tf_conn_addr_text(const struct sockaddr_storage *ss, char *peer, size_t peer_cap, char *ip,
                        size_t ip_cap)
 {
@@ -185,9 +183,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     c->client.open = true;
     c->client.sock = &c->tcp;
     c->tcp.data = c;
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
-    c->pending_closes = 2;
+    c->pending_closes = 1; /* the client socket's close */
 
     int r = uv_accept(listener, (uv_stream_t *)&c->tcp);
     if (r != 0) {
@@ -199,7 +195,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     socket_addrs(c);
     if (listener_wants_proxy(w, listener) && !expect_proxy_header(c))
         return;
-    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->handshake_timeout_ms);
     r = uv_read_start((uv_stream_t *)&c->tcp, on_pump_alloc, on_client_read);
     if (r != 0) {
         tf_conn_close(c, TF_CONN_END_READ_FAILED);
@@ -374,10 +370,10 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     tf_tlsbio_settle(&c->bio);
 }
 
-/* One timer serves three deadlines: handshake, backend connect, then idle. */
-static void on_timer(uv_timer_t *t)
+/* One deadline serves them all in turn: PROXY header, handshake (or hold), backend connect,
+ * then idle; or the linger of a finishing connection. */
+void tf_conn_on_timeout(struct tf_conn *c)
 {
-    struct tf_conn *c = t->data;
     if (c->closing)
         return;
     if (c->finishing) {
@@ -417,29 +413,29 @@ static void on_timer(uv_timer_t *t)
         tf_conn_close(c, TF_CONN_END_IDLE_TIMEOUT);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, idle - (now - c->last_ms), 0);
+    tf_deadline_at(c, idle, c->last_ms + idle); /* read from since: not yet */
 }
 
 /* Finishing (tf_pump_finish): give the answer and the client's close a few seconds. */
 void tf_conn_linger(struct tf_conn *c)
 {
     uint64_t ms = TF_MIN((uint64_t)c->cfg->idle_timeout_ms, (uint64_t)2000);
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    tf_deadline_set(c, ms);
 }
 
-/* Connecting to the backend: the timer watches the connect deadline. */
+/* Connecting to the backend: the deadline is the connect timeout. */
 void tf_conn_connecting(struct tf_conn *c)
 {
     c->state = TF_CONN_CONNECTING;
-    uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->connect_timeout_ms);
 }
 
-/* Called once the backend is connected: from now on the timer watches idleness. */
+/* Called once the backend is connected: from now on the deadline watches idleness. */
 void tf_conn_connected(struct tf_conn *c)
 {
     c->state = TF_CONN_PUMPING;
     tf_conn_touch(c);
-    uv_timer_start(&c->timer, on_timer, c->cfg->idle_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->idle_timeout_ms);
 }
 
 /* Both directions finished and flushed: the connection is done. */
@@ -479,7 +475,7 @@ void tf_conn_hold(struct tf_conn *c)
     w->n_held++;
     TF_STAT_ADD(w->stats, held_now, 1);
     TF_STAT_ADD(w->stats, held_total, 1);
-    uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->hold_timeout_ms);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
         if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge &&
@@ -492,7 +488,7 @@ void tf_conn_hold(struct tf_conn *c)
     m->worker = w;
     snprintf(m->name, sizeof m->name, "%s", c->sni);
     if (!tf_mailbox_post(w->ctl, &m->hdr))
-        tf_msg_free(&m->hdr); /* shutting down: the hold timer ends it */
+        tf_msg_free(&m->hdr); /* shutting down: the hold deadline ends it */
 }
 
 void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, enum tf_conn_end reason)
@@ -504,7 +500,7 @@ void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, enum tf_conn_end reas
     c->hold_alert = alert;
     if (!ok)
         c->end = reason;
-    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->handshake_timeout_ms);
     drive_handshake(c); /* re-runs the ClientHello callback, which now decides */
 }
 
@@ -607,7 +603,7 @@ void tf_conn_close(struct tf_conn *c, enum tf_conn_end reason)
     if (c->ssl && c->client.open)
         tf_pump_flush_tls(c);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    tf_deadline_clear(c);
     if (c->backend.open) {
         c->pending_closes++;
         uv_close((uv_handle_t *)c->backend.sock, tf_backend_on_closed);

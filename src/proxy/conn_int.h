@@ -88,7 +88,10 @@ struct tf_conn {
     struct tf_side client, backend;
     struct tf_bconn *bconn;       /* the backend connection (backend.sock), owned; NULL
                                    * before connecting and once closed or pooled */
-    uv_timer_t timer;             /* handshake, connect and idle timeouts */
+    /* The one deadline (handshake, connect, hold, idle, linger) on the worker's lists
+     * (conn_timer.c): list tq - 1, 0 when none. */
+    struct tf_conn *tq_prev, *tq_next;
+    uint64_t deadline;            /* uv_now() time */
     struct tf_dial *dial;         /* while connecting to the backend, owned */
 
     SSL *ssl;
@@ -119,6 +122,7 @@ struct tf_conn {
     /* On-demand: a handshake held while the control loop obtains a certificate. */
     enum { TF_HOLD_NONE = 0, TF_HOLD_WAITING, TF_HOLD_READY, TF_HOLD_FAILED } hold;
     int hold_alert;               /* SSL_AD_* sent when the hold fails */
+    int tq;
     bool closing;
     bool finishing;               /* tf_pump_finish(): last bytes to the client, then close */
     bool backend_reused;          /* bconn came from the keep-alive pool */
@@ -137,6 +141,18 @@ const char *tf_conn_peer(const struct tf_conn *c, char buf[TF_CONN_PEER_MAX]);
 void tf_conn_set_ip(struct tf_conn *c);
 /* The normalised SNI (copied; replaces an earlier one). */
 void tf_conn_set_sni(struct tf_conn *c, const char *name);
+
+/* conn_timer.c: the worker's connection deadlines (one libuv timer per worker). */
+struct tf_deadlines *tf_deadlines_new(uv_loop_t *loop);
+void tf_deadlines_close(struct tf_deadlines *d); /* uv_close its timer (stopping) */
+void tf_deadlines_free(struct tf_deadlines *d);  /* after the loop ended; NULL is fine */
+/* c's deadline: len_ms from now, or at (uv_now() time; len_ms names the list). Replaces the
+ * one set before. */
+void tf_deadline_set(struct tf_conn *c, uint64_t len_ms);
+void tf_deadline_at(struct tf_conn *c, uint64_t len_ms, uint64_t at);
+void tf_deadline_clear(struct tf_conn *c);
+/* conn.c: c's deadline passed (it is already cleared). */
+void tf_conn_on_timeout(struct tf_conn *c);
 
 /* conn_proxy.c: the PROXY protocol at both ends. */
 /* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
