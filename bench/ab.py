@@ -6,7 +6,8 @@ bench tools as run.sh does); every process it starts is stopped by PID.
 
   bench/ab.py --bin build-bench/bench-bin --variant base=build-base/tlsfront/tlsfront \\
       --variant new=build-bench/tlsfront/tlsfront --peers nginx,nginx-stream,haproxy \\
-      --rounds 7 [--figs 4,5] [--count 3000] [--json out.json] [--extra new:--flag,value]
+      --rounds 7 [--figs 4,5] [--count 3000] [--bulk 100000000] [--json out.json] \\
+      [--extra new:--flag,value]
 
 Each round starts every row in turn (the order rotates), runs the latency figure (16
 connections, 2,000 req/s, as bench.py) and, with figure 5, the idle figure on a fresh process.
@@ -37,6 +38,9 @@ def measure(w, row, variants, extra, cfg, figs, rnd, out):
     if 4 in figs:
         srv = start(w, row, variants, extra)
         try:
+            for d in ("down", "up") if cfg["bulk"] else ():  # as bench.py: bulk, then latency
+                B.run_loadgen(w, srv, "bulk", B.SNI["ec"],
+                              ["--dir", d, "--bytes", cfg["bulk"], "--time", 120])
             r = B.run_loadgen(w, srv, "lat", B.SNI["ec"],
                               ["--conc", 16, "--rate", cfg["rate"], "--count", cfg["count"],
                                "--time", 60])
@@ -91,6 +95,8 @@ def main():
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--idle-n", type=int, default=5000)
+    ap.add_argument("--bulk", type=int, default=0,
+                    help="bytes down and up before the latency run, as bench.py (100000000)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
@@ -101,7 +107,7 @@ def main():
     peers = [p for p in args.peers.split(",") if p]
     rows = list(variants) + peers
     figs = {int(f) for f in args.figs.split(",")}
-    cfg = dict(count=args.count, rate=args.rate, idle_n=args.idle_n)
+    cfg = dict(count=args.count, rate=args.rate, idle_n=args.idle_n, bulk=args.bulk)
     wargs = argparse.Namespace(bin=args.bin, tlsfront=next(iter(variants.values())))
     w = B.Work(wargs)
     out = []
