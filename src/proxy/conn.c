@@ -133,7 +133,6 @@ static int setup_tls(struct tf_conn *c)
     }
     SSL_set_bio(c->ssl, b, b); /* one BIO both ways; the SSL owns it */
     SSL_set_accept_state(c->ssl);
-    SSL_set_app_data(c->ssl, c);
     return 0;
 }
 

@@ -79,7 +79,7 @@ struct tf_dial {
  * phase needs is allocated for that phase (tf_dial, the shutdown requests, PROXY state), the
  * SNI is kept at its length, and the fields are grouped by size so that there are no holes. */
 struct tf_conn {
-    struct tf_tls_alpn alpn_sel;  /* first: the ALPN callback reads it through SSL app data */
+    struct tf_tls_alpn alpn_sel;  /* first: the ALPN callback reads it (tf_tlsbio_arg) */
     struct tf_conn *prev, *next;  /* worker's list */
     struct tf_worker *w;          /* owner */
     uint64_t id;

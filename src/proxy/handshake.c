@@ -198,7 +198,7 @@ static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
 
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     struct tf_worker *w = c->w;
     const unsigned char *ext = NULL, *raw = NULL;
     size_t ext_len = 0, raw_len = 0;
@@ -255,7 +255,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }

@@ -18,7 +18,7 @@
 int tf_tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    const struct tf_tls_alpn *c = SSL_get_app_data(ssl);
+    const struct tf_tls_alpn *c = tf_tlsbio_arg(ssl);
     if (c->acme) {
         static const unsigned char proto[] = "\x0a" TF_ALPN01_PROTO;
         if (SSL_select_next_proto((unsigned char **)out, outlen, proto, sizeof proto - 1, in,
