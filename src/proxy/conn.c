@@ -412,7 +412,7 @@ void tf_conn_on_timeout(struct tf_conn *c)
         tf_conn_close(c, TF_CONN_END_IDLE_TIMEOUT);
         return;
     }
-    tf_deadline_at(c, idle, c->last_ms + idle); /* read from since: not yet */
+    tf_deadline_within(c, idle - (now - c->last_ms)); /* read from since: not yet */
 }
 
 /* Finishing (tf_pump_finish): give the answer and the client's close a few seconds. */

@@ -146,10 +146,11 @@ void tf_conn_set_sni(struct tf_conn *c, const char *name);
 struct tf_deadlines *tf_deadlines_new(uv_loop_t *loop);
 void tf_deadlines_close(struct tf_deadlines *d); /* uv_close its timer (stopping) */
 void tf_deadlines_free(struct tf_deadlines *d);  /* after the loop ended; NULL is fine */
-/* c's deadline: len_ms from now, or at (uv_now() time; len_ms names the list). Replaces the
- * one set before. */
+/* c's deadline, len_ms from now (replaces the one set before). */
 void tf_deadline_set(struct tf_conn *c, uint64_t len_ms);
-void tf_deadline_at(struct tf_conn *c, uint64_t len_ms, uint64_t at);
+/* A deadline at most left_ms from now: the largest power of two of ms not above it (at least
+ * 1), so that arbitrary lengths share few lists. The expiry checks again and sets the next. */
+void tf_deadline_within(struct tf_conn *c, uint64_t left_ms);
 void tf_deadline_clear(struct tf_conn *c);
 /* conn.c: c's deadline passed (it is already cleared). */
 void tf_conn_on_timeout(struct tf_conn *c);

@@ -2,10 +2,12 @@
  * conn_timer.c: the timeouts of a worker's connections (PROXY header, handshake, hold,
  * backend connect, idle, linger) on one libuv timer per worker instead of one per
  * connection: a uv_timer_t is 152 bytes, which every idle connection would carry. A
- * connection has at most one deadline. Connections are kept in one list per timeout length,
- * in deadline order: a deadline set now is now + length, so it goes to the tail; the idle
- * re-arm, whose deadline is the last read + length, is inserted from the tail (past the
- * connections read from since). The worker's timer is due at the earliest head. Owned by the worker
+ * connection has at most one deadline. Connections are kept in one list per timeout length:
+ * a deadline set now is now + length, the latest of its list, so setting one is an append
+ * and each list is in deadline order. A deadline that is no configured length (what is left
+ * of the idle timeout after reads) is approached in power-of-two steps (tf_deadline_within),
+ * so such lengths make a few dozen lists at most and nothing ever walks a list. The worker's
+ * timer is due at the earliest head. Owned by the worker
  * (tf_deadlines_new .. tf_deadlines_free); never frees a connection: an expiry calls
  * tf_conn_on_timeout(), which may close it.
  */
@@ -87,35 +89,33 @@ void tf_deadline_clear(struct tf_conn *c)
     c->tq = 0;
 }
 
-void tf_deadline_at(struct tf_conn *c, uint64_t len_ms, uint64_t at)
+/* Append c to the list of its length: its deadline (now + length) is the list's latest. */
+void tf_deadline_set(struct tf_conn *c, uint64_t len_ms)
 {
     struct tf_deadlines *d = c->w->deadlines;
     tf_deadline_clear(c);
-    int i = queue_for(d, len_ms);
-    c->tq = i + 1;
-    c->deadline = at;
-    struct tf_tq *q = &d->q[i];
-    struct tf_conn *after = q->tail;
-    while (after && after->deadline > at)
-        after = after->tq_prev;
-    c->tq_prev = after;
-    c->tq_next = after ? after->tq_next : q->head;
-    if (c->tq_next)
-        c->tq_next->tq_prev = c;
-    else
-        q->tail = c;
-    if (after)
-        after->tq_next = c;
-    else
-        q->head = c;
-    arm(d, at);
-}
-
-void tf_deadline_set(struct tf_conn *c, uint64_t len_ms)
-{
     /* At least 1 ms ahead: an expiry that sets a new deadline is not run again at once. */
     uint64_t len = len_ms ? len_ms : 1;
-    tf_deadline_at(c, len_ms, uv_now(&c->w->loop) + len);
+    int i = queue_for(d, len);
+    struct tf_tq *q = &d->q[i];
+    c->tq = i + 1;
+    c->deadline = uv_now(&c->w->loop) + len;
+    c->tq_prev = q->tail;
+    c->tq_next = NULL;
+    if (q->tail)
+        q->tail->tq_next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    arm(d, c->deadline);
+}
+
+void tf_deadline_within(struct tf_conn *c, uint64_t left_ms)
+{
+    uint64_t step = 1;
+    while (step <= left_ms / 2)
+        step *= 2;
+    tf_deadline_set(c, step);
 }
 
 /* Expire every head that is due, then arm for the earliest head left. An expiry may close
