@@ -131,7 +131,7 @@ BIO *tf_tlsbio_new(struct tf_tlsbio *st)
 void *tf_tlsbio_arg(const SSL *ssl)
 {
     BIO *b = SSL_get_rbio(ssl);
-    if (!b || !g_method || BIO_method_type(b) != g_type)
+    if (!b || !method() || BIO_method_type(b) != g_type) /* method(): g_type is set */
         return NULL;
     const struct tf_tlsbio *st = BIO_get_data(b);
     return st ? st->arg : NULL;
