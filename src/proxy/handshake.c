@@ -201,7 +201,7 @@ static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_pa
 
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     struct tf_worker *w = c->w;
     const unsigned char *ext = NULL, *raw = NULL;
     size_t ext_len = 0, raw_len = 0;
@@ -213,11 +213,14 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
             *al = SSL_AD_DECODE_ERROR;
             return SSL_CLIENT_HELLO_ERROR;
         }
-        if (have && tf_name_normalize((const char *)raw, raw_len, c->sni) != 0) {
+        char name[TF_NAME_MAX + 1];
+        if (have && tf_name_normalize((const char *)raw, raw_len, name) != 0) {
             c->end = TF_CONN_END_INVALID_SNI;
             *al = SSL_AD_UNRECOGNIZED_NAME;
             return SSL_CLIENT_HELLO_ERROR;
         }
+        if (have)
+            tf_conn_set_sni(c, name);
     }
     if (offers_alpn(ssl, TF_ALPN01_PROTO))
         return answer_challenge(ssl, c, have, al);
@@ -255,7 +258,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     return tf_tickets_cb(c->w->tickets, c->w->lib, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }
