@@ -20,7 +20,7 @@
  *       N connections that each complete a handshake and one request, then stay idle; RSS
  *       growth of the PIDs per connection. (The open-file limit is 20,000.)
  * --sni-range K: SNI is a printf pattern with one %ld, filled per connection with a random
- * number in 1..K (figure 6: SNI picks among many names). --sni-seq: the numbers 1..K in
+ * number in 1..K, a different sample every run (figure 6: SNI picks among many names). --sni-seq: the numbers 1..K in
  * order instead (wrapping), so K connections ask for every name once (figure 6's warm-up
  * that loads every name into tlsfront's certificate cache).
  * --sys-pids P,P: other processes (the backend) counted in the whole-benchmark CPU figure.
@@ -31,6 +31,8 @@
 #include "lg.h"
 
 #include <getopt.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char REQ_CLOSE[] = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
 static const char REQ_KEEP[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
@@ -425,6 +427,10 @@ int main(int argc, char **argv)
         return 2;
     cl.sni_range = o.sni_range;
     cl.sni_seq = o.sni_seq;
+    /* a different random sample of names every run: an unseeded random() would ask for the
+     * same names each time, leaving them warm in the server's CPU caches (or, cold names
+     * with a small cache, already loaded) for the next run */
+    srandom((unsigned)(getpid() ^ time(NULL)));
     int rc;
     if (!strcmp(o.mode, "hs"))
         rc = mode_hs(&cl, &o, &p, &sp);
