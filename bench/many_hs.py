@@ -150,17 +150,18 @@ def handshakes(w, cfg, n, full, base, one_dir, which=("hot", "cold")):
         one.stop()
 
 
-def _callgrind_server(w, d, cache, out, warm_names):
+def _callgrind_server(w, d, cache, out, warm_names, vg_args=()):
     """Instructions of 150 handshakes (random among warm_names names, each loaded by a
-    warm-up first) of a tlsfront under callgrind with instrumentation on only around them."""
+    warm-up first) of a tlsfront under callgrind with instrumentation on only around them.
+    vg_args: more callgrind options (--cache-sim=yes counts simulated cache misses too)."""
     import bench
     n = 150
     port, admin = S.free_port(), S.free_port()
-    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out,
-            w.tlsfront, "--listen", "127.0.0.1:%d" % port, "--backend",
-            "127.0.0.1:%d" % w.backend_port, "--workers", "1", "--certs", d, "--log-level",
-            "warn", "--access-log", "off", "--cert-cache", str(cache), "--admin",
-            "127.0.0.1:%d" % admin]
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+            "--callgrind-out-file=" + out] + list(vg_args) + [
+        w.tlsfront, "--listen", "127.0.0.1:%d" % port, "--backend",
+        "127.0.0.1:%d" % w.backend_port, "--workers", "1", "--certs", d, "--log-level", "warn",
+        "--access-log", "off", "--cert-cache", str(cache), "--admin", "127.0.0.1:%d" % admin]
     p = S.spawn(argv, out + ".log")
     try:
         S.wait_port(port, p, timeout=900)

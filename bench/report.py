@@ -324,7 +324,7 @@ def _peer_floor_note(res):
 def _many_hs_lines(res):
     """Figure 6's handshake figures: hot and cold names among n vs one certificate."""
     out = []
-    for key, what in (("", "a hot name (every name loaded into `--cert-cache` n by a warm-up)"),
+    for key, what in (("", "a hot name (all of them loaded into the cache by a warm-up)"),
                       ("cold_", "`--cert-cache 10000` (most names cold)")):
         for n in (100000, 10000):
             st = res["stats"]
