@@ -103,6 +103,11 @@ static bool host_serves(void *arg, const char *name)
     return tf_certstore_lookup(s->certs, name) != NULL;
 }
 
+static void host_cache_loaded(void *arg, struct tf_cert *stub, struct tf_cert *cert)
+{
+    tf_server_cache_loaded(arg, stub, cert);
+}
+
 static bool host_has_static(void *arg, const char *name)
 {
     const struct tf_server *s = arg;
@@ -485,6 +490,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             .has_static = host_has_static,
             .tickets = host_tickets,
             .set_tickets = host_set_tickets,
+            .cache_loaded = host_cache_loaded,
         };
         rc = tf_certmgr_start(&host, cfg, &s->certmgr, err, sizeof err);
         if (rc != 0) {

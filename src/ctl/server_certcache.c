@@ -7,10 +7,15 @@
  * cache's CLOCK hand, posts the evicted certificates to every worker to be freed after
  * their current callback, and answers the waiting workers with TF_WMSG_CERT_DONE. A file
  * that fails is logged here once; its stub is marked failed and workers refuse the name
- * without asking again.
+ * without asking again. A managed stub (source TF_SRC_ACME, --storage) loads the same way
+ * except that its chain and key are read through the storage (tf_certmgr_read_stored,
+ * asynchronous) before the thread pool decodes them.
  */
 #include "tlsfront/ctl/server.h"
 #include "tlsfront/base/log.h"
+#include "tlsfront/issue/certmgr.h"
+
+#include <openssl/crypto.h>
 
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -31,6 +36,9 @@ struct load_job {
     struct tf_cert *stub;  /* one reference */
     struct tf_cert *cert;  /* result (one reference) or NULL */
     uint64_t started_ns, took_ns;
+    char *chain, *key;     /* a managed stub: the texts read from the storage */
+    size_t chain_len, key_len;
+    bool transient;        /* the storage could not be read: not marked failed */
     char err[256];
     struct waiter *waiters;
     size_t n_waiters, cap_waiters;
@@ -53,8 +61,22 @@ static void add_waiter(struct load_job *j, int worker, const char *name)
 static void load_work(uv_work_t *req)
 {
     struct load_job *j = req->data;
-    j->cert = tf_cert_load_stub(j->stub, j->err, sizeof j->err);
+    if (j->stub->source == TF_SRC_ACME)
+        j->cert = tf_cert_stub_decode(j->stub, j->chain, j->chain_len, j->key, j->key_len,
+                                      j->err, sizeof j->err);
+    else
+        j->cert = tf_cert_load_stub(j->stub, j->err, sizeof j->err);
     j->took_ns = uv_hrtime() - j->started_ns;
+}
+
+static void job_free(struct load_job *j)
+{
+    if (j->key)
+        OPENSSL_cleanse(j->key, j->key_len);
+    free(j->key);
+    free(j->chain);
+    free(j->waiters);
+    free(j);
 }
 
 /* Hand evicted certificates to every worker; the last to release them frees them. */
@@ -99,16 +121,46 @@ static void load_done(uv_work_t *req, int status)
                  stub->path, (double)j->took_ns / 1e6);
     } else {
         TF_STAT_ADD(st, cert_cache_load_failures, 1);
-        TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
-                j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
-        atomic_store_explicit(&stub->failed, 1, memory_order_release);
+        if (j->transient)
+            TF_WARN("server", "name=%s stored certificate %s: storage unavailable (%s): "
+                              "refused, read again on the next handshake",
+                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
+        else if (stub->source == TF_SRC_ACME)
+            TF_WARN("server", "name=%s stored certificate %s: %s: the name is refused until "
+                              "it is renewed or tlsfront restarts",
+                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
+        else
+            TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
+                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
+        if (!j->transient)
+            atomic_store_explicit(&stub->failed, 1, memory_order_release);
     }
     for (size_t i = 0; i < j->n_waiters; i++)
         answer(s, j->waiters[i].worker, j->waiters[i].name, j->cert != NULL);
 out:
     tf_cert_unref(stub);
-    free(j->waiters);
-    free(j);
+    job_free(j);
+}
+
+/* A managed stub's texts arrived from the storage: decode them on the thread pool. */
+static void on_stored_read(int err, const char *chain, size_t chain_len, const char *key,
+                           size_t key_len, void *arg)
+{
+    struct load_job *j = arg;
+    int r = err;
+    if (!err && !j->s->stopped) {
+        j->chain = tf_strndup(chain, chain_len);
+        j->chain_len = chain_len;
+        j->key = tf_strndup(key, key_len);
+        j->key_len = key_len;
+        r = uv_queue_work(&j->s->loop, &j->work, load_work, load_done);
+        if (r == 0)
+            return;
+    }
+    j->transient = err && err != UV_ENOENT && err != TF_EINVAL;
+    snprintf(j->err, sizeof j->err, "%s", err == UV_ENOENT ? "not in the storage any more"
+                                          : err ? tf_strerror(err) : uv_strerror(r));
+    load_done(&j->work, 0);
 }
 
 /* Start loading stub for worker's name; false when the thread pool refused the job. */
@@ -121,12 +173,16 @@ static bool start_load(struct tf_server *s, struct tf_cert *stub, int worker, co
     j->started_ns = uv_hrtime();
     add_waiter(j, worker, name);
     tf_cert_ref(stub);
-    int r = uv_queue_work(&s->loop, &j->work, load_work, load_done);
+    bool stored = stub->source == TF_SRC_ACME;
+    int r = !stored ? uv_queue_work(&s->loop, &j->work, load_work, load_done)
+            : s->certmgr && stub->n_names > 0
+                ? tf_certmgr_read_stored(s->certmgr, stub->names[0], on_stored_read, j)
+                : TF_ECLOSED;
     if (r != 0) {
-        TF_ERROR("server", "name=%s loading %s: %s", name, stub->path, uv_strerror(r));
+        TF_ERROR("server", "name=%s loading %s: %s", name, stub->path,
+                 stored ? tf_strerror(r) : uv_strerror(r));
         tf_cert_unref(stub);
-        free(j->waiters);
-        free(j);
+        job_free(j);
         return false;
     }
     stub->loading = j;
@@ -159,6 +215,18 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
     /* Nothing to load (loaded meanwhile, or the name left with a reload): the worker's
      * ClientHello callback decides again with its own snapshot. */
     answer(s, worker, name, !failed);
+}
+
+void tf_server_cache_loaded(struct tf_server *s, struct tf_cert *stub, struct tf_cert *cert)
+{
+    if (s->stopped || stub->cached || atomic_load(&stub->loaded))
+        return;
+    struct tf_certcache_retired *r = NULL;
+    tf_cert_ref(cert);
+    size_t ev = tf_certcache_install(&s->cert_cache, stub, cert, &r);
+    post_retired(s, r);
+    TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
+    atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
 }
 
 void tf_server_cache_init(struct tf_server *s)

@@ -42,7 +42,8 @@ struct cm_demand {
 struct cm_managed {
     struct cm_managed *next;
     char *name;
-    struct tf_cert *cert;         /* one reference */
+    struct tf_cert *cert;         /* one reference; a stub (tf_cert.stub) when cm->lazy */
+    char *cert_id;                /* ARI certID of a stub (from meta.json), else NULL */
     int64_t not_before, not_after; /* of cert, unix seconds */
     int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
     int64_t renew_at;             /* unix seconds (tf_wall_now clock) */
@@ -108,6 +109,8 @@ struct tf_certmgr {
     uint64_t ari_answers;         /* ARI answers taken, for the metrics */
     int64_t timer_due;            /* unix seconds the renew timer fires at, 0 when idle */
     bool loaded;                  /* stored certificates loaded: requests are answered */
+    bool lazy;                    /* the store held more names than --cert-cache at start:
+                                   * managed certificates are stubs loaded on first use */
     bool closing;
     struct cm_queued *queued;     /* requests that arrived while loading */
     uv_timer_t renew_timer;
@@ -146,6 +149,9 @@ struct cm_queued {
  * Takes its own reference on cert. */
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca);
+/* The same with the ARI certID of cert when it is a stub (indexed from meta.json). */
+void cm_stage_cert_id(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                      bool spread, int ca, const char *cert_id);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
@@ -259,6 +265,23 @@ void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok);
 void cm_eager_start(struct tf_certmgr *cm);
 /* Start m's renewal now (no worker waits; the gates decide again). */
 void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
+
+/* certmgr_lazy.c: managed certificates as stubs (cm->lazy). */
+/* What m's store entry becomes for cert (one new reference): cert itself, or in lazy mode
+ * a stub of it; a stub made here from a decoded cert that handshakes wait for (fresh: an
+ * order or another node's announcement) gets cert installed in the host's cache at once.
+ * *cert_id: the new ARI certID to keep (a new string, NULL for a decoded cert). */
+struct tf_cert *cm_lazy_adopt(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                              bool fresh, const char *cert_id, char **out_id);
+/* The ARI certID of m's certificate, a new string or NULL (no AKI). */
+char *cm_cert_id(const struct cm_managed *m);
+/* True when cert (decoded or stub, cert_id: a stub's certID) is the one m holds. */
+bool cm_same_cert(const struct cm_managed *m, const struct tf_cert *cert, const char *cert_id);
+/* The decoded certificate of m when it has one in memory (borrowed), else NULL. */
+struct tf_cert *cm_decoded(const struct cm_managed *m);
+/* After the stored certificates were read: in lazy mode, staged decoded ones (no usable
+ * meta.json) become stubs too. */
+void cm_lazy_staged(struct tf_certmgr *cm);
 
 /* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
  * tf_certmgr_detail; bounded, oldest dropped first. */

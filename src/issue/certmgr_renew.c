@@ -82,7 +82,9 @@ int cm_poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
     tf_cert_ref(m->cert);
     m->ari_next = tf_wall_now() + 3600; /* until the answer says otherwise */
     struct tf_acme *acme = m->ca < cm->n_cas ? cm->cas[m->ca].acme : cm->acme;
-    int rc = tf_acme_renewal_info(acme, m->cert, on_ari, x);
+    char *id = cm_cert_id(m);
+    int rc = tf_acme_renewal_info_id(acme, id, on_ari, x);
+    free(id);
     if (rc != 0) {
         m->ari_next = 0;
         tf_cert_unref(x->cert);

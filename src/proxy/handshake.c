@@ -124,6 +124,16 @@ static int on_demand(struct tf_conn *c, int *al)
     return SSL_CLIENT_HELLO_RETRY;
 }
 
+/* Renewal skips managed names nobody asked for; write only when the second changes. */
+static void touch_acme(struct tf_cert *cert)
+{
+    if (cert->source != TF_SRC_ACME)
+        return;
+    int64_t now = tf_wall_now();
+    if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
+        atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
+}
+
 /* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
  * each stub replaced by its loaded certificate (tf_cert_resolve: lock-free, no system call).
  * Returns SSL_CLIENT_HELLO_SUCCESS with *out filled; RETRY when a stub is not loaded yet
@@ -141,6 +151,8 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
         if (!cert || !cert->stub)
             continue;
         lazy = true;
+        if (out->cert[k])
+            touch_acme(cert); /* a managed stub: renewal reads the stub's */
         if (!out->cert[k] && atomic_load_explicit(&cert->failed, memory_order_acquire))
             failed = true;
         else if (!out->cert[k])
@@ -186,12 +198,7 @@ static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
             continue;
         if (!switched && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
-        if (cert->source == TF_SRC_ACME) {
-            /* Renewal skips names nobody asked for; write only when the second changes. */
-            int64_t now = tf_wall_now();
-            if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
-                atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
-        }
+        touch_acme(cert);
     }
     return 0;
 }

@@ -415,23 +415,16 @@ static const char *stub_mismatch(const struct tf_cert *stub, const struct tf_cer
     return NULL;
 }
 
-struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen)
+struct tf_cert *tf_cert_stub_decode(const struct tf_cert *stub, const char *chain_pem,
+                                    size_t chain_len, const char *key_pem, size_t key_len,
+                                    char *err, size_t errlen)
 {
-    char *buf[2] = {NULL, NULL};
-    size_t cap[2] = {0, 0}, len[2] = {0, 0};
     struct tf_cert *c = NULL;
-    char tmp[200];
-    int rc = slurp(AT_FDCWD, stub->path, &buf[0], &cap[0], &len[0]);
-    if (rc == 0 && stub->key_path)
-        rc = slurp(AT_FDCWD, stub->key_path, &buf[1], &cap[1], &len[1]);
-    if (rc < 0) {
-        snprintf(err, errlen, "%s", read_problem(rc, tmp, sizeof tmp));
-        goto done;
-    }
     struct parse_cache pc;
     memset(&pc, 0, sizeof pc); /* no shared key decoder: one key is decoded */
     pc.no_ctx = true;
-    rc = tf_certload_parse(buf[0], len[0], buf[1], len[1], stub->path, &pc, &c, err, errlen);
+    int rc = tf_certload_parse(chain_pem, chain_len, key_pem, key_len, stub->path, &pc, &c, err,
+                               errlen);
     tf_certload_cache_free(&pc);
     const char *why = c ? stub_mismatch(stub, c) : NULL;
     if (why) {
@@ -443,7 +436,22 @@ struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t 
         c->source = stub->source;
     else if (rc == PARSE_CA)
         snprintf(err, errlen, "certificate has no DNS names");
-done:
+    return c;
+}
+
+struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen)
+{
+    char *buf[2] = {NULL, NULL};
+    size_t cap[2] = {0, 0}, len[2] = {0, 0};
+    struct tf_cert *c = NULL;
+    char tmp[200];
+    int rc = slurp(AT_FDCWD, stub->path, &buf[0], &cap[0], &len[0]);
+    if (rc == 0 && stub->key_path)
+        rc = slurp(AT_FDCWD, stub->key_path, &buf[1], &cap[1], &len[1]);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", read_problem(rc, tmp, sizeof tmp));
+    else
+        c = tf_cert_stub_decode(stub, buf[0], len[0], buf[1], len[1], err, errlen);
     free(buf[0]);
     free(buf[1]);
     return c;

@@ -376,6 +376,21 @@ static struct tf_cert *cert_alloc(const char *path)
     return c;
 }
 
+struct tf_cert *tf_cert_stub_new(const char *name, enum tf_cert_kind kind, int64_t not_before,
+                                 int64_t not_after, enum tf_cert_source source, const char *path)
+{
+    struct tf_cert *c = cert_alloc(path);
+    c->stub = true;
+    c->source = source;
+    c->kind = kind;
+    c->not_before = not_before;
+    c->not_after = not_after;
+    c->names = tf_calloc(1, sizeof *c->names);
+    c->names[0] = tf_strdup(name);
+    c->n_names = 1;
+    return c;
+}
+
 /* The fast path of tf_certload_scan: the DER walker, without OpenSSL's decoders. */
 static struct tf_cert *scan_fast(const char *chain_pem, size_t chain_len, const char *path,
                                  const char *key_path)

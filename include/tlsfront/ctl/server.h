@@ -80,12 +80,15 @@ int tf_server_admin_token(const struct tf_config *cfg, char **out, char *err, si
  * s (may be NULL: the token is only wiped) has one. */
 void tf_server_admin_set_token(struct tf_server *s, char *token);
 
-/* server_certcache.c: --certs stubs loaded on first use. init: the cache and its load
+/* server_certcache.c: stubs (--certs, or managed ones) loaded on first use. init: the cache and its load
  * histogram (before any worker starts); need_load: a worker's TF_SMSG_NEED_LOAD (control
  * loop); free: after the workers are joined. */
 void tf_server_cache_init(struct tf_server *s);
 void tf_server_need_load(struct tf_server *s, int worker, const char *name);
 void tf_server_cache_free(struct tf_server *s);
+/* The certificate manager obtained cert for the new managed stub: install it in the cache
+ * as the stub's loaded certificate (takes its own reference), evicting as a load does. */
+void tf_server_cache_loaded(struct tf_server *s, struct tf_cert *stub, struct tf_cert *cert);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);

@@ -122,6 +122,20 @@ struct tf_certstore *tf_certstore_index_dir(const char *dir, int eager_max, int 
  * with err saying so. Returns NULL and fills err on failure. */
 struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen);
 
+/* tf_cert_load_stub's decoding half, for a stub whose load function reads the texts some
+ * other way (a managed certificate read from storage): decode chain and key (key_pem may be
+ * NULL when chain_pem holds it) with no per-certificate context, and check the result
+ * against the stub as tf_cert_load_stub does. CPU-bound: the thread pool. */
+struct tf_cert *tf_cert_stub_decode(const struct tf_cert *stub, const char *chain_pem,
+                                    size_t chain_len, const char *key_pem, size_t key_len,
+                                    char *err, size_t errlen);
+
+/* A stub (refcount 1) for one name, known from metadata alone (a managed certificate's
+ * meta.json): names = {name}, the kind and validity given, path = where its load function
+ * finds it (a storage key). */
+struct tf_cert *tf_cert_stub_new(const char *name, enum tf_cert_kind kind, int64_t not_before,
+                                 int64_t not_after, enum tf_cert_source source, const char *path);
+
 /* An empty store. */
 struct tf_certstore *tf_certstore_new(void);
 
