@@ -470,9 +470,9 @@ static void on_all_stored(int err, const struct tf_acme_store_counts *n, void *a
         TF_ERROR("certmgr", "loading stored certificates: %s", tf_strerror(err));
     cm->lazy = n->lazy;
     if (n->lazy)
-        TF_INFO("certmgr", "stored certificates: %d indexed from their metadata, %d skipped, "
-                           "%d decoded for want of a usable meta.json (more than --cert-cache "
-                           "%d: loaded on first use)",
+        TF_INFO("certmgr", "stored certificates: %d indexed, %d skipped, %d of them decoded "
+                           "for want of a usable meta.json (more than --cert-cache %d: loaded "
+                           "on first use)",
                 n->loaded, n->skipped, n->decoded, cm->cfg->cert_cache);
     else
         TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n->loaded, n->skipped);

@@ -11,33 +11,18 @@ are made once into the build directory and reused by later runs."""
 import os
 import random
 import re
-import shutil
 import signal
 import ssl
 import subprocess
 import threading
 import urllib.request
 
-from tfcommon import (BIN, SRC, Backend, bound, check, echo_handler, finish, start_tlsfront,
-                      tls_connect, tmpdir, wait_until)
+from tfcommon import (SRC, Backend, bound, check, echo_handler, finish, many_certs,
+                      start_tlsfront, tls_connect, tmpdir, wait_until)
 
 N = 20000
 CACHE = 1000
 MKCERTS = os.path.join(SRC, "certs", "mkcerts.sh")
-
-
-def many_dir():
-    """The 20,000 certificates, made once next to the binary under test and kept."""
-    d = os.path.join(os.path.dirname(os.path.abspath(BIN)), "e2e-data", "many%d" % N)
-    if os.path.exists(os.path.join(d, "%d.many.test.pem" % N)):
-        return d
-    tmp = d + ".tmp%d" % os.getpid()
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    subprocess.run(["bash", MKCERTS, "many", tmp, str(N)], check=True, stdout=subprocess.DEVNULL)
-    shutil.rmtree(d, ignore_errors=True)
-    os.rename(tmp, d)
-    return d
 
 
 def leaf(d, base, names, layout, ca):
@@ -45,7 +30,7 @@ def leaf(d, base, names, layout, ca):
                    check=True, stdout=subprocess.DEVNULL)
 
 
-many = many_dir()
+many = many_certs(N)
 certs = os.path.join(tmpdir(), "certs")
 os.makedirs(certs)
 for f in os.listdir(many):

@@ -230,6 +230,22 @@ def make_certs(d=None):
     return d
 
 
+def many_certs(n):
+    """certs/mkcerts.sh many: n certificates <i>.many.test.pem (leaf then key) and ca.crt,
+    made once next to the binary under test and kept for later runs."""
+    d = os.path.join(os.path.dirname(os.path.abspath(BIN)), "e2e-data", "many%d" % n)
+    if os.path.exists(os.path.join(d, "%d.many.test.pem" % n)):
+        return d
+    tmp = d + ".tmp%d" % os.getpid()
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "many", tmp, str(n)],
+                   check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(d, ignore_errors=True)
+    os.rename(tmp, d)
+    return d
+
+
 def start_tlsfront(args, env=None, wait=True, name="tlsfront"):
     """Start tlsfront listening on 127.0.0.1:0 (unless args has --listen) and return
     (proc, port) once it logged its listening address."""

@@ -1,0 +1,193 @@
+"""Managed certificates at scale: a --storage directory of 3,000 stored certificates, larger
+than --cert-cache 200, is indexed from each name's meta.json at start (no certificate
+decoded: the cache's load counter stays 0) and loaded from the storage on first use, like a
+--certs directory. A random sample of names is served with the right certificate each, the
+cache never holds more than 200, an evicted name is served again, a name stored without a
+meta.json is decoded once at start and served, a stored certificate corrupted after start
+refuses only its name (internal_error, logged once). A name obtained from pebble while the
+store is lazy is served at once; after a restart it is a stub loaded from the storage, and
+a renewal of it serves the new certificate.
+
+The store is built here in the storage layout (certs/<name>/cert.pem, key.pem, meta.json)
+from certs/mkcerts.sh many (one CA, leaves sharing one key)."""
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import ssl
+import threading
+import urllib.request
+
+from cryptography import x509
+from clusterctl import fetch, pebble_root_file
+from pebblectl import Pebble
+from tfcommon import (Backend, bound, check, finish, http_handler, many_certs, start_tlsfront,
+                      tls_connect, tmpdir, wait_until)
+
+N = 3000
+CACHE = 200
+TOKEN = "s3cret-token-0123456789abcdef"
+
+many = many_certs(N)
+storage = tmpdir()
+
+
+def store(name, pem, meta=True):
+    """name's certificate (leaf then key, as mkcerts writes it) in the storage layout."""
+    cut = pem.index("-----BEGIN PRIVATE KEY-----")
+    d = os.path.join(storage, "certs", name)
+    os.makedirs(d)
+    with open(os.path.join(d, "cert.pem"), "w") as f:
+        f.write(pem[:cut])
+    fd = os.open(os.path.join(d, "key.pem"), os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pem[cut:])
+    if meta:
+        c = x509.load_pem_x509_certificate(pem[:cut].encode())
+        doc = {"name": name, "ca_id": "", "kind": "ec",
+               "not_before": int(c.not_valid_before_utc.timestamp()),
+               "not_after": int(c.not_valid_after_utc.timestamp())}
+        with open(os.path.join(d, "meta.json"), "w") as f:
+            json.dump(doc, f)
+
+
+for i in range(1, N + 1):
+    with open(os.path.join(many, "%d.many.test.pem" % i)) as f:
+        pem = f.read()
+    store("%d.many.test" % i, pem, meta=i != 1)  # 1.many.test: stored by an older version
+
+tokf = os.path.join(tmpdir(), "token")
+with open(tokf, "w") as f:
+    f.write(TOKEN + "\n")
+os.chmod(tokf, 0o600)
+backend = Backend(http_handler(b"hi"))
+peb = Pebble()
+args = peb.tlsfront_args(storage) + [
+    "--allow", "*.renew.test", "--backend", backend.addr, "--workers", "2",
+    "--cert-cache", str(CACHE), "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
+tf, port = start_tlsfront(args)
+peb.start(port)
+aport = int(tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+check(tf.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded for want "
+                  r"of a usable meta\.json" % N, 60) is not None,
+      "start-up indexes the store from meta.json (one name without it decoded once)")
+ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
+
+
+def metrics():
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % aport, timeout=bound(10)) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+
+
+def served(name):
+    with tls_connect(port, name, ctx) as s:
+        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+
+
+def refused(name):
+    try:
+        served(name)
+    except ssl.SSLError as e:
+        return str(e)
+    return None
+
+
+m = metrics()
+check(m["tlsfront_cert_cache_loads_total"] == 0 and m["tlsfront_cert_cache_size"] == 0,
+      "no stored certificate decoded into the cache at start (%s)" % m)
+check(served("1.many.test") == ["1.many.test"], "a name stored without meta.json is served")
+
+# A random sample, more names than the cache holds, from a few clients at once.
+rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
+sample = rng.sample(range(2, N + 1), CACHE + 200)
+wrong, lock, max_size = [], threading.Lock(), [0]
+
+
+def client(part):
+    for i in part:
+        name = "%d.many.test" % i
+        try:
+            got = served(name)
+        except (OSError, ssl.SSLError) as e:
+            got = "error %s" % e
+        if got != [name]:
+            with lock:
+                wrong.append((name, got))
+
+
+for start in range(0, len(sample), 100):
+    ts = [threading.Thread(target=client, args=(sample[start + k:start + 100:4],))
+          for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
+check(not wrong, "each of %d sampled stored names served with its own certificate (%s)"
+      % (len(sample), wrong[:3]))
+m = metrics()
+check(max_size[0] <= CACHE and m["tlsfront_cert_cache_size"] <= CACHE,
+      "the cache never held more than %d (at most %d seen)" % (CACHE, max_size[0]))
+check(m["tlsfront_cert_cache_evictions_total"] >= 200,
+      "managed certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
+check(m["tlsfront_cert_cache_loads_total"] >= len(sample),
+      "every sampled name was loaded from the storage (%d loads)"
+      % m["tlsfront_cert_cache_loads_total"])
+
+before = m["tlsfront_cert_cache_loads_total"]
+bad = [i for i in sample[:30] if served("%d.many.test" % i) != ["%d.many.test" % i]]
+check(not bad, "evicted managed names served again with their certificate (%s)" % bad[:3])
+check(metrics()["tlsfront_cert_cache_loads_total"] > before, "evicted names were loaded again")
+
+# A stored certificate corrupted after start: only its name is refused, logged once.
+victim = next(i for i in range(2, N + 1) if i not in sample)
+with open(os.path.join(storage, "certs", "%d.many.test" % victim, "cert.pem"), "w") as f:
+    f.write("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+errs = [refused("%d.many.test" % victim) for _ in range(3)]
+check(all(e and "INTERNAL_ERROR" in e.upper() for e in errs),
+      "a corrupted stored certificate's name is refused with internal_error (%s)" % errs[0])
+pat = r"name=%d\.many\.test stored certificate certs/%d\.many\.test/cert\.pem: " % (victim, victim)
+check(tf.wait_for(pat, 5) is not None, "the reason is logged with the storage key")
+check(len(re.findall(pat, tf.stderr_text())) == 1, "logged once, not per handshake")
+check(wait_until(lambda: metrics()["tlsfront_cert_cache_load_failures_total"] == 1),
+      "one load failure counted")
+check(served("%d.many.test" % sample[0]) == ["%d.many.test" % sample[0]],
+      "other stored names are still served")
+
+# A name obtained while the store is lazy: served at once (its certificate goes straight to
+# the cache), stored with a meta.json that the next start indexes.
+rootf = pebble_root_file(peb)
+first, _ = fetch(rootf, port, "site.renew.test")
+check(first > 0, "a name obtained on demand is served")
+with open(os.path.join(storage, "certs", "site.renew.test", "meta.json")) as f:
+    meta = json.load(f)
+check(meta.get("kind") == "ec" and meta.get("cert_id") and meta.get("not_after"),
+      "its meta.json holds what the index needs (%s)" % sorted(meta))
+tf.signal(15)
+check(tf.wait(60) == 0, "first instance stopped cleanly")
+
+# Restart: the obtained name is a stub loaded from the storage; a renewal replaces it and
+# the new certificate (not the cached old one) is served.
+shutil.rmtree(os.path.join(storage, "certs", "%d.many.test" % victim))
+tf2, _ = start_tlsfront(args + ["--listen", "127.0.0.1:%d" % port], name="tlsfront-2")
+aport = int(tf2.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+check(tf2.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded" % N, 60)
+      is not None, "second start indexes the store")
+check(metrics()["tlsfront_cert_cache_loads_total"] == 0, "nothing decoded at the second start")
+check(fetch(rootf, port, "site.renew.test")[0] == first,
+      "the obtained name is served from the storage after a restart")
+check(metrics()["tlsfront_cert_cache_loads_total"] == 1, "loaded on its first handshake")
+c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
+c.request("POST", "/certs/site.renew.test/renew", headers={"Authorization": "Bearer " + TOKEN})
+r = c.getresponse()
+r.read()
+check(r.status in (200, 202), "renewal asked through the admin API (%d)" % r.status)
+check(wait_until(lambda: fetch(rootf, port, "site.renew.test")[0] != first, 60, 0.2),
+      "the renewed certificate is served, not the old one loaded before")
+check(tf2.wait_for(r"name=site\.renew\.test .*certificate obtained", 10) is not None,
+      "the renewal obtained a new certificate")
+finish()
