@@ -10,6 +10,7 @@ a renewal of it serves the new certificate.
 
 The store is built here in the storage layout (certs/<name>/cert.pem, key.pem, meta.json)
 from certs/mkcerts.sh many (one CA, leaves sharing one key)."""
+import calendar
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ import shutil
 import ssl
 import threading
 import urllib.request
+import warnings
 
 from cryptography import x509
 from clusterctl import fetch, pebble_root_file
@@ -32,6 +34,7 @@ TOKEN = "s3cret-token-0123456789abcdef"
 
 many = many_certs(N)
 storage = tmpdir()
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
 
 
 def store(name, pem, meta=True):
@@ -47,8 +50,8 @@ def store(name, pem, meta=True):
     if meta:
         c = x509.load_pem_x509_certificate(pem[:cut].encode())
         doc = {"name": name, "ca_id": "", "kind": "ec",
-               "not_before": int(c.not_valid_before_utc.timestamp()),
-               "not_after": int(c.not_valid_after_utc.timestamp())}
+               "not_before": calendar.timegm(c.not_valid_before.utctimetuple()),
+               "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
         with open(os.path.join(d, "meta.json"), "w") as f:
             json.dump(doc, f)
 
