@@ -1,0 +1,119 @@
+"""Managed certificates loaded on first use from Redis: two nodes share a Redis storage that
+holds 1,000 certificates (written here in the storage layout, meta.json included), more than
+--cert-cache 100. Each node indexes the store from the metadata (nothing decoded at start),
+serves a sample of names with the right certificate from Redis, the cache stays within its
+bound. A name node A obtains from pebble is served by node B (announced: B makes it a stub);
+after A renews it, B serves the new certificate, not the old one it had loaded."""
+import calendar
+import http.client
+import json
+import os
+import random
+import re
+import ssl
+import subprocess
+import urllib.request
+import warnings
+
+from cryptography import x509
+import clusterctl
+from clusterctl import Redis, node_args, pebble_root_file, secret_file, storage_key_file
+from pebblectl import Pebble
+from tfcommon import (Backend, bound, check, finish, http_handler, many_certs, start_tlsfront,
+                      tls_connect, wait_until)
+
+N = 1000
+CACHE = 100
+TOKEN = "s3cret-token-0123456789abcdef"
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
+
+many = many_certs(3000)  # the set test_managed_cache makes; its first N names
+redis = Redis()
+redis.start()
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+cmds = []
+for i in range(1, N + 1):
+    name = "%d.many.test" % i
+    with open(os.path.join(many, name + ".pem")) as f:
+        pem = f.read()
+    cut = pem.index("-----BEGIN PRIVATE KEY-----")
+    c = x509.load_pem_x509_certificate(pem[:cut].encode())
+    meta = {"name": name, "kind": "ec",
+            "not_before": calendar.timegm(c.not_valid_before.utctimetuple()),
+            "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
+    for f, v in (("cert.pem", pem[:cut]), ("key.pem", pem[cut:]), ("meta.json", json.dumps(meta))):
+        cmds.append(resp("SET", "tlsfront:v:certs/%s/%s" % (name, f), v))
+subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=b"".join(cmds), check=True,
+               stdout=subprocess.DEVNULL)
+
+key = storage_key_file()
+tokf = secret_file(TOKEN)
+backend = Backend(http_handler(b"hi"))
+peb = Pebble()
+extra = ["--cert-cache", str(CACHE), "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
+a, port_a = start_tlsfront(node_args(peb, redis, key, "*.cm.test", backend) + extra, name="A")
+peb.start(port_a)
+b, port_b = start_tlsfront(node_args(peb, redis, key, "*.cm.test", backend) + extra, name="B")
+admin = {p: int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1)) for p in (a, b)}
+for p in (a, b):
+    check(p.wait_for(r"stored certificates: %d indexed, 0 skipped, 0 of them decoded" % N, 60)
+          is not None, "%s indexes the Redis store from meta.json" % p.name)
+ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
+
+
+def metrics(p):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin[p],
+                                timeout=bound(10)) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+
+
+def served(port, name):
+    with tls_connect(port, name, ctx) as s:
+        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+
+
+check(metrics(b)["tlsfront_cert_cache_loads_total"] == 0, "nothing decoded at start")
+rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
+sample = rng.sample(range(1, N + 1), CACHE + 50)
+wrong, max_size = [], 0
+for k, i in enumerate(sample):
+    name = "%d.many.test" % i
+    got = served(port_b, name)
+    if got != [name]:
+        wrong.append((name, got))
+    if k % 25 == 0:
+        max_size = max(max_size, metrics(b)["tlsfront_cert_cache_size"])
+m = metrics(b)
+check(not wrong, "each sampled name served from Redis with its certificate (%s)" % wrong[:3])
+check(max(max_size, m["tlsfront_cert_cache_size"]) <= CACHE,
+      "the cache never held more than %d" % CACHE)
+check(m["tlsfront_cert_cache_loads_total"] >= len(sample) and
+      m["tlsfront_cert_cache_evictions_total"] > 0,
+      "names loaded from Redis and evicted (%d loads, %d evictions)"
+      % (m["tlsfront_cert_cache_loads_total"], m["tlsfront_cert_cache_evictions_total"]))
+
+# Another node's certificate, then its renewal: B serves the new one.
+rootf = pebble_root_file(peb)
+first, _ = clusterctl.fetch(rootf, port_a, "x.cm.test")
+check(b.wait_for(r"name=x\.cm\.test certificate from another node", 30) is not None,
+      "B took A's announced certificate")
+check(clusterctl.fetch(rootf, port_b, "x.cm.test")[0] == first, "B serves A's certificate")
+c = http.client.HTTPConnection("127.0.0.1", admin[a], timeout=bound(60))
+c.request("POST", "/certs/x.cm.test/renew", headers={"Authorization": "Bearer " + TOKEN})
+r = c.getresponse()
+r.read()
+check(r.status == 202, "renewal asked on A (%d)" % r.status)
+check(wait_until(lambda: clusterctl.fetch(rootf, port_b, "x.cm.test")[0] != first, 60, 0.2),
+      "after A renews, B serves the new certificate, not the one it had loaded")
+finish()
