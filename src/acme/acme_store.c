@@ -372,6 +372,9 @@ static int names_from_keys(char **keys, int n, char ***out)
  * a time leaves it idle between reads. Small, so that the loop never holds many decoded
  * certificates it has not handed over yet. */
 #define LOAD_WINDOW 8
+/* An index reads one small meta.json per name and holds no decoded certificate: more reads
+ * in flight keep the storage's threads (or the Redis pipeline) full. */
+#define INDEX_WINDOW 64
 
 struct all_op {
     struct tf_storage *st;
@@ -503,11 +506,11 @@ static void all_report(struct all_op *op, int err)
  * calls back from inside a call, so on_all_one cannot re-enter this loop. */
 static void all_next(struct all_op *op)
 {
-    while (op->next < op->n && op->active < LOAD_WINDOW) {
+    bool index = op->each_ix && op->n > op->eager_max;
+    while (op->next < op->n && op->active < (index ? INDEX_WINDOW : LOAD_WINDOW)) {
         struct all_one *one = tf_calloc(1, sizeof(*one));
         one->op = op;
         one->i = op->next++;
-        bool index = op->each_ix && op->n > op->eager_max;
         if ((index ? index_one(op, one)
                    : tf_acme_store_load_meta(op->st, op->names[one->i], on_all_one, one)) != 0) {
             free(one);

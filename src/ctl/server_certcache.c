@@ -39,6 +39,7 @@ struct load_job {
     char *chain, *key;     /* a managed stub: the texts read from the storage */
     size_t chain_len, key_len;
     bool transient;        /* the storage could not be read: not marked failed */
+    bool retried;          /* a managed stub's texts were read a second time */
     char err[256];
     struct waiter *waiters;
     size_t n_waiters, cap_waiters;
@@ -98,11 +99,32 @@ static void answer(struct tf_server *s, int worker, const char *name, bool ok)
                                  ok ? TF_OUTCOME_READY : TF_OUTCOME_LOAD_FAILED);
 }
 
+static void on_stored_read(int err, const char *chain, size_t chain_len, const char *key,
+                           size_t key_len, void *arg);
+
+/* A managed certificate is saved key first, then chain: a read that fell between the two
+ * gets a pair that does not match. Read it once more before calling it broken. */
+static bool read_again(struct load_job *j)
+{
+    if (j->stub->source != TF_SRC_ACME || j->cert || j->transient || j->retried ||
+        !j->s->certmgr)
+        return false;
+    j->retried = true;
+    if (j->key)
+        OPENSSL_cleanse(j->key, j->key_len);
+    free(j->key);
+    free(j->chain);
+    j->key = j->chain = NULL;
+    return tf_certmgr_read_stored(j->s->certmgr, j->stub->names[0], on_stored_read, j) == 0;
+}
+
 static void load_done(uv_work_t *req, int status)
 {
     struct load_job *j = req->data;
     struct tf_server *s = j->s;
     struct tf_cert *stub = j->stub;
+    if (!s->stopped && status == 0 && read_again(j))
+        return;
     stub->loading = NULL;
     if (s->stopped || status != 0) {
         tf_cert_unref(j->cert);
