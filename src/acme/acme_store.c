@@ -548,33 +548,40 @@ static void on_all_list(int err, char **keys, int n, void *arg)
     all_next(op);
 }
 
-int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
-                           tf_acme_store_all_cb done, void *arg)
+static struct all_op *all_new(struct tf_storage *st, void *arg)
 {
     struct all_op *op = tf_calloc(1, sizeof(*op));
     op->st = st;
-    op->each = each;
-    op->done = done;
     op->arg = arg;
-    int rc = tf_storage_list(st, "certs", on_all_list, op);
+    return op;
+}
+
+/* List the names, then load or index them (on_all_list); op is freed here on failure. */
+static int all_start(struct all_op *op)
+{
+    int rc = tf_storage_list(op->st, "certs", on_all_list, op);
     if (rc)
         free(op);
     return rc;
 }
 
+int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
+                           tf_acme_store_all_cb done, void *arg)
+{
+    struct all_op *op = all_new(st, arg);
+    op->each = each;
+    op->done = done;
+    return all_start(op);
+}
+
 int tf_acme_store_index_all(struct tf_storage *st, int eager_max, tf_acme_store_index_cb each,
                             tf_acme_store_indexed_cb done, void *arg)
 {
-    struct all_op *op = tf_calloc(1, sizeof(*op));
-    op->st = st;
+    struct all_op *op = all_new(st, arg);
     op->each_ix = each;
     op->done_ix = done;
     op->eager_max = eager_max;
-    op->arg = arg;
-    int rc = tf_storage_list(st, "certs", on_all_list, op);
-    if (rc)
-        free(op);
-    return rc;
+    return all_start(op);
 }
 
 /* ---- synchronous listing ---- */

@@ -14,11 +14,9 @@ import re
 import signal
 import ssl
 import subprocess
-import threading
-import urllib.request
 
-from tfcommon import (SRC, Backend, bound, check, echo_handler, finish, many_certs,
-                      start_tlsfront, tls_connect, tmpdir, wait_until)
+from tfcommon import (SRC, Backend, cert_cache_metrics, check, echo_handler, finish, many_certs,
+                      serve_sample, served_sans, start_tlsfront, tmpdir, wait_until)
 
 N = 20000
 CACHE = 1000
@@ -52,16 +50,12 @@ ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
 
 
 def metrics():
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % aport, timeout=bound(10)) as r:
-        text = r.read().decode()
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+    return cert_cache_metrics(aport)
 
 
 def served(name):
     """The DNS names of the certificate served for name (verified against the CA)."""
-    with tls_connect(port, name, ctx) as s:
-        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+    return served_sans(port, name, ctx)
 
 
 def refused(name):
@@ -84,30 +78,14 @@ for name, sans in (("www.certbot.test", ["certbot.test", "www.certbot.test"]),
 # A random sample, more names than the cache holds, from a few clients at once.
 rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
 sample = rng.sample(range(1, N + 1), CACHE + 200)
-wrong, lock = [], threading.Lock()
 max_size = [0]
 
 
-def client(part):
-    for i in part:
-        name = "%d.many.test" % i
-        try:
-            got = served(name)
-        except (OSError, ssl.SSLError) as e:
-            got = "error %s" % e
-        if got != [name]:
-            with lock:
-                wrong.append((name, got))
-
-
-for start in range(0, len(sample), 300):
-    ts = [threading.Thread(target=client, args=(sample[start + k:start + 300:4],))
-          for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+def note_size():
     max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
+
+
+wrong = serve_sample(served, ["%d.many.test" % i for i in sample], 300, note_size)
 check(not wrong, "each of %d sampled names served with its own certificate (%s)"
       % (len(sample), wrong[:3]))
 m = metrics()

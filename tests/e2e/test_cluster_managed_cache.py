@@ -9,18 +9,16 @@ import http.client
 import json
 import os
 import random
-import re
 import ssl
 import subprocess
-import urllib.request
 import warnings
 
 from cryptography import x509
 import clusterctl
 from clusterctl import Redis, node_args, pebble_root_file, secret_file, storage_key_file
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, check, finish, http_handler, many_certs, start_tlsfront,
-                      tls_connect, wait_until)
+from tfcommon import (Backend, bound, cert_cache_metrics, check, finish, http_handler,
+                      many_certs, served_sans, start_tlsfront, wait_until)
 
 N = 1000
 CACHE = 100
@@ -71,16 +69,7 @@ ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
 
 
 def metrics(p):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin[p],
-                                timeout=bound(10)) as r:
-        text = r.read().decode()
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
-
-
-def served(port, name):
-    with tls_connect(port, name, ctx) as s:
-        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+    return cert_cache_metrics(admin[p])
 
 
 check(metrics(b)["tlsfront_cert_cache_loads_total"] == 0, "nothing decoded at start")
@@ -89,7 +78,7 @@ sample = rng.sample(range(1, N + 1), CACHE + 50)
 wrong, max_size = [], 0
 for k, i in enumerate(sample):
     name = "%d.many.test" % i
-    got = served(port_b, name)
+    got = served_sans(port_b, name, ctx)
     if got != [name]:
         wrong.append((name, got))
     if k % 25 == 0:

@@ -18,15 +18,13 @@ import random
 import re
 import shutil
 import ssl
-import threading
-import urllib.request
 import warnings
 
 from cryptography import x509
 from clusterctl import fetch, pebble_root_file
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, check, finish, http_handler, many_certs, start_tlsfront,
-                      tls_connect, tmpdir, wait_until)
+from tfcommon import (Backend, bound, cert_cache_metrics, check, finish, http_handler,
+                      many_certs, serve_sample, served_sans, start_tlsfront, tmpdir, wait_until)
 
 N = 3000
 CACHE = 200
@@ -80,15 +78,11 @@ ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
 
 
 def metrics():
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % aport, timeout=bound(10)) as r:
-        text = r.read().decode()
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+    return cert_cache_metrics(aport)
 
 
 def served(name):
-    with tls_connect(port, name, ctx) as s:
-        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+    return served_sans(port, name, ctx)
 
 
 def refused(name):
@@ -107,29 +101,14 @@ check(served("1.many.test") == ["1.many.test"], "a name stored without meta.json
 # A random sample, more names than the cache holds, from a few clients at once.
 rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
 sample = rng.sample(range(2, N + 1), CACHE + 200)
-wrong, lock, max_size = [], threading.Lock(), [0]
+max_size = [0]
 
 
-def client(part):
-    for i in part:
-        name = "%d.many.test" % i
-        try:
-            got = served(name)
-        except (OSError, ssl.SSLError) as e:
-            got = "error %s" % e
-        if got != [name]:
-            with lock:
-                wrong.append((name, got))
-
-
-for start in range(0, len(sample), 100):
-    ts = [threading.Thread(target=client, args=(sample[start + k:start + 100:4],))
-          for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+def note_size():
     max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
+
+
+wrong = serve_sample(served, ["%d.many.test" % i for i in sample], 100, note_size)
 check(not wrong, "each of %d sampled stored names served with its own certificate (%s)"
       % (len(sample), wrong[:3]))
 m = metrics()

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 BIN = os.environ.get("TLSFRONT_BIN", os.path.join(os.getcwd(), "tlsfront"))
 # The harness's own TLSFRONT_BIN is no setting of tlsfront's (which warns about unknown
@@ -244,6 +245,48 @@ def many_certs(n):
     shutil.rmtree(d, ignore_errors=True)
     os.rename(tmp, d)
     return d
+
+
+def served_sans(port, name, ctx):
+    """The DNS names of the certificate served for name (verified with ctx)."""
+    with tls_connect(port, name, ctx) as s:
+        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+
+
+def cert_cache_metrics(admin_port):
+    """The tlsfront_cert_cache_* families from the admin endpoint, by name."""
+    url = "http://127.0.0.1:%d/metrics" % admin_port
+    with urllib.request.urlopen(url, timeout=bound(10)) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+
+
+def serve_sample(served, names, batch, after_batch):
+    """served(name) for every name, from four clients at once, batch names at a time,
+    after_batch() after each batch; returns the (name, what was served) pairs that were not
+    [name]."""
+    wrong, lock = [], threading.Lock()
+
+    def client(part):
+        for name in part:
+            try:
+                got = served(name)
+            except (OSError, ssl.SSLError) as e:
+                got = "error %s" % e
+            if got != [name]:
+                with lock:
+                    wrong.append((name, got))
+
+    for start in range(0, len(names), batch):
+        ts = [threading.Thread(target=client, args=(names[start + k:start + batch:4],))
+              for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        after_batch()
+    return wrong
 
 
 def start_tlsfront(args, env=None, wait=True, name="tlsfront"):
