@@ -15,8 +15,9 @@ import signal
 import ssl
 import subprocess
 
-from tfcommon import (SRC, Backend, cert_cache_metrics, check, echo_handler, finish, many_certs,
-                      serve_sample, served_sans, start_tlsfront, tmpdir, wait_until)
+from tfcommon import (SRC, Backend, cert_cache_metrics, check, check_cached_sample, echo_handler,
+                      finish, many_certs, served_sans, start_tlsfront, tls_refusal, tmpdir,
+                      wait_until)
 
 N = 20000
 CACHE = 1000
@@ -55,15 +56,11 @@ def metrics():
 
 def served(name):
     """The DNS names of the certificate served for name (verified against the CA)."""
-    return served_sans(port, name, ctx)
+    return served_sans(port, ctx, name)
 
 
 def refused(name):
-    try:
-        served(name)
-    except ssl.SSLError as e:
-        return str(e)
-    return None
+    return tls_refusal(served, name)
 
 
 # Files whose names do not tell the names: every SAN is served, not only the file name's.
@@ -78,23 +75,7 @@ for name, sans in (("www.certbot.test", ["certbot.test", "www.certbot.test"]),
 # A random sample, more names than the cache holds, from a few clients at once.
 rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
 sample = rng.sample(range(1, N + 1), CACHE + 200)
-max_size = [0]
-
-
-def note_size():
-    max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
-
-
-wrong = serve_sample(served, ["%d.many.test" % i for i in sample], 300, note_size)
-check(not wrong, "each of %d sampled names served with its own certificate (%s)"
-      % (len(sample), wrong[:3]))
-m = metrics()
-check(max_size[0] <= CACHE and m["tlsfront_cert_cache_size"] <= CACHE,
-      "the cache never held more than %d (at most %d seen)" % (CACHE, max_size[0]))
-check(m["tlsfront_cert_cache_evictions_total"] >= 200,
-      "certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
-check(m["tlsfront_cert_cache_loads_total"] >= len(sample),
-      "every sampled name was loaded once (%d loads)" % m["tlsfront_cert_cache_loads_total"])
+m = check_cached_sample(served, metrics, ["%d.many.test" % i for i in sample], CACHE, 300)
 
 # The first names loaded went first: served again, loaded again.
 before = m["tlsfront_cert_cache_loads_total"]

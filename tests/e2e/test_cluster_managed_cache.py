@@ -78,7 +78,7 @@ sample = rng.sample(range(1, N + 1), CACHE + 50)
 wrong, max_size = [], 0
 for k, i in enumerate(sample):
     name = "%d.many.test" % i
-    got = served_sans(port_b, name, ctx)
+    got = served_sans(port_b, ctx, name)
     if got != [name]:
         wrong.append((name, got))
     if k % 25 == 0:

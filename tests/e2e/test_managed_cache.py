@@ -11,6 +11,7 @@ a renewal of it serves the new certificate.
 The store is built here in the storage layout (certs/<name>/cert.pem, key.pem, meta.json)
 from certs/mkcerts.sh many (one CA, leaves sharing one key)."""
 import calendar
+import functools
 import http.client
 import json
 import os
@@ -23,8 +24,9 @@ import warnings
 from cryptography import x509
 from clusterctl import fetch, pebble_root_file
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, cert_cache_metrics, check, finish, http_handler,
-                      many_certs, serve_sample, served_sans, start_tlsfront, tmpdir, wait_until)
+from tfcommon import (Backend, bound, cert_cache_metrics, check, check_cached_sample, finish,
+                      http_handler, many_certs, served_sans, start_tlsfront, tls_refusal, tmpdir,
+                      wait_until)
 
 N = 3000
 CACHE = 200
@@ -74,23 +76,13 @@ aport = int(tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
 check(tf.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded for want "
                   r"of a usable meta\.json" % N, 60) is not None,
       "start-up indexes the store from meta.json (one name without it decoded once)")
-ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
+served = functools.partial(served_sans, port,
+                           ssl.create_default_context(cafile=os.path.join(many, "ca.crt")))
+refused = functools.partial(tls_refusal, served)
 
 
 def metrics():
     return cert_cache_metrics(aport)
-
-
-def served(name):
-    return served_sans(port, name, ctx)
-
-
-def refused(name):
-    try:
-        served(name)
-    except ssl.SSLError as e:
-        return str(e)
-    return None
 
 
 m = metrics()
@@ -101,24 +93,7 @@ check(served("1.many.test") == ["1.many.test"], "a name stored without meta.json
 # A random sample, more names than the cache holds, from a few clients at once.
 rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
 sample = rng.sample(range(2, N + 1), CACHE + 200)
-max_size = [0]
-
-
-def note_size():
-    max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
-
-
-wrong = serve_sample(served, ["%d.many.test" % i for i in sample], 100, note_size)
-check(not wrong, "each of %d sampled stored names served with its own certificate (%s)"
-      % (len(sample), wrong[:3]))
-m = metrics()
-check(max_size[0] <= CACHE and m["tlsfront_cert_cache_size"] <= CACHE,
-      "the cache never held more than %d (at most %d seen)" % (CACHE, max_size[0]))
-check(m["tlsfront_cert_cache_evictions_total"] >= 200,
-      "managed certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
-check(m["tlsfront_cert_cache_loads_total"] >= len(sample),
-      "every sampled name was loaded from the storage (%d loads)"
-      % m["tlsfront_cert_cache_loads_total"])
+m = check_cached_sample(served, metrics, ["%d.many.test" % i for i in sample], CACHE, 100)
 
 before = m["tlsfront_cert_cache_loads_total"]
 bad = [i for i in sample[:30] if served("%d.many.test" % i) != ["%d.many.test" % i]]

@@ -247,10 +247,19 @@ def many_certs(n):
     return d
 
 
-def served_sans(port, name, ctx):
+def served_sans(port, ctx, name):
     """The DNS names of the certificate served for name (verified with ctx)."""
     with tls_connect(port, name, ctx) as s:
         return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+
+
+def tls_refusal(served, name):
+    """The TLS error served(name) raised (a refused handshake), or None when it was served."""
+    try:
+        served(name)
+    except ssl.SSLError as e:
+        return str(e)
+    return None
 
 
 def cert_cache_metrics(admin_port):
@@ -287,6 +296,28 @@ def serve_sample(served, names, batch, after_batch):
             t.join()
         after_batch()
     return wrong
+
+
+def check_cached_sample(served, metrics, names, cache, batch):
+    """Serve names (more of them than the cache holds) through serve_sample and check: each
+    served with its own certificate, the cache size (metrics() after each batch) never above
+    cache, certificates evicted and each name loaded. Returns the metrics after."""
+    max_size = [0]
+
+    def note_size():
+        max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
+
+    wrong = serve_sample(served, names, batch, note_size)
+    check(not wrong, "each of %d sampled names served with its own certificate (%s)"
+          % (len(names), wrong[:3]))
+    m = metrics()
+    check(max_size[0] <= cache and m["tlsfront_cert_cache_size"] <= cache,
+          "the cache never held more than %d (at most %d seen)" % (cache, max_size[0]))
+    check(m["tlsfront_cert_cache_evictions_total"] >= len(names) - cache,
+          "certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
+    check(m["tlsfront_cert_cache_loads_total"] >= len(names),
+          "every sampled name was loaded (%d loads)" % m["tlsfront_cert_cache_loads_total"])
+    return m
 
 
 def start_tlsfront(args, env=None, wait=True, name="tlsfront"):
