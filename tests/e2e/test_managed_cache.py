@@ -6,7 +6,8 @@ cache never holds more than 200, an evicted name is served again, a name stored 
 meta.json is decoded once at start and served, a stored certificate corrupted after start
 refuses only its name (internal_error, logged once). A name obtained from pebble while the
 store is lazy is served at once; after a restart it is a stub loaded from the storage, and
-a renewal of it serves the new certificate.
+a renewal of it serves the new certificate. A stub revoked through the admin API before any
+handshake asked for it is revoked with the stored certificate's serial.
 
 The store is built here in the storage layout (certs/<name>/cert.pem, key.pem, meta.json)
 from certs/mkcerts.sh many (one CA, leaves sharing one key)."""
@@ -120,6 +121,7 @@ check(served("%d.many.test" % sample[0]) == ["%d.many.test" % sample[0]],
 rootf = pebble_root_file(peb)
 first, _ = fetch(rootf, port, "site.renew.test")
 check(first > 0, "a name obtained on demand is served")
+rev, _ = fetch(rootf, port, "rev.renew.test")
 with open(os.path.join(storage, "certs", "site.renew.test", "meta.json")) as f:
     meta = json.load(f)
 check(meta.get("kind") == "ec" and meta.get("cert_id") and meta.get("not_after"),
@@ -132,19 +134,36 @@ check(tf.wait(60) == 0, "first instance stopped cleanly")
 shutil.rmtree(os.path.join(storage, "certs", "%d.many.test" % victim))
 tf2, _ = start_tlsfront(args + ["--listen", "127.0.0.1:%d" % port], name="tlsfront-2")
 aport = int(tf2.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
-check(tf2.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded" % N, 60)
+# N - 1 stored names (the corrupted one is removed) and the two obtained ones.
+check(tf2.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded" % (N + 1), 60)
       is not None, "second start indexes the store")
 check(metrics()["tlsfront_cert_cache_loads_total"] == 0, "nothing decoded at the second start")
 check(fetch(rootf, port, "site.renew.test")[0] == first,
       "the obtained name is served from the storage after a restart")
 check(metrics()["tlsfront_cert_cache_loads_total"] == 1, "loaded on its first handshake")
-c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
-c.request("POST", "/certs/site.renew.test/renew", headers={"Authorization": "Bearer " + TOKEN})
-r = c.getresponse()
-r.read()
-check(r.status in (200, 202), "renewal asked through the admin API (%d)" % r.status)
+
+
+def action(path):
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
+    c.request("POST", path, headers={"Authorization": "Bearer " + TOKEN})
+    r = c.getresponse()
+    return r.status, r.read().decode()
+
+
+st, doc = action("/certs/site.renew.test/renew")
+check(st == 202, "renewal asked through the admin API (%d)" % st)
 check(wait_until(lambda: fetch(rootf, port, "site.renew.test")[0] != first, 60, 0.2),
       "the renewed certificate is served, not the old one loaded before")
 check(tf2.wait_for(r"name=site\.renew\.test .*certificate obtained", 10) is not None,
       "the renewal obtained a new certificate")
+
+# Revoking a name no handshake asked for since the start: its certificate is read from the
+# storage for the CA.
+loads = metrics()["tlsfront_cert_cache_loads_total"]
+st, doc = action("/certs/rev.renew.test/revoke")
+check(st == 200 and json.loads(doc).get("revoked"), "a stub's certificate revoked (%d %s)"
+      % (st, doc))
+check(tf2.wait_for(r"(?i)name=rev\.renew\.test serial=0*%x revoked" % rev, 10) is not None,
+      "the revoked serial is the stored certificate's")
+check(metrics()["tlsfront_cert_cache_loads_total"] == loads, "without loading it into the cache")
 finish()
