@@ -124,14 +124,19 @@ static int on_demand(struct tf_conn *c, int *al)
     return SSL_CLIENT_HELLO_RETRY;
 }
 
-/* Renewal skips managed names nobody asked for; write only when the second changes. */
-static void touch_acme(struct tf_cert *cert)
+/* Renewal skips managed names nobody asked for: stamp the certificates of the name's slot
+ * as the store holds them (a managed stub, not its loaded certificate: the manager keeps
+ * the stub); write only when the second changes. */
+static void touch_slot(const struct tf_cert_slot *slot)
 {
-    if (cert->source != TF_SRC_ACME)
-        return;
-    int64_t now = tf_wall_now();
-    if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
-        atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
+    for (int k = 0; k < TF_CERT_KINDS; k++) {
+        struct tf_cert *cert = slot->cert[k];
+        if (!cert || cert->source != TF_SRC_ACME)
+            continue;
+        int64_t now = tf_wall_now();
+        if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
+            atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
+    }
 }
 
 /* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
@@ -151,8 +156,6 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
         if (!cert || !cert->stub)
             continue;
         lazy = true;
-        if (out->cert[k])
-            touch_acme(cert); /* a managed stub: renewal reads the stub's */
         if (!out->cert[k] && atomic_load_explicit(&cert->failed, memory_order_acquire))
             failed = true;
         else if (!out->cert[k])
@@ -198,7 +201,6 @@ static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
             continue;
         if (!switched && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
-        touch_acme(cert);
     }
     return 0;
 }
@@ -245,6 +247,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
+    touch_slot(slot);
     tf_route_select(c->cfg, have ? c->sni : NULL, &c->route);
     c->alpn_sel.protos = c->route.alpn;
     c->alpn_sel.n_protos = c->route.n_alpn;

@@ -143,12 +143,16 @@ check(fetch(rootf, port, "site.renew.test")[0] == first,
 check(metrics()["tlsfront_cert_cache_loads_total"] == 1, "loaded on its first handshake")
 
 
-def action(path):
+def action(path, method="POST"):
     c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
-    c.request("POST", path, headers={"Authorization": "Bearer " + TOKEN})
+    c.request(method, path, headers={"Authorization": "Bearer " + TOKEN})
     r = c.getresponse()
     return r.status, r.read().decode()
 
+
+st, doc = action("/certs/site.renew.test", "GET")
+check(st == 200 and json.loads(doc).get("last_used"),
+      "a handshake stamps the stub's last use, which renewal reads (%s)" % doc)
 
 st, doc = action("/certs/site.renew.test/renew")
 check(st == 202, "renewal asked through the admin API (%d)" % st)
