@@ -130,11 +130,11 @@ def start_tlsfront(w, name, certdir, backend, workers=1, extra=(), port=None):
     return Server(name, p, port, time.monotonic() - t0)
 
 
-def start_haproxy(w, name, pem, backend, crt_list=None, port=None):
+def start_haproxy(w, name, pem, backend, crt_list=None, port=None, threads=1, core=SERVER_CORE):
     port = port or free_port()
     crt = "crt-list %s" % crt_list if crt_list else "crt %s" % pem
     cfg = _write(os.path.join(w.dir, name + ".cfg"), """global
-  nbthread 1
+  nbthread %d
   maxconn 8000
   ssl-default-bind-ciphersuites %s
   ssl-default-bind-options ssl-min-ver TLSv1.3
@@ -149,9 +149,9 @@ frontend fe
   default_backend be
 backend be
   server s1 127.0.0.1:%d
-""" % (SUITE, port, crt, backend))
+""" % (threads, SUITE, port, crt, backend))
     t0 = time.monotonic()
-    p = spawn(["haproxy", "-db", "-f", cfg], os.path.join(w.dir, name + ".log"))
+    p = spawn(["haproxy", "-db", "-f", cfg], os.path.join(w.dir, name + ".log"), core=core)
     wait_port(port, p, timeout=600)
     return Server(name, p, port, time.monotonic() - t0)
 
@@ -210,9 +210,10 @@ stream {
 """
 
 
-def start_nginx(w, name, crt, key, backend, stream=False, keepalive=True):
+def start_nginx(w, name, crt, key, backend, stream=False, keepalive=True, workers=1,
+                core=SERVER_CORE):
     """keepalive=False: nginx http without upstream keepalive (a backend connection per
-    client connection, as a TCP forwarder makes)."""
+    client connection, as a TCP forwarder makes). workers: worker_processes."""
     port = free_port()
     d = os.path.join(w.dir, name)
     os.makedirs(d, exist_ok=True)
@@ -223,14 +224,14 @@ def start_nginx(w, name, crt, key, backend, stream=False, keepalive=True):
     cfg = _write(os.path.join(d, "nginx.conf"), load + """daemon off;
 master_process on;
 user root;
-worker_processes 1;
+worker_processes %d;
 worker_rlimit_nofile 19000;
 pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 12000; }
-""" % (d, d) + body)
+""" % (workers, d, d) + body)
     t0 = time.monotonic()
-    p = spawn(["nginx", "-p", d, "-c", cfg], os.path.join(w.dir, name + ".log"))
+    p = spawn(["nginx", "-p", d, "-c", cfg], os.path.join(w.dir, name + ".log"), core=core)
     wait_port(port, p)
     return Server(name, p, port, time.monotonic() - t0)
 

@@ -174,7 +174,7 @@ int tf_check_run(const struct tf_config *cfg)
 {
     int rc = check_certs(cfg);
     if (rc == 0) {
-        SSL_CTX *ctx = tf_handshake_ctx_new(cfg);
+        SSL_CTX *ctx = tf_handshake_ctx_new(cfg, NULL);
         if (!ctx)
             return fail("TLS settings: the TLS context could not be built");
         SSL_CTX_free(ctx);

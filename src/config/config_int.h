@@ -1,7 +1,7 @@
 /*
- * config_int.h: shared only by the files of the config module (config.c: sources and
- * the option table; config_parse.c: value parsers; config_opts.c: option handlers;
- * config_json.c: the JSON file). Parsers and handlers share one contract: parse text, fill
+ * config_int.h: shared only by the files of the config module (config.c and the files of
+ * config_load_int.h: the sources and the option table; config_parse.c: value parsers;
+ * config_opts.c: option handlers; config_json.c: the JSON file). Parsers and handlers share one contract: parse text, fill
  * an out-parameter, and on failure return TF_EINVAL with a message in err that names the
  * problem and quotes the bad text but not the option (the caller adds "--flag: ",
  * "TLSFRONT_X: " or "file: key \"x\": "). Nothing here does I/O except tf_config_json_load.

@@ -12,6 +12,9 @@
 #include "tlsfront/ctl/redirect.h"
 #include "tlsfront/proxy/handshake.h"
 
+#include <openssl/conf.h>
+#include <openssl/crypto.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +34,58 @@ static void broadcast_config(struct tf_server *s)
 {
     for (int i = 0; i < s->n_started; i++) {
         tf_config_ref(s->cfg);
-        SSL_CTX_up_ref(s->ssl_ctx);
-        if (!tf_worker_post_config(&s->workers[i], s->cfg, s->ssl_ctx)) {
+        SSL_CTX_up_ref(s->ssl_ctxs[i]);
+        if (!tf_worker_post_config(&s->workers[i], s->cfg, s->ssl_ctxs[i])) {
             tf_config_unref(s->cfg);
-            SSL_CTX_free(s->ssl_ctx);
+            SSL_CTX_free(s->ssl_ctxs[i]);
         }
     }
+}
+
+static void ctxs_free(SSL_CTX **v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        SSL_CTX_free(v[i]);
+    free(v);
+}
+
+/* A TLS context for cfg per worker, each in that worker's library context; NULL (nothing
+ * left allocated) when one fails, after logging why. */
+static SSL_CTX **ctxs_new(const struct tf_server *s, const struct tf_config *cfg)
+{
+    SSL_CTX **v = tf_calloc((size_t)s->n_workers, sizeof *v);
+    for (int i = 0; i < s->n_workers; i++) {
+        v[i] = tf_handshake_ctx_new(cfg, s->libs[i]);
+        if (!v[i]) {
+            ctxs_free(v, s->n_workers);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+/* One OpenSSL library context per worker (tlsfront/tls/tls.h says why). Each one reads the
+ * OpenSSL configuration file the default context read (OPENSSL_CONF or the built-in path), so
+ * the providers an operator configured there (a FIPS provider, say) apply to the workers too;
+ * a missing file is not an error, one that does not load is. */
+static int libs_new(struct tf_server *s)
+{
+    char *conf = CONF_get1_default_config_file();
+    int rc = 0;
+    s->libs = tf_calloc((size_t)s->n_workers, sizeof *s->libs);
+    for (int i = 0; i < s->n_workers && rc == 0; i++) {
+        s->libs[i] = OSSL_LIB_CTX_new();
+        if (!s->libs[i]) {
+            tf_log_ssl(TF_LOG_ERROR, "server", "a worker's OpenSSL library context");
+            rc = 1;
+        } else if (conf && access(conf, R_OK) == 0 &&
+                   !OSSL_LIB_CTX_load_config(s->libs[i], conf)) {
+            tf_log_ssl(TF_LOG_ERROR, "server", "OpenSSL configuration file");
+            rc = 1;
+        }
+    }
+    OPENSSL_free(conf);
+    return rc;
 }
 
 static void broadcast_tickets(struct tf_server *s)
@@ -201,15 +250,15 @@ static void reload_done(uv_work_t *req, int status)
     struct reload_job *j = req->data;
     struct tf_server *s = j->s;
     s->reloading = false;
-    SSL_CTX *ctx = NULL;
+    SSL_CTX **ctxs = NULL;
     if (status != 0 || !j->store || s->draining) {
         if (!s->draining)
             TF_ERROR("server", "reload failed, keeping the running config: %s",
                      j->err[0] ? j->err : uv_strerror(status));
         goto out;
     }
-    ctx = tf_handshake_ctx_new(j->cfg);
-    if (!ctx) {
+    ctxs = ctxs_new(s, j->cfg);
+    if (!ctxs) {
         TF_ERROR("server", "reload failed, keeping the running config: TLS context");
         goto out;
     }
@@ -217,8 +266,8 @@ static void reload_done(uv_work_t *req, int status)
     tf_config_unref(s->cfg);
     s->cfg = j->cfg;
     j->cfg = NULL;
-    SSL_CTX_free(s->ssl_ctx);
-    s->ssl_ctx = ctx;
+    ctxs_free(s->ssl_ctxs, s->n_workers);
+    s->ssl_ctxs = ctxs;
     tf_certstore_unref(s->static_certs);
     s->static_certs = j->store;
     j->store = NULL;
@@ -463,9 +512,11 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     tf_certstore_ref(s->certs);
     if (cfg->default_cert && !tf_certstore_lookup(s->certs, cfg->default_cert))
         TF_WARN("server", "--default-cert %s: no loaded certificate covers it", cfg->default_cert);
-    s->ssl_ctx = tf_handshake_ctx_new(cfg);
+    if (libs_new(s) != 0)
+        return 1;
+    s->ssl_ctxs = ctxs_new(s, cfg);
     s->tickets = tf_tickets_rotate(NULL);
-    if (!s->ssl_ctx || !s->tickets)
+    if (!s->ssl_ctxs || !s->tickets)
         return 1;
     int rc = bind_all(s);
     if (rc != 0)
@@ -501,11 +552,13 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
     s->workers = tf_calloc((size_t)s->n_workers, sizeof *s->workers);
     for (int i = 0; i < s->n_workers; i++) {
         tf_config_ref(cfg);
-        SSL_CTX_up_ref(s->ssl_ctx);
+        SSL_CTX_up_ref(s->ssl_ctxs[i]);
         tf_certstore_ref(s->certs);
         tf_tickets_ref(s->tickets);
+        s->workers[i].lib = s->libs[i];
+        s->workers[i].n_workers = s->n_workers;
         r = tf_worker_start(&s->workers[i], &s->stats, &s->mbox, i, s->fds[i], cfg->n_listen, cfg,
-                            s->ssl_ctx, s->certs, s->tickets);
+                            s->ssl_ctxs[i], s->certs, s->tickets);
         if (r != 0) {
             TF_ERROR("server", "worker %d: %s", i, uv_strerror(r));
             return 1;
@@ -561,6 +614,10 @@ void tf_server_free(struct tf_server *s)
     tf_certstore_unref(s->certs);
     tf_certstore_unref(s->static_certs);
     tf_tickets_unref(s->tickets);
-    SSL_CTX_free(s->ssl_ctx);
+    ctxs_free(s->ssl_ctxs, s->n_workers);
     tf_config_unref(s->cfg);
+    /* Last: every context built in them (listeners', certificates') is gone now. */
+    for (int i = 0; s->libs && i < s->n_workers; i++)
+        OSSL_LIB_CTX_free(s->libs[i]);
+    free(s->libs);
 }

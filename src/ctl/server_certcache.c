@@ -14,6 +14,7 @@
 #include "tlsfront/ctl/server.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/issue/certmgr.h"
+#include "tlsfront/tls/tls.h"
 
 #include <openssl/crypto.h>
 
@@ -244,6 +245,10 @@ void tf_server_cache_loaded(struct tf_server *s, struct tf_cert *stub, struct tf
     if (s->stopped || stub->cached || atomic_load(&stub->loaded))
         return;
     struct tf_certcache_retired *r = NULL;
+    /* As for a load: no per-certificate contexts for what the cache holds. No worker has
+     * seen cert yet (it is in no store). */
+    if (!atomic_load_explicit(&cert->ctxs, memory_order_acquire))
+        tf_tls_cert_ctx_forbid(cert);
     tf_cert_ref(cert);
     size_t ev = tf_certcache_install(&s->cert_cache, stub, cert, &r);
     post_retired(s, r);

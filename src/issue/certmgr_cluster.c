@@ -12,7 +12,9 @@
  *  - operator's actions (admin API): a forget (or revoke), unpause or ask-cache purge done on
  *    one node is announced; every other node drops the name from memory (its storage half
  *    was done once, by the asked node), clears its backoff, or drops its cached answers;
- *  - after a gap in the subscription, every stored certificate is reloaded.
+ *  - after a gap in the subscription, every stored certificate is reloaded, and what the
+ *    missed announcements would have removed is removed: names no longer stored, and
+ *    challenges no longer stored.
  * One order per name across the cluster is the ACME client's order lock (a leased storage
  * lock). It never blocks the loop, never puts the store on the handshake path of a name the
  * workers already have, and never logs key authorizations.
@@ -189,22 +191,29 @@ static void on_resync_each(const char *name, struct tf_cert *cert, const char *c
                            void *arg)
 {
     struct tf_certmgr *cm = arg;
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (m)
+        m->seen_gen = cm->resync_gen;
     if (!cm->closing)
         take_stored(cm, name, cert, ca_id, true);
     tf_cert_unref(cert);
 }
 
+static void catch_up(struct tf_certmgr *cm, bool listed);
+
 static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
 {
     struct tf_certmgr *cm = arg;
     cm->resyncing = false;
-    if (!cm->closing)
-        cm_publish_staged(cm);
     if (err)
         TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s", tf_strerror(err));
     else
         TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
                 n_loaded, n_skipped);
+    if (cm->closing)
+        return;
+    cm_publish_staged(cm);
+    catch_up(cm, err == 0);
 }
 
 /* ---- challenges ------------------------------------------------------------------------ */
@@ -335,16 +344,122 @@ static void publish_async(void *arg, const struct tf_acme_chal *c, void (*done)(
     }
 }
 
+/* Withdraw a challenge here and on the other nodes. A TLS-ALPN-01 challenge's stored value
+ * is withdrawn too (overwritten by an empty one that expires at once: short-lived values have
+ * no delete), so a node that misses the announcement finds it gone when it catches up.
+ * HTTP-01 ones expire with their TTL on every node. */
 static void unpublish(void *arg, const struct tf_acme_chal *c)
 {
     struct tf_certmgr *cm = arg;
     cm_responder_unpublish(cm, c);
     if (cm->closing)
         return;
-    if (c->type == TF_CHAL_HTTP_01)
+    if (c->type == TF_CHAL_HTTP_01) {
         announce(cm, "unh01", c->token);
-    else
-        announce(cm, "unchal", c->name);
+        return;
+    }
+    char *key = chal_key(c->name);
+    if (tf_storage_cluster(cm->storage)->put_ttl(cm->storage, key, "", 0, false, 1,
+                                                 on_published_noop, NULL) != 0)
+        TF_DEBUG(CM_MOD, "name=%s stored challenge not withdrawn (it expires)", c->name);
+    free(key);
+    announce(cm, "unchal", c->name);
+}
+
+/* ---- catching up after a gap ----------------------------------------------------------- */
+
+/* A catch-up after a gap in the subscription: it undoes what the announcements it may have
+ * missed would have undone here. Each check is one storage read; freed, with one log line,
+ * when the last one has answered. */
+struct cmc_catchup {
+    int pending;   /* checks in flight, plus one while they are being started */
+    int forgotten; /* names dropped: forgotten or revoked through another node */
+    int unchal;    /* challenges dropped: withdrawn by the node that published them */
+};
+
+static void catch_up_step(struct cmc_catchup *c)
+{
+    if (--c->pending > 0)
+        return;
+    TF_INFO(CM_MOD, "caught up after a gap: %d names forgotten elsewhere dropped, %d withdrawn "
+                    "challenges removed", c->forgotten, c->unchal);
+    free(c);
+}
+
+/* A stored certificate's check: gone from the store means forgotten (or revoked) through
+ * another node, so drop it as that announcement would have; one this node orders or renews
+ * right now is left to that order. */
+static void on_cert_probed(int err, char *data, size_t len, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct tf_certmgr *cm = r->cm;
+    struct cm_managed *m = cm->closing ? NULL : cm_find_managed(cm, r->name);
+    (void)len;
+    free(data);
+    if (err == UV_ENOENT && m && !m->renewing && !cm_find_demand(cm, r->name) &&
+        m->seen_gen != cm->resync_gen && cm_forget_memory(cm, r->name)) {
+        ((struct cmc_catchup *)r->ctx)->forgotten++;
+        TF_INFO(CM_MOD, "name=%s no longer in the storage (forgotten by another node during "
+                        "a gap): dropped here", r->name);
+    } else if (err && err != UV_ENOENT) {
+        TF_DEBUG(CM_MOD, "name=%s stored certificate not checked: %s", r->name, tf_strerror(err));
+    }
+    catch_up_step(r->ctx);
+    req_free(r);
+}
+
+/* A challenge's check: gone from the store (or empty) means withdrawn by the node that
+ * published it (this node's own, for a name it orders, are left to its order). */
+static void on_chal_probed(int err, char *data, size_t len, void *arg)
+{
+    struct cmc_req *r = arg;
+    struct tf_certmgr *cm = r->cm;
+    if (data) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    if ((err == UV_ENOENT || (err == 0 && len == 0)) && !cm->closing &&
+        !cm_find_demand(cm, r->name) &&
+        tf_challenges_find(cm->challenges, r->name)) {
+        cm_publish_challenges(cm, tf_challenges_without(cm->challenges, r->name));
+        ((struct cmc_catchup *)r->ctx)->unchal++;
+        TF_INFO(CM_MOD, "name=%s challenge withdrawn during a gap: removed here", r->name);
+    }
+    catch_up_step(r->ctx);
+    req_free(r);
+}
+
+static void probe(struct tf_certmgr *cm, struct cmc_catchup *c, const char *name, bool chal)
+{
+    struct cmc_req *r = req_new(cm, name);
+    r->ctx = c;
+    char *key = chal ? chal_key(name) : tf_acme_store_key(name, "cert.pem");
+    const struct tf_storage_cluster_ops *ops = tf_storage_cluster(cm->storage);
+    int rc = !key ? TF_EINVAL
+             : chal ? ops->get_ttl(cm->storage, key, on_chal_probed, r)
+                    : tf_storage_get(cm->storage, key, on_cert_probed, r);
+    free(key);
+    if (rc) {
+        req_free(r);
+        return;
+    }
+    c->pending++;
+}
+
+/* Check what the resync could not see: each name held in memory that the listing did not
+ * show (listed: the listing succeeded), and each challenge installed here but not ordered
+ * here. Certificates from --certs files are not managed here and are never checked. */
+static void catch_up(struct tf_certmgr *cm, bool listed)
+{
+    struct cmc_catchup *c = tf_calloc(1, sizeof(*c));
+    c->pending = 1;
+    for (struct cm_managed *m = cm->managed; listed && m; m = m->next)
+        if (m->seen_gen != cm->resync_gen && !m->renewing && !cm_find_demand(cm, m->name))
+            probe(cm, c, m->name, false);
+    for (int i = 0; cm->challenges && i < cm->challenges->n; i++)
+        if (!cm_find_demand(cm, cm->challenges->items[i].name))
+            probe(cm, c, cm->challenges->items[i].name, true);
+    catch_up_step(c);
 }
 
 /* ---- announcements --------------------------------------------------------------------- */
@@ -357,8 +472,10 @@ static void on_message(const char *msg, size_t len, void *arg)
         return;
     if (!msg) {
         cm_tickets_sync(cm, false);
-        if (!cm->resyncing && cm->loaded &&
-            tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm) == 0)
+        if (cm->resyncing || !cm->loaded)
+            return;
+        cm->resync_gen++;
+        if (tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm) == 0)
             cm->resyncing = true;
         return;
     }

@@ -56,6 +56,7 @@ struct cm_managed {
     int failures;                 /* consecutive renewal failures (backoff) */
     int ca;                       /* index in cm->cas of the CA that issued it, as far as
                                    * this process knows (stored ones: 0, the first) */
+    uint32_t seen_gen;            /* the last resync (cm->resync_gen) that listed it */
 };
 
 /* One CA of --acme-directory, in the order tried (certmgr_ca.c). */
@@ -121,6 +122,7 @@ struct tf_certmgr {
     /* cluster (certmgr_cluster.c): the store is shared with other nodes */
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
+    uint32_t resync_gen;          /* counts the resyncs after a gap (certmgr_cluster.c) */
     char node_id[17];             /* random, tells our own announcements apart */
     struct tf_lru *errors;        /* name -> struct cm_error: last failure (certmgr_admin.c) */
 };

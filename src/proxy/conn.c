@@ -99,7 +99,7 @@ static void refuse(uv_stream_t *listener)
 static int setup_tls(struct tf_conn *c)
 {
     c->ssl = SSL_new(c->w->ssl_ctx);
-    BIO *b = c->ssl ? tf_tlsbio_new(&c->bio) : NULL;
+    BIO *b = c->ssl ? tf_tlsbio_new(&c->bio, c->w->lib) : NULL;
     if (!b) {
         SSL_free(c->ssl);
         c->ssl = NULL;

@@ -5,7 +5,8 @@
  * so OpenSSL serves ECDSA to clients that support it) and the route, and fills the
  * connection's struct tf_tls_alpn for the ALPN callback (src/tls/certctx.c); the ticket
  * callback encrypts session tickets with the worker's rotating key ring.
- * Callbacks run on worker threads and read only that worker's snapshots.
+ * Callbacks run on worker threads and read only that worker's snapshots; a worker's contexts
+ * live in its own OpenSSL library context (tls.h).
  */
 #include "tlsfront/proxy/handshake.h"
 #include "tlsfront/tls/tls.h"
@@ -188,13 +189,15 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
     return SSL_CLIENT_HELLO_RETRY;
 }
 
-/* A name with one certificate that has a context of its own switches to it; otherwise (both
- * kinds, or no context left in the budget) the certificates are installed one by one. */
-static int use_slot(SSL *ssl, const struct tf_cert_slot *slot)
+/* A name with one certificate that has a context of its own (this worker's) switches to it;
+ * otherwise (both kinds, or no context left in the budget) the certificates are installed one
+ * by one. */
+static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_slot *slot)
 {
     struct tf_cert *ec = slot->cert[TF_CERT_EC], *rsa = slot->cert[TF_CERT_RSA];
     struct tf_cert *only = ec && rsa ? NULL : ec ? ec : rsa;
-    bool switched = only && only->ctx && SSL_set_SSL_CTX(ssl, only->ctx) == only->ctx;
+    SSL_CTX *ctx = only ? tf_tls_cert_ctx_get(only, w->id, w->n_workers, w->lib) : NULL;
+    bool switched = ctx && SSL_set_SSL_CTX(ssl, ctx) == ctx;
     for (int k = 0; k < TF_CERT_KINDS; k++) {
         struct tf_cert *cert = slot->cert[k];
         if (!cert)
@@ -241,7 +244,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
     int rc = resolve_slot(c, slot, &now, al);
     if (rc != SSL_CLIENT_HELLO_SUCCESS)
         return rc;
-    if (use_slot(ssl, &now) != 0) {
+    if (use_slot(ssl, w, &now) != 0) {
         tf_log_ssl(TF_LOG_ERROR, "tls", "SSL_use_cert_and_key");
         c->end = TF_CONN_END_CERTIFICATE_ERROR;
         *al = SSL_AD_INTERNAL_ERROR;
@@ -263,13 +266,13 @@ static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
     struct tf_conn *c = SSL_get_app_data(ssl);
-    return tf_tickets_cb(c->w->tickets, key_name, iv, ctx, hctx, enc,
+    return tf_tickets_cb(c->w->tickets, c->w->lib, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }
 
-SSL_CTX *tf_handshake_ctx_new(const struct tf_config *cfg)
+SSL_CTX *tf_handshake_ctx_new(const struct tf_config *cfg, OSSL_LIB_CTX *lib)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new_ex(lib, NULL, TLS_server_method());
     if (!ctx)
         goto fail;
     if (SSL_CTX_set_min_proto_version(ctx, cfg->tls12 ? TLS1_2_VERSION : TLS1_3_VERSION) != 1 ||

@@ -3,7 +3,7 @@
  * storage_redis_conn.c (connection, reconnect, time limits, lifetime), storage_redis.c
  * (operations, get/put/list/del), storage_redis_lock.c (leased locks),
  * storage_redis_pubsub.c (the cluster extension) and storage_redis_tls.c (the TLS relay of
- * rediss://). Nothing else includes this.
+ * rediss://, its directory in storage_redis_relay_dir.c). Nothing else includes this.
  *
  * Redis keys, all under the prefix P (--storage-prefix):
  *   P:v:<key>    a value, byte for byte what the filesystem store would hold in DIR/<key>,
@@ -198,6 +198,12 @@ struct rs_relay *tf_rs_relay_new(uv_loop_t *loop, const char *host, int port,
 const char *tf_rs_relay_path(const struct rs_relay *r);
 const char *tf_rs_relay_why(const struct rs_relay *r);
 void tf_rs_relay_close(struct rs_relay *r, void (*done)(void *arg), void *arg);
+
+/* storage_redis_relay_dir.c: the relay's private directory: removes the stale ones of dead
+ * processes of this user in the same place, then makes a new one (0700) holding "pid", into
+ * dir (len bytes), under a base where DIR/s stays under max_path bytes (a unix socket path).
+ * 0, or -1 when none could be made. Blocking: start-up only. */
+int tf_rs_relay_dir_make(char *dir, size_t len, size_t max_path);
 
 /* storage_redis_pubsub.c: the cluster extension's ops table, its commands and replies, and
  * the subscriber connection's close (adds what it waits for to rs->closes_pending). */

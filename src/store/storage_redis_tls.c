@@ -1,8 +1,8 @@
 /*
  * storage_redis_tls.c: TLS to Redis (rediss://) for a hiredis that has none (Debian 12's
  * 0.14 has neither hiredis_ssl nor pluggable I/O in its async API). The Redis store owns a
- * relay on its loop: a unix socket in a private directory (mkdtemp, mode 0700, removed at
- * close) that hiredis connects to with redisAsyncConnectUnix, for the command connection,
+ * relay on its loop: a unix socket in a private directory (storage_redis_relay_dir.c,
+ * removed at close) that hiredis connects to with redisAsyncConnectUnix, for the command connection,
  * the subscriber and every reconnect. For each connection accepted there, the relay
  * resolves the Redis host (uv_getaddrinfo), connects over TCP, runs an OpenSSL client over
  * memory BIOs (the server certificate verified against --storage-ca, or the system store
@@ -41,9 +41,9 @@ struct rs_relay {
     char port[8];
     bool host_is_ip;
     uint32_t timeout_ms;  /* resolve + connect + TLS handshake */
-    char dir[RELAY_SUN_MAX], path[RELAY_SUN_MAX + 8];
+    char dir[RELAY_SUN_MAX], path[RELAY_SUN_MAX + 8], pid[RELAY_SUN_MAX + 8];
     uv_pipe_t listener;   /* listener.data == this */
-    uv_fs_t fs;           /* the unlink and rmdir at close */
+    uv_fs_t fs;           /* the unlinks and rmdir at close */
     struct rs_tunnel *tunnels;
     int pending;          /* the listener, the cleanup and each live tunnel, at close */
     bool closing;
@@ -376,14 +376,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         tunnel_free_maybe(t);
         return;
     }
-    char why[300];
     if (status == 0 && res)
         status = uv_tcp_connect(&t->creq, &t->up, res->ai_addr, on_connected);
     uv_freeaddrinfo(res);
-    if (status < 0) {
-        snprintf(why, sizeof(why), "%s", uv_strerror(status));
-        tunnel_close(t, why);
-    }
+    if (status < 0)
+        tunnel_close(t, uv_strerror(status));
 }
 
 static void on_open_timeout(uv_timer_t *h)
@@ -455,24 +452,6 @@ fail:
     return NULL;
 }
 
-/* The private directory: under $TMPDIR, or /tmp when that is unset or too long for a
- * unix socket path. */
-static int make_dir(struct rs_relay *r)
-{
-    const char *bases[] = {getenv("TMPDIR"), "/tmp"};
-    for (size_t i = 0; i < TF_ARRAY_LEN(bases); i++) {
-        if (!bases[i] || !bases[i][0] ||
-            strlen(bases[i]) + sizeof("/tlsfront-redis-XXXXXX/s") > RELAY_SUN_MAX)
-            continue;
-        snprintf(r->dir, sizeof(r->dir), "%s/tlsfront-redis-XXXXXX", bases[i]);
-        if (!mkdtemp(r->dir))
-            return -1;
-        snprintf(r->path, sizeof(r->path), "%s/s", r->dir);
-        return 0;
-    }
-    return -1;
-}
-
 struct rs_relay *tf_rs_relay_new(uv_loop_t *loop, const char *host, int port,
                                  const char *ca_file, uint32_t timeout_ms, char *err,
                                  size_t errlen)
@@ -488,11 +467,13 @@ struct rs_relay *tf_rs_relay_new(uv_loop_t *loop, const char *host, int port,
     r->ctx = client_ctx(ca_file, err, errlen);
     if (!r->ctx)
         goto fail;
-    if (make_dir(r) != 0) {
+    if (tf_rs_relay_dir_make(r->dir, sizeof(r->dir), RELAY_SUN_MAX) != 0) {
         snprintf(err, errlen, "--storage: cannot create a private directory for the TLS relay "
                               "under $TMPDIR or /tmp");
         goto fail;
     }
+    snprintf(r->path, sizeof(r->path), "%s/s", r->dir);
+    snprintf(r->pid, sizeof(r->pid), "%s/pid", r->dir);
     uv_pipe_init(loop, &r->listener, 0); /* cannot fail on Unix */
     r->listener.data = r;
     int e = uv_pipe_bind(&r->listener, r->path);
@@ -529,11 +510,19 @@ static void on_rmdir(uv_fs_t *req)
     relay_step(r);
 }
 
-static void on_unlink(uv_fs_t *req)
+static void on_unlink_pid(uv_fs_t *req)
 {
     struct rs_relay *r = req->data;
     uv_fs_req_cleanup(req);
     if (uv_fs_rmdir(r->loop, &r->fs, r->dir, on_rmdir) != 0)
+        relay_step(r);
+}
+
+static void on_unlink(uv_fs_t *req)
+{
+    struct rs_relay *r = req->data;
+    uv_fs_req_cleanup(req);
+    if (uv_fs_unlink(r->loop, &r->fs, r->pid, on_unlink_pid) != 0)
         relay_step(r);
 }
 

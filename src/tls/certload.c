@@ -489,8 +489,8 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
     parts.certs = NULL;
     parts.key = NULL;
     rc = derive(c, err, errlen);
-    if (rc == PARSE_OK)
-        c->ctx = pc && pc->no_ctx ? NULL : tf_tls_cert_ctx_new(c);
+    if (pc && pc->no_ctx)
+        tf_tls_cert_ctx_forbid(c);
 done:
     ERR_clear_error();
     sk_X509_pop_free(parts.certs, X509_free);
@@ -526,7 +526,7 @@ void tf_cert_unref(struct tf_cert *c)
         return;
     tf_cert_unref(atomic_load(&c->loaded));
     free(c->key_path);
-    tf_tls_cert_ctx_free(c->ctx);
+    tf_tls_cert_ctxs_free(atomic_load(&c->ctxs));
     X509_free(c->leaf);
     sk_X509_pop_free(c->chain, X509_free);
     EVP_PKEY_free(c->key);

@@ -115,10 +115,10 @@ static BIO_METHOD *method(void)
     return g_method;
 }
 
-BIO *tf_tlsbio_new(struct tf_tlsbio *st)
+BIO *tf_tlsbio_new(struct tf_tlsbio *st, OSSL_LIB_CTX *lib)
 {
     BIO_METHOD *m = method();
-    BIO *b = m ? BIO_new(m) : NULL;
+    BIO *b = m ? BIO_new_ex(lib, m) : NULL;
     if (b)
         BIO_set_data(b, st);
     return b;

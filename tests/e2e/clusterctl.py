@@ -1,7 +1,11 @@
 """Cluster e2e helpers: a real redis-server on loopback (no persistence; with tls=True it
-speaks only TLS, with a certificate for localhost and 127.0.0.1 from certs/mkcerts.sh) and a small TCP
+speaks only TLS, with a certificate for localhost and 127.0.0.1 from certs/mkcerts.sh), a small TCP
 round-robin balancer (one backend per new connection, in turn) that counts connections per
-backend. Both are stopped by the test that started them (the Redis server by its PID)."""
+backend, a TCP relay in front of Redis that a test can cut, the setup every cluster test
+shares (Cluster) and admin API calls with a token. All are stopped by the test that started
+them (the Redis server by its PID)."""
+import http.client
+import json
 import os
 import socket
 import ssl
@@ -9,7 +13,8 @@ import subprocess
 import threading
 import time
 
-from tfcommon import SRC, Proc, ask_server, free_port, tmpdir
+from pebblectl import Pebble
+from tfcommon import SRC, Proc, ask_server, bound, free_port, read_to_eof, tmpdir
 
 
 class Redis:
@@ -54,11 +59,61 @@ class Redis:
         return "redis://127.0.0.1:%d" % self.port
 
 
-def node_args(peb, redis, key, allow, backend):
-    """The arguments of one cluster node: pebble, the shared Redis, the storage key."""
-    return peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", allow, "--backend", backend.addr,
-        "--workers", "2", "--log-level", "debug"]
+class Cluster:
+    """What each cluster test starts with: a running redis-server (tls: TLS only), a storage
+    key, pebble (started by start_pebble once the nodes listen) and, unless balancer=False, a
+    round-robin balancer in front of the nodes for pebble's validation."""
+
+    def __init__(self, tls=False, balancer=True):
+        self.redis = Redis(tls=tls)
+        self.redis.start()
+        self.key = storage_key_file()
+        self.peb = Pebble()
+        self.bal = Balancer() if balancer else None
+        self.rootf = None
+
+    def args(self, allow, backend, workers=2, store=None):
+        """One node's arguments: pebble, the shared Redis (or store, e.g. a Relay in front of
+        it), the storage key, --allow, the backend, debug logs."""
+        return self.peb.tlsfront_args((store or self.redis).url) + [
+            "--storage-key", self.key, "--allow", allow, "--backend", backend.addr,
+            "--workers", str(workers), "--log-level", "debug"]
+
+    def start_pebble(self, ports):
+        """Start pebble validating through the balancer over ports (without a balancer:
+        against ports[0]) and keep its root certificate in rootf."""
+        if self.bal:
+            self.bal.backends = list(ports)
+            self.peb.start(self.bal.port)
+        else:
+            self.peb.start(ports[0])
+        self.rootf = pebble_root_file(self.peb)
+
+    def fetch(self, port, name, timeout=60):
+        """One verified connection and request through port: (serial, reply)."""
+        return fetch(self.rootf, port, name, timeout)
+
+
+def admin_port(proc):
+    """The port of proc's admin endpoint, from its log."""
+    return int(proc.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+
+
+def admin_call(token, aport, method, path, body=None):
+    """One admin request with the bearer token: (status, parsed JSON)."""
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
+    data = None if body is None else json.dumps(body).encode()
+    c.request(method, path, body=data, headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    doc = json.loads(r.read().decode())
+    c.close()
+    return r.status, doc
+
+
+def admin_managed(token, aport, name):
+    """Whether the node holds name in memory (GET /certs/NAME says managed)."""
+    st, doc = admin_call(token, aport, "GET", "/certs/" + name)
+    return st == 200 and doc.get("managed") is True
 
 
 def ask_yes():
@@ -90,17 +145,24 @@ def storage_key_file():
     return path
 
 
-class Balancer:
-    """TCP round robin on 127.0.0.1:0 over backends (ports), set or changed at any time.
-    While hold is set, new connections are accepted and parked (never forwarded) in held."""
+def _copy(src, dst):
+    """Copy src to dst until src's EOF (True) or a socket error (False)."""
+    try:
+        while True:
+            d = src.recv(65536)
+            if not d:
+                return True
+            dst.sendall(d)
+    except OSError:
+        return False
+
+
+class _Listener:
+    """A TCP listener on 127.0.0.1:0 (port) whose thread hands each accepted connection to
+    self._take."""
 
     def __init__(self):
-        self.hold = False
-        self.held = []
-        self.backends = []
-        self.counts = {}
         self.lock = threading.Lock()
-        self.next = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -113,14 +175,30 @@ class Balancer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            with self.lock:
-                if self.hold:
-                    self.held.append(c)
-                    continue
-                port = self.backends[self.next % len(self.backends)]
-                self.next += 1
-                self.counts[port] = self.counts.get(port, 0) + 1
-            threading.Thread(target=self._serve, args=(c, port), daemon=True).start()
+            self._take(c)
+
+
+class Balancer(_Listener):
+    """TCP round robin on 127.0.0.1:0 over backends (ports), set or changed at any time.
+    While hold is set, new connections are accepted and parked (never forwarded) in held."""
+
+    def __init__(self):
+        self.hold = False
+        self.held = []
+        self.backends = []
+        self.counts = {}
+        self.next = 0
+        super().__init__()
+
+    def _take(self, c):
+        with self.lock:
+            if self.hold:
+                self.held.append(c)
+                return
+            port = self.backends[self.next % len(self.backends)]
+            self.next += 1
+            self.counts[port] = self.counts.get(port, 0) + 1
+        threading.Thread(target=self._serve, args=(c, port), daemon=True).start()
 
     def release_held(self, forward=False):
         """Stop holding; forward the parked connections to the backends (their peers see a
@@ -145,21 +223,75 @@ class Balancer:
             c.close()
             return
         def pipe(src, dst):
-            try:
-                while True:
-                    d = src.recv(65536)
-                    if not d:
-                        break
-                    dst.sendall(d)
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            if _copy(src, dst):
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
         t = threading.Thread(target=pipe, args=(b, c), daemon=True)
         t.start()
         pipe(c, b)
         t.join(30)
         c.close()
         b.close()
+
+
+class Relay(_Listener):
+    """A TCP relay on 127.0.0.1:0 in front of a Redis server (its port), for a node that must
+    miss announcements for real: cut() closes every relayed connection and refuses new ones
+    (accepted, then closed at once) until restore(). url is what --storage takes."""
+
+    def __init__(self, port):
+        self.target = port
+        self.cut_off = False
+        self.conns = []
+        super().__init__()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def cut(self):
+        with self.lock:
+            self.cut_off = True
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def restore(self):
+        with self.lock:
+            self.cut_off = False
+
+    def _take(self, c):
+        try:
+            b = None if self.cut_off else socket.create_connection(("127.0.0.1", self.target),
+                                                                  timeout=10)
+            if b:
+                b.settimeout(None)  # a subscriber's connection idles between messages
+        except OSError:
+            b = None
+        with self.lock:
+            if b is None or self.cut_off:
+                c.close()
+                if b:
+                    b.close()
+                return
+            self.conns += [c, b]
+        for src, dst in ((c, b), (b, c)):
+            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        _copy(src, dst)
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def pebble_root_file(peb):
@@ -179,10 +311,5 @@ def fetch(rootf, port, name, timeout=60):
     with c.wrap_socket(raw, server_hostname=name) as s:
         der = s.getpeercert(binary_form=True)
         s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = read_to_eof(s)
     return x509.load_der_x509_certificate(der).serial_number, data

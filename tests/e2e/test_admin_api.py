@@ -18,7 +18,7 @@ import urllib.request
 
 from clusterctl import ask_yes, fetch, pebble_root_file
 from pebblectl import Pebble
-from tfcommon import (BIN, Backend, bound, check, finish, http_handler,
+from tfcommon import (BIN, Backend, bound, check, finish, http_handler, read_to_eof,
                       start_tlsfront, tmpdir, wait_until)
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -133,12 +133,7 @@ raw.sendall(("DELETE /certs/unknown.api.test HTTP/1.1\r\nHost: x\r\n%s\r\n"
              "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
              "POST /certs/unknown.api.test/unpause HTTP/1.1\r\nHost: x\r\n%s"
              "Connection: close\r\n\r\n" % (auth, auth)).encode())
-got = b""
-while True:
-    d = raw.recv(65536)
-    if not d:
-        break
-    got += d
+got = read_to_eof(raw)
 raw.close()
 codes = [int(x) for x in re.findall(rb"HTTP/1.1 (\d+)", got)]
 check(codes == [404, 200, 200] and b"ok\n" in got and b"backoff_cleared" in got,

@@ -13,29 +13,23 @@ import urllib.error
 import urllib.request
 
 
-import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster, admin_port
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
 
 backend = Backend(http_handler(b"cluster backend"))
-redis = Redis()
-redis.start()
-key = storage_key_file()
-peb = Pebble()
-bal = Balancer()
+cl = Cluster()
+redis, peb, bal = cl.redis, cl.peb, cl.bal
+fetch = cl.fetch
 
 
 def node(name):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", "*.cl.test", "--backend", backend.addr,
-        "--workers", "2", "--log-level", "debug", "--admin", "127.0.0.1:0"]
-    return start_tlsfront(args, name=name)
+    return start_tlsfront(cl.args("*.cl.test", backend) + ["--admin", "127.0.0.1:0"],
+                          name=name)
 
 
 def admin(proc, path):
     """(status, body) of the node's admin endpoint."""
-    port = int(proc.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+    port = admin_port(proc)
     try:
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
             return r.status, r.read().decode()
@@ -44,14 +38,8 @@ def admin(proc, path):
 
 
 nodes = [node("node%d" % i) for i in range(3)]
-bal.backends = [p for _, p in nodes]
-peb.start(bal.port)
-rootf = clusterctl.pebble_root_file(peb)
-
-
-def fetch(port, name, timeout=60):
-    """One verified connection and request through port: (serial, reply)."""
-    return clusterctl.fetch(rootf, port, name, timeout)
+cl.start_pebble([p for _, p in nodes])
+rootf = cl.rootf
 
 
 names = ["n%d.cl.test" % i for i in range(10)]

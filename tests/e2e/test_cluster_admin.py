@@ -5,61 +5,38 @@ orders a new certificate on demand, asking --ask again); an ask-cache purge thro
 A's cached --ask answers; a revoke through B makes A stop serving the revoked serial (A's
 next handshake gets a new certificate and asks again). A name that failed on both nodes is
 backed off on both; an unpause through A clears B's backoff too (B then issues it)."""
-import http.client
+import functools
 import json
 import ssl
 import urllib.request
 
-import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, ask_yes, node_args, secret_file, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster, admin_call, admin_managed, admin_port, ask_yes, secret_file
 from tfcommon import Backend, bound, check, finish, http_handler, start_tlsfront, wait_until
 
 TOKEN = "cluster-admin-token-0123456789"
 ask_url, asked = ask_yes()
 tokf = secret_file(TOKEN)
 backend = Backend(http_handler(b"cluster admin backend"))
-redis = Redis()
-redis.start()
-key = storage_key_file()
-peb = Pebble()
-bal = Balancer()
+cl = Cluster()
+peb = cl.peb
 
 
 def node(name):
-    args = node_args(peb, redis, key, "*.ca.test", backend) + [
+    args = cl.args("*.ca.test", backend) + [
         "--ask", ask_url, "--admin", "127.0.0.1:0", "--admin-token-file", tokf,
         "--backoff-base", "1h"]
     p, port = start_tlsfront(args, name=name)
-    aport = int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
-    return p, port, aport
+    return p, port, admin_port(p)
 
 
 (pa, port_a, admin_a), (pb, port_b, admin_b) = node("nodeA"), node("nodeB")
-bal.backends = [port_a, port_b]
-peb.start(bal.port)
-rootf = clusterctl.pebble_root_file(peb)
-
-
-def call(aport, method, path, body=None):
-    """One admin request with the token: (status, parsed JSON)."""
-    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
-    data = None if body is None else json.dumps(body).encode()
-    c.request(method, path, body=data, headers={"Authorization": "Bearer " + TOKEN})
-    r = c.getresponse()
-    doc = json.loads(r.read().decode())
-    c.close()
-    return r.status, doc
-
-
-def managed(aport, name):
-    """Whether the node holds name in memory (GET /certs/NAME says managed)."""
-    st, doc = call(aport, "GET", "/certs/" + name)
-    return st == 200 and doc.get("managed") is True
+cl.start_pebble([port_a, port_b])
+call = functools.partial(admin_call, TOKEN)
+managed = functools.partial(admin_managed, TOKEN)
 
 
 def serial(port, name):
-    return clusterctl.fetch(rootf, port, name)[0]
+    return cl.fetch(port, name)[0]
 
 
 NAME = "x.ca.test"

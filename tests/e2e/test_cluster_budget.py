@@ -4,51 +4,37 @@ obtained through node A; a third name under the same registered domain, asked of
 (which has ordered nothing itself, so its local mirror would admit it), is refused with the
 budget reason, and pebble sees no third order. A name under another registered domain is
 still obtained through node B."""
-import socket
 import ssl
 import urllib.request
 
-import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster, admin_port
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront
 
 backend = Backend(http_handler(b"budget backend"))
-redis = Redis()
-redis.start()
-key = storage_key_file()
-peb = Pebble()
-bal = Balancer()
+cl = Cluster()
+peb = cl.peb
 
 
 def node(name):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", "*.bd.test", "--allow", "*.other.test",
-        "--ca-certs-per-domain", "2", "--backend", backend.addr, "--workers", "1",
-        "--log-level", "debug", "--admin", "127.0.0.1:0"]
+    args = cl.args("*.bd.test", backend, workers=1) + [
+        "--allow", "*.other.test", "--ca-certs-per-domain", "2", "--admin", "127.0.0.1:0"]
     return start_tlsfront(args, name=name)
 
 
 def metrics(proc):
-    port = int(proc.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+    port = admin_port(proc)
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
         return r.read().decode()
 
 
 (pa, porta), (pb, portb) = node("nodeA"), node("nodeB")
-bal.backends = [porta, portb]
-peb.start(bal.port)
-rootf = clusterctl.pebble_root_file(peb)
+cl.start_pebble([porta, portb])
 
 
 def fetch(port, name, timeout=60):
     """True when name is served with a certificate pebble's root verifies."""
-    c = ssl.create_default_context(cafile=rootf)
     try:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        with c.wrap_socket(raw, server_hostname=name) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
-            return b"budget backend" in s.recv(65536)
+        return b"budget backend" in cl.fetch(port, name, timeout)[1]
     except (ssl.SSLError, OSError):
         return False
 

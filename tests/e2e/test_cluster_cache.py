@@ -9,37 +9,25 @@ import ssl
 import stat
 
 
-import clusterctl  # noqa: E402
-from clusterctl import Redis, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster
 from tfcommon import (BIN, Backend, Proc, check, finish, http_handler, start_tlsfront, tmpdir,
                       wait_until)
 
 backend = Backend(http_handler(b"cache backend"))
-redis = Redis()
-redis.start()
-key = storage_key_file()
-peb = Pebble()
+cl = Cluster(balancer=False)
+redis, peb, fetch = cl.redis, cl.peb, cl.fetch
 cache = os.path.join(tmpdir(), "cache")
 
 
 def node(name, cached=True):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", "*.cc.test", "--backend", backend.addr,
-        "--workers", "2", "--log-level", "debug"]
+    args = cl.args("*.cc.test", backend)
     if cached:
         args += ["--storage-cache", cache]
     return start_tlsfront(args, name=name)
 
 
-def fetch(port, name, timeout=60):
-    """One verified connection and request through port: (serial, reply)."""
-    return clusterctl.fetch(rootf, port, name, timeout)
-
-
 p, port = node("cached1")
-peb.start(port)
-rootf = clusterctl.pebble_root_file(peb)
+cl.start_pebble([port])
 
 serial, reply = fetch(port, "a.cc.test")
 check(b"cache backend" in reply, "the name is served on its first connection")

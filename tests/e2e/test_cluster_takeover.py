@@ -14,38 +14,29 @@ import signal
 import threading
 
 
-import clusterctl  # noqa: E402
-from clusterctl import Balancer, Redis, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
 
 LEASE = 4  # seconds; the test's bounds are several leases
 
 backend = Backend(http_handler(b"takeover backend"))
-redis = Redis()
-redis.start()
-key = storage_key_file()
-peb = Pebble()
-bal = Balancer()
+cl = Cluster()
+peb, bal = cl.peb, cl.bal
 
 
 def node(name):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--allow", "*.to.test", "--backend", backend.addr,
-        "--workers", "1", "--log-level", "debug", "--storage-lease", "%ds" % LEASE,
-        "--acme-timeout", "120s", "--hold-timeout", "100s"]
+    args = cl.args("*.to.test", backend, workers=1) + [
+        "--storage-lease", "%ds" % LEASE, "--acme-timeout", "120s", "--hold-timeout", "100s"]
     return start_tlsfront(args, name=name)
 
 
 (pa, porta), (pb, portb) = node("nodeA"), node("nodeB")
-bal.backends = [porta, portb]
-peb.start(bal.port)
-rootf = clusterctl.pebble_root_file(peb)
+cl.start_pebble([porta, portb])
 
 
 def fetch(port, name, timeout=110):
     """One verified connection and request through port: (serial, reply)."""
-    return clusterctl.fetch(rootf, port, name, timeout)
+    return cl.fetch(port, name, timeout)
 
 
 def fetch_bg(port, name, out):

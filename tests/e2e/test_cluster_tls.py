@@ -11,35 +11,23 @@ import signal
 import ssl
 import subprocess
 
-import clusterctl  # noqa: E402
-from clusterctl import Redis, storage_key_file
-from pebblectl import Pebble
+from clusterctl import Cluster
 from tfcommon import (BIN, SRC, Backend, Proc, check, finish, http_handler, start_tlsfront,
                       tmpdir, wait_until)
 
 backend = Backend(http_handler(b"tls storage backend"))
-redis = Redis(tls=True)
-redis.start()
-key = storage_key_file()
-peb = Pebble()
+cl = Cluster(tls=True, balancer=False)
+redis, key, peb, fetch = cl.redis, cl.key, cl.peb, cl.fetch
 relay_tmp = tmpdir()  # the nodes' TMPDIR, where their TLS relays make their directories
 
 
 def node(name, ca):
-    args = peb.tlsfront_args(redis.url) + [
-        "--storage-key", key, "--storage-ca", ca, "--allow", "*.rt.test",
-        "--backend", backend.addr, "--workers", "2", "--log-level", "debug"]
+    args = cl.args("*.rt.test", backend) + ["--storage-ca", ca]
     return start_tlsfront(args, env={"TMPDIR": relay_tmp}, name=name)
 
 
-def fetch(port, name, timeout=60):
-    """One verified connection and request through port: (serial, reply)."""
-    return clusterctl.fetch(rootf, port, name, timeout)
-
-
 a, port_a = node("nodeA", redis.ca)
-peb.start(port_a)
-rootf = clusterctl.pebble_root_file(peb)
+cl.start_pebble([port_a])
 check(wait_until(lambda: "connected" in a.stderr_text(), timeout=20),
       "node A connects to Redis over TLS")
 serial, reply = fetch(port_a, "a.rt.test")

@@ -6,7 +6,10 @@ Covered: a name served by its certificate's own SSL_CTX (one ECDSA certificate f
 --certs directory), a name whose certificates are installed on the listener's context (ECDSA
 and RSA), the --default-cert for a client without SNI. TLS 1.2 clients may offer a session
 again, and do: the same chains resume with the session they hold, and a TLS 1.2 ticket sealed
-under a key that has since rotated is renewed on resumption."""
+under a key that has since rotated is renewed on resumption. A ticket one worker issued
+resumes on the other (each worker has its own OpenSSL library context and TLS contexts; the
+ticket keys are the process's)."""
+import re
 import socket
 import ssl
 
@@ -67,6 +70,44 @@ for ver in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
     chain("example.test", ver)        # one ECDSA certificate: its own SSL_CTX
     chain("dual.test", ver)           # ECDSA and RSA: installed on the listener's context
     chain("example.test", ver, sni=False)
+
+
+
+def worker_of(client_port):
+    """The worker that served the connection from client_port and whether it resumed, from
+    its access log line (the top 16 bits of conn= are the worker's number)."""
+    m = tf.wait_for(r"conn=([0-9a-f]+) client=127\.0\.0\.1:%d .*resumed=(\d)" % client_port,
+                    10, stream="out")
+    check(m is not None, "access log line for client port %d" % client_port)
+    return int(m.group(1), 16) >> 48, m.group(2) == "1"
+
+
+def pair(ctx):
+    """A full handshake, then a connection offering its ticket: (issuer, resumer, resumed)."""
+    ports, sess = [], None
+    for _ in range(2):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        ports.append(raw.getsockname()[1])
+        with ctx.wrap_socket(raw, server_hostname="example.test", session=sess) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+            while s.recv(4096):
+                pass
+            sess = s.session
+    (issuer, _), (resumer, resumed) = worker_of(ports[0]), worker_of(ports[1])
+    return issuer, resumer, resumed
+
+
+# The kernel spreads connections over the workers by their addresses: pairs until one
+# crossed workers (each does with odds 1/2), every offered ticket resuming.
+ctx13 = client_ctx(certs, tls_min=ssl.TLSVersion.TLSv1_3)
+crossed = False
+for _ in range(64):
+    issuer, resumer, resumed = pair(ctx13)
+    check(resumed, "a ticket from worker %d resumes on worker %d" % (issuer, resumer))
+    if issuer != resumer:
+        crossed = True
+        break
+check(crossed, "a ticket issued by one worker resumed on the other")
 
 # TLS 1.2: a ticket whose key has rotated (still in the ring) resumes and is replaced by one
 # under the current key. The rotation reaches the worker after the control loop logs it, so a

@@ -476,6 +476,20 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def read_to_eof(s, limit=64 * 1024 * 1024):
+    """Everything s sends until its EOF (or limit bytes, or a socket error)."""
+    data = b""
+    while len(data) < limit:
+        try:
+            d = s.recv(65536)
+        except OSError:
+            break
+        if not d:
+            break
+        data += d
+    return data
+
+
 def free_port():
     """A port nothing listens on (for 'backend down')."""
     s = socket.socket()

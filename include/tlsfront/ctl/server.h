@@ -26,7 +26,10 @@ struct tf_server {
     char **envp;
 
     struct tf_config *cfg;         /* current config (one reference) */
-    SSL_CTX *ssl_ctx;              /* current TLS context (one reference) */
+    OSSL_LIB_CTX **libs;           /* [n_workers]: each worker's OpenSSL library context
+                                      (tlsfront/tls/tls.h); owned, freed last */
+    SSL_CTX **ssl_ctxs;            /* [n_workers]: each worker's current TLS context, in its
+                                      library context (one reference each) */
     struct tf_certstore *static_certs; /* from --certs */
     struct tf_certstore *certs;    /* what workers serve (one reference) */
     struct tf_ticket_ring *tickets;

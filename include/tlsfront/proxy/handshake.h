@@ -11,7 +11,8 @@
 
 #include <openssl/ssl.h>
 
-/* A new server context for cfg. Returns NULL after logging the OpenSSL errors. */
-SSL_CTX *tf_handshake_ctx_new(const struct tf_config *cfg);
+/* A new server context for cfg in the library context lib (a worker's, see tls.h; NULL: the
+ * default). Returns NULL after logging the OpenSSL errors. */
+SSL_CTX *tf_handshake_ctx_new(const struct tf_config *cfg, OSSL_LIB_CTX *lib);
 
 #endif

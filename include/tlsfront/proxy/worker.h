@@ -80,7 +80,11 @@ struct tf_wmsg {
 struct tf_worker {
     struct tf_stats *stats;         /* borrowed: the process-wide counters (atomics) */
     struct tf_mailbox *ctl;         /* borrowed: the control loop's mailbox (TF_SMSG_*) */
-    int id;
+    int id;                         /* 0 .. n_workers-1 */
+    int n_workers;                  /* set by the server before tf_worker_start */
+    OSSL_LIB_CTX *lib;              /* borrowed: this worker's OpenSSL library context, which
+                                     * its TLS contexts live in (tls.h); set by the server
+                                     * before tf_worker_start, outlives the worker */
     uv_thread_t thread;
     uv_loop_t loop;
     struct tf_mailbox mbox;         /* control loop -> this worker */

@@ -35,12 +35,13 @@ struct tf_cert {
     int64_t not_before, not_after; /* unix seconds */
     char *issuer;                /* one-line issuer DN, owned */
     char *serial;                /* hex, owned */
-    SSL_CTX *ctx;                /* a context with only this certificate, or NULL: see
-                                    tf_tls_cert_ctx_new (tls.h); owned */
+    _Atomic(struct tf_tls_cert_ctxs *) ctxs; /* per-worker contexts with only this
+                                    certificate, built on first use: tf_tls_cert_ctx_get
+                                    (tls.h); owned */
     _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
                                     written by workers, read by renewal */
     /* Load on first use (tlsfront/tls/certcache.h): a stub is indexed from its files but not
-     * decoded: leaf, chain, key, issuer, serial and ctx are NULL; names, kind, not_after,
+     * decoded: leaf, chain, key, issuer, serial and ctxs are NULL; names, kind, not_after,
      * source and path are known, and key_path names the key file (NULL: in path). */
     bool stub;
     char *key_path;                   /* stub only, owned */

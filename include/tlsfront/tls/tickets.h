@@ -35,13 +35,14 @@ struct tf_ticket_ring *tf_tickets_from_keys(const struct tf_ticket_key *keys, in
 void tf_tickets_ref(struct tf_ticket_ring *r);
 void tf_tickets_unref(struct tf_ticket_ring *r);
 
-/* The OpenSSL callback body: ring is the caller's current ring (may be NULL: no tickets).
- * Same contract as SSL_CTX_set_tlsext_ticket_key_evp_cb's callback. A ticket that decrypts
+/* The OpenSSL callback body: ring is the caller's current ring (may be NULL: no tickets), lib
+ * the library context whose random generator makes the IV (the worker's, tls.h; NULL: the
+ * default). Same contract as SSL_CTX_set_tlsext_ticket_key_evp_cb's callback. A ticket that decrypts
  * returns 2 (renew: OpenSSL issues a fresh ticket in this handshake) when it was sealed with
  * an older key or when renew is set, 1 otherwise (no new ticket). The caller sets renew for
  * TLS 1.3, whose clients use each ticket once (RFC 8446, C.4): a resumption that hands out
  * no ticket leaves the client nothing for its next connection. */
-int tf_tickets_cb(const struct tf_ticket_ring *ring, unsigned char key_name[16], unsigned char *iv,
-                  EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew);
+int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, unsigned char key_name[16],
+                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew);
 
 #endif

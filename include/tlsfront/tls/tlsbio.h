@@ -42,9 +42,11 @@ struct tf_tlsbio {
 #define TF_TLSBIO_HANDSHAKE 22
 #define TF_TLSBIO_MAX_RECORD 16384
 
-/* A BIO reading from and writing through st (borrowed; must outlive the BIO). Use the same
- * BIO for both directions: SSL_set_bio(ssl, bio, bio) takes its one reference. */
-BIO *tf_tlsbio_new(struct tf_tlsbio *st);
+/* A BIO reading from and writing through st (borrowed; must outlive the BIO), made in the
+ * library context lib (the worker's, tls.h, so that its ex_data lock is the worker's; NULL:
+ * the default). Use the same BIO for both directions: SSL_set_bio(ssl, bio, bio) takes its
+ * one reference. */
+BIO *tf_tlsbio_new(struct tf_tlsbio *st, OSSL_LIB_CTX *lib);
 
 /* Offer data (borrowed until tf_tlsbio_settle) as the next input after anything kept. */
 void tf_tlsbio_input(struct tf_tlsbio *st, const char *data, size_t len);

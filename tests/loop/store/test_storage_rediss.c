@@ -20,6 +20,7 @@
 #include "tlsfront/store/storage_redis.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 
 static struct redis_fixture g_fx;
 static char g_tmp[300]; /* TMPDIR while the tests run: where relays make their directory */
@@ -322,6 +323,96 @@ static void test_close_while_opening(void)
     free(ca);
 }
 
+/* TMPDIR/name as a relay directory: "s" when sock, "pid" holding pid when pid > 0, and a
+ * file "x" when extra. Returns its path (owned by the caller). */
+static char *stale_dir(const char *name, long pid, bool extra)
+{
+    char *dir = tf_asprintf("%s/%s", g_tmp, name), *f;
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    const char *files[] = {"s", pid > 0 ? "pid" : NULL, extra ? "x" : NULL};
+    for (size_t i = 0; i < TF_ARRAY_LEN(files); i++) {
+        if (!files[i])
+            continue;
+        f = tf_asprintf("%s/%s", dir, files[i]);
+        FILE *fp = fopen(f, "w");
+        CHECK(fp != NULL);
+        if (fp) {
+            fprintf(fp, "%ld\n", pid);
+            fclose(fp);
+        }
+        free(f);
+    }
+    return dir;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The id of a process that has just exited (reaped). */
+static long gone_pid(void)
+{
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    CHECK(p > 0);
+    waitpid(p, NULL, 0);
+    return (long)p;
+}
+
+/* A relay directory left behind by a process killed with SIGKILL (it could not remove it) is
+ * removed when the next relay makes its own; a live process's, one without a pid file (being
+ * made), one holding another file, another user's (when the test runs as root) and a link to
+ * a stale one are left alone. */
+static void test_stale_dirs_swept(void)
+{
+    long gone = gone_pid();
+    char *dead = stale_dir("tlsfront-redis-dead01", gone, false);
+    char *live = stale_dir("tlsfront-redis-live01", (long)getpid(), false);
+    char *nopid = stale_dir("tlsfront-redis-nopid1", 0, false);
+    char *extra = stale_dir("tlsfront-redis-extra1", gone, true);
+    char *other = stale_dir("tlsfront-redis-other1", gone, false);
+    bool root = geteuid() == 0;
+    if (root)
+        CHECK_EQ_INT(chown(other, 65534, 65534), 0);
+    char *target = stale_dir("elsewhere", gone, false);
+    char *link = tf_asprintf("%s/tlsfront-redis-link01", g_tmp);
+    CHECK_EQ_INT(symlink(target, link), 0);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[300] = "";
+    char *ca = cert_path("tls", "ca.crt");
+    struct tf_storage *s = tstore(&loop, "127.0.0.1", free_port(), ca, "s6", err, sizeof(err));
+    CHECK(s != NULL);
+    CHECK(!is_dir(dead));
+    CHECK(is_dir(live) && is_dir(nopid) && is_dir(extra) && is_dir(target));
+    CHECK(!root || is_dir(other));
+    /* Left: live, nopid, extra, the link, other (when another user's); and the new one. */
+    CHECK_EQ_INT(relay_dirs(), root ? 6 : 5);
+    if (s) {
+        store_close(s, &loop); /* runs the loop and closes it */
+    } else {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    }
+    CHECK_EQ_INT(relay_dirs(), root ? 5 : 4);
+    CHECK_EQ_INT(unlink(link), 0);
+    char *dirs[] = {live, nopid, extra, other, target};
+    for (size_t i = 0; i < TF_ARRAY_LEN(dirs); i++) {
+        char *cmd = tf_asprintf("rm -rf '%s'", dirs[i]);
+        CHECK_EQ_INT(system(cmd), 0);
+        free(cmd);
+        free(dirs[i]);
+    }
+    CHECK_EQ_INT(relay_dirs(), 0);
+    free(dead);
+    free(link);
+    free(ca);
+}
+
 static bool make_certs(void)
 {
     const char *src = getenv("TF_SRC");
@@ -356,6 +447,7 @@ int main(void)
     TF_TEST_RUN(test_tls_down_and_back);
     TF_TEST_RUN(test_bad_ca_file);
     TF_TEST_RUN(test_close_while_opening);
+    TF_TEST_RUN(test_stale_dirs_swept);
     redis_stop(&g_fx);
     root_remove();
     return TF_TEST_DONE();

@@ -137,7 +137,7 @@ static void check_fields(const struct tf_cert *ex)
 
 static void count_ctx(const struct tf_cert *c, void *arg)
 {
-    *(int *)arg += c->ctx != NULL;
+    *(int *)arg += tf_tls_cert_ctx_get((struct tf_cert *)c, 0, 1, NULL) != NULL;
 }
 
 static void test_demo_layouts(void)
@@ -151,7 +151,7 @@ static void test_demo_layouts(void)
     CHECK_EQ_INT(bad, 0);
     CHECK_EQ_INT(tf_certstore_count(st), 6);
     CHECK_EQ_INT(tf_certstore_names(st), 8);
-    int with_ctx = 0; /* a small directory: every certificate has a context of its own */
+    int with_ctx = 0; /* a small directory: every certificate may have contexts of its own */
     tf_certstore_foreach(st, count_ctx, &with_ctx);
     CHECK_EQ_INT(with_ctx, 6);
 
@@ -599,8 +599,55 @@ static void test_many(void)
     /* A single certificate (on-demand issuance) gets one while the process has room. */
     char err[256] = "";
     struct tf_cert *c = cert_from("many/1.many.test.pem", NULL, err, sizeof err);
-    CHECK(c && c->ctx != NULL);
+    CHECK(c && tf_tls_cert_ctx_get(c, 0, 1, NULL) != NULL);
     tf_cert_unref(c);
+}
+
+/* Per-worker contexts: each worker's is built in its own library context on its first call
+ * and is the same on every later call; they hold copies of the certificate and key (objects
+ * of their own, equal to the store's); past the process-wide budget a worker gets none (and
+ * keeps that answer). */
+static void test_worker_ctxs(void)
+{
+    char err[256] = "";
+    OSSL_LIB_CTX *lib[2] = {OSSL_LIB_CTX_new(), OSSL_LIB_CTX_new()};
+    struct tf_cert *c = cert_from("demo/example.crt", "demo/example.key", err, sizeof err);
+    CHECK(c && lib[0] && lib[1]);
+    if (!c || !lib[0] || !lib[1])
+        return;
+    SSL_CTX *a = tf_tls_cert_ctx_get(c, 0, 2, lib[0]);
+    SSL_CTX *b = tf_tls_cert_ctx_get(c, 1, 2, lib[1]);
+    CHECK(a && b && a != b);
+    CHECK(tf_tls_cert_ctx_get(c, 0, 2, lib[0]) == a);
+    CHECK(tf_tls_cert_ctx_get(c, 1, 2, lib[1]) == b);
+    for (int i = 0; i < 2; i++) {
+        SSL_CTX *x = i ? b : a;
+        X509 *leaf = x ? SSL_CTX_get0_certificate(x) : NULL;
+        EVP_PKEY *key = x ? SSL_CTX_get0_privatekey(x) : NULL;
+        CHECK(leaf && leaf != c->leaf && X509_cmp(leaf, c->leaf) == 0);
+        CHECK(key && key != c->key && EVP_PKEY_eq(key, c->key) == 1);
+    }
+    CHECK(tf_tls_cert_ctx_get(c, 2, 2, lib[0]) == NULL); /* no such worker */
+    /* Spend the budget with other certificates' contexts: the next worker gets none. */
+    enum { MANY = 2 * TF_TLS_CERT_CTX_MAX };
+    struct tf_cert **more = calloc(MANY, sizeof *more);
+    int built = 0;
+    for (int i = 0; more && i < MANY; i++) {
+        more[i] = cert_from("demo/example.crt", "demo/example.key", err, sizeof err);
+        built += more[i] && tf_tls_cert_ctx_get(more[i], 0, 1, lib[0]) != NULL;
+    }
+    CHECK(built > 0 && built < MANY); /* a test binary may hold a few contexts already */
+    struct tf_cert *late = cert_from("demo/example.crt", "demo/example.key", err, sizeof err);
+    CHECK(late && tf_tls_cert_ctx_get(late, 0, 1, lib[0]) == NULL);
+    for (int i = 0; more && i < MANY; i++)
+        tf_cert_unref(more[i]);
+    free(more);
+    /* Room again, but the answer "none" is kept for that worker and certificate. */
+    CHECK(late && tf_tls_cert_ctx_get(late, 0, 1, lib[0]) == NULL);
+    tf_cert_unref(late);
+    tf_cert_unref(c); /* frees a and b, before their library contexts */
+    OSSL_LIB_CTX_free(lib[0]);
+    OSSL_LIB_CTX_free(lib[1]);
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -639,6 +686,7 @@ int main(void)
         TF_TEST_RUN(test_without);
         TF_TEST_RUN(test_merge);
         TF_TEST_RUN(test_many);
+        TF_TEST_RUN(test_worker_ctxs);
     }
     nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return TF_TEST_DONE();

@@ -46,7 +46,7 @@ static int seal(const struct tf_ticket_ring *r, struct sealed *t)
 {
     struct cb_ctx x;
     cb_open(&x);
-    int rc = tf_tickets_cb(r, t->name, t->iv, x.c, x.h, 1, false);
+    int rc = tf_tickets_cb(r, NULL, t->name, t->iv, x.c, x.h, 1, false);
     int n = 0, m = 0;
     if (rc == 1 && (EVP_EncryptUpdate(x.c, t->ct, &n, PLAIN, sizeof PLAIN) != 1 ||
                     EVP_EncryptFinal_ex(x.c, t->ct + n, &m) != 1))
@@ -61,7 +61,7 @@ static int open_ticket(const struct tf_ticket_ring *r, struct sealed *t, bool re
 {
     struct cb_ctx x;
     cb_open(&x);
-    int rc = tf_tickets_cb(r, t->name, t->iv, x.c, x.h, 0, renew);
+    int rc = tf_tickets_cb(r, NULL, t->name, t->iv, x.c, x.h, 0, renew);
     if (rc > 0) {
         unsigned char out[64];
         int n = 0, m = 0;

@@ -68,7 +68,7 @@ static void pair_init(struct pair *p)
     p->st.out = &p->out;
     p->st.flush = on_flush;
     p->st.arg = &p->sink;
-    BIO *b = tf_tlsbio_new(&p->st);
+    BIO *b = tf_tlsbio_new(&p->st, NULL);
     CHECK(b != NULL);
     SSL_set_bio(p->srv, b, b); /* one BIO both ways: SSL_set_bio takes one reference */
     SSL_set_accept_state(p->srv);
