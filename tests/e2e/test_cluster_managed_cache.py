@@ -5,7 +5,6 @@ serves a sample of names with the right certificate from Redis, the cache stays 
 bound. A name node A obtains from pebble is served by node B (announced: B makes it a stub);
 after A renews it, B serves the new certificate, not the old one it had loaded."""
 import calendar
-import http.client
 import json
 import os
 import random
@@ -14,11 +13,9 @@ import subprocess
 import warnings
 
 from cryptography import x509
-import clusterctl
-from clusterctl import Redis, node_args, pebble_root_file, secret_file, storage_key_file
-from pebblectl import Pebble
-from tfcommon import (Backend, bound, cert_cache_metrics, check, finish, http_handler,
-                      many_certs, served_sans, start_tlsfront, wait_until)
+from clusterctl import Cluster, admin_call, admin_port, secret_file
+from tfcommon import (Backend, cert_cache_metrics, check, finish, http_handler, many_certs,
+                      served_sans, start_tlsfront, wait_until)
 
 N = 1000
 CACHE = 100
@@ -26,8 +23,7 @@ TOKEN = "s3cret-token-0123456789abcdef"
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
 
 many = many_certs(3000)  # the set test_managed_cache makes; its first N names
-redis = Redis()
-redis.start()
+cl = Cluster(balancer=False)  # pebble validates through node A
 
 
 def resp(*args):
@@ -50,18 +46,16 @@ for i in range(1, N + 1):
             "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
     for f, v in (("cert.pem", pem[:cut]), ("key.pem", pem[cut:]), ("meta.json", json.dumps(meta))):
         cmds.append(resp("SET", "tlsfront:v:certs/%s/%s" % (name, f), v))
-subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=b"".join(cmds), check=True,
-               stdout=subprocess.DEVNULL)
+subprocess.run(["redis-cli", "-p", str(cl.redis.port), "--pipe"], input=b"".join(cmds),
+               check=True, stdout=subprocess.DEVNULL)
 
-key = storage_key_file()
 tokf = secret_file(TOKEN)
 backend = Backend(http_handler(b"hi"))
-peb = Pebble()
 extra = ["--cert-cache", str(CACHE), "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
-a, port_a = start_tlsfront(node_args(peb, redis, key, "*.cm.test", backend) + extra, name="A")
-peb.start(port_a)
-b, port_b = start_tlsfront(node_args(peb, redis, key, "*.cm.test", backend) + extra, name="B")
-admin = {p: int(p.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1)) for p in (a, b)}
+a, port_a = start_tlsfront(cl.args("*.cm.test", backend) + extra, name="A")
+cl.start_pebble([port_a])
+b, port_b = start_tlsfront(cl.args("*.cm.test", backend) + extra, name="B")
+admin = {p: admin_port(p) for p in (a, b)}
 for p in (a, b):
     check(p.wait_for(r"stored certificates: %d indexed, 0 skipped, 0 of them decoded" % N, 60)
           is not None, "%s indexes the Redis store from meta.json" % p.name)
@@ -93,16 +87,12 @@ check(m["tlsfront_cert_cache_loads_total"] >= len(sample) and
       % (m["tlsfront_cert_cache_loads_total"], m["tlsfront_cert_cache_evictions_total"]))
 
 # Another node's certificate, then its renewal: B serves the new one.
-rootf = pebble_root_file(peb)
-first, _ = clusterctl.fetch(rootf, port_a, "x.cm.test")
+first, _ = cl.fetch(port_a, "x.cm.test")
 check(b.wait_for(r"name=x\.cm\.test certificate from another node", 30) is not None,
       "B took A's announced certificate")
-check(clusterctl.fetch(rootf, port_b, "x.cm.test")[0] == first, "B serves A's certificate")
-c = http.client.HTTPConnection("127.0.0.1", admin[a], timeout=bound(60))
-c.request("POST", "/certs/x.cm.test/renew", headers={"Authorization": "Bearer " + TOKEN})
-r = c.getresponse()
-r.read()
-check(r.status == 202, "renewal asked on A (%d)" % r.status)
-check(wait_until(lambda: clusterctl.fetch(rootf, port_b, "x.cm.test")[0] != first, 60, 0.2),
+check(cl.fetch(port_b, "x.cm.test")[0] == first, "B serves A's certificate")
+st, _ = admin_call(TOKEN, admin[a], "POST", "/certs/x.cm.test/renew")
+check(st == 202, "renewal asked on A (%d)" % st)
+check(wait_until(lambda: cl.fetch(port_b, "x.cm.test")[0] != first, 60, 0.2),
       "after A renews, B serves the new certificate, not the one it had loaded")
 finish()

@@ -13,7 +13,6 @@ The store is built here in the storage layout (certs/<name>/cert.pem, key.pem, m
 from certs/mkcerts.sh many (one CA, leaves sharing one key)."""
 import calendar
 import functools
-import http.client
 import json
 import os
 import random
@@ -23,9 +22,9 @@ import ssl
 import warnings
 
 from cryptography import x509
-from clusterctl import fetch, pebble_root_file
+from clusterctl import admin_call, admin_port, fetch, pebble_root_file
 from pebblectl import Pebble
-from tfcommon import (Backend, bound, cert_cache_metrics, check, check_cached_sample, finish,
+from tfcommon import (Backend, cert_cache_metrics, check, check_cached_sample, finish,
                       http_handler, many_certs, served_sans, start_tlsfront, tls_refusal, tmpdir,
                       wait_until)
 
@@ -73,7 +72,7 @@ args = peb.tlsfront_args(storage) + [
     "--cert-cache", str(CACHE), "--admin", "127.0.0.1:0", "--admin-token-file", tokf]
 tf, port = start_tlsfront(args)
 peb.start(port)
-aport = int(tf.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+aport = admin_port(tf)
 check(tf.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded for want "
                   r"of a usable meta\.json" % N, 60) is not None,
       "start-up indexes the store from meta.json (one name without it decoded once)")
@@ -133,7 +132,7 @@ check(tf.wait(60) == 0, "first instance stopped cleanly")
 # the new certificate (not the cached old one) is served.
 shutil.rmtree(os.path.join(storage, "certs", "%d.many.test" % victim))
 tf2, _ = start_tlsfront(args + ["--listen", "127.0.0.1:%d" % port], name="tlsfront-2")
-aport = int(tf2.wait_for(r"admin endpoint on 127\.0\.0\.1:(\d+)").group(1))
+aport = admin_port(tf2)
 # N - 1 stored names (the corrupted one is removed) and the two obtained ones.
 check(tf2.wait_for(r"stored certificates: %d indexed, 0 skipped, 1 of them decoded" % (N + 1), 60)
       is not None, "second start indexes the store")
@@ -141,20 +140,11 @@ check(metrics()["tlsfront_cert_cache_loads_total"] == 0, "nothing decoded at the
 check(fetch(rootf, port, "site.renew.test")[0] == first,
       "the obtained name is served from the storage after a restart")
 check(metrics()["tlsfront_cert_cache_loads_total"] == 1, "loaded on its first handshake")
-
-
-def action(path, method="POST"):
-    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=bound(60))
-    c.request(method, path, headers={"Authorization": "Bearer " + TOKEN})
-    r = c.getresponse()
-    return r.status, r.read().decode()
-
-
-st, doc = action("/certs/site.renew.test", "GET")
-check(st == 200 and json.loads(doc).get("last_used"),
+st, doc = admin_call(TOKEN, aport, "GET", "/certs/site.renew.test")
+check(st == 200 and doc.get("last_used"),
       "a handshake stamps the stub's last use, which renewal reads (%s)" % doc)
 
-st, doc = action("/certs/site.renew.test/renew")
+st, doc = admin_call(TOKEN, aport, "POST", "/certs/site.renew.test/renew")
 check(st == 202, "renewal asked through the admin API (%d)" % st)
 check(wait_until(lambda: fetch(rootf, port, "site.renew.test")[0] != first, 60, 0.2),
       "the renewed certificate is served, not the old one loaded before")
@@ -164,8 +154,8 @@ check(tf2.wait_for(r"name=site\.renew\.test .*certificate obtained", 10) is not 
 # Revoking a name no handshake asked for since the start: its certificate is read from the
 # storage for the CA.
 loads = metrics()["tlsfront_cert_cache_loads_total"]
-st, doc = action("/certs/rev.renew.test/revoke")
-check(st == 200 and json.loads(doc).get("revoked"), "a stub's certificate revoked (%d %s)"
+st, doc = admin_call(TOKEN, aport, "POST", "/certs/rev.renew.test/revoke")
+check(st == 200 and doc.get("revoked"), "a stub's certificate revoked (%d %s)"
       % (st, doc))
 check(tf2.wait_for(r"(?i)name=rev\.renew\.test serial=0*%x revoked" % rev, 10) is not None,
       "the revoked serial is the stored certificate's")
