@@ -6,11 +6,18 @@ cache capacity above N) and HAProxy (crt-list), each server pinned to one core (
 handshake (p50, p99 over a random sample: cold handshake minus the same name's hot one) and
 the RSS cost of a decoded certificate in the cache.
 
-    bench/scale.py [--n 10000 [--n 100000]] [--servers tlsfront,caddy,haproxy]
-                   [--bin build/tlsfront] [--sample 300]
+    bench/scale.py [--n 10000 [--n 100000] [--n 1000000]] [--servers tlsfront,caddy,haproxy]
+                   [--bin build/tlsfront] [--sample 300] [--rounds 3] [--fill 10000]
 
-Certificates come from certs/mkcerts.sh many (one CA, leaves sharing one key) and are kept
-in $TLSFRONT_BENCH_CACHE (default /var/tmp/tlsfront-bench)/scale-N for later runs."""
+N >= 1,000,000 runs tlsfront only (the peers would need minutes and gigabytes: see
+docs/benchmarks.md) and adds the RSS once --fill distinct names (default: the 10,000 of the
+default --cert-cache) have been served, i.e. with the cache full. Each figure is the median
+of --rounds starts with min-max; the load average is printed with it.
+
+Certificates come from bench/mkmany.c (built here with gcc; the files of certs/mkcerts.sh
+many: one CA, the leaves of each generator process sharing one key), or from mkcerts.sh when
+gcc is missing, and are kept in $TLSFRONT_BENCH_CACHE (default /var/tmp/tlsfront-bench)/scale-N
+for later runs (1,000,000 certificates: about 4 GiB on disk)."""
 import argparse
 import json
 import os
@@ -33,11 +40,21 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 def cert_dir(n):
     base = os.environ.get("TLSFRONT_BENCH_CACHE", "/var/tmp/tlsfront-bench")
     d = os.path.join(base, "scale-%d" % n)
-    if not os.path.exists(os.path.join(d, "%d.many.test.pem" % n)):
-        print("making %d certificates once into %s" % (n, d), flush=True)
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["bash", os.path.join(ROOT, "certs", "mkcerts.sh"), "many", d, str(n)],
-                       check=True, stdout=subprocess.DEVNULL)
+    if os.path.exists(os.path.join(d, ".complete")) or (
+            n < 1000000 and os.path.exists(os.path.join(d, "%d.many.test.pem" % n))):
+        return d
+    print("making %d certificates once into %s" % (n, d), flush=True)
+    os.makedirs(d, exist_ok=True)
+    mkcerts = os.path.join(ROOT, "certs", "mkcerts.sh")
+    gen = os.path.join(base, "mkmany")
+    built = subprocess.run(["gcc", "-O2", "-o", gen, os.path.join(ROOT, "bench", "mkmany.c"),
+                            "-lcrypto"]).returncode == 0
+    if built:
+        subprocess.run(["bash", mkcerts, "ca", d], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([gen, d, str(n)], check=True, stdout=subprocess.DEVNULL)
+    else:
+        subprocess.run(["bash", mkcerts, "many", d, str(n)], check=True,
+                       stdout=subprocess.DEVNULL)
     return d
 
 
@@ -139,29 +156,75 @@ def tlsfront_extras(d, n, work, args, ctx):
         stop(p)
 
 
+def cpu_s(pid):
+    """User and system CPU seconds of pid (all its threads) so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
+def fill(port, n, count, ctx):
+    """Serve count distinct random names (each checked), two clients at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    names = ["%d.many.test" % i for i in random.Random(2).sample(range(1, n + 1), count)]
+    with ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda nm: handshake(port, nm, ctx), names))
+
+
+def one_round(server, d, n, args, ctx):
+    work = tempfile.mkdtemp(prefix="tf-scale-")
+    t0 = time.monotonic()
+    p, port = start(server, d, n, work, args, 1000 if n < 1000000 else 10000)
+    try:
+        wait_served(p, port, "%d.many.test" % n, ctx)
+        row = {"last_name_served_s": time.monotonic() - t0, "rss_mib": rss_kib(p.pid) / 1024,
+               "load1": os.getloadavg()[0]}
+        if server == "tlsfront":
+            row["cpu_user_s"], row["cpu_sys_s"] = cpu_s(p.pid)
+        if n >= 1000000 and args.fill:
+            t1 = time.monotonic()
+            fill(port, n, args.fill, ctx)
+            row["fill_s"] = time.monotonic() - t1
+            row["rss_full_mib"] = rss_kib(p.pid) / 1024
+    finally:
+        stop(p)
+    return row
+
+
+def summary(rows):
+    """Median, min and max of each figure over the rounds."""
+    out = {}
+    for k in rows[0]:
+        xs = [r[k] for r in rows]
+        out[k] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, action="append")
     ap.add_argument("--servers", default="tlsfront,caddy,haproxy")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "tlsfront"))
     ap.add_argument("--sample", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--fill", type=int, default=10000)
     args = ap.parse_args()
     out = {}
     for n in args.n or [10000]:
         d = cert_dir(n)
         ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
-        for server in args.servers.split(","):
-            work = tempfile.mkdtemp(prefix="tf-scale-")
-            t0 = time.monotonic()
-            p, port = start(server, d, n, work, args, 1000)
-            try:
-                wait_served(p, port, "%d.many.test" % n, ctx)
-                row = {"last_name_served_s": time.monotonic() - t0, "rss_mib": rss_kib(p.pid) / 1024}
-            finally:
-                stop(p)
-            print("N=%d %-8s %s" % (n, server, json.dumps(row)), flush=True)
-            out["%s/%d" % (server, n)] = row
-        if "tlsfront" in args.servers:
+        servers = ["tlsfront"] if n >= 1000000 else args.servers.split(",")
+        for server in servers:
+            rows = []
+            for rnd in range(args.rounds):
+                rows.append(one_round(server, d, n, args, ctx))
+                print("N=%d %-8s round %d %s" % (n, server, rnd, json.dumps(rows[-1])),
+                      flush=True)
+            out["%s/%d" % (server, n)] = summary(rows)
+            print("N=%d %-8s %s" % (n, server, json.dumps(out["%s/%d" % (server, n)])),
+                  flush=True)
+        if "tlsfront" in servers and n < 1000000 and args.sample:
             row = tlsfront_extras(d, n, tempfile.mkdtemp(prefix="tf-scale-"), args, ctx)
             print("N=%d tlsfront cold names: %s" % (n, json.dumps(row)), flush=True)
             out["tlsfront-cold/%d" % n] = row

@@ -398,9 +398,10 @@ struct all_one {
 
 static void all_next(struct all_op *op);
 
-/* One name done: c (one reference, handed on) is decoded, or a stub when cert_id came from
+/* One name done: c (one reference, handed on) is decoded, or NULL with meta from
  * meta.json. */
-static void all_one_end(struct all_one *one, int err, struct tf_cert *c, const char *ca_id,
+static void all_one_end(struct all_one *one, int err, struct tf_cert *c,
+                        const struct tf_acme_store_meta *meta, const char *ca_id,
                         const char *cert_id)
 {
     struct all_op *op = one->op;
@@ -410,14 +411,20 @@ static void all_one_end(struct all_one *one, int err, struct tf_cert *c, const c
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
             TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
         op->skipped++;
+    } else if (op->each) {
+        op->loaded++;
+        op->each(name, c, ca_id, op->arg);
+    } else if (op->each_ix) {
+        op->loaded++;
+        struct tf_acme_store_meta from_cert;
+        if (!meta && c && op->n > op->eager_max) { /* indexing: decoded for want of meta */
+            from_cert = (struct tf_acme_store_meta){c->kind, c->not_before, c->not_after};
+            meta = &from_cert;
+        }
+        op->each_ix(name, c, meta, ca_id, cert_id, op->arg);
     } else {
         op->loaded++;
-        if (op->each)
-            op->each(name, c, ca_id, op->arg);
-        else if (op->each_ix)
-            op->each_ix(name, c, ca_id, cert_id, op->arg);
-        else
-            tf_cert_unref(c);
+        tf_cert_unref(c);
     }
     op->active--;
     all_next(op);
@@ -425,15 +432,16 @@ static void all_one_end(struct all_one *one, int err, struct tf_cert *c, const c
 
 static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
 {
-    all_one_end(arg, err, c, ca_id, NULL);
+    all_one_end(arg, err, c, NULL, ca_id, NULL);
 }
 
 /* ---- index: meta.json only ---- */
 
-/* A stub from name's meta.json, or NULL when the record is missing or lacks what a stub
- * needs (its name, key kind and validity); *ca_id and *cert_id are new strings or NULL. */
-static struct tf_cert *meta_stub(const char *name, const char *data, size_t len, char **ca_id,
-                                 char **cert_id)
+/* What an index needs from name's meta.json (its name, key kind and validity) into *meta;
+ * false when the record is missing or lacks it. *ca_id and *cert_id are new strings or
+ * NULL. */
+static bool meta_read(const char *name, const char *data, size_t len,
+                      struct tf_acme_store_meta *meta, char **ca_id, char **cert_id)
 {
     cJSON *j = data ? cJSON_ParseWithLength(data, len) : NULL;
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "name");
@@ -442,20 +450,18 @@ static struct tf_cert *meta_stub(const char *name, const char *data, size_t len,
     const cJSON *na = cJSON_GetObjectItemCaseSensitive(j, "not_after");
     const cJSON *ca = cJSON_GetObjectItemCaseSensitive(j, "ca_id");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "cert_id");
-    struct tf_cert *c = NULL;
     bool ec = cJSON_IsString(kind) && strcmp(kind->valuestring, "ec") == 0;
     bool rsa = cJSON_IsString(kind) && strcmp(kind->valuestring, "rsa") == 0;
-    if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && (ec || rsa) &&
-        cJSON_IsNumber(nb) && cJSON_IsNumber(na) && na->valuedouble > nb->valuedouble) {
-        char *key = tf_acme_store_key(name, "cert.pem");
-        c = tf_cert_stub_new(name, ec ? TF_CERT_EC : TF_CERT_RSA, (int64_t)nb->valuedouble,
-                             (int64_t)na->valuedouble, TF_SRC_ACME, key);
-        free(key);
+    bool ok = cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && (ec || rsa) &&
+              cJSON_IsNumber(nb) && cJSON_IsNumber(na) && na->valuedouble > nb->valuedouble;
+    if (ok) {
+        *meta = (struct tf_acme_store_meta){ec ? TF_CERT_EC : TF_CERT_RSA,
+                                            (int64_t)nb->valuedouble, (int64_t)na->valuedouble};
         *ca_id = cJSON_IsString(ca) && ca->valuestring[0] ? tf_strdup(ca->valuestring) : NULL;
         *cert_id = cJSON_IsString(id) && id->valuestring[0] ? tf_strdup(id->valuestring) : NULL;
     }
     cJSON_Delete(j);
-    return c;
+    return ok;
 }
 
 static void on_index_meta(int err, char *data, size_t len, void *arg)
@@ -464,11 +470,12 @@ static void on_index_meta(int err, char *data, size_t len, void *arg)
     struct all_op *op = one->op;
     const char *name = op->names[one->i];
     char *ca_id = NULL, *cert_id = NULL;
-    struct tf_cert *c = err ? NULL : meta_stub(name, data, len, &ca_id, &cert_id);
+    struct tf_acme_store_meta meta;
+    bool ok = !err && meta_read(name, data, len, &meta, &ca_id, &cert_id);
     free(data);
-    if (c) {
+    if (ok) {
         op->counts.indexed++;
-        all_one_end(one, 0, c, ca_id, cert_id);
+        all_one_end(one, 0, NULL, &meta, ca_id, cert_id);
     } else {
         /* No usable record (stored by an older version, or damaged): decode it once. */
         TF_DEBUG(STORE_MOD, "name=%s meta.json missing or incomplete: decoding the certificate",
@@ -476,7 +483,7 @@ static void on_index_meta(int err, char *data, size_t len, void *arg)
         op->counts.decoded++;
         int rc = tf_acme_store_load_meta(op->st, name, on_all_one, one);
         if (rc)
-            all_one_end(one, rc, NULL, NULL, NULL);
+            all_one_end(one, rc, NULL, NULL, NULL, NULL);
     }
     free(ca_id);
     free(cert_id);

@@ -108,6 +108,7 @@ void tf_server_publish_certs(struct tf_server *s)
     tf_certstore_unref(s->certs);
     s->certs = merged;
     broadcast_certs(s);
+    tf_server_cache_prune(s);
 }
 
 void tf_server_publish_challenges(struct tf_server *s, struct tf_challenges *ch)
@@ -152,9 +153,10 @@ static bool host_serves(void *arg, const char *name)
     return tf_certstore_lookup(s->certs, name) != NULL;
 }
 
-static void host_cache_loaded(void *arg, struct tf_cert *stub, struct tf_cert *cert)
+static void host_cache_replace(void *arg, struct tf_stubset *set, struct tf_stub *stub,
+                               struct tf_cert *cert)
 {
-    tf_server_cache_loaded(arg, stub, cert);
+    tf_server_cache_replace(arg, set, stub, cert);
 }
 
 static bool host_has_static(void *arg, const char *name)
@@ -217,8 +219,9 @@ static struct tf_certstore *load_static(const struct tf_config *cfg, char *err, 
     if (st && lazy)
         TF_INFO("server",
                 "certificates: %d indexed from %s, %d skipped (more than --cert-cache %d: "
-                "loaded on first use)",
-                ok, cfg->certs_dir, bad, cfg->cert_cache);
+                "loaded on first use); index: %zu names, %zu bytes",
+                ok, cfg->certs_dir, bad, cfg->cert_cache, tf_certstore_names(st),
+                tf_certstore_index_bytes(st));
     else if (st)
         TF_INFO("server", "certificates: %d loaded from %s, %d skipped", ok, cfg->certs_dir, bad);
     return st;
@@ -541,7 +544,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             .has_static = host_has_static,
             .tickets = host_tickets,
             .set_tickets = host_set_tickets,
-            .cache_loaded = host_cache_loaded,
+            .cache_replace = host_cache_replace,
         };
         rc = tf_certmgr_start(&host, cfg, &s->certmgr, err, sizeof err);
         if (rc != 0) {

@@ -34,13 +34,15 @@ struct waiter {
 struct load_job {
     uv_work_t work;
     struct tf_server *s;
-    struct tf_cert *stub;  /* one reference */
-    struct tf_cert *cert;  /* result (one reference) or NULL */
+    struct tf_stubset *set; /* one reference */
+    struct tf_stub *stub;   /* one of set's */
+    struct tf_cert *cert;   /* result (one reference) or NULL */
     uint64_t started_ns, took_ns;
     char *chain, *key;     /* a managed stub: the texts read from the storage */
     size_t chain_len, key_len;
     bool transient;        /* the storage could not be read: not marked failed */
     bool retried;          /* a managed stub's texts were read a second time */
+    bool replaced;         /* the manager put a new certificate in meanwhile: drop this */
     char err[256];
     struct waiter *waiters;
     size_t n_waiters, cap_waiters;
@@ -64,19 +66,26 @@ static void load_work(uv_work_t *req)
 {
     struct load_job *j = req->data;
     if (j->stub->source == TF_SRC_ACME)
-        j->cert = tf_cert_stub_decode(j->stub, j->chain, j->chain_len, j->key, j->key_len,
-                                      j->err, sizeof j->err);
+        j->cert = tf_stub_decode(j->set, j->stub, j->chain, j->chain_len, j->key, j->key_len,
+                                 j->err, sizeof j->err);
     else
-        j->cert = tf_cert_load_stub(j->stub, j->err, sizeof j->err);
+        j->cert = tf_stub_load(j->set, j->stub, j->err, sizeof j->err);
     j->took_ns = uv_hrtime() - j->started_ns;
 }
 
-static void job_free(struct load_job *j)
+static void texts_free(struct load_job *j)
 {
     if (j->key)
         OPENSSL_cleanse(j->key, j->key_len);
     free(j->key);
     free(j->chain);
+    j->key = j->chain = NULL;
+}
+
+static void job_free(struct load_job *j)
+{
+    texts_free(j);
+    tf_stubset_unref(j->set);
     free(j->waiters);
     free(j);
 }
@@ -108,60 +117,69 @@ static void on_stored_read(int err, const char *chain, size_t chain_len, const c
 static bool read_again(struct load_job *j)
 {
     if (j->stub->source != TF_SRC_ACME || j->cert || j->transient || j->retried ||
-        !j->s->certmgr)
+        j->replaced || !j->s->certmgr)
         return false;
     j->retried = true;
-    if (j->key)
-        OPENSSL_cleanse(j->key, j->key_len);
-    free(j->key);
-    free(j->chain);
-    j->key = j->chain = NULL;
-    return tf_certmgr_read_stored(j->s->certmgr, j->stub->names[0], on_stored_read, j) == 0;
+    texts_free(j);
+    return tf_certmgr_read_stored(j->s->certmgr, tf_stub_name(j->set, j->stub, 0),
+                                  on_stored_read, j) == 0;
+}
+
+static void load_failed(struct tf_server *s, struct load_job *j, const char *crt)
+{
+    const char *name = j->n_waiters ? j->waiters[0].name : "-";
+    TF_STAT_ADD(&s->stats, cert_cache_load_failures, 1);
+    if (j->transient)
+        TF_WARN("server", "name=%s stored certificate %s: storage unavailable (%s): refused, "
+                          "read again on the next handshake", name, crt, j->err);
+    else if (j->stub->source == TF_SRC_ACME)
+        TF_WARN("server", "name=%s stored certificate %s: %s: the name is refused until it "
+                          "is renewed or tlsfront restarts", name, crt, j->err);
+    else
+        TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload", name, crt,
+                j->err);
+    if (!j->transient)
+        atomic_store_explicit(&j->stub->failed, 1, memory_order_release);
 }
 
 static void load_done(uv_work_t *req, int status)
 {
     struct load_job *j = req->data;
     struct tf_server *s = j->s;
-    struct tf_cert *stub = j->stub;
+    struct tf_stub *stub = j->stub;
     if (!s->stopped && status == 0 && read_again(j))
         return;
+    char crt[1024], key[1024];
+    if (tf_stub_paths(j->set, stub, crt, key, sizeof crt) < 0)
+        snprintf(crt, sizeof crt, "%s/...", j->set->dir);
     stub->loading = NULL;
     if (s->stopped || status != 0) {
         tf_cert_unref(j->cert);
+        goto out;
+    }
+    if (j->replaced) { /* the new certificate is in: what this read is stale */
+        tf_cert_unref(j->cert);
+        for (size_t i = 0; i < j->n_waiters; i++)
+            answer(s, j->waiters[i].worker, j->waiters[i].name, true);
         goto out;
     }
     struct tf_stats *st = &s->stats;
     tf_histogram_observe(&st->cert_load_seconds, (double)j->took_ns / 1e9);
     if (j->cert) {
         struct tf_certcache_retired *r = NULL;
-        size_t ev = tf_certcache_install(&s->cert_cache, stub, j->cert, &r);
+        size_t ev = tf_certcache_install(&s->cert_cache, j->set, stub, j->cert, &r);
         post_retired(s, r);
         TF_STAT_ADD(st, cert_cache_loads, 1);
         TF_STAT_ADD(st, cert_cache_evictions, ev);
         atomic_store(&st->cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
         TF_DEBUG("server", "name=%s loaded %s in %.1f ms", j->n_waiters ? j->waiters[0].name : "-",
-                 stub->path, (double)j->took_ns / 1e6);
+                 crt, (double)j->took_ns / 1e6);
     } else {
-        TF_STAT_ADD(st, cert_cache_load_failures, 1);
-        if (j->transient)
-            TF_WARN("server", "name=%s stored certificate %s: storage unavailable (%s): "
-                              "refused, read again on the next handshake",
-                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
-        else if (stub->source == TF_SRC_ACME)
-            TF_WARN("server", "name=%s stored certificate %s: %s: the name is refused until "
-                              "it is renewed or tlsfront restarts",
-                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
-        else
-            TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
-                    j->n_waiters ? j->waiters[0].name : "-", stub->path, j->err);
-        if (!j->transient)
-            atomic_store_explicit(&stub->failed, 1, memory_order_release);
+        load_failed(s, j, crt);
     }
     for (size_t i = 0; i < j->n_waiters; i++)
         answer(s, j->waiters[i].worker, j->waiters[i].name, j->cert != NULL);
 out:
-    tf_cert_unref(stub);
     job_free(j);
 }
 
@@ -171,7 +189,7 @@ static void on_stored_read(int err, const char *chain, size_t chain_len, const c
 {
     struct load_job *j = arg;
     int r = err;
-    if (!err && !j->s->stopped) {
+    if (!err && !j->s->stopped && !j->replaced) {
         j->chain = tf_strndup(chain, chain_len);
         j->chain_len = chain_len;
         j->key = tf_strndup(key, key_len);
@@ -187,24 +205,25 @@ static void on_stored_read(int err, const char *chain, size_t chain_len, const c
 }
 
 /* Start loading stub for worker's name; false when the thread pool refused the job. */
-static bool start_load(struct tf_server *s, struct tf_cert *stub, int worker, const char *name)
+static bool start_load(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                       int worker, const char *name)
 {
     struct load_job *j = tf_calloc(1, sizeof *j);
     j->s = s;
+    j->set = set;
     j->stub = stub;
     j->work.data = j;
     j->started_ns = uv_hrtime();
     add_waiter(j, worker, name);
-    tf_cert_ref(stub);
+    tf_stubset_ref(set);
     bool stored = stub->source == TF_SRC_ACME;
-    int r = !stored ? uv_queue_work(&s->loop, &j->work, load_work, load_done)
-            : s->certmgr && stub->n_names > 0
-                ? tf_certmgr_read_stored(s->certmgr, stub->names[0], on_stored_read, j)
-                : TF_ECLOSED;
+    int r = !stored    ? uv_queue_work(&s->loop, &j->work, load_work, load_done)
+            : s->certmgr ? tf_certmgr_read_stored(s->certmgr, tf_stub_name(set, stub, 0),
+                                                  on_stored_read, j)
+                         : TF_ECLOSED;
     if (r != 0) {
-        TF_ERROR("server", "name=%s loading %s: %s", name, stub->path,
+        TF_ERROR("server", "name=%s loading from %s: %s", name, set->dir,
                  stored ? tf_strerror(r) : uv_strerror(r));
-        tf_cert_unref(stub);
         job_free(j);
         return false;
     }
@@ -219,8 +238,8 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
         slot = tf_certstore_lookup(s->certs, s->cfg->default_cert);
     bool failed = false;
     for (int k = 0; slot && k < TF_CERT_KINDS; k++) {
-        struct tf_cert *c = slot->cert[k];
-        if (!c || !c->stub || atomic_load(&c->loaded))
+        struct tf_stub *c = tf_slot_stub(slot, k);
+        if (!c || atomic_load(&c->loaded))
             continue;
         if (atomic_load(&c->failed)) {
             failed = true;
@@ -231,7 +250,8 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
             add_waiter(c->loading, worker, name);
             return;
         }
-        if (start_load(s, c, worker, name))
+        struct tf_stubset *set = tf_certstore_stubset(s->certs, c);
+        if (set && start_load(s, set, c, worker, name))
             return;
         failed = true;
     }
@@ -240,17 +260,37 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name)
     answer(s, worker, name, !failed);
 }
 
-void tf_server_cache_loaded(struct tf_server *s, struct tf_cert *stub, struct tf_cert *cert)
+static bool set_in_use(const struct tf_stubset *set, void *arg)
 {
-    if (s->stopped || stub->cached || atomic_load(&stub->loaded))
+    const struct tf_server *s = arg;
+    return set->n > 0 && tf_certstore_stubset(s->certs, set->stubs) == set;
+}
+
+void tf_server_cache_prune(struct tf_server *s)
+{
+    struct tf_certcache_retired *r = NULL;
+    size_t ev = tf_certcache_prune(&s->cert_cache, set_in_use, s, &r);
+    post_retired(s, r);
+    TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
+    atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
+}
+
+void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                             struct tf_cert *cert)
+{
+    if (s->stopped)
         return;
     struct tf_certcache_retired *r = NULL;
+    size_t ev = tf_certcache_evict(&s->cert_cache, stub, &r);
+    if (stub->loading)
+        ((struct load_job *)stub->loading)->replaced = true;
+    atomic_store_explicit(&stub->failed, 0, memory_order_release);
     /* As for a load: no per-certificate contexts for what the cache holds. No worker has
      * seen cert yet (it is in no store). */
     if (!atomic_load_explicit(&cert->ctxs, memory_order_acquire))
         tf_tls_cert_ctx_forbid(cert);
     tf_cert_ref(cert);
-    size_t ev = tf_certcache_install(&s->cert_cache, stub, cert, &r);
+    ev += tf_certcache_install(&s->cert_cache, set, stub, cert, &r);
     post_retired(s, r);
     TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
     atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));

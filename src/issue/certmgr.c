@@ -100,41 +100,26 @@ void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert 
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca)
 {
-    cm_stage_cert_id(cm, name, cert, spread, ca, NULL);
-}
-
-void cm_stage_cert_id(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
-                      bool spread, int ca, const char *cert_id)
-{
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
-    char *id = NULL;
-    cert = cm_lazy_adopt(cm, name, cert, !spread, cert_id, &id); /* one reference */
-    struct cm_managed *m = cm_find_managed(cm, name);
-    if (!m) {
-        m = tf_calloc(1, sizeof *m);
-        m->name = tf_strdup(name);
-        m->plan_i = CM_PLAN_NONE;
-        m->next = cm->managed;
-        cm->managed = m;
-        cm->n_managed++;
-        tf_lru_put(cm->by_name, name, m, TF_LRU_NEVER);
-    }
-    tf_cert_unref(m->cert);
-    m->cert = cert;
-    free(m->cert_id);
-    m->cert_id = id;
+    struct cm_managed *m = cm_managed_get(cm, name);
     m->not_before = cert->not_before;
     m->not_after = cert->not_after;
     m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
     m->ca = ca;
-    if (cm->n_staged == cm->cap_staged) {
-        cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
-        cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+    /* Lazy: a name with a stub of the same kind keeps it, now standing for cert. */
+    if (!cm_lazy_replace(cm, m, cert)) {
+        tf_cert_ref(cert);
+        tf_cert_unref(m->cert);
+        m->cert = cert;
+        if (cm->n_staged == cm->cap_staged) {
+            cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
+            cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+        }
+        tf_cert_ref(cert);
+        cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
     }
-    tf_cert_ref(cert);
-    cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
     cm_schedule(cm, m, spread);
 }
 
@@ -454,12 +439,17 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 
 /* --- start-up -------------------------------------------------------------------------- */
 
-static void on_stored(const char *name, struct tf_cert *cert, const char *ca_id,
+static void on_stored(const char *name, struct tf_cert *cert,
+                      const struct tf_acme_store_meta *meta, const char *ca_id,
                       const char *cert_id, void *arg)
 {
     struct tf_certmgr *cm = arg;
+    int ca = cm_ca_index(cm, ca_id, name);
     /* The store is built once, in on_all_stored. */
-    cm_stage_cert_id(cm, name, cert, true, cm_ca_index(cm, ca_id, name), cert_id);
+    if (meta)
+        cm_lazy_index(cm, name, cert, meta, ca, cert_id);
+    else
+        cm_stage_cert(cm, name, cert, true, ca);
     tf_cert_unref(cert);
 }
 
@@ -476,7 +466,7 @@ static void on_all_stored(int err, const struct tf_acme_store_counts *n, void *a
                 n->loaded, n->skipped, n->decoded, cm->cfg->cert_cache);
     else
         TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n->loaded, n->skipped);
-    cm_lazy_staged(cm);
+    cm_lazy_sealed(cm);
     cm_publish_staged(cm);
     cm->loaded = true;
     cm->host.publish_certs(cm->host.arg);
@@ -616,6 +606,8 @@ static void close_step(void *arg)
         free(m->name);
         free(m);
     }
+    tf_stubset_unref(cm->mset);
+    cm->mset = NULL;
     tf_lru_free(cm->by_name);
     staged_clear(cm);
     free(cm->staged);

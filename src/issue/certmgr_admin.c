@@ -95,7 +95,7 @@ int tf_certmgr_renew_now(struct tf_certmgr *cm, const char *name)
     if (!m)
         return rc;
     TF_INFO("certmgr", "name=%s renewing now (operator; expires %lld)", name,
-            (long long)m->cert->not_after);
+            (long long)m->not_after);
     cm_renew_begin(cm, m);
     return 0;
 }
@@ -294,13 +294,13 @@ static void add_time(cJSON *j, const char *key, int64_t t)
 
 static void add_cert(cJSON *j, const struct tf_certmgr *cm, const struct cm_managed *m)
 {
-    const struct tf_cert *c = cm_decoded(m) ? cm_decoded(m) : m->cert; /* issuer, serial */
+    const struct tf_cert *c = cm_decoded(cm, m); /* issuer, serial: NULL when not loaded */
     const char *dir = cm_ca_directory(cm, m->ca);
     cJSON_AddStringToObject(j, "ca", dir ? dir : "");
-    cJSON_AddStringToObject(j, "issuer", c->issuer ? c->issuer : "");
-    cJSON_AddStringToObject(j, "serial", c->serial ? c->serial : "");
-    cJSON_AddNumberToObject(j, "not_before", (double)c->not_before);
-    cJSON_AddNumberToObject(j, "not_after", (double)c->not_after);
+    cJSON_AddStringToObject(j, "issuer", c && c->issuer ? c->issuer : "");
+    cJSON_AddStringToObject(j, "serial", c && c->serial ? c->serial : "");
+    cJSON_AddNumberToObject(j, "not_before", (double)m->not_before);
+    cJSON_AddNumberToObject(j, "not_after", (double)m->not_after);
     cJSON_AddNumberToObject(j, "renew_at", (double)m->renew_at);
     if (m->ari_end > m->ari_start) {
         cJSON *w = cJSON_AddObjectToObject(j, "ari_window");
@@ -309,7 +309,7 @@ static void add_cert(cJSON *j, const struct tf_certmgr *cm, const struct cm_mana
     } else {
         cJSON_AddNullToObject(j, "ari_window");
     }
-    add_time(j, "last_used", atomic_load_explicit(&m->cert->last_used, memory_order_relaxed));
+    add_time(j, "last_used", cm_last_used(cm, m));
     cJSON_AddBoolToObject(j, "renewing", m->renewing);
     cJSON_AddNumberToObject(j, "renewal_failures", m->failures);
 }
@@ -390,7 +390,7 @@ int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
         return rc;
     struct cm_action *x = action_new(cm, name, cb, arg);
     x->reason = reason;
-    struct tf_cert *c = cm_decoded(m);
+    struct tf_cert *c = cm_decoded(cm, m);
     /* A stub not in the cache: its certificate is read from the storage first. */
     rc = c ? revoke_cert(x, c) : tf_acme_store_load_meta(cm->storage, name, on_revoke_read, x);
     if (rc)

@@ -42,7 +42,8 @@ struct cm_demand {
 struct cm_managed {
     struct cm_managed *next;
     char *name;
-    struct tf_cert *cert;         /* one reference; a stub (tf_cert.stub) when cm->lazy */
+    struct tf_cert *cert;         /* one reference; NULL while a managed stub stands for it */
+    uint32_t stub;                /* 1 + its stub's index in cm->mset, or 0 (cert decoded) */
     char *cert_id;                /* ARI certID of a stub (from meta.json), else NULL */
     int64_t not_before, not_after; /* of cert, unix seconds */
     int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
@@ -112,6 +113,7 @@ struct tf_certmgr {
     bool loaded;                  /* stored certificates loaded: requests are answered */
     bool lazy;                    /* the store held more names than --cert-cache at start:
                                    * managed certificates are stubs loaded on first use */
+    struct tf_stubset *mset;      /* lazy: the managed stubs (one reference), else NULL */
     bool closing;
     struct cm_queued *queued;     /* requests that arrived while loading */
     uv_timer_t renew_timer;
@@ -151,9 +153,6 @@ struct cm_queued {
  * Takes its own reference on cert. */
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
                    int ca);
-/* The same with the ARI certID of cert when it is a stub (indexed from meta.json). */
-void cm_stage_cert_id(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
-                      bool spread, int ca, const char *cert_id);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
@@ -269,21 +268,31 @@ void cm_eager_start(struct tf_certmgr *cm);
 void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
 
 /* certmgr_lazy.c: managed certificates as stubs (cm->lazy). */
-/* What m's store entry becomes for cert (one new reference): cert itself, or in lazy mode
- * a stub of it; a stub made here from a decoded cert that handshakes wait for (fresh: an
- * order or another node's announcement) gets cert installed in the host's cache at once.
- * *cert_id: the new ARI certID to keep (a new string, NULL for a decoded cert). */
-struct tf_cert *cm_lazy_adopt(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
-                              bool fresh, const char *cert_id, char **out_id);
+/* The entry of name, made (not yet scheduled, no certificate) when missing. */
+struct cm_managed *cm_managed_get(struct tf_certmgr *cm, const char *name);
+/* Index name as a managed stub (start-up, cm->mset being built): meta from its meta.json
+ * (cert_id may be NULL), or cert decoded for want of one (its certID is taken, the
+ * certificate itself is dropped). */
+void cm_lazy_index(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                   const struct tf_acme_store_meta *meta, int ca, const char *cert_id);
+/* After the index: seal cm->mset and make cm->store hold its stubs. */
+void cm_lazy_sealed(struct tf_certmgr *cm);
+/* A new certificate for m (obtained or announced): when m has a stub of cert's kind, the
+ * stub now stands for cert (its expiry updated, cert put in the host's cache in place of
+ * whatever the stub had loaded) and true is returned; the store is unchanged. Else false:
+ * m's stub is let go and cert is staged as a decoded certificate. */
+bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert);
+/* m's stub, or NULL. */
+struct tf_stub *cm_stub(const struct tf_certmgr *cm, const struct cm_managed *m);
 /* The ARI certID of m's certificate, a new string or NULL (no AKI). */
 char *cm_cert_id(const struct cm_managed *m);
-/* True when cert (decoded or stub, cert_id: a stub's certID) is the one m holds. */
-bool cm_same_cert(const struct cm_managed *m, const struct tf_cert *cert, const char *cert_id);
+/* True when cert (decoded) is the one m holds (a stub: same certID and expiry). */
+bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
+                  const struct tf_cert *cert);
 /* The decoded certificate of m when it has one in memory (borrowed), else NULL. */
-struct tf_cert *cm_decoded(const struct cm_managed *m);
-/* After the stored certificates were read: in lazy mode, staged decoded ones (no usable
- * meta.json) become stubs too. */
-void cm_lazy_staged(struct tf_certmgr *cm);
+struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m);
+/* When a handshake last chose m's certificate (unix seconds, 0: never). */
+int64_t cm_last_used(const struct tf_certmgr *cm, const struct cm_managed *m);
 
 /* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
  * tf_certmgr_detail; bounded, oldest dropped first. */

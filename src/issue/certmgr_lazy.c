@@ -1,13 +1,15 @@
 /*
  * certmgr_lazy.c: managed certificates loaded on first use. When the store holds more names
  * than --cert-cache at start-up, the manager reads only each name's meta.json
- * (tf_acme_store_index_all) and keeps a stub per name: the name, key kind, validity and the
- * ARI certID, which is all renewal planning needs. The server loads a stub's chain and key
- * from the storage on the first handshake that asks for it (tf_certmgr_read_stored) and
- * evicts it with its CLOCK cache, exactly as for --certs stubs. A certificate obtained or
- * announced later becomes a stub too, with its decoded certificate put straight in the
- * server's cache, so memory stays bounded by the cache however many names get renewed.
- * Control loop only.
+ * (tf_acme_store_index_all) and indexes every name as a managed stub (tlsfront/tls/certstub.h:
+ * one stub set of source TF_SRC_ACME, 40 bytes and the name per certificate, last-use times
+ * in the set's side array); its own entry keeps the validity and the ARI certID, which is
+ * all renewal planning needs. The server loads a stub's chain and key from the storage on
+ * the first handshake that asks for it (tf_certmgr_read_stored) and evicts it with its
+ * CLOCK cache, as for --certs stubs. A certificate obtained or announced later for an
+ * indexed name is put in the server's cache in place of what its stub had loaded, so the
+ * store keeps the stub and memory stays bounded by the cache however many names get
+ * renewed. Control loop only.
  */
 #include "certmgr_int.h"
 #include "tlsfront/acme/renew.h"
@@ -15,82 +17,113 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct tf_cert *cm_lazy_adopt(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
-                              bool fresh, const char *cert_id, char **out_id)
+struct cm_managed *cm_managed_get(struct tf_certmgr *cm, const char *name)
 {
-    *out_id = NULL;
-    if (cert->stub) {
-        *out_id = cert_id ? tf_strdup(cert_id) : NULL;
-        tf_cert_ref(cert);
-        return cert;
+    struct cm_managed *m = cm_find_managed(cm, name);
+    if (m)
+        return m;
+    m = tf_calloc(1, sizeof *m);
+    m->name = tf_strdup(name);
+    m->plan_i = CM_PLAN_NONE;
+    m->next = cm->managed;
+    cm->managed = m;
+    cm->n_managed++;
+    tf_lru_put(cm->by_name, name, m, TF_LRU_NEVER);
+    return m;
+}
+
+void cm_lazy_index(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                   const struct tf_acme_store_meta *meta, int ca, const char *cert_id)
+{
+    if (!cm->mset)
+        cm->mset = tf_stubset_new_managed("certs", 1024);
+    struct cm_managed *m = cm_managed_get(cm, name);
+    tf_cert_unref(m->cert);
+    m->cert = NULL;
+    m->stub = 1 + (uint32_t)tf_stubset_add_managed(cm->mset, name, meta->kind, meta->not_after);
+    free(m->cert_id);
+    m->cert_id = cert_id ? tf_strdup(cert_id)
+                 : cert && cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
+    m->not_before = meta->not_before;
+    m->not_after = meta->not_after;
+    m->obtained_at = 0;
+    m->failures = 0;
+    m->ca = ca;
+    cm_schedule(cm, m, true);
+}
+
+void cm_lazy_sealed(struct tf_certmgr *cm)
+{
+    if (!cm->mset)
+        return;
+    tf_stubset_seal(cm->mset);
+    /* Nothing is in the store before the stored certificates are read. */
+    tf_certstore_unref(cm->store);
+    cm->store = tf_certstore_from_stubs(cm->mset);
+}
+
+struct tf_stub *cm_stub(const struct tf_certmgr *cm, const struct cm_managed *m)
+{
+    return m->stub && cm->mset && m->stub <= cm->mset->n ? &cm->mset->stubs[m->stub - 1] : NULL;
+}
+
+bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert)
+{
+    struct tf_stub *stub = cm_stub(cm, m);
+    free(m->cert_id);
+    m->cert_id = NULL;
+    if (!stub || stub->kind != (uint8_t)cert->kind || !cm->host.cache_replace) {
+        m->stub = 0; /* the store's slot gets cert itself */
+        return false;
     }
-    if (!cm->lazy) {
-        tf_cert_ref(cert);
-        return cert;
-    }
-    char *key = tf_acme_store_key(name, "cert.pem");
-    struct tf_cert *stub = tf_cert_stub_new(name, cert->kind, cert->not_before, cert->not_after,
-                                            TF_SRC_ACME, key ? key : name);
-    free(key);
-    *out_id = cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
-    if (fresh && cm->host.cache_loaded)
-        cm->host.cache_loaded(cm->host.arg, stub, cert);
-    return stub;
+    /* Only the control loop reads a stub's expiry (store building); workers read the
+     * pointer the cache swaps. */
+    stub->not_after = cert->not_after;
+    m->cert_id = cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
+    tf_cert_unref(m->cert);
+    m->cert = NULL;
+    cm->host.cache_replace(cm->host.arg, cm->mset, stub, cert);
+    return true;
 }
 
 char *cm_cert_id(const struct cm_managed *m)
 {
-    if (!m->cert)
-        return NULL;
-    if (m->cert->stub)
-        return m->cert_id ? tf_strdup(m->cert_id) : NULL;
-    return tf_renew_cert_id(m->cert->leaf);
+    if (m->cert)
+        return m->cert->leaf ? tf_renew_cert_id(m->cert->leaf) : NULL;
+    return m->cert_id ? tf_strdup(m->cert_id) : NULL;
 }
 
-bool cm_same_cert(const struct cm_managed *m, const struct tf_cert *cert, const char *cert_id)
+bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
+                  const struct tf_cert *cert)
 {
-    if (!m->cert || !cert)
+    if (!cert)
         return false;
-    if (m->cert == cert)
-        return true;
-    if (!m->cert->stub && !cert->stub)
-        return X509_cmp(m->cert->leaf, cert->leaf) == 0;
+    if (m->cert)
+        return m->cert == cert || X509_cmp(m->cert->leaf, cert->leaf) == 0;
+    const struct tf_stub *stub = cm_stub(cm, m);
+    if (!stub)
+        return false;
     /* A stub is known by its certID (issuer key and serial) and validity. */
-    char *mine = cm_cert_id(m);
-    char *theirs = cert->stub ? (cert_id ? tf_strdup(cert_id) : NULL)
-                              : tf_renew_cert_id(cert->leaf);
-    bool same = mine && theirs && strcmp(mine, theirs) == 0 &&
-                m->cert->not_after == cert->not_after && m->cert->kind == cert->kind;
-    free(mine);
+    char *theirs = cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
+    bool same = m->cert_id && theirs && strcmp(m->cert_id, theirs) == 0 &&
+                m->not_after == cert->not_after && stub->kind == (uint8_t)cert->kind;
     free(theirs);
     return same;
 }
 
-struct tf_cert *cm_decoded(const struct cm_managed *m)
+struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m)
 {
-    if (!m->cert || !m->cert->stub)
-        return m->cert;
-    return atomic_load_explicit(&m->cert->loaded, memory_order_acquire);
+    struct tf_stub *stub = m->cert ? NULL : cm_stub(cm, m);
+    return stub ? atomic_load_explicit(&stub->loaded, memory_order_acquire) : m->cert;
 }
 
-void cm_lazy_staged(struct tf_certmgr *cm)
+int64_t cm_last_used(const struct tf_certmgr *cm, const struct cm_managed *m)
 {
-    if (!cm->lazy)
-        return;
-    for (size_t i = 0; i < cm->n_staged; i++) {
-        struct cm_staged *s = &cm->staged[i];
-        struct cm_managed *m = cm_find_managed(cm, s->name);
-        if (s->cert->stub || !m || m->cert != s->cert)
-            continue;
-        char *id = NULL;
-        struct tf_cert *stub = cm_lazy_adopt(cm, s->name, s->cert, false, NULL, &id);
-        tf_cert_unref(s->cert); /* the staged entry's and m's reference on the decoded */
-        tf_cert_unref(m->cert);
-        tf_cert_ref(stub);      /* cm_lazy_adopt's and this one: one each */
-        s->cert = m->cert = stub;
-        free(m->cert_id);
-        m->cert_id = id;
-    }
+    if (m->cert)
+        return atomic_load_explicit(&m->cert->last_used, memory_order_relaxed);
+    struct tf_stub *stub = cm_stub(cm, m);
+    _Atomic int64_t *lu = stub ? tf_stub_last_used(cm->mset, stub) : NULL;
+    return lu ? atomic_load_explicit(lu, memory_order_relaxed) : 0;
 }
 
 int tf_certmgr_read_stored(struct tf_certmgr *cm, const char *name, tf_acme_store_read_cb cb,

@@ -4,8 +4,8 @@
  * is tried in order. Success hands over to the pump; failure closes the client connection
  * promptly with one log line (mode=http: after a 502 page). In mode=http a connection may
  * come from, and go back to, the worker's keep-alive pool (backend_pool_int.h). Owns the
- * connection's backend socket (a tf_bconn) until it is closed or pooled, and the addrinfo
- * list held by the conn.
+ * connection's backend socket (a tf_bconn) until it is closed or pooled, and the dial (the
+ * resolution and connect request, freed once connected).
  */
 #include "backend_pool_int.h"
 #include "conn_int.h"
@@ -58,10 +58,21 @@ static void on_retry_closed(uv_handle_t *h)
         tf_conn_release(c);
         return;
     }
-    c->pending_closes--; /* the client and timer handles still hold the connection */
+    c->pending_closes--; /* the client socket still holds the connection */
     if (c->finishing)
         return; /* gave up already (connect timeout answered with a 502) */
     try_next(c);
+}
+
+void tf_backend_dial_free(struct tf_conn *c)
+{
+    struct tf_dial *d = c->dial;
+    if (!d)
+        return;
+    if (d->addrs)
+        uv_freeaddrinfo(d->addrs);
+    free(d);
+    c->dial = NULL;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -70,7 +81,7 @@ static void on_connect(uv_connect_t *req, int status)
     if (c->closing || c->finishing)
         return;
     if (status != 0) {
-        if (c->next_addr) {
+        if (c->dial->next_addr) {
             /* Close this socket; its close callback tries the next address. */
             c->backend.open = false;
             c->bconn = NULL;
@@ -81,6 +92,7 @@ static void on_connect(uv_connect_t *req, int status)
         fail(c, status);
         return;
     }
+    tf_backend_dial_free(c); /* req is not touched after this callback */
     uv_tcp_nodelay(c->backend.sock, 1);
     tf_conn_connected(c);
     tf_pump_start_backend(c);
@@ -97,35 +109,35 @@ static void connect_addr(struct tf_conn *c, const struct sockaddr *sa)
     c->backend.sock = &c->bconn->tcp;
     c->backend.open = true;
     c->backend.sock->data = c;
-    c->connect_req.data = c;
-    r = uv_tcp_connect(&c->connect_req, c->backend.sock, sa, on_connect);
+    c->dial->req.data = c;
+    r = uv_tcp_connect(&c->dial->req, c->backend.sock, sa, on_connect);
     if (r != 0)
         fail(c, r);
 }
 
 static void try_next(struct tf_conn *c)
 {
-    struct addrinfo *ai = c->next_addr;
+    struct addrinfo *ai = c->dial->next_addr;
     while (ai && ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
         ai = ai->ai_next;
     if (!ai) {
         fail(c, UV_EADDRNOTAVAIL);
         return;
     }
-    c->next_addr = ai->ai_next;
+    c->dial->next_addr = ai->ai_next;
     connect_addr(c, ai->ai_addr);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct tf_conn *c = req->data;
-    c->gai_active = false;
-    c->addrs = res; /* freed with the connection */
+    c->dial->gai_active = false;
+    c->dial->addrs = res; /* freed with the dial */
     if (!c->closing && !c->finishing) {
         if (status != 0)
             fail(c, status);
         else {
-            c->next_addr = res;
+            c->dial->next_addr = res;
             try_next(c);
         }
     }
@@ -187,6 +199,8 @@ void tf_backend_connect(struct tf_conn *c)
     const struct tf_backend *b = c->route.backend;
     if (take_pooled(c))
         return;
+    tf_backend_dial_free(c); /* a reconnect after a stale pooled connection */
+    c->dial = tf_calloc(1, sizeof *c->dial);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     if (uv_ip4_addr(b->host, b->port, (struct sockaddr_in *)&ss) == 0 ||
@@ -201,12 +215,12 @@ void tf_backend_connect(struct tf_conn *c)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    c->gai.data = c;
-    int r = uv_getaddrinfo(&c->w->loop, &c->gai, on_resolved, b->host, port, &hints);
+    c->dial->gai.data = c;
+    int r = uv_getaddrinfo(&c->w->loop, &c->dial->gai, on_resolved, b->host, port, &hints);
     if (r != 0) {
         fail(c, r);
         return;
     }
-    c->gai_active = true;
+    c->dial->gai_active = true;
     c->pending_closes++; /* released by on_resolved, which always runs */
 }

@@ -16,14 +16,10 @@
 _Static_assert(offsetof(struct tf_conn, alpn_sel) == 0,
                "tf_tls_alpn_select_cb reads the connection's first member");
 
-#include <stddef.h>
-
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void on_timer(uv_timer_t *t);
 
 void tf_conn_addr_text(const struct sockaddr_storage *ss, char *peer, size_t peer_cap, char *ip,
                        size_t ip_cap)
@@ -49,10 +45,40 @@ void tf_conn_addr_text(const struct sockaddr_storage *ss, char *peer, size_t pee
 static void socket_addrs(struct tf_conn *c)
 {
     int len = sizeof c->src_addr;
-    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&c->src_addr, &len) != 0)
-        c->src_addr.ss_family = AF_UNSPEC;
-    c->dst_addr.ss_family = AF_UNSPEC;
-    tf_conn_addr_text(&c->src_addr, c->peer, sizeof c->peer, c->ip, sizeof c->ip);
+    if (uv_tcp_getpeername(&c->tcp, &c->src_addr.sa, &len) != 0)
+        c->src_addr.sa.sa_family = AF_UNSPEC;
+    c->dst_addr.sa.sa_family = AF_UNSPEC;
+    tf_conn_set_ip(c);
+}
+
+void tf_conn_set_ip(struct tf_conn *c)
+{
+    const union tf_conn_addr *a = &c->src_addr;
+    if (a->sa.sa_family == AF_INET)
+        uv_ip4_name(&a->in, c->ip, sizeof c->ip);
+    else if (a->sa.sa_family == AF_INET6)
+        uv_ip6_name(&a->in6, c->ip, sizeof c->ip);
+    else
+        snprintf(c->ip, sizeof c->ip, "?");
+}
+
+void tf_conn_set_sni(struct tf_conn *c, const char *name)
+{
+    if (c->sni[0])
+        free((char *)c->sni);
+    c->sni = name[0] ? tf_strdup(name) : "";
+}
+
+/* Made from c->ip when a log line needs it, rather than kept in every connection. */
+const char *tf_conn_peer(const struct tf_conn *c, char buf[TF_CONN_PEER_MAX])
+{
+    const union tf_conn_addr *a = &c->src_addr;
+    bool v6 = a->sa.sa_family == AF_INET6;
+    int port = a->sa.sa_family == AF_INET ? ntohs(a->in.sin_port)
+               : v6                       ? ntohs(a->in6.sin6_port)
+                                          : 0;
+    snprintf(buf, TF_CONN_PEER_MAX, v6 ? "[%s]:%d" : "%s:%d", c->ip, port);
+    return buf;
 }
 
 /* Whether the listener that accepted this connection expects a PROXY header first. */
@@ -107,7 +133,6 @@ static int setup_tls(struct tf_conn *c)
     }
     SSL_set_bio(c->ssl, b, b); /* one BIO both ways; the SSL owns it */
     SSL_set_accept_state(c->ssl);
-    SSL_set_app_data(c->ssl, c);
     return 0;
 }
 
@@ -117,9 +142,10 @@ static bool expect_proxy_header(struct tf_conn *c)
 {
     const struct tf_config *cfg = c->cfg;
     if (cfg->n_proxy_from &&
-        !tf_cidr_match(cfg->proxy_from, cfg->n_proxy_from, (struct sockaddr *)&c->src_addr)) {
+        !tf_cidr_match(cfg->proxy_from, cfg->n_proxy_from, &c->src_addr.sa)) {
+        char peer[TF_CONN_PEER_MAX];
         TF_INFO("conn", "conn=%llx %s: not in --proxy-from, closed", (unsigned long long)c->id,
-                c->peer);
+                tf_conn_peer(c, peer));
         tf_conn_close(c, TF_CONN_END_PROXY_SOURCE_DENIED);
         return false;
     }
@@ -138,7 +164,8 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     c->id = ((uint64_t)w->id << 48) | ++w->next_conn_id;
     c->cfg = w->cfg;
     tf_config_ref(c->cfg);
-    c->start_ms = c->last_ms = uv_now(&w->loop);
+    c->last_ms = uv_now(&w->loop);
+    c->sni = "";
     c->start_ns = uv_hrtime();
     c->bio.out = &w->tx;
     c->bio.flush = tf_pump_tls_out;
@@ -151,26 +178,24 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     TF_STAT_ADD(w->stats, conns_open, 1);
     TF_STAT_ADD(w->stats, conns_total, 1);
 
-    uv_tcp_init(&w->loop, &c->client.tcp);
+    uv_tcp_init(&w->loop, &c->tcp);
     c->client.open = true;
-    c->client.sock = &c->client.tcp;
-    c->client.tcp.data = c;
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
-    c->pending_closes = 2;
+    c->client.sock = &c->tcp;
+    c->tcp.data = c;
+    c->pending_closes = 1; /* the client socket's close */
 
-    int r = uv_accept(listener, (uv_stream_t *)&c->client.tcp);
+    int r = uv_accept(listener, (uv_stream_t *)&c->tcp);
     if (r != 0) {
         TF_DEBUG("conn", "conn=%llx accept: %s", (unsigned long long)c->id, uv_strerror(r));
         tf_conn_close(c, TF_CONN_END_ACCEPT_FAILED);
         return;
     }
-    uv_tcp_nodelay(&c->client.tcp, 1);
+    uv_tcp_nodelay(&c->tcp, 1);
     socket_addrs(c);
     if (listener_wants_proxy(w, listener) && !expect_proxy_header(c))
         return;
-    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
-    r = uv_read_start((uv_stream_t *)&c->client.tcp, on_pump_alloc, on_client_read);
+    tf_deadline_set(c, c->cfg->handshake_timeout_ms);
+    r = uv_read_start((uv_stream_t *)&c->tcp, on_pump_alloc, on_client_read);
     if (r != 0) {
         tf_conn_close(c, TF_CONN_END_READ_FAILED);
         return;
@@ -309,8 +334,9 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0 && c->state == TF_CONN_PROXY_IN) {
+        char peer[TF_CONN_PEER_MAX];
         TF_INFO("conn", "conn=%llx %s: closed before its PROXY header was complete",
-                (unsigned long long)c->id, c->peer);
+                (unsigned long long)c->id, tf_conn_peer(c, peer));
         tf_conn_close(c, TF_CONN_END_PROXY_HEADER_INCOMPLETE);
         return;
     }
@@ -343,10 +369,10 @@ void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     tf_tlsbio_settle(&c->bio);
 }
 
-/* One timer serves three deadlines: handshake, backend connect, then idle. */
-static void on_timer(uv_timer_t *t)
+/* One deadline serves them all in turn: PROXY header, handshake (or hold), backend connect,
+ * then idle; or the linger of a finishing connection. */
+void tf_conn_on_timeout(struct tf_conn *c)
 {
-    struct tf_conn *c = t->data;
     if (c->closing)
         return;
     if (c->finishing) {
@@ -354,8 +380,9 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->state == TF_CONN_PROXY_IN) {
+        char peer[TF_CONN_PEER_MAX];
         TF_INFO("conn", "conn=%llx %s: no complete PROXY header in time",
-                (unsigned long long)c->id, c->peer);
+                (unsigned long long)c->id, tf_conn_peer(c, peer));
         tf_conn_close(c, TF_CONN_END_PROXY_HEADER_TIMEOUT);
         return;
     }
@@ -385,29 +412,29 @@ static void on_timer(uv_timer_t *t)
         tf_conn_close(c, TF_CONN_END_IDLE_TIMEOUT);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, idle - (now - c->last_ms), 0);
+    tf_deadline_within(c, idle - (now - c->last_ms)); /* read from since: not yet */
 }
 
 /* Finishing (tf_pump_finish): give the answer and the client's close a few seconds. */
 void tf_conn_linger(struct tf_conn *c)
 {
     uint64_t ms = TF_MIN((uint64_t)c->cfg->idle_timeout_ms, (uint64_t)2000);
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    tf_deadline_set(c, ms);
 }
 
-/* Connecting to the backend: the timer watches the connect deadline. */
+/* Connecting to the backend: the deadline is the connect timeout. */
 void tf_conn_connecting(struct tf_conn *c)
 {
     c->state = TF_CONN_CONNECTING;
-    uv_timer_start(&c->timer, on_timer, c->cfg->connect_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->connect_timeout_ms);
 }
 
-/* Called once the backend is connected: from now on the timer watches idleness. */
+/* Called once the backend is connected: from now on the deadline watches idleness. */
 void tf_conn_connected(struct tf_conn *c)
 {
     c->state = TF_CONN_PUMPING;
     tf_conn_touch(c);
-    uv_timer_start(&c->timer, on_timer, c->cfg->idle_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->idle_timeout_ms);
 }
 
 /* Both directions finished and flushed: the connection is done. */
@@ -447,7 +474,7 @@ void tf_conn_hold(struct tf_conn *c)
     w->n_held++;
     TF_STAT_ADD(w->stats, held_now, 1);
     TF_STAT_ADD(w->stats, held_total, 1);
-    uv_timer_start(&c->timer, on_timer, c->cfg->hold_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->hold_timeout_ms);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
         if (strcmp(o->sni, c->sni) == 0 && o->hold_challenge == c->hold_challenge &&
@@ -458,9 +485,9 @@ void tf_conn_hold(struct tf_conn *c)
                    : c->hold_load    ? TF_SMSG_NEED_LOAD
                                      : TF_SMSG_NEED_CERT);
     m->worker = w;
-    memcpy(m->name, c->sni, sizeof c->sni);
+    snprintf(m->name, sizeof m->name, "%s", c->sni);
     if (!tf_mailbox_post(w->ctl, &m->hdr))
-        tf_msg_free(&m->hdr); /* shutting down: the hold timer ends it */
+        tf_msg_free(&m->hdr); /* shutting down: the hold deadline ends it */
 }
 
 void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, enum tf_conn_end reason)
@@ -472,7 +499,7 @@ void tf_conn_unhold(struct tf_conn *c, bool ok, int alert, enum tf_conn_end reas
     c->hold_alert = alert;
     if (!ok)
         c->end = reason;
-    uv_timer_start(&c->timer, on_timer, c->cfg->handshake_timeout_ms, 0);
+    tf_deadline_set(c, c->cfg->handshake_timeout_ms);
     drive_handshake(c); /* re-runs the ClientHello callback, which now decides */
 }
 
@@ -480,10 +507,11 @@ static void access_log(struct tf_conn *c)
 {
     /* One line per connection: built without printf, which showed in handshake profiles. */
     char in[24], out[24], dur[24], id[24], backend[300] = "-", reqs[24] = "-";
+    char peer[TF_CONN_PEER_MAX];
     tf_u64_hex(id, c->id);
     tf_u64_dec(in, c->bytes_in);
     tf_u64_dec(out, c->bytes_out);
-    tf_u64_dec(dur, uv_now(&c->w->loop) - c->start_ms);
+    tf_u64_dec(dur, (uv_hrtime() - c->start_ns) / 1000000);
     if (c->route.backend) {
         size_t hl = strlen(c->route.backend->host);
         if (hl > sizeof backend - 8)
@@ -496,8 +524,8 @@ static void access_log(struct tf_conn *c)
         tf_u64_dec(reqs, tf_httpmode_requests(c->http));
     struct tf_kv kv[TF_ACCESS_FIELD_COUNT] = {
         [TF_ACCESS_CONN] = {.val = id},
-        [TF_ACCESS_CLIENT] = {.val = c->peer},
-        [TF_ACCESS_PROXY_PEER] = {.val = c->proxied ? c->lb_peer : "-"},
+        [TF_ACCESS_CLIENT] = {.val = tf_conn_peer(c, peer)},
+        [TF_ACCESS_PROXY_PEER] = {.val = c->lb_peer ? c->lb_peer : "-"},
         [TF_ACCESS_SNI] = {.val = c->sni[0] ? c->sni : "-"},
         [TF_ACCESS_ALPN] = {.val = c->alpn ? c->alpn : "-"},
         [TF_ACCESS_TLS] = {.val = c->tls_version ? c->tls_version : "-"},
@@ -525,8 +553,10 @@ static void conn_free(struct tf_conn *c)
     tf_pump_free_held(c);
     tf_httpmode_free(c->http);
     free(c->pin);
-    if (c->addrs)
-        uv_freeaddrinfo(c->addrs);
+    free(c->lb_peer);
+    if (c->sni[0])
+        free((char *)c->sni);
+    tf_backend_dial_free(c);
     SSL_free(c->ssl);
     tf_tlsbio_clear(&c->bio); /* input kept for a connection that never read it */
     if (c->prev)
@@ -565,14 +595,14 @@ void tf_conn_close(struct tf_conn *c, enum tf_conn_end reason)
     }
     if (!c->end)
         c->end = reason;
-    if (c->gai_active)
-        uv_cancel((uv_req_t *)&c->gai); /* its callback still runs, sees closing, releases */
+    if (c->dial && c->dial->gai_active) /* its callback still runs, sees closing, releases */
+        uv_cancel((uv_req_t *)&c->dial->gai);
     /* Best effort: put any alert or close_notify on the wire before the socket goes
      * (closing is set, so the flush only tries a direct write). */
     if (c->ssl && c->client.open)
         tf_pump_flush_tls(c);
-    uv_close((uv_handle_t *)&c->client.tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    tf_deadline_clear(c);
     if (c->backend.open) {
         c->pending_closes++;
         uv_close((uv_handle_t *)c->backend.sock, tf_backend_on_closed);

@@ -45,8 +45,7 @@ struct tf_httpmode;
 
 /* One direction's socket state; the pump treats both sides alike. */
 struct tf_side {
-    uv_tcp_t tcp;     /* the client's socket (unused on the backend side) */
-    uv_tcp_t *sock;   /* the socket: &client.tcp, or the backend's tf_bconn's tcp */
+    uv_tcp_t *sock;   /* the socket: the conn's tcp, or the backend's tf_bconn's tcp */
     bool open;        /* tcp initialised (needs uv_close) */
     bool reading;     /* uv_read_start active */
     bool paused;      /* reading stopped for backpressure */
@@ -58,60 +57,103 @@ struct tf_side {
     struct tf_wreq *held, *held_tail; /* writes waiting for the socket to exist (backend) */
 };
 
+/* An IPv4 or IPv6 socket address: 28 bytes where a sockaddr_storage takes 128, and every
+ * connection keeps one. */
+union tf_conn_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* Connecting to the backend: name resolution and the connect request, allocated when a
+ * connection starts connecting and freed once it is connected (or with the connection), so
+ * that an established connection does not carry them. Owned by the conn. */
+struct tf_dial {
+    uv_getaddrinfo_t gai;
+    uv_connect_t req;
+    bool gai_active;
+    struct addrinfo *addrs, *next_addr; /* from uv_getaddrinfo, owned */
+};
+
+/* Every idle connection pays for each byte here (docs/benchmarks.md, figure 5): what only a
+ * phase needs is allocated for that phase (tf_dial, the shutdown requests, PROXY state), the
+ * SNI is kept at its length, and the fields are grouped by size so that there are no holes. */
 struct tf_conn {
-    struct tf_tls_alpn alpn_sel;  /* first: the ALPN callback reads it through SSL app data */
+    struct tf_tls_alpn alpn_sel;  /* first: the ALPN callback reads it (tf_tlsbio_arg) */
     struct tf_conn *prev, *next;  /* worker's list */
     struct tf_worker *w;          /* owner */
     uint64_t id;
-    enum tf_conn_state state;
-    bool closing;
-    bool finishing;               /* tf_pump_finish(): last bytes to the client, then close */
-    int pending_closes;
 
+    uv_tcp_t tcp;                 /* the client's socket */
     struct tf_side client, backend;
     struct tf_bconn *bconn;       /* the backend connection (backend.sock), owned; NULL
                                    * before connecting and once closed or pooled */
-    bool backend_reused;          /* bconn came from the keep-alive pool */
-    bool backend_retried;         /* ... and went stale: this is the fresh one (no pool) */
-    uv_timer_t timer;             /* handshake, connect and idle timeouts */
-    uv_getaddrinfo_t gai;
-    uv_connect_t connect_req;
-    uv_shutdown_t shut_req[2];
-    bool gai_active;
-    struct addrinfo *addrs, *next_addr; /* from uv_getaddrinfo, owned */
+    /* The one deadline (handshake, connect, hold, idle, linger) on the worker's lists
+     * (conn_timer.c): list tq - 1, 0 when none. */
+    struct tf_conn *tq_prev, *tq_next;
+    uint64_t deadline;            /* uv_now() time */
+    struct tf_dial *dial;         /* while connecting to the backend, owned */
 
     SSL *ssl;
     struct tf_tlsbio bio;         /* state of the BIO owned by ssl (tlsbio.h) */
     struct tf_config *cfg;        /* reference for the connection's life */
     struct tf_route_choice route; /* borrowed from cfg */
+    struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
 
+    /* "" until the ClientHello names a server (then owned, on the heap: tf_conn_set_sni). */
+    const char *sni;
+    /* PROXY in: the addresses are the header's; lb_peer (owned, NULL unless proxied) is the
+     * socket's peer as text. */
+    char *lb_peer;
+    unsigned char *pin;           /* PROXY header bytes so far (PROXY_IN state only), owned */
+    size_t pin_len;
+    struct tf_httpmode *http;     /* mode=http state, owned; NULL in mode=tcp */
+    const char *alpn;             /* borrowed from cfg or static */
+    const char *tls_version;
+    uint64_t last_ms;             /* uv_now() of the last read (idle timeout) */
+    uint64_t start_ns;            /* uv_hrtime() at accept: duration, handshake histogram */
+    uint64_t bytes_in, bytes_out;
+    union tf_conn_addr src_addr;  /* the client (from the header when proxied) */
+    union tf_conn_addr dst_addr;  /* the address the client connected to */
+
+    enum tf_conn_state state;
+    enum tf_conn_end end;         /* why it ended, for the access log (NONE: not yet) */
+    int pending_closes;
     /* On-demand: a handshake held while the control loop obtains a certificate. */
     enum { TF_HOLD_NONE = 0, TF_HOLD_WAITING, TF_HOLD_READY, TF_HOLD_FAILED } hold;
     int hold_alert;               /* SSL_AD_* sent when the hold fails */
-    struct tf_conn *held_prev, *held_next; /* worker's held list while WAITING */
+    int tq;
+    bool closing;
+    bool finishing;               /* tf_pump_finish(): last bytes to the client, then close */
+    bool backend_reused;          /* bconn came from the keep-alive pool */
+    bool backend_retried;         /* ... and went stale: this is the fresh one (no pool) */
     bool hold_challenge;          /* held for a challenge another node published (cluster) */
     bool hold_load;               /* held while the control loop loads a --certs stub */
     unsigned char load_holds;     /* how often held for stubs (a few at most) */
-
-    char sni[254];
-    char ip[48];                  /* client address without port (per-address caps) */
-    char peer[64];                /* client address as text */
-    /* PROXY in: the addresses above are the header's; lb_peer is the socket's peer. */
-    bool proxied;
-    char lb_peer[64];
-    unsigned char *pin;           /* PROXY header bytes so far (PROXY_IN state only), owned */
-    size_t pin_len;
-    struct sockaddr_storage src_addr; /* the client (from the header when proxied) */
-    struct sockaddr_storage dst_addr; /* the address the client connected to */
-    struct tf_httpmode *http;         /* mode=http state, owned; NULL in mode=tcp */
-    const char *alpn;             /* borrowed from cfg or static */
-    const char *tls_version;
     bool resumed;
-    uint64_t start_ms, last_ms;
-    uint64_t start_ns;            /* uv_hrtime() at accept, for the handshake histogram */
-    uint64_t bytes_in, bytes_out;
-    enum tf_conn_end end;         /* why it ended, for the access log (NONE: not yet) */
+    char ip[INET6_ADDRSTRLEN];    /* client address without port (per-address caps) */
 };
+
+/* The client's address as text, "ip:port" or "[ip]:port" (for logs), in buf. Returns buf. */
+#define TF_CONN_PEER_MAX (INET6_ADDRSTRLEN + 8)
+const char *tf_conn_peer(const struct tf_conn *c, char buf[TF_CONN_PEER_MAX]);
+/* Set c->ip from c->src_addr. */
+void tf_conn_set_ip(struct tf_conn *c);
+/* The normalised SNI (copied; replaces an earlier one). */
+void tf_conn_set_sni(struct tf_conn *c, const char *name);
+
+/* conn_timer.c: the worker's connection deadlines (one libuv timer per worker). */
+struct tf_deadlines *tf_deadlines_new(uv_loop_t *loop);
+void tf_deadlines_close(struct tf_deadlines *d); /* uv_close its timer (stopping) */
+void tf_deadlines_free(struct tf_deadlines *d);  /* after the loop ended; NULL is fine */
+/* c's deadline, len_ms from now (replaces the one set before). */
+void tf_deadline_set(struct tf_conn *c, uint64_t len_ms);
+/* A deadline at most left_ms from now: the largest power of two of ms not above it (at least
+ * 1), so that arbitrary lengths share few lists. The expiry checks again and sets the next. */
+void tf_deadline_within(struct tf_conn *c, uint64_t left_ms);
+void tf_deadline_clear(struct tf_conn *c);
+/* conn.c: c's deadline passed (it is already cleared). */
+void tf_conn_on_timeout(struct tf_conn *c);
 
 /* conn_proxy.c: the PROXY protocol at both ends. */
 /* Bytes received on a ",proxy" listener before the header is complete. Returns 1 when the
@@ -167,6 +209,9 @@ void tf_backend_release(struct tf_conn *c);
 /* Close the backend connection (pooled reuse went stale) and connect afresh, bypassing the
  * pool; bytes sent with tf_pump_to_backend meanwhile wait for the new connection. */
 void tf_backend_reconnect(struct tf_conn *c);
+/* Free c's dial (NULL: nothing to do). Not while a resolution or connect is pending, except
+ * from conn_free, after every callback has run. */
+void tf_backend_dial_free(struct tf_conn *c);
 /* The close callback for c's backend socket: frees it and releases c. */
 void tf_backend_on_closed(uv_handle_t *h);
 

@@ -23,9 +23,22 @@ static void proxy_in_fail(struct tf_conn *c, int rc)
 {
     enum tf_conn_end why = rc == TF_ETOOBIG ? TF_CONN_END_PROXY_HEADER_TOO_BIG
                                             : TF_CONN_END_PROXY_HEADER_INVALID;
-    TF_INFO("conn", "conn=%llx %s: %s", (unsigned long long)c->id, c->peer,
+    char peer[TF_CONN_PEER_MAX];
+    TF_INFO("conn", "conn=%llx %s: %s", (unsigned long long)c->id, tf_conn_peer(c, peer),
             rc == TF_ETOOBIG ? "PROXY header over the size cap" : "not a valid PROXY header");
     tf_conn_close(c, why);
+}
+
+/* An address from the header (IPv4 or IPv6 when it has one) into the connection's. */
+static void copy_addr(union tf_conn_addr *to, const struct sockaddr_storage *from)
+{
+    memset(to, 0, sizeof *to);
+    if (from->ss_family == AF_INET)
+        memcpy(&to->in, from, sizeof to->in);
+    else if (from->ss_family == AF_INET6)
+        memcpy(&to->in6, from, sizeof to->in6);
+    else
+        to->sa.sa_family = AF_UNSPEC;
 }
 
 /* The header is complete: adopt its addresses (command PROXY over TCP only; LOCAL and
@@ -34,13 +47,14 @@ static void adopt(struct tf_conn *c, const struct tf_proxy_result *res)
 {
     if (!res->has_addr || res->command != TF_PROXY_CMD_PROXY)
         return;
-    snprintf(c->lb_peer, sizeof c->lb_peer, "%s", c->peer);
-    c->proxied = true;
-    c->src_addr = res->src;
-    c->dst_addr = res->dst;
-    tf_conn_addr_text(&c->src_addr, c->peer, sizeof c->peer, c->ip, sizeof c->ip);
+    char peer[TF_CONN_PEER_MAX];
+    free(c->lb_peer);
+    c->lb_peer = tf_strdup(tf_conn_peer(c, peer));
+    copy_addr(&c->src_addr, &res->src);
+    copy_addr(&c->dst_addr, &res->dst);
+    tf_conn_set_ip(c);
     TF_DEBUG("conn", "conn=%llx PROXY v%d from %s: client %s", (unsigned long long)c->id,
-             res->version, c->lb_peer, c->peer);
+             res->version, c->lb_peer, tf_conn_peer(c, peer));
 }
 
 int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len)
@@ -78,13 +92,13 @@ int tf_conn_proxy_in(struct tf_conn *c, const char *data, size_t len)
 
 void tf_conn_proxy_out(struct tf_conn *c)
 {
-    if (c->dst_addr.ss_family == AF_UNSPEC) { /* not from a PROXY header: the socket's */
+    if (c->dst_addr.sa.sa_family == AF_UNSPEC) { /* not from a PROXY header: the socket's */
         int len = sizeof c->dst_addr;
-        if (uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&c->dst_addr, &len) != 0)
-            c->dst_addr.ss_family = AF_UNSPEC;
+        if (uv_tcp_getsockname(&c->tcp, &c->dst_addr.sa, &len) != 0)
+            c->dst_addr.sa.sa_family = AF_UNSPEC;
     }
-    const struct sockaddr *src = (const struct sockaddr *)&c->src_addr;
-    const struct sockaddr *dst = (const struct sockaddr *)&c->dst_addr;
+    const struct sockaddr *src = &c->src_addr.sa;
+    const struct sockaddr *dst = &c->dst_addr.sa;
     unsigned char hdr[TF_PROXY_V2_ENCODE_MAX];
     size_t n;
     if (c->route.backend->proxy == TF_PROXY_V1) {

@@ -125,39 +125,45 @@ static int on_demand(struct tf_conn *c, int *al)
     return SSL_CLIENT_HELLO_RETRY;
 }
 
-/* Renewal skips managed names nobody asked for: stamp the certificates of the name's slot
- * as the store holds them (a managed stub, not its loaded certificate: the manager keeps
- * the stub); write only when the second changes. */
-static void touch_slot(const struct tf_cert_slot *slot)
+/* Renewal skips managed names nobody asked for: stamp the slot's managed certificates as
+ * the store holds them (a managed stub's time lives in its set's side array, found among
+ * the store's few sets: no lock, no system call); write only when the second changes. */
+static void touch_slot(const struct tf_certstore *st, const struct tf_cert_slot *slot)
 {
     for (int k = 0; k < TF_CERT_KINDS; k++) {
-        struct tf_cert *cert = slot->cert[k];
-        if (!cert || cert->source != TF_SRC_ACME)
+        struct tf_cert *cert = tf_slot_cert(slot, k);
+        struct tf_stub *stub = tf_slot_stub(slot, k);
+        _Atomic int64_t *last = NULL;
+        if (cert && cert->source == TF_SRC_ACME)
+            last = &cert->last_used;
+        else if (stub && stub->source == TF_SRC_ACME)
+            last = tf_stub_last_used(tf_certstore_stubset(st, stub), stub);
+        if (!last)
             continue;
         int64_t now = tf_wall_now();
-        if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
-            atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
+        if (atomic_load_explicit(last, memory_order_relaxed) != now)
+            atomic_store_explicit(last, now, memory_order_relaxed);
     }
 }
 
 /* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
- * each stub replaced by its loaded certificate (tf_cert_resolve: lock-free, no system call).
+ * each stub replaced by its loaded certificate (tf_stub_resolve: lock-free, no system call).
  * Returns SSL_CLIENT_HELLO_SUCCESS with *out filled; RETRY when a stub is not loaded yet
  * (the handshake is held and the control loop loads it: TF_SMSG_NEED_LOAD); ERROR when its
  * file failed to load (internal_error) or the hold caps refuse. A handshake resumed after a
  * load may find the name's other stub (ECDSA and RSA) still cold, or its own evicted by
  * a very small cache: it is held again, a few times at most. */
 static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
-                        struct tf_cert_slot *out, int *al)
+                        struct tf_cert_pair *out, int *al)
 {
     bool lazy = false, missing = false, failed = false;
     for (int k = 0; k < TF_CERT_KINDS; k++) {
-        struct tf_cert *cert = slot->cert[k];
-        out->cert[k] = tf_cert_resolve(cert);
-        if (!cert || !cert->stub)
+        struct tf_stub *stub = tf_slot_stub(slot, k);
+        out->cert[k] = stub ? tf_stub_resolve(stub) : tf_slot_cert(slot, k);
+        if (!stub)
             continue;
         lazy = true;
-        if (!out->cert[k] && atomic_load_explicit(&cert->failed, memory_order_acquire))
+        if (!out->cert[k] && atomic_load_explicit(&stub->failed, memory_order_acquire))
             failed = true;
         else if (!out->cert[k])
             missing = true;
@@ -192,7 +198,7 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
 /* A name with one certificate that has a context of its own (this worker's) switches to it;
  * otherwise (both kinds, or no context left in the budget) the certificates are installed one
  * by one. */
-static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_slot *slot)
+static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_pair *slot)
 {
     struct tf_cert *ec = slot->cert[TF_CERT_EC], *rsa = slot->cert[TF_CERT_RSA];
     struct tf_cert *only = ec && rsa ? NULL : ec ? ec : rsa;
@@ -210,7 +216,7 @@ static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_sl
 
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     struct tf_worker *w = c->w;
     const unsigned char *ext = NULL, *raw = NULL;
     size_t ext_len = 0, raw_len = 0;
@@ -222,11 +228,14 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
             *al = SSL_AD_DECODE_ERROR;
             return SSL_CLIENT_HELLO_ERROR;
         }
-        if (have && tf_name_normalize((const char *)raw, raw_len, c->sni) != 0) {
+        char name[TF_NAME_MAX + 1];
+        if (have && tf_name_normalize((const char *)raw, raw_len, name) != 0) {
             c->end = TF_CONN_END_INVALID_SNI;
             *al = SSL_AD_UNRECOGNIZED_NAME;
             return SSL_CLIENT_HELLO_ERROR;
         }
+        if (have)
+            tf_conn_set_sni(c, name);
     }
     if (offers_alpn(ssl, TF_ALPN01_PROTO))
         return answer_challenge(ssl, c, have, al);
@@ -240,7 +249,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    struct tf_cert_slot now;
+    struct tf_cert_pair now;
     int rc = resolve_slot(c, slot, &now, al);
     if (rc != SSL_CLIENT_HELLO_SUCCESS)
         return rc;
@@ -250,7 +259,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    touch_slot(slot);
+    touch_slot(w->certs, slot);
     tf_route_select(c->cfg, have ? c->sni : NULL, &c->route);
     c->alpn_sel.protos = c->route.alpn;
     c->alpn_sel.n_protos = c->route.n_alpn;
@@ -265,7 +274,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
-    struct tf_conn *c = SSL_get_app_data(ssl);
+    struct tf_conn *c = tf_tlsbio_arg(ssl);
     return tf_tickets_cb(c->w->tickets, c->w->lib, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }

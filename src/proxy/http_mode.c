@@ -176,8 +176,8 @@ static const llhttp_settings_t resp_settings = {
 /* The client's address for X-Forwarded-For: IPv4-mapped IPv6 written as IPv4. */
 static void xff_addr(const struct tf_conn *c, char *out, size_t cap)
 {
-    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->src_addr;
-    if (c->src_addr.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+    const struct sockaddr_in6 *a6 = &c->src_addr.in6;
+    if (c->src_addr.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
         inet_ntop(AF_INET, a6->sin6_addr.s6_addr + 12, out, (socklen_t)cap);
     else
         snprintf(out, cap, "%s", c->ip);
@@ -194,7 +194,7 @@ struct tf_httpmode *tf_httpmode_new(struct tf_conn *c)
         .host = c->sni[0] ? c->sni : NULL,
         .trust_xff = cfg->n_trusted_xff > 0 &&
                      tf_cidr_match(cfg->trusted_xff, cfg->n_trusted_xff,
-                                   (const struct sockaddr *)&c->src_addr),
+                                   &c->src_addr.sa),
         .add_forwarded = cfg->forwarded,
         .allow_connect = c->route.backend->connect,
     };
@@ -248,7 +248,9 @@ static void bad_request(struct tf_conn *c, struct tf_httpmode *h)
     enum tf_conn_end end = status == 431   ? TF_CONN_END_HTTP_431
                            : status == 405 ? TF_CONN_END_HTTP_405
                                            : TF_CONN_END_HTTP_400;
-    TF_INFO("http", "conn=%llx %s name=%s: %d %s", (unsigned long long)c->id, c->peer,
+    char peer[TF_CONN_PEER_MAX];
+    TF_INFO("http", "conn=%llx %s name=%s: %d %s", (unsigned long long)c->id,
+            tf_conn_peer(c, peer),
             c->sni[0] ? c->sni : "-", status, tf_http_rw_reason(h->rw));
     if (tf_http_rw_mid_request(h->rw)) {
         tf_conn_close(c, end);

@@ -165,7 +165,7 @@ void tf_pump_tls_out(void *arg, const char *data, size_t len)
     if (c->closing) {
         if (c->client.open && c->client.wq == 0) {
             uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-            (void)uv_try_write((uv_stream_t *)&c->client.tcp, &b, 1);
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         }
         return;
     }
@@ -173,13 +173,18 @@ void tf_pump_tls_out(void *arg, const char *data, size_t len)
         side_send(c, &c->client, data, len);
 }
 
+/* The request is allocated per shutdown (a connection makes at most two, at its end) rather
+ * than kept in every connection; libuv runs this callback in every case, also with
+ * UV_ECANCELED when the socket is closed first, so it frees the request. */
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     (void)status; /* a failed shutdown means the peer is gone: the close path follows */
     struct tf_conn *c = req->data;
+    bool client = req->handle == (uv_stream_t *)&c->tcp;
+    free(req);
     if (c->closing)
         return;
-    struct tf_side *s = req == &c->shut_req[0] ? &c->client : &c->backend;
+    struct tf_side *s = client ? &c->client : &c->backend;
     s->shut_done = true;
     if (c->finishing && c->client.eof && c->client.shut_done)
         tf_conn_close(c, c->end); /* the answer is out and the client has nothing more */
@@ -200,11 +205,12 @@ static void shutdown_side(struct tf_conn *c, struct tf_side *s)
         tf_conn_maybe_done(c);
         return;
     }
-    uv_shutdown_t *req = s == &c->client ? &c->shut_req[0] : &c->shut_req[1];
+    uv_shutdown_t *req = tf_malloc(sizeof *req);
     req->data = c;
     /* libuv runs the shutdown after every queued write: the last bytes go out first. */
     int r = uv_shutdown(req, (uv_stream_t *)s->sock, on_shutdown);
     if (r != 0) {
+        free(req);
         s->shut_done = true;
         tf_conn_maybe_done(c);
     }

@@ -88,6 +88,7 @@ static void stop(struct tf_worker *w)
     uv_close((uv_handle_t *)&w->heartbeat, NULL);
     close_listeners(w);
     tf_pool_close(w->pool);
+    tf_deadlines_close(w->deadlines);
     for (struct tf_conn *c = w->conns; c; c = c->next)
         tf_conn_close(c, w->draining ? TF_CONN_END_GRACE_EXPIRED : TF_CONN_END_SHUTDOWN);
     tf_mailbox_close(&w->mbox, drop_payload, on_mailbox_closed);
@@ -248,6 +249,7 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
     uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
     uv_unref((uv_handle_t *)&w->heartbeat);
     w->pool = tf_pool_new(&w->loop, w->stats);
+    w->deadlines = tf_deadlines_new(&w->loop);
     w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
     w->listener_proxy = tf_calloc((size_t)n_fds, sizeof *w->listener_proxy);
     w->n_listeners = n_fds;
@@ -360,6 +362,7 @@ void tf_worker_join(struct tf_worker *w)
     free(w->listeners);
     free(w->listener_proxy);
     tf_pool_free(w->pool);
+    tf_deadlines_free(w->deadlines);
     tf_config_unref(w->cfg);
     SSL_CTX_free(w->ssl_ctx);
     tf_certstore_unref(w->certs);

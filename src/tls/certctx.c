@@ -3,7 +3,8 @@
  * its own library context (see tls.h for why they exist and their process-wide budget), and
  * the ALPN callback that every server context uses, the listener's and the per-certificate
  * ones alike, since OpenSSL asks the context the handshake switched to.
- * Never touches a connection beyond the struct tf_tls_alpn at the start of its app data.
+ * Never touches a connection beyond the struct tf_tls_alpn at the start of its BIO's argument
+ * (tf_tlsbio_arg).
  */
 #include "tlsfront/tls/tls.h"
 #include "tlsfront/tls/alpn01.h"
@@ -20,7 +21,7 @@
 int tf_tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    const struct tf_tls_alpn *c = SSL_get_app_data(ssl);
+    const struct tf_tls_alpn *c = tf_tlsbio_arg(ssl);
     if (c->acme) {
         static const unsigned char proto[] = "\x0a" TF_ALPN01_PROTO;
         if (SSL_select_next_proto((unsigned char **)out, outlen, proto, sizeof proto - 1, in,

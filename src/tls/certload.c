@@ -252,16 +252,30 @@ static void add_name(struct tf_cert *c, const ASN1_STRING *s, int *cap)
     (void)add_name_bytes(c, ASN1_STRING_get0_data(s), ASN1_STRING_length(s), cap);
 }
 
-/* tf_certscan's add callback: names go into the stub, whose n_names says what it holds. */
-struct scan_names {
-    struct tf_cert *c;
-    int cap;
-};
-
-static bool scan_add(void *arg, const unsigned char *name, size_t len)
+/* tf_certscan's add callback: a valid, new name goes to the end of the scan output (the
+ * same checks as add_name_bytes); true if kept. */
+static bool scan_add(void *arg, const unsigned char *data, size_t len)
 {
-    struct scan_names *sn = arg;
-    return len <= MAX_NAME + 1 && add_name_bytes(sn->c, name, (int)len, &sn->cap);
+    struct tf_scan_out *o = arg;
+    if (len == 0 || len > MAX_NAME + 1 || memchr(data, '\0', len))
+        return false;
+    char buf[MAX_NAME + 2];
+    memcpy(buf, data, len);
+    buf[len] = '\0';
+    if (!normalise_name(buf))
+        return false;
+    for (const char *p = o->buf + o->start; p < o->buf + o->len; p += strlen(p) + 1)
+        if (strcmp(p, buf) == 0)
+            return true;
+    size_t n = strlen(buf) + 1;
+    if (o->len + n > o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 4096;
+        o->buf = tf_realloc(o->buf, o->cap);
+    }
+    memcpy(o->buf + o->len, buf, n);
+    o->len += n;
+    o->n_names++;
+    return true;
 }
 
 /* Names from the SAN dNSNames, or from the subject CN when the SAN holds none. */
@@ -368,60 +382,18 @@ static struct tf_cert *cert_alloc(const char *path)
     struct tf_cert *c = tf_calloc(1, sizeof *c);
     tf_ref_init(&c->ref, 1);
     atomic_init(&c->last_used, 0);
-    atomic_init(&c->loaded, NULL);
-    atomic_init(&c->used, 0);
-    atomic_init(&c->failed, 0);
     c->source = TF_SRC_STATIC;
     c->path = tf_strdup(path ? path : "-");
     return c;
 }
 
-struct tf_cert *tf_cert_stub_new(const char *name, enum tf_cert_kind kind, int64_t not_before,
-                                 int64_t not_after, enum tf_cert_source source, const char *path)
-{
-    struct tf_cert *c = cert_alloc(path);
-    c->stub = true;
-    c->source = source;
-    c->kind = kind;
-    c->not_before = not_before;
-    c->not_after = not_after;
-    c->names = tf_calloc(1, sizeof *c->names);
-    c->names[0] = tf_strdup(name);
-    c->n_names = 1;
-    return c;
-}
-
-/* The fast path of tf_certload_scan: the DER walker, without OpenSSL's decoders. */
-static struct tf_cert *scan_fast(const char *chain_pem, size_t chain_len, const char *path,
-                                 const char *key_path)
-{
-    struct tf_cert *c = cert_alloc(path);
-    struct scan_names sn = {c, 0};
-    struct tf_certscan sc = {.add = scan_add, .arg = &sn};
-    if (tf_certscan_leaf(chain_pem, chain_len, &sc) < 0 || c->n_names == 0) {
-        tf_cert_unref(c);
-        return NULL;
-    }
-    c->stub = true;
-    c->key_path = key_path ? tf_strdup(key_path) : NULL;
-    c->kind = sc.kind;
-    c->not_before = sc.not_before;
-    c->not_after = sc.not_after;
-    return c;
-}
-
-int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
-                     const char *key_path, struct tf_cert **out, char *err, size_t errlen)
+/* The slow path of tf_certload_scan: OpenSSL decodes the leaf. */
+static int scan_openssl(const char *chain_pem, size_t chain_len, struct tf_scan_out *out,
+                        char *err, size_t errlen)
 {
     struct pem_parts parts = {sk_X509_new_null(), NULL, NULL};
     struct tf_cert *c = NULL;
     int rc = PARSE_FAIL;
-    *out = scan_fast(chain_pem, chain_len, path, key_path);
-    if (*out) {
-        sk_X509_free(parts.certs);
-        ERR_clear_error();
-        return PARSE_OK;
-    }
     if (!parts.certs) {
         set_err(err, errlen, "out of memory");
         goto done;
@@ -432,9 +404,7 @@ int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
         set_err(err, errlen, "no certificate");
         goto done;
     }
-    c = cert_alloc(path);
-    c->stub = true;
-    c->key_path = key_path ? tf_strdup(key_path) : NULL;
+    c = cert_alloc(NULL);
     c->leaf = sk_X509_shift(parts.certs);
     /* The kind from the leaf's public key: the key file must match it at load time. */
     int id = EVP_PKEY_get_base_id(X509_get0_pubkey(c->leaf));
@@ -442,17 +412,39 @@ int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
         set_err(err, errlen, "unsupported key type (need EC or RSA)");
         goto done;
     }
-    c->kind = id == EVP_PKEY_EC ? TF_CERT_EC : TF_CERT_RSA;
     rc = derive_leaf(c, err, errlen);
-    X509_free(c->leaf); /* a stub keeps what it derived, not the decoded certificate */
-    c->leaf = NULL;
+    if (rc != PARSE_OK)
+        goto done;
+    out->kind = id == EVP_PKEY_EC ? TF_CERT_EC : TF_CERT_RSA;
+    out->not_after = c->not_after;
+    for (int i = 0; i < c->n_names; i++)
+        scan_add(out, (const unsigned char *)c->names[i], strlen(c->names[i]));
 done:
     ERR_clear_error();
     sk_X509_pop_free(parts.certs, X509_free);
-    if (rc == PARSE_OK)
-        *out = c;
-    else
-        tf_cert_unref(c);
+    tf_cert_unref(c);
+    return rc;
+}
+
+int tf_certload_scan(const char *chain_pem, size_t chain_len, struct tf_scan_out *out,
+                     char *err, size_t errlen)
+{
+    out->start = out->len;
+    out->n_names = 0;
+    out->scan.add = scan_add;
+    out->scan.arg = out;
+    if (tf_certscan_leaf(chain_pem, chain_len, &out->scan) == 0 && out->n_names > 0) {
+        out->kind = out->scan.kind;
+        out->not_after = out->scan.not_after;
+        return PARSE_OK;
+    }
+    out->len = out->start; /* the walker gave up: start again with OpenSSL */
+    out->n_names = 0;
+    int rc = scan_openssl(chain_pem, chain_len, out, err, errlen);
+    if (rc != PARSE_OK) {
+        out->len = out->start;
+        out->n_names = 0;
+    }
     return rc;
 }
 
@@ -524,8 +516,6 @@ void tf_cert_unref(struct tf_cert *c)
 {
     if (!c || !tf_ref_dec(&c->ref))
         return;
-    tf_cert_unref(atomic_load(&c->loaded));
-    free(c->key_path);
     tf_tls_cert_ctxs_free(atomic_load(&c->ctxs));
     X509_free(c->leaf);
     sk_X509_pop_free(c->chain, X509_free);

@@ -46,23 +46,67 @@ int tf_certload_parse(const char *chain_pem, size_t chain_len, const char *key_p
 
 /* What tf_certscan_leaf reads from a certificate without OpenSSL's decoder. add is called
  * with each SAN dNSName's bytes (or the subject CN's when no SAN name was valid) and
- * returns whether it kept the name. */
+ * returns whether it kept the name. der is scratch space for the decoded DER, grown as
+ * needed and kept between calls; the caller frees it. */
 struct tf_certscan {
     bool (*add)(void *arg, const unsigned char *name, size_t len);
     void *arg;
     int n_added;
     enum tf_cert_kind kind;
     int64_t not_before, not_after;
+    unsigned char *der;
+    size_t der_cap;
 };
 
 /* Read the first PEM certificate of pem (len bytes) into out. Returns 0, or -1 for anything
  * but the plain shape of an EC or RSA server certificate: the caller then asks OpenSSL. */
 int tf_certscan_leaf(const char *pem, size_t len, struct tf_certscan *out);
 
-/* Index one certificate file: decode its first certificate only, for names, kind and
- * validity, and return a stub (tf_cert.stub) for path and key_path (NULL: the key is in
- * path). Same results as tf_certload_parse. */
-int tf_certload_scan(const char *chain_pem, size_t chain_len, const char *path,
-                     const char *key_path, struct tf_cert **out, char *err, size_t errlen);
+/* What indexing certificates gives: the names of every certificate scanned so far, one
+ * after the other (each NUL-terminated) in buf, and the last one's kind and expiry. One per
+ * parser thread; the caller frees buf and scan.der. */
+struct tf_scan_out {
+    char *buf;
+    size_t len, cap;
+    size_t start;  /* where the last certificate's names begin */
+    int n_names;   /* how many it has */
+    enum tf_cert_kind kind;
+    int64_t not_after;
+    struct tf_certscan scan;
+};
+
+/* Index one certificate file: read its first certificate only, for names, kind and expiry,
+ * into out (appended to out->buf from out->start). Same results as tf_certload_parse
+ * (PARSE_OK, PARSE_FAIL with err, PARSE_CA); on failure nothing is appended. */
+int tf_certload_scan(const char *chain_pem, size_t chain_len, struct tf_scan_out *out,
+                     char *err, size_t errlen);
+
+/* Files beyond this size are refused: a chain is a few kilobytes. */
+#define TF_CERTLOAD_MAX_FILE (1024 * 1024)
+
+/* Read rel (relative to dfd, symlinks followed) into *buf (grown as needed, capacity *cap),
+ * NUL-terminated, with one open, reads until one comes back short (the end of a regular
+ * file) and one close (no stat): three system calls for a small file, the cheapest way
+ * through a million files. *noatime (may be NULL) says to try O_NOATIME, and
+ * is cleared when the file's owner is not ours. Returns 0, or a negative errno, TF_EINVAL
+ * (not a regular file) or TF_ETOOBIG. */
+int tf_certload_read(int dfd, const char *rel, char **buf, size_t *cap, size_t *len,
+                     bool *noatime);
+/* A batch reader of small files (certread.c): per thread, NULL when io_uring is not
+ * available (then read file by file). tf_certread_run reads the n (<= batch) files rel[i]
+ * (relative to dfd) into tf_certread_buf(r, i), NUL-terminated, and sets res[i] to the
+ * length or to a tf_certload_read error; TF_ETOOBIG means "read it the plain way" (the file
+ * filled the buffer). Returns 0, or a negative errno when the ring failed (nothing read). */
+struct tf_certread;
+struct tf_certread *tf_certread_new(unsigned batch);
+int tf_certread_run(struct tf_certread *r, int dfd, const char *const *rel, size_t n, int *res);
+char *tf_certread_buf(struct tf_certread *r, size_t i);
+void tf_certread_free(struct tf_certread *r);
+
+/* The key file of certificate file crt (a path) stored as key_form (TF_STUB_KEY_*) into key
+ * (n bytes; empty for TF_STUB_KEY_IN). Returns 0, or -1 when it does not fit. */
+int tf_certload_key_path(const char *crt, int key_form, char *key, size_t n);
+/* A tf_certload_read error as text (in tmp when it needs formatting). */
+const char *tf_certload_read_problem(int rc, char *tmp, size_t n);
 
 #endif

@@ -7,11 +7,10 @@
  * of a server certificate: anything else (another PEM layout, an unknown key algorithm, a
  * certificate without names) returns -1 and the caller falls back to OpenSSL, so this file
  * never decides that a certificate is bad. Never logs, never allocates beyond the decoded
- * DER buffer.
+ * DER buffer (kept by the caller between files).
  */
 #include "certload_int.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -188,6 +187,44 @@ static int walk(struct der all, struct tf_certscan *out)
     return out->n_added ? 0 : subject_cn(subject, out);
 }
 
+/* Base64 (RFC 4648 4, line breaks allowed) of [p, end) into out; the number of bytes, or -1
+ * for anything else (the caller then asks OpenSSL, which knows every variant). */
+static long unbase64(const char *p, const char *end, unsigned char *out)
+{
+    static const signed char val[256] = {
+        ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,
+        ['H'] = 8,  ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
+        ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21,
+        ['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,
+        ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35,
+        ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+        ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
+        ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+        ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63,
+        ['/'] = 64, ['\n'] = -1, ['\r'] = -1, ['='] = -2};
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    long n = 0;
+    for (; p < end; p++) {
+        int v = val[(unsigned char)*p];
+        if (v == -1)
+            continue;
+        if (v == -2) {
+            pad++;
+            continue;
+        }
+        if (v == 0 || pad)
+            return -1;
+        acc = (acc << 6) | (uint32_t)(v - 1);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return pad > 2 || (bits + 6 * pad) % 8 != 0 ? -1 : n;
+}
+
 int tf_certscan_leaf(const char *pem, size_t len, struct tf_certscan *out)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
@@ -199,18 +236,11 @@ int tf_certscan_leaf(const char *pem, size_t len, struct tf_certscan *out)
     if (!e || memchr(body, ':', (size_t)(e - body))) /* PEM headers: not the plain shape */
         return -1;
     /* Decoded DER is at most 3/4 of the base64 text. */
-    unsigned char *der = malloc((size_t)(e - body) / 4 * 3 + 4);
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    int n = 0, m = 0, rc = -1;
-    if (!der || !ctx)
-        goto done;
-    EVP_DecodeInit(ctx);
-    if (EVP_DecodeUpdate(ctx, der, &n, (const unsigned char *)body, (int)(e - body)) < 0 ||
-        EVP_DecodeFinal(ctx, der + n, &m) < 0)
-        goto done;
-    rc = walk((struct der){der, der + n + m}, out);
-done:
-    EVP_ENCODE_CTX_free(ctx);
-    free(der);
-    return rc;
+    size_t need = (size_t)(e - body) / 4 * 3 + 4;
+    if (need > out->der_cap) {
+        out->der_cap = need + 1024;
+        out->der = tf_realloc(out->der, out->der_cap);
+    }
+    long n = unbase64(body, e, out->der);
+    return n < 0 ? -1 : walk((struct der){out->der, out->der + n}, out);
 }

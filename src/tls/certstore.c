@@ -1,12 +1,13 @@
 /*
- * certstore.c: the certificate snapshot. A store is an open-addressing hash table (linear
- * probing, power-of-two size, at most 70% full) from lower-cased name to a slot of one EC
- * and one RSA certificate, plus the list of distinct certificates it holds one reference
- * on. Key strings live in one arena per store, addressed by offset, so copying a store for
- * tf_certstore_with is two memcpy calls and no per-name allocation. A store is built in
- * full by one thread and never changes afterwards: lookups take no lock. Name matching
- * (tf_cert_covers) lives here too. This file never parses PEM or touches files (certload.c
- * does), and never logs.
+ * certstore.c: the certificate snapshot. A store is an open-addressing hash table (linear probing,
+ * at most 70% full) from lower-cased name to a slot of one EC and one RSA certificate, plus the
+ * list of distinct certificates it holds one reference on, and the stub sets
+ * (tlsfront/tls/certstub.h) whose stubs its slots hold. Key strings live in one arena per store,
+ * addressed by offset, so copying a store for tf_certstore_with is two memcpy calls and no
+ * per-name allocation. A slot value is a tf_cert pointer, or a stub pointer with its low bit set
+ * (stubs are 8-byte aligned). A store is built in full by one thread and never changes afterwards:
+ * lookups take no lock. Name matching (tf_cert_covers) lives here too. This file never parses PEM
+ * or touches files (certload.c does), and never logs.
  */
 #include "tlsfront/tls/certstore.h"
 
@@ -28,13 +29,45 @@ struct tf_cs_entry {
 struct tf_certstore {
     struct tf_ref ref;
     struct tf_cs_entry *tab; /* owned; cap entries */
-    size_t cap;              /* power of two */
+    size_t cap;              /* any size: see home() */
     size_t n_names;          /* used entries */
     char *arena;             /* owned; key strings */
     size_t arena_len, arena_cap;
     struct tf_cert **certs; /* owned array; one reference on each distinct cert */
     size_t n_certs;
+    struct tf_stubset **sets; /* owned array; one reference on each */
+    size_t n_sets;
 };
+
+/* The expiry and source of a slot value (a certificate or a stub). */
+static int64_t val_not_after(uintptr_t v)
+{
+    return (v & 1) ? ((const struct tf_stub *)(v - 1))->not_after
+                   : ((const struct tf_cert *)v)->not_after;
+}
+
+static int val_source(uintptr_t v)
+{
+    return (v & 1) ? ((const struct tf_stub *)(v - 1))->source
+                   : (int)((const struct tf_cert *)v)->source;
+}
+
+/* Take a reference on set for st, once. */
+static void add_set(struct tf_certstore *st, struct tf_stubset *set)
+{
+    for (size_t i = 0; i < st->n_sets; i++)
+        if (st->sets[i] == set)
+            return;
+    st->sets = tf_realloc(st->sets, (st->n_sets + 1) * sizeof *st->sets);
+    tf_stubset_ref(set);
+    st->sets[st->n_sets++] = set;
+}
+
+static void add_sets(struct tf_certstore *st, const struct tf_certstore *from)
+{
+    for (size_t i = 0; from && i < from->n_sets; i++)
+        add_set(st, from->sets[i]);
+}
 
 /* FNV-1a with a final avalanche (murmur3 fmix64), so the low bits used for the index mix
  * every input byte. */
@@ -53,12 +86,32 @@ static uint32_t hash_name(const char *s)
     return (uint32_t)h;
 }
 
+/* Power-of-two capacity at most 70% full for n entries (the pointer set of store_finish). */
 static size_t cap_for(size_t n)
 {
     size_t cap = 16;
     while (cap * 7 < n * 10 + 10)
         cap *= 2;
     return cap;
+}
+
+/* The table's capacity for n names: exactly 70% full (any size, not a power of two: a
+ * million names take 1.43 million entries, not 2.1), at least 16. */
+static size_t table_cap_for(size_t n)
+{
+    return TF_MAX((n * 10 + 10) / 7 + 1, (size_t)16);
+}
+
+/* Where h's probe starts in a table of cap entries: the high bits of h * cap (Lemire's
+ * multiply-shift range reduction; the hash is avalanched, so every bit is mixed). */
+static size_t home(uint32_t h, size_t cap)
+{
+    return (size_t)(((uint64_t)h * cap) >> 32);
+}
+
+static size_t next(size_t i, size_t cap)
+{
+    return i + 1 == cap ? 0 : i + 1;
 }
 
 static struct tf_cs_entry *table_alloc(size_t cap)
@@ -74,7 +127,7 @@ static struct tf_certstore *store_alloc(size_t n, size_t arena_cap)
 {
     struct tf_certstore *st = tf_calloc(1, sizeof *st);
     tf_ref_init(&st->ref, 1);
-    st->cap = cap_for(n);
+    st->cap = table_cap_for(n);
     st->tab = table_alloc(st->cap);
     st->arena_cap = arena_cap ? arena_cap : 256;
     st->arena = tf_malloc(st->arena_cap);
@@ -83,8 +136,7 @@ static struct tf_certstore *store_alloc(size_t n, size_t arena_cap)
 
 static struct tf_cs_entry *find(const struct tf_certstore *st, const char *name, uint32_t h)
 {
-    size_t mask = st->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = home(h, st->cap);; i = next(i, st->cap)) {
         const struct tf_cs_entry *e = &st->tab[i];
         if (e->key == NO_KEY)
             return NULL;
@@ -96,10 +148,9 @@ static struct tf_cs_entry *find(const struct tf_certstore *st, const char *name,
 /* Place e (whose key is not in the table) into tab by probing. */
 static struct tf_cs_entry *place(struct tf_cs_entry *tab, size_t cap, const struct tf_cs_entry *e)
 {
-    size_t mask = cap - 1;
-    size_t i = e->hash & mask;
+    size_t i = home(e->hash, cap);
     while (tab[i].key != NO_KEY)
-        i = (i + 1) & mask;
+        i = next(i, cap);
     tab[i] = *e;
     return &tab[i];
 }
@@ -145,6 +196,7 @@ static struct tf_certstore *store_clone(const struct tf_certstore *base, size_t 
     if (!base)
         return store_alloc(extra, 0);
     struct tf_certstore *st = store_alloc(base->n_names + extra, base->arena_len + 256);
+    add_sets(st, base);
     if (st->cap == base->cap) {
         memcpy(st->tab, base->tab, base->cap * sizeof *st->tab);
     } else {
@@ -183,7 +235,7 @@ static struct tf_certstore *store_finish(struct tf_certstore *st)
         if (e->key == NO_KEY)
             continue;
         for (int k = 0; k < TF_CERT_KINDS; k++) {
-            struct tf_cert *c = e->slot.cert[k];
+            struct tf_cert *c = tf_slot_cert(&e->slot, k);
             if (c && set_add(set, set_cap - 1, c)) {
                 tf_cert_ref(c);
                 st->certs[st->n_certs++] = c;
@@ -201,13 +253,13 @@ struct tf_certstore *tf_certstore_new(void)
 }
 
 /* Whether cand should take a (name, kind) place held by cur when building from a list. */
-static bool better(const struct tf_cert *cand, const struct tf_cert *cur)
+static bool better(uintptr_t cand, uintptr_t cur)
 {
     if (!cur)
         return true;
-    if (cand->source != cur->source)
-        return cand->source == TF_SRC_STATIC;
-    return cand->not_after > cur->not_after;
+    if (val_source(cand) != val_source(cur))
+        return val_source(cand) == TF_SRC_STATIC;
+    return val_not_after(cand) > val_not_after(cur);
 }
 
 struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_t n)
@@ -220,20 +272,48 @@ struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_
         struct tf_cert *c = certs[i];
         for (int j = 0; j < c->n_names; j++) {
             struct tf_cs_entry *e = upsert(st, c->names[j], hash_name(c->names[j]));
-            if (better(c, e->slot.cert[c->kind]))
-                e->slot.cert[c->kind] = c;
+            if (better((uintptr_t)c, e->slot.v[c->kind]))
+                e->slot.v[c->kind] = (uintptr_t)c;
         }
     }
     return store_finish(st);
+}
+
+struct tf_certstore *tf_certstore_from_stubs(struct tf_stubset *set)
+{
+    size_t names = 0;
+    for (size_t i = 0; i < set->n; i++)
+        names += set->stubs[i].n_names;
+    struct tf_certstore *st = store_alloc(names, set->text_len + 256);
+    add_set(st, set);
+    for (size_t i = 0; i < set->n; i++) {
+        struct tf_stub *s = &set->stubs[i];
+        uintptr_t v = (uintptr_t)s | 1;
+        const char *name = set->text + s->text;
+        for (int j = 0; j < s->n_names; j++, name += strlen(name) + 1) {
+            struct tf_cs_entry *e = upsert(st, name, hash_name(name));
+            if (better(v, e->slot.v[s->kind]))
+                e->slot.v[s->kind] = v;
+        }
+    }
+    return store_finish(st);
+}
+
+struct tf_stubset *tf_certstore_stubset(const struct tf_certstore *st, const struct tf_stub *stub)
+{
+    for (size_t i = 0; st && i < st->n_sets; i++)
+        if (tf_stubset_holds(st->sets[i], stub))
+            return st->sets[i];
+    return NULL;
 }
 
 /* Put cert under one lower-cased name of st, unless an operator's cert holds its place. */
 static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *name)
 {
     struct tf_cs_entry *e = upsert(st, name, hash_name(name));
-    const struct tf_cert *cur = e->slot.cert[cert->kind];
-    if (!cur || cur->source == cert->source || cert->source == TF_SRC_STATIC)
-        e->slot.cert[cert->kind] = cert;
+    uintptr_t cur = e->slot.v[cert->kind];
+    if (!cur || val_source(cur) == (int)cert->source || cert->source == TF_SRC_STATIC)
+        e->slot.v[cert->kind] = (uintptr_t)cert;
 }
 
 /* Put cert into st under only (see tf_certstore_with), or under all its names. */
@@ -274,6 +354,7 @@ struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
 struct tf_certstore *tf_certstore_without(const struct tf_certstore *base, const char *name)
 {
     struct tf_certstore *st = store_alloc(base ? base->n_names : 0, base ? base->arena_len : 0);
+    add_sets(st, base);
     for (size_t i = 0; base && i < base->cap; i++) {
         const struct tf_cs_entry *e = &base->tab[i];
         if (e->key != NO_KEY && strcasecmp(base->arena + e->key, name) != 0)
@@ -304,17 +385,17 @@ static void merge_entry(struct tf_certstore *st, const struct tf_certstore *stat
     struct tf_cs_entry *e = find(st, name, a->hash);
     if (e) {
         for (int k = 0; k < TF_CERT_KINDS; k++)
-            if (!e->slot.cert[k])
-                e->slot.cert[k] = a->slot.cert[k];
+            if (!e->slot.v[k])
+                e->slot.v[k] = a->slot.v[k];
         return;
     }
     struct tf_cert_slot slot = a->slot;
     const struct tf_cs_entry *w = find_wildcard(static_store, name);
     bool any_acme = false;
     for (int k = 0; k < TF_CERT_KINDS; k++) {
-        if (w && w->slot.cert[k])
-            slot.cert[k] = w->slot.cert[k];
-        else if (slot.cert[k])
+        if (w && w->slot.v[k])
+            slot.v[k] = w->slot.v[k];
+        else if (slot.v[k])
             any_acme = true;
     }
     if (any_acme)
@@ -326,6 +407,7 @@ struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
 {
     size_t extra = acme_store ? acme_store->n_names : 0;
     struct tf_certstore *st = store_clone(static_store, extra);
+    add_sets(st, acme_store);
     for (size_t i = 0; acme_store && i < acme_store->cap; i++) {
         const struct tf_cs_entry *a = &acme_store->tab[i];
         if (a->key != NO_KEY)
@@ -370,7 +452,10 @@ const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, co
 
 size_t tf_certstore_count(const struct tf_certstore *st)
 {
-    return st ? st->n_certs : 0;
+    size_t n = st ? st->n_certs : 0;
+    for (size_t i = 0; st && i < st->n_sets; i++)
+        n += st->sets[i]->n;
+    return n;
 }
 
 size_t tf_certstore_names(const struct tf_certstore *st)
@@ -378,11 +463,46 @@ size_t tf_certstore_names(const struct tf_certstore *st)
     return st ? st->n_names : 0;
 }
 
+/* Show stub s to fn as a certificate with nothing decoded. */
+static void stub_view(const struct tf_stubset *set, const struct tf_stub *s,
+                      void (*fn)(const struct tf_cert *c, void *arg), void *arg)
+{
+    char path[4096], key[4096];
+    const char **names = tf_malloc(s->n_names * sizeof *names);
+    struct tf_cert c = {.kind = (enum tf_cert_kind)s->kind,
+                        .source = (enum tf_cert_source)s->source,
+                        .path = tf_stub_paths(set, s, path, key, sizeof path) == 0 ? path : NULL,
+                        .names = (char **)names,
+                        .n_names = s->n_names,
+                        .not_after = s->not_after};
+    for (int i = 0; i < c.n_names; i++)
+        names[i] = tf_stub_name(set, s, i);
+    fn(&c, arg);
+    free(names);
+}
+
+size_t tf_certstore_index_bytes(const struct tf_certstore *st)
+{
+    if (!st)
+        return 0;
+    size_t n = sizeof *st + st->cap * sizeof *st->tab + st->arena_cap +
+               (st->n_certs + 1) * sizeof *st->certs + st->n_sets * sizeof *st->sets;
+    for (size_t i = 0; i < st->n_sets; i++)
+        n += sizeof *st->sets[i] + st->sets[i]->cap * sizeof(struct tf_stub) +
+             st->sets[i]->text_cap + strlen(st->sets[i]->dir) + 1;
+    return n;
+}
+
 void tf_certstore_foreach(const struct tf_certstore *st,
                           void (*fn)(const struct tf_cert *c, void *arg), void *arg)
 {
     for (size_t i = 0; st && i < st->n_certs; i++)
         fn(st->certs[i], arg);
+    for (size_t i = 0; st && i < st->n_sets; i++) {
+        const struct tf_stubset *set = st->sets[i];
+        for (size_t j = 0; j < set->n; j++)
+            stub_view(set, &set->stubs[j], fn, arg);
+    }
 }
 
 void tf_certstore_ref(struct tf_certstore *st)
@@ -398,6 +518,9 @@ void tf_certstore_unref(struct tf_certstore *st)
     for (size_t i = 0; i < st->n_certs; i++)
         tf_cert_unref(st->certs[i]);
     free(st->certs);
+    for (size_t i = 0; i < st->n_sets; i++)
+        tf_stubset_unref(st->sets[i]);
+    free(st->sets);
     free(st->tab);
     free(st->arena);
     free(st);

@@ -3,6 +3,7 @@
  * connection; never does I/O itself (the flush callback does), never blocks.
  */
 #include "tlsfront/tls/tlsbio.h"
+#include "tlsfront/tls/tls.h"
 #include "tlsfront/base/common.h"
 
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 /* The BIO method table: created once (uv_once) and immutable afterwards; OpenSSL needs a
  * long-lived BIO_METHOD, so this is the one process-wide object of this module. */
 static BIO_METHOD *g_method;
+static int g_type; /* g_method's BIO type, set once with it */
 static uv_once_t g_once = UV_ONCE_INIT;
 
 static int tlsbio_write(BIO *b, const char *data, int len)
@@ -100,12 +102,14 @@ static int tlsbio_create(BIO *b)
 
 static void make_method(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tlsfront");
+    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+    BIO_METHOD *m = BIO_meth_new(type, "tlsfront");
     if (!m || !BIO_meth_set_write(m, tlsbio_write) || !BIO_meth_set_read(m, tlsbio_read) ||
         !BIO_meth_set_ctrl(m, tlsbio_ctrl) || !BIO_meth_set_create(m, tlsbio_create)) {
         BIO_meth_free(m);
         return;
     }
+    g_type = type;
     g_method = m;
 }
 
@@ -122,6 +126,15 @@ BIO *tf_tlsbio_new(struct tf_tlsbio *st, OSSL_LIB_CTX *lib)
     if (b)
         BIO_set_data(b, st);
     return b;
+}
+
+void *tf_tlsbio_arg(const SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    if (!b || !method() || BIO_method_type(b) != g_type) /* method(): g_type is set */
+        return NULL;
+    const struct tf_tlsbio *st = BIO_get_data(b);
+    return st ? st->arg : NULL;
 }
 
 void tf_tlsbio_input(struct tf_tlsbio *st, const char *data, size_t len)

@@ -48,6 +48,39 @@ dt = time.time() - t0
 check(d == b"" and 2.5 <= dt < 6, "idle connection closed at the 3 s idle timeout (%.2fs)" % dt)
 s.close()
 
+
+def closed_by_server(t, limit):
+    """True when t reads EOF (or a reset) within limit seconds."""
+    t.settimeout(bound(limit))
+    try:
+        return t.recv(100) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+# Deadlines of several connections at once (the worker keeps them on shared lists): one that
+# keeps talking outlives the idle timeout, while quiet ones opened after it (a handshake
+# deadline then an idle one each) are closed; the talker is closed once it goes quiet too.
+talker = tls_connect(port, "example.test", ctx)
+quiet = [tls_connect(port, "example.test", ctx) for _ in range(3)]
+half = socket.create_connection(("127.0.0.1", port))  # handshake deadline beside idle ones
+half.sendall(b"\x16\x03\x01\x00\xff\x01\x00")
+talker.settimeout(bound(10))
+echoed = True
+for i in range(5):  # 5 s of activity, one read a second, past the 3 s idle timeout
+    time.sleep(1)
+    talker.sendall(b"ping %d\n" % i)
+    echoed = echoed and talker.recv(100) == b"ping %d\n" % i
+check(echoed, "a connection that keeps talking is served past the idle timeout")
+check(all(closed_by_server(q, 1) for q in quiet),
+      "quiet connections beside it were closed at their idle timeout")
+check(closed_by_server(half, 1), "an unfinished handshake beside them was closed at its timeout")
+check(closed_by_server(talker, 10), "the talker is closed once it goes quiet")
+for t in quiet + [talker, half]:
+    t.close()
+
 # 1,000 concurrent connections, all open at once, each echoing its own payload (on an
 # instance with the default idle timeout: opening 1,000 under ASan takes longer than 3 s).
 tf_many, port = start_tlsfront(["--certs", certs, "--backend", echo.addr, "--workers", "2"],

@@ -299,18 +299,23 @@ int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
                            tf_acme_store_all_cb done, void *arg);
 
 /* Index the store when it holds more than eager_max names (else load it as
- * tf_acme_store_load_all does): read only each name's meta.json and hand a stub
- * (tf_cert_stub_new: the name, key kind and validity, path = its cert.pem key) with the
- * metadata's "ca_id" and "cert_id" (the ARI certID; both borrowed for the call, may be NULL).
- * A name whose meta.json is missing or lacks those fields is decoded once instead (each
- * then gets the decoded certificate, cert_id NULL) and counted in decoded. each (may be
- * NULL) gets one reference per certificate. */
+ * tf_acme_store_load_all does): read only each name's meta.json and hand its key kind and
+ * validity (meta) with the metadata's "ca_id" and "cert_id" (the ARI certID; borrowed for
+ * the call, may be NULL); cert is NULL then. A name whose meta.json is missing or lacks
+ * those fields is decoded once instead: cert is the decoded certificate (one reference,
+ * handed on), meta is taken from it, and it is counted in decoded. Not indexing: meta is
+ * NULL and cert decoded, as tf_acme_store_load_all hands it. */
+struct tf_acme_store_meta {
+    enum tf_cert_kind kind;
+    int64_t not_before, not_after;
+};
 typedef void (*tf_acme_store_index_cb)(const char *name, struct tf_cert *cert,
+                                       const struct tf_acme_store_meta *meta,
                                        const char *ca_id, const char *cert_id, void *arg);
 struct tf_acme_store_counts {
     int loaded, skipped; /* as tf_acme_store_all_cb's */
-    int indexed;         /* stubs made from meta.json */
-    int decoded;         /* of those loaded, decoded for want of a usable meta.json */
+    int indexed;         /* known from meta.json */
+    int decoded;         /* of those indexed, decoded for want of a usable meta.json */
     bool lazy;           /* more than eager_max names: indexed */
 };
 typedef void (*tf_acme_store_indexed_cb)(int err, const struct tf_acme_store_counts *n,

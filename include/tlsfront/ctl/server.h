@@ -88,10 +88,15 @@ void tf_server_admin_set_token(struct tf_server *s, char *token);
  * loop); free: after the workers are joined. */
 void tf_server_cache_init(struct tf_server *s);
 void tf_server_need_load(struct tf_server *s, int worker, const char *name);
+/* Evict the cached certificates of stub sets the published store no longer holds (after a
+ * reload), so the old index is freed at once rather than as the cache turns over. */
+void tf_server_cache_prune(struct tf_server *s);
 void tf_server_cache_free(struct tf_server *s);
-/* The certificate manager obtained cert for the new managed stub: install it in the cache
- * as the stub's loaded certificate (takes its own reference), evicting as a load does. */
-void tf_server_cache_loaded(struct tf_server *s, struct tf_cert *stub, struct tf_cert *cert);
+/* The certificate manager's hook (tf_certmgr_host.cache_replace): stub of set now stands for
+ * cert; the stub's loaded certificate (if any) is evicted, a load in flight is disregarded,
+ * a failure mark is cleared and cert installed (its own reference), evicting as a load does. */
+void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                             struct tf_cert *cert);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);

@@ -55,11 +55,12 @@ struct tf_certmgr_host {
     bool (*serves)(void *arg, const char *name);
     /* True when a static (--certs) certificate covers name: it is never obtained or renewed. */
     bool (*has_static)(void *arg, const char *name);
-    /* Optional. A managed stub (tf_cert.stub, new, not yet in any store) and its decoded
-     * certificate, just obtained: put cert in the host's cache of decoded certificates as
-     * the stub's (the hook takes its own reference on cert), so the handshakes that wait
-     * for the name need no load. */
-    void (*cache_loaded)(void *arg, struct tf_cert *stub, struct tf_cert *cert);
+    /* Optional. A managed stub (one of set's, in the current store) now stands for cert,
+     * just obtained or announced: put cert in the host's cache of decoded certificates as
+     * the stub's, in place of what it had loaded (the hook takes its own reference on
+     * cert), so no handshake serves the old certificate and none waits for a load. */
+    void (*cache_replace)(void *arg, struct tf_stubset *set, struct tf_stub *stub,
+                          struct tf_cert *cert);
 };
 
 /* Create the manager for cfg (on-demand or eager names configured). host is copied; its arg

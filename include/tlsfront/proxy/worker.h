@@ -104,6 +104,7 @@ struct tf_worker {
 
     struct tf_conn *conns;          /* intrusive list of live connections */
     struct tf_pool *pool;           /* idle keep-alive backend connections, owned */
+    struct tf_deadlines *deadlines; /* the connections' timeouts (conn_timer.c), owned */
     struct tf_conn *held;           /* connections whose handshake waits for a certificate */
     int n_held;
     /* Returning the memory a burst of held handshakes freed (see worker.c, maybe_trim): */

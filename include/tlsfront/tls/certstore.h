@@ -10,6 +10,7 @@
 #define TF_CERTSTORE_H
 
 #include "tlsfront/base/common.h"
+#include "tlsfront/tls/certstub.h"
 
 #include <openssl/evp.h>
 #include <openssl/types.h>
@@ -40,37 +41,29 @@ struct tf_cert {
                                     (tls.h); owned */
     _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
                                     written by workers, read by renewal */
-    /* Load on first use (tlsfront/tls/certcache.h): a stub is indexed from its files but not
-     * decoded: leaf, chain, key, issuer, serial and ctxs are NULL; names, kind, not_after,
-     * source and path are known, and key_path names the key file (NULL: in path). */
-    bool stub;
-    char *key_path;                   /* stub only, owned */
-    _Atomic(struct tf_cert *) loaded; /* stub only: the decoded certificate (one reference,
-                                         the cache's), published with release order by the
-                                         control loop, read with acquire by workers */
-    _Atomic unsigned char used;       /* stub only: set by workers on use, cleared by the
-                                         cache's CLOCK hand (relaxed) */
-    _Atomic unsigned char failed;     /* stub only: its files failed to load (logged once) */
-    void *loading;                    /* stub only, control loop only: the load in flight */
-    bool cached;                      /* stub only, control loop only: in the cache's ring */
 };
 
-/* What a handshake serves for c: c itself, or for a stub its loaded certificate (NULL when
- * not loaded). Lock-free: an acquire load and, for a stub, a relaxed store of its used bit
- * when it is clear. The result is valid until the end of the calling callback (the cache
- * frees an evicted certificate only after every worker has passed a quiescent point). */
-static inline struct tf_cert *tf_cert_resolve(struct tf_cert *c)
+/* What a lookup returns: for each kind, nothing (0), a decoded certificate, or a stub to
+ * load on first use (tlsfront/tls/certstub.h), told apart by the low bit. Read it with
+ * tf_slot_cert and tf_slot_stub. */
+struct tf_cert_slot {
+    uintptr_t v[TF_CERT_KINDS];
+};
+
+/* The decoded certificate of kind k in slot, or NULL (none, or a stub). */
+static inline struct tf_cert *tf_slot_cert(const struct tf_cert_slot *slot, int k)
 {
-    if (!c || !c->stub)
-        return c;
-    struct tf_cert *l = atomic_load_explicit(&c->loaded, memory_order_acquire);
-    if (l && !atomic_load_explicit(&c->used, memory_order_relaxed))
-        atomic_store_explicit(&c->used, 1, memory_order_relaxed);
-    return l;
+    return (slot->v[k] & 1) ? NULL : (struct tf_cert *)slot->v[k];
 }
 
-/* What a lookup returns: the certificates for one name, either kind may be NULL. */
-struct tf_cert_slot {
+/* The stub of kind k in slot, or NULL (none, or a decoded certificate). */
+static inline struct tf_stub *tf_slot_stub(const struct tf_cert_slot *slot, int k)
+{
+    return (slot->v[k] & 1) ? (struct tf_stub *)(slot->v[k] - 1) : NULL;
+}
+
+/* A slot resolved for a handshake: decoded certificates only, either may be NULL. */
+struct tf_cert_pair {
     struct tf_cert *cert[TF_CERT_KINDS];
 };
 
@@ -108,34 +101,15 @@ struct tf_certstore *tf_certstore_load_dir(const char *dir, int *n_loaded, int *
                                            char *err, size_t errlen);
 
 /* Like tf_certstore_load_dir, but when the directory holds more than eager_max
- * certificates, index it instead: each file's leaf certificate is decoded for its names,
- * kind and expiry (in parallel, no key, no chain, no context) and the store holds stubs
- * (tf_cert.stub) that tlsfront/tls/certcache.h loads on first use. At most eager_max
- * certificates: the same as tf_certstore_load_dir. *n_loaded counts certificates loaded or
- * indexed. *lazy (may be NULL) says which happened. Blocking file I/O. */
+ * certificates, index it instead: each file's leaf certificate is read for its names, kind
+ * and expiry (in parallel, no key, no chain, no context) into one stub set
+ * (tlsfront/tls/certstub.h) whose stubs the store holds and tlsfront/tls/certcache.h loads
+ * on first use. At most eager_max certificates: the same as tf_certstore_load_dir.
+ * *n_loaded counts certificates loaded or indexed. *lazy (may be NULL) says which
+ * happened. Blocking file I/O. */
 struct tf_certstore *tf_certstore_index_dir(const char *dir, int eager_max, int *n_loaded,
                                             int *n_failed, bool *lazy, char *err,
                                             size_t errlen);
-
-/* Load a stub's files (blocking file I/O: the thread pool). The result (refcount 1, no
- * per-certificate context, source as the stub's) must be of the stub's kind and cover all
- * of the stub's names, else the file changed since the index was built and the load fails
- * with err saying so. Returns NULL and fills err on failure. */
-struct tf_cert *tf_cert_load_stub(const struct tf_cert *stub, char *err, size_t errlen);
-
-/* tf_cert_load_stub's decoding half, for a stub whose load function reads the texts some
- * other way (a managed certificate read from storage): decode chain and key (key_pem may be
- * NULL when chain_pem holds it) with no per-certificate context, and check the result
- * against the stub as tf_cert_load_stub does. CPU-bound: the thread pool. */
-struct tf_cert *tf_cert_stub_decode(const struct tf_cert *stub, const char *chain_pem,
-                                    size_t chain_len, const char *key_pem, size_t key_len,
-                                    char *err, size_t errlen);
-
-/* A stub (refcount 1) for one name, known from metadata alone (a managed certificate's
- * meta.json): names = {name}, the kind and validity given, path = where its load function
- * finds it (a storage key). */
-struct tf_cert *tf_cert_stub_new(const char *name, enum tf_cert_kind kind, int64_t not_before,
-                                 int64_t not_after, enum tf_cert_source source, const char *path);
 
 /* An empty store. */
 struct tf_certstore *tf_certstore_new(void);
@@ -146,6 +120,14 @@ struct tf_certstore *tf_certstore_new(void);
  * certs of the same kind claim a name: TF_SRC_STATIC beats TF_SRC_ACME, then the later
  * not_after wins, then the earlier one in the array. */
 struct tf_certstore *tf_certstore_from_certs(struct tf_cert *const *certs, size_t n);
+
+/* A new store holding every stub of set under each of its names (the store takes a
+ * reference on set). Conflicts as in tf_certstore_from_certs (the later not_after, then the
+ * earlier stub). Stores made from it (with, merge, without) keep the set too. */
+struct tf_certstore *tf_certstore_from_stubs(struct tf_stubset *set);
+
+/* The set of st that holds stub, or NULL (borrowed: valid while st is). */
+struct tf_stubset *tf_certstore_stubset(const struct tf_certstore *st, const struct tf_stub *stub);
 
 /* A new store holding everything in base (may be NULL) plus/replacing cert for each of its
  * names and kind: cert replaces whatever cert of its kind held the name (even one with a
@@ -193,12 +175,17 @@ struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
  * Lock-free and safe from any thread: a store never changes after construction. */
 const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, const char *name);
 
-/* Number of distinct certificates, and of names (keys) in the table. */
+/* Number of distinct certificates (stubs of its sets included), and of names (keys). */
 size_t tf_certstore_count(const struct tf_certstore *st);
 size_t tf_certstore_names(const struct tf_certstore *st);
+/* Bytes the store's index takes: its table, key arena and certificate list, and its stub
+ * sets (stubs and text) in full; decoded certificates are not counted. */
+size_t tf_certstore_index_bytes(const struct tf_certstore *st);
 
 /* Call fn for each distinct certificate (each once, even when it has several names). A
- * store holds one reference on each; the last tf_certstore_unref drops them. */
+ * store holds one reference on each; the last tf_certstore_unref drops them. A stub is
+ * shown as a certificate of its names, kind, source, expiry and path, with nothing decoded
+ * (no leaf, key, issuer or serial), valid during the call only. */
 void tf_certstore_foreach(const struct tf_certstore *st,
                           void (*fn)(const struct tf_cert *c, void *arg), void *arg);
 

@@ -13,8 +13,15 @@
 
 struct tf_cert;
 
-/* What ALPN selection reads from a server connection. The SSL's app data must point at an
- * object whose first member is this struct (the data path's connection). */
+/* The arg of the tlsbio BIO (tlsbio.h) that ssl reads from, i.e. the connection that owns
+ * it; NULL when ssl reads through another BIO. Callbacks find their connection this way
+ * rather than through SSL ex-data, which costs every SSL a stack (about 0.1 KiB per idle
+ * connection). Defined in tlsbio.c. */
+void *tf_tlsbio_arg(const SSL *ssl);
+
+/* What ALPN selection reads from a server connection. The tlsbio arg of the SSL
+ * (tf_tlsbio_arg) must point at an object whose first member is this struct (the data path's
+ * connection). */
 struct tf_tls_alpn {
     bool acme;            /* a TLS-ALPN-01 validation (RFC 8737): only acme-tls/1 */
     char *const *protos;  /* the route's protocols in server preference, borrowed */

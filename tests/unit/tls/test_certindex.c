@@ -24,12 +24,11 @@
 
 static char g_dir[200]; /* the demo set, in a private temp dir */
 
-static struct tf_cert *fake(bool stub)
+static struct tf_cert *fake(void)
 {
     struct tf_cert *c = tf_calloc(1, sizeof *c);
     tf_ref_init(&c->ref, 1);
-    c->stub = stub;
-    c->path = tf_strdup(stub ? "stub" : "loaded");
+    c->path = tf_strdup("loaded");
     return c;
 }
 
@@ -38,38 +37,57 @@ static int refs(struct tf_cert *c)
     return (int)atomic_load(&c->ref.n);
 }
 
+/* A set of n hand-made stubs named s<i>.test. */
+static struct tf_stubset *fake_set(int n)
+{
+    struct tf_stubset *set = tf_stubset_new("/nowhere", 0, 0);
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "s%d.test", i);
+        tf_stubset_add(set, name, 1, "x.pem", TF_STUB_KEY_IN);
+    }
+    tf_stubset_seal(set);
+    return set;
+}
+
+static bool keep_only(const struct tf_stubset *set, void *arg)
+{
+    return set == arg;
+}
+
 static void test_clock(void)
 {
     struct tf_certcache cc;
     tf_certcache_init(&cc, 3);
-    struct tf_cert *s[6], *l[6];
+    struct tf_stubset *set = fake_set(6);
+    struct tf_stub *s[6];
+    struct tf_cert *l[6];
     for (int i = 0; i < 6; i++) {
-        s[i] = fake(true);
-        l[i] = fake(false);
+        s[i] = &set->stubs[i];
+        l[i] = fake();
     }
-    CHECK(tf_cert_resolve(s[0]) == NULL);
-    CHECK(tf_cert_resolve(l[0]) == l[0]);
+    CHECK(tf_stub_resolve(s[0]) == NULL);
     struct tf_certcache_retired *r = NULL;
     for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(tf_certcache_install(&cc, s[i], l[i], &r), 0);
+        CHECK_EQ_INT(tf_certcache_install(&cc, set, s[i], l[i], &r), 0);
     CHECK(r == NULL);
     CHECK_EQ_INT(tf_certcache_size(&cc), 3);
-    CHECK(tf_cert_resolve(s[1]) == l[1]);
-    CHECK_EQ_INT(refs(s[1]), 2); /* the ring's */
+    CHECK(tf_stub_resolve(s[1]) == l[1]);
+    CHECK_EQ_INT((int)atomic_load(&set->ref.n), 4); /* ours and the ring's three */
 
     /* Full, every used bit set (new entries get a second chance): one sweep clears them
      * and the oldest goes. */
-    CHECK_EQ_INT(tf_certcache_install(&cc, s[3], l[3], &r), 1);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, s[3], l[3], &r), 1);
     CHECK(r && r->n == 1 && r->certs[0] == l[0]);
-    CHECK(atomic_load(&s[0]->loaded) == NULL && !s[0]->cached);
-    CHECK_EQ_INT(refs(s[0]), 1);
+    CHECK(atomic_load(&s[0]->loaded) == NULL);
     CHECK_EQ_INT(tf_certcache_size(&cc), 3);
+    CHECK_EQ_INT((int)atomic_load(&set->ref.n), 4);
 
     /* A worker uses s[1]: the hand passes it and takes s[2]. */
-    CHECK(tf_cert_resolve(s[1]) == l[1]);
-    CHECK_EQ_INT(tf_certcache_install(&cc, s[4], l[4], &r), 1);
+    CHECK(tf_stub_resolve(s[1]) == l[1]);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, s[4], l[4], &r), 1);
     CHECK(r->n == 2 && r->certs[1] == l[2]);
-    CHECK(tf_cert_resolve(s[2]) == NULL && tf_cert_resolve(s[1]) == l[1]);
+    CHECK(tf_stub_resolve(s[2]) == NULL && tf_stub_resolve(s[1]) == l[1]);
 
     /* The retired certificates live until the last holder releases them. */
     tf_cert_ref(l[0]);
@@ -82,18 +100,30 @@ static void test_clock(void)
 
     /* An evicted stub loads again like any other. */
     r = NULL;
-    CHECK_EQ_INT(tf_certcache_install(&cc, s[0], fake(false), &r), 1);
-    CHECK(tf_cert_resolve(s[0]) != NULL);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, s[0], fake(), &r), 1);
+    CHECK(tf_stub_resolve(s[0]) != NULL);
     CHECK_EQ_INT(tf_certcache_size(&cc), 3);
+
+    /* A reload's prune takes out the stubs of sets no longer used, and their references. */
+    struct tf_stubset *other = fake_set(1);
+    struct tf_certcache_retired *r2 = NULL;
+    CHECK_EQ_INT(tf_certcache_install(&cc, other, &other->stubs[0], fake(), &r2), 1);
+    CHECK_EQ_INT(tf_certcache_prune(&cc, keep_only, other, &r2), 2);
+    CHECK_EQ_INT(tf_certcache_size(&cc), 1);
+    CHECK(tf_stub_resolve(&other->stubs[0]) != NULL);
+    CHECK_EQ_INT((int)atomic_load(&set->ref.n), 1);
+    atomic_store(&r2->pending, 1);
+    tf_certcache_retired_release(r2);
+
     tf_certcache_free(&cc, &r);
-    CHECK(r && r->n == 4);
+    CHECK(r && r->n == 2); /* s[0]'s reload and other's stub */
     atomic_store(&r->pending, 1);
     tf_certcache_retired_release(r);
-    for (int i = 0; i < 6; i++) {
-        CHECK_EQ_INT(refs(s[i]), 1);
+    for (int i = 0; i < 6; i++)
         CHECK(atomic_load(&s[i]->loaded) == NULL);
-        tf_cert_unref(s[i]);
-    }
+    CHECK_EQ_INT((int)atomic_load(&other->ref.n), 1);
+    tf_stubset_unref(other);
+    tf_stubset_unref(set);
     tf_cert_unref(l[5]);
 }
 
@@ -111,22 +141,26 @@ static void compare_cert(const struct tf_cert *full, void *arg)
     for (int i = 0; i < full->n_names; i++) {
         p->n_names++;
         const struct tf_cert_slot *slot = tf_certstore_lookup(p->index, full->names[i]);
-        struct tf_cert *stub = slot ? slot->cert[full->kind] : NULL;
-        CHECK(stub && stub->stub);
+        struct tf_stub *stub = slot ? tf_slot_stub(slot, full->kind) : NULL;
+        CHECK(stub != NULL);
         if (!stub)
             continue;
+        const struct tf_stubset *set = tf_certstore_stubset(p->index, stub);
+        CHECK(set != NULL);
         CHECK_EQ_INT(stub->n_names, full->n_names);
-        CHECK_EQ_STR(stub->names[i], full->names[i]);
+        CHECK_EQ_STR(tf_stub_name(set, stub, i), full->names[i]);
         CHECK_EQ_INT(stub->not_after, full->not_after);
-        CHECK_EQ_STR(stub->path, full->path);
+        char crt[1024], key[1024];
+        CHECK_EQ_INT(tf_stub_paths(set, stub, crt, key, sizeof crt), 0);
+        CHECK_EQ_STR(crt, full->path);
         char err[256] = "";
-        struct tf_cert *c = tf_cert_load_stub(stub, err, sizeof err);
-        CHECK(c && c->leaf && c->key && !c->stub && tf_tls_cert_ctx_get(c, 0, 1, NULL) == NULL);
+        struct tf_cert *c = tf_stub_load(set, stub, err, sizeof err);
+        CHECK(c && c->leaf && c->key && tf_tls_cert_ctx_get(c, 0, 1, NULL) == NULL);
         if (c) {
             CHECK_EQ_INT(c->kind, full->kind);
             CHECK(X509_cmp(c->leaf, full->leaf) == 0);
         } else {
-            fprintf(stderr, "load %s: %s\n", stub->path, err);
+            fprintf(stderr, "load %s: %s\n", crt, err);
         }
         tf_cert_unref(c);
     }
@@ -159,6 +193,7 @@ static void scan_cert(const struct tf_cert *full, void *arg)
     CHECK_EQ_INT(sc.kind, full->kind);
     CHECK_EQ_INT(sc.not_before, full->not_before);
     CHECK_EQ_INT(sc.not_after, full->not_after);
+    free(sc.der);
 }
 
 static void test_index_is_load(void)
@@ -183,27 +218,50 @@ static void test_index_is_load(void)
                                                         sizeof err);
     CHECK(small && !lazy);
     const struct tf_cert_slot *slot = small ? tf_certstore_lookup(small, "rsa.test") : NULL;
-    CHECK(slot && slot->cert[TF_CERT_RSA] && !slot->cert[TF_CERT_RSA]->stub);
+    CHECK(slot && tf_slot_cert(slot, TF_CERT_RSA) && !tf_slot_stub(slot, TF_CERT_RSA));
     tf_certstore_unref(small);
     tf_certstore_unref(full);
     tf_certstore_unref(ix);
 }
 
-static struct tf_cert *stub_for(struct tf_certstore *ix, const char *name, int kind)
+static struct tf_stub *stub_for(struct tf_certstore *ix, const char *name, int kind)
 {
     const struct tf_cert_slot *slot = tf_certstore_lookup(ix, name);
-    return slot ? slot->cert[kind] : NULL;
+    return slot ? tf_slot_stub(slot, kind) : NULL;
 }
 
-static void check_fails(struct tf_cert *stub, const char *want)
+static void check_fails(struct tf_certstore *ix, struct tf_stub *stub, const char *want)
 {
     char err[256] = "";
-    struct tf_cert *c = stub ? tf_cert_load_stub(stub, err, sizeof err) : NULL;
+    const struct tf_stubset *set = tf_certstore_stubset(ix, stub);
+    struct tf_cert *c = stub && set ? tf_stub_load(set, stub, err, sizeof err) : NULL;
     CHECK(stub && c == NULL);
     if (!strstr(err, want))
         fprintf(stderr, "want \"%s\" in \"%s\"\n", want, err);
     CHECK(strstr(err, want) != NULL);
     tf_cert_unref(c);
+}
+
+/* A file over the size limit is refused, even a valid certificate padded with text that
+ * PEM readers skip (the reader stops at the first short read: the size is checked). */
+static void test_too_large(void)
+{
+    char err[256], cmd[2048];
+    int ok0, bad0, ok1, bad1;
+    struct tf_certstore *ix = tf_certstore_index_dir(g_dir, 0, &ok0, &bad0, NULL, err, sizeof err);
+    tf_certstore_unref(ix);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && { cat example.crt; head -c 1200000 /dev/zero | tr '\\0' x; echo; } "
+             "> big.pem && cp example.key big.key",
+             g_dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    ix = tf_certstore_index_dir(g_dir, 0, &ok1, &bad1, NULL, err, sizeof err);
+    CHECK(ix != NULL);
+    CHECK_EQ_INT(ok1, ok0);
+    CHECK_EQ_INT(bad1, bad0 + 1);
+    tf_certstore_unref(ix);
+    snprintf(cmd, sizeof cmd, "rm '%s/big.pem' '%s/big.key'", g_dir, g_dir);
+    CHECK_EQ_INT(system(cmd), 0);
 }
 
 static void test_changed_files(void)
@@ -219,13 +277,13 @@ static void test_changed_files(void)
     snprintf(cmd, sizeof cmd, "cd '%s' && cp rsa.crt example.crt && cp rsa.key example.key",
              g_dir);
     CHECK_EQ_INT(system(cmd), 0);
-    check_fails(stub_for(ix, "example.test", TF_CERT_EC), "changed since start-up");
+    check_fails(ix, stub_for(ix, "example.test", TF_CERT_EC), "changed since start-up");
     snprintf(cmd, sizeof cmd, "echo garbage > '%s/wild.pem'", g_dir);
     CHECK_EQ_INT(system(cmd), 0);
-    check_fails(stub_for(ix, "x.wild.test", TF_CERT_EC), "no certificate");
+    check_fails(ix, stub_for(ix, "x.wild.test", TF_CERT_EC), "no certificate");
     snprintf(cmd, sizeof cmd, "rm '%s/rsa.key'", g_dir);
     CHECK_EQ_INT(system(cmd), 0);
-    check_fails(stub_for(ix, "rsa.test", TF_CERT_RSA), "cannot read");
+    check_fails(ix, stub_for(ix, "rsa.test", TF_CERT_RSA), "cannot read");
     tf_certstore_unref(ix);
 }
 
@@ -247,6 +305,7 @@ int main(void)
     CHECK_EQ_INT(rc, 0);
     if (rc == 0) {
         TF_TEST_RUN(test_index_is_load);
+        TF_TEST_RUN(test_too_large);
         TF_TEST_RUN(test_changed_files);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -93,7 +93,7 @@ static int refs(const struct tf_cert *c)
 static const struct tf_cert *get(const struct tf_certstore *st, const char *name, int kind)
 {
     const struct tf_cert_slot *s = tf_certstore_lookup(st, name);
-    return s ? s->cert[kind] : NULL;
+    return s ? tf_slot_cert(s, kind) : NULL;
 }
 
 struct visit {

@@ -3,9 +3,11 @@
  * TLS 1.3 handshake and data both ways with input offered whole, one byte at a time and with
  * leftovers kept across calls; several records coalesced into one flush; EOF; new input
  * appended after a partly consumed keep; a first record gathered across reads before the
- * SSL sees any of it (tf_tlsbio_first_record).
+ * SSL sees any of it (tf_tlsbio_first_record); the owner found from the SSL alone
+ * (tf_tlsbio_arg), and no owner for an SSL on another BIO.
  */
 #include "tlsfront/base/common.h"
+#include "tlsfront/tls/tls.h"
 #include "tlsfront/tls/tlsbio.h"
 #include "tf_test.h"
 
@@ -277,6 +279,20 @@ static void test_first_record(void)
     tf_tlsbio_clear(&st);
 }
 
+/* The ClientHello and ALPN callbacks find their connection through the SSL's BIO. */
+static void test_arg(void)
+{
+    struct pair p;
+    pair_init(&p);
+    CHECK(tf_tlsbio_arg(p.srv) == &p.sink);
+    CHECK(tf_tlsbio_arg(p.cli) == NULL); /* memory BIOs: not ours */
+    SSL *bare = SSL_new(p.sctx);
+    CHECK(bare != NULL);
+    CHECK(tf_tlsbio_arg(bare) == NULL); /* no BIO yet */
+    SSL_free(bare);
+    pair_free(&p);
+}
+
 int main(void)
 {
     TF_TEST_RUN(test_whole);
@@ -285,5 +301,6 @@ int main(void)
     TF_TEST_RUN(test_keep);
     TF_TEST_RUN(test_keep_append);
     TF_TEST_RUN(test_first_record);
+    TF_TEST_RUN(test_arg);
     return TF_TEST_DONE();
 }
