@@ -122,17 +122,29 @@ def callgrind(w, cfg):
 
 # ---- figure 6: many certificates ----
 
-def _many_dir(n):
-    """Certificates <i>.many.test for i = 1..n, made once and kept between runs."""
-    base = os.environ.get("TLSFRONT_BENCH_CACHE", "/var/tmp/tlsfront-bench")
-    full = os.path.join(base, "many-100000")
+def _bench_cache():
+    return os.environ.get("TLSFRONT_BENCH_CACHE", "/var/tmp/tlsfront-bench")
+
+
+def _many_full():
+    """100,000 certificates <i>.many.test, made once and kept between runs (the same
+    directory as bench/scale.py --n 100000 uses)."""
+    full = os.path.join(_bench_cache(), "scale-100000")
     if not os.path.exists(os.path.join(full, "100000.many.test.pem")):
         log("figure 6: making 100,000 certificates once into %s (about a minute)" % full)
         os.makedirs(full, exist_ok=True)
         subprocess.run(["bash", os.path.join(ROOT, "certs", "mkcerts.sh"), "many", full,
                         "100000"], check=True, capture_output=True, timeout=1200)
-    d = os.path.join(base, "many-%d" % n)
-    if n != 100000 and not os.path.exists(os.path.join(d, "%d.many.test.pem" % n)):
+    return full
+
+
+def _many_dir(n):
+    """Certificates <i>.many.test for i = 1..n: hard links into the 100,000."""
+    full = _many_full()
+    if n == 100000:
+        return full
+    d = os.path.join(_bench_cache(), "many-%d" % n)
+    if not os.path.exists(os.path.join(d, "%d.many.test.pem" % n)):
         os.makedirs(d, exist_ok=True)
         for i in range(1, n + 1):
             name = "%d.many.test.pem" % i
@@ -150,8 +162,11 @@ def _rss_kib(pid):
 
 
 def many_certs(w, cfg):
+    """Start-up and RSS (part "startup"), then the handshake figures of many_hs.py (parts
+    "hot", "cold", "callgrind"); w.args.many picks the parts (default: all)."""
+    parts = set(w.args.many or ("startup", "hot", "cold", "callgrind"))
     sizes = [10000] if w.args.quick else [10000, 100000]
-    for n in sizes:
+    for n in sizes if "startup" in parts else ():
         d = _many_dir(n)
         crt_list = os.path.join(w.dir, "crt-list-%d" % n)
         with open(crt_list, "w") as f:
@@ -161,8 +176,6 @@ def many_certs(w, cfg):
             for row in ("tlsfront", "haproxy"):
                 if row == "haproxy" and n >= 100000 and rnd > 0:
                     continue  # HAProxy takes about two minutes to load 100,000: once is enough
-                if row == "tlsfront" and n == sizes[-1] and rnd == 2:
-                    continue  # the third sample is the server many_handshakes starts
                 log("figure 6: %s with %d certificates (round %d)" % (row, n, rnd + 1))
                 if row == "tlsfront":
                     srv = S.start_tlsfront(w, row, d, w.backend_port)
@@ -174,39 +187,13 @@ def many_certs(w, cfg):
                     _record(w, 6, "many_%d" % n, row, rnd, data)
                 finally:
                     srv.stop()
-    many_handshakes(w, cfg, sizes[-1])
-
-
-def many_handshakes(w, cfg, n):
-    """Handshake cost with SNI picking at random among n names vs one certificate. Both
-    servers run side by side and take turns (AB BA AB ...), so a slow spell on this noisy
-    machine hits both; the judged figure is the median of the per-pair ratios."""
-    import bench
-    log("figure 6: handshakes with %d names vs one certificate, %d alternating pairs" %
-        (n, cfg["many_pairs"]))
-    many = S.start_tlsfront(w, "tlsfront", _many_dir(n), w.backend_port)
-    one = None
-    try:
-        time.sleep(0.5)  # as in many_certs: the loader settles before RSS is read
-        _record(w, 6, "many_%d" % n, "tlsfront", 2, {"n": n, "startup_s": many.startup,
-                                                     "rss_kib": _rss_kib(many.proc.pid)})
-        one = S.start_tlsfront(w, "tlsfront", _many_dir(1), w.backend_port)
-        base = ["--n", w.cfg["hs_ec"], "--conc", 16, "--warmup", 100]
-        runs = {"n": lambda: bench.run_loadgen(w, many, "hs", "%ld.many.test",
-                                               base + ["--sni-range", n]),
-                "1": lambda: bench.run_loadgen(w, one, "hs", "1.many.test", base)}
-        for p in range(cfg["many_pairs"]):
-            got = {}
-            for which in (("n", "1") if p % 2 == 0 else ("1", "n")):
-                got[which] = runs[which]()
-            _record(w, 6, "many_hs_%d" % n, "tlsfront", p, got["n"])
-            _record(w, 6, "many_hs_1", "tlsfront", p, got["1"])
-            _record(w, 6, "many_pair_%d" % n, "tlsfront", p,
-                    {"ratio": got["n"]["cpu_s_per_1000"] / got["1"]["cpu_s_per_1000"]})
-    finally:
-        many.stop()
-        if one:
-            one.stop()
+    import many_hs
+    n, full, one = sizes[-1], _many_full(), _many_dir(1)
+    hs = [p for p in ("hot", "cold") if p in parts]
+    if hs:
+        many_hs.handshakes(w, cfg, n, full, _bench_cache(), one, hs)
+    if "callgrind" in parts:
+        many_hs.callgrind(w, n, full, _bench_cache(), one)
 
 
 # ---- figure 7: on-demand issuance against pebble ----

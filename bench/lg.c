@@ -233,7 +233,9 @@ int lg_conn_open(struct lg_client *cl, struct lg_conn *c, SSL_SESSION *sess)
         return lg_fail("connect: %s", strerror(errno));
     c->ssl = SSL_new(cl->ctx);
     char name[256];
-    if (cl->sni_range > 0)
+    if (cl->sni_range > 0 && cl->sni_seq > 0)
+        snprintf(name, sizeof name, cl->sni, 1 + (cl->sni_seq++ - 1) % cl->sni_range);
+    else if (cl->sni_range > 0)
         snprintf(name, sizeof name, cl->sni, 1 + random() % cl->sni_range);
     else
         snprintf(name, sizeof name, "%s", cl->sni);

@@ -28,6 +28,7 @@ struct lg_client {
     struct sockaddr_in addr;
     const char *sni;
     long sni_range; /* > 0: sni is a pattern with one %ld, 1..sni_range picked at random */
+    long sni_seq;   /* > 0: instead, 1..sni_range in order (the next number; wraps) */
     int ep;
 };
 

@@ -20,7 +20,9 @@
  *       N connections that each complete a handshake and one request, then stay idle; RSS
  *       growth of the PIDs per connection. (The open-file limit is 20,000.)
  * --sni-range K: SNI is a printf pattern with one %ld, filled per connection with a random
- * number in 1..K (figure 6: SNI picks among many names).
+ * number in 1..K, a different sample every run (figure 6: SNI picks among many names). --sni-seq: the numbers 1..K in
+ * order instead (wrapping), so K connections ask for every name once (figure 6's warm-up
+ * that loads every name into tlsfront's certificate cache).
  * --sys-pids P,P: other processes (the backend) counted in the whole-benchmark CPU figure.
  * Every mode prints one JSON object on stdout and exits non-zero on failure. All loops are
  * bounded in count and time (--time, default 60 s).
@@ -29,6 +31,8 @@
 #include "lg.h"
 
 #include <getopt.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char REQ_CLOSE[] = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
 static const char REQ_KEEP[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
@@ -36,6 +40,7 @@ static const char REQ_KEEP[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 struct opts {
     const char *mode, *addr, *sni, *pids, *sys_pids, *dir;
     long n, conc, warmup, rate, count, sni_range;
+    int sni_seq;
     uint64_t bytes;
     double time_limit, settle;
     int resume;
@@ -368,7 +373,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"warmup", 1, 0, 'w'}, {"time", 1, 0, 't'},  {"pids", 1, 0, 'p'},
         {"dir", 1, 0, 'd'},   {"bytes", 1, 0, 'b'},  {"rate", 1, 0, 'R'},
         {"count", 1, 0, 'k'}, {"settle", 1, 0, 's'}, {"sys-pids", 1, 0, 'S'},
-        {"sni-range", 1, 0, 'N'},
+        {"sni-range", 1, 0, 'N'}, {"sni-seq", 0, 0, 'Q'},
         {0, 0, 0, 0}};
     *o = (struct opts){.n = 1000, .conc = 32, .time_limit = 60, .rate = 2000, .count = 10000,
                        .dir = "down", .bytes = 100000000, .settle = 1.0, .pids = "",
@@ -395,6 +400,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 's': o->settle = atof(optarg); break;
         case 'S': o->sys_pids = optarg; break;
         case 'N': o->sni_range = atol(optarg); break;
+        case 'Q': o->sni_seq = 1; break;
         default: return -1;
         }
     }
@@ -420,6 +426,11 @@ int main(int argc, char **argv)
     if (lg_client_init(&cl, o.addr, o.sni) < 0)
         return 2;
     cl.sni_range = o.sni_range;
+    cl.sni_seq = o.sni_seq;
+    /* a different random sample of names every run: an unseeded random() would ask for the
+     * same names each time, leaving them warm in the server's CPU caches (or, cold names
+     * with a small cache, already loaded) for the next run */
+    srandom((unsigned)(getpid() ^ time(NULL)));
     int rc;
     if (!strcmp(o.mode, "hs"))
         rc = mode_hs(&cl, &o, &p, &sp);

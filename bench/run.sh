@@ -7,7 +7,7 @@
 # docs/benchmarks.md).
 #
 #   bench/run.sh [--quick] [--check] [--head] [--figs 1,3] [--rows tlsfront,nginx]
-#                [--rounds N] [--no-docs] [--keep]
+#                [--rounds N] [--many startup,hot,cold,callgrind] [--no-docs] [--keep]
 #
 #   --quick   figures 1-5 and 8, 3 rounds, under 3 minutes (full mode: all 8, 5 rounds, < 15)
 #   --check   exit 1 when tlsfront misses one of issue 5's target ratios
