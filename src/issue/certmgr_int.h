@@ -43,7 +43,6 @@ struct cm_managed {
     struct cm_managed *next;
     char *name;
     struct tf_cert *cert;         /* one reference; NULL while a managed stub stands for it */
-    uint32_t stub;                /* 1 + its stub's index in cm->mset, or 0 (cert decoded) */
     char *cert_id;                /* ARI certID of a stub (from meta.json), else NULL */
     int64_t not_before, not_after; /* of cert, unix seconds */
     int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
@@ -58,6 +57,8 @@ struct cm_managed {
     int ca;                       /* index in cm->cas of the CA that issued it, as far as
                                    * this process knows (stored ones: 0, the first) */
     uint32_t seen_gen;            /* the last resync (cm->resync_gen) that listed it */
+    uint32_t stub;                /* 1 + its stub's index in cm->mset, or 0 (cert decoded);
+                                   * last, beside the other 32-bit fields: 128 bytes */
 };
 
 /* One CA of --acme-directory, in the order tried (certmgr_ca.c). */
