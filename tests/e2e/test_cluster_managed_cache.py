@@ -13,9 +13,9 @@ import subprocess
 import warnings
 
 from cryptography import x509
-from clusterctl import Cluster, admin_call, admin_port, secret_file
+from clusterctl import Cluster, admin_call, admin_managed, admin_port, secret_file
 from tfcommon import (Backend, cert_cache_metrics, check, finish, http_handler, many_certs,
-                      served_sans, start_tlsfront, wait_until)
+                      served_sans, start_tlsfront, tls_refusal, wait_until)
 
 N = 1000
 CACHE = 100
@@ -95,4 +95,15 @@ st, _ = admin_call(TOKEN, admin[a], "POST", "/certs/x.cm.test/renew")
 check(st == 202, "renewal asked on A (%d)" % st)
 check(wait_until(lambda: cl.fetch(port_b, "x.cm.test")[0] != first, 60, 0.2),
       "after A renews, B serves the new certificate, not the one it had loaded")
+
+# Forgotten through A: B drops its indexed stub (loaded or not) and refuses the name.
+gone = "%d.many.test" % sample[-1]
+st, _ = admin_call(TOKEN, admin[a], "DELETE", "/certs/" + gone)
+check(st == 200, "forget asked on A (%d)" % st)
+check(wait_until(lambda: not admin_managed(TOKEN, admin[b], gone), 30, 0.2),
+      "B drops the forgotten stub")
+check(tls_refusal(lambda n: served_sans(port_b, ctx, n), gone) is not None,
+      "B refuses the forgotten name")
+check(served_sans(port_b, ctx, "%d.many.test" % sample[0]) == ["%d.many.test" % sample[0]],
+      "B still serves the other names")
 finish()
