@@ -45,8 +45,9 @@ enum {
 
 /* One indexed certificate. Written once while its set is built, except: loaded (control
  * loop: release store; workers: acquire load), used (workers set it, the cache's hand clears
- * it, relaxed), failed (control loop sets it once, workers read it) and loading (control
- * loop only). */
+ * it, relaxed), failed (control loop sets it once, workers read it; a managed stub's is
+ * cleared when its certificate is renewed), loading (control loop only) and a managed
+ * stub's not_after (the control loop updates it on renewal; workers never read it). */
 struct tf_stub {
     _Atomic(struct tf_cert *) loaded; /* the decoded certificate (one reference, the cache's) */
     void *loading;                    /* the load in flight, or NULL */
@@ -60,8 +61,9 @@ struct tf_stub {
     _Atomic unsigned char failed; /* its files failed to load (logged once) */
 };
 
-/* Stubs of one directory, owned together. Immutable once built but for the stubs' atomic
- * fields. Shared by refcount: stores, the cache's ring and loads in flight hold one each. */
+/* Stubs of one directory (or the managed certificates), owned together. Immutable once
+ * built but for the stubs' fields named above and the last-use times. Shared by refcount:
+ * stores, the cache's ring and loads in flight hold one each. */
 struct tf_stubset {
     struct tf_ref ref;
     char *dir;              /* owned: the directory paths are relative to */
