@@ -259,13 +259,22 @@ static void on_ari_ready(int err, const char *reason, const struct tf_acme_probl
 int tf_acme_renewal_info(struct tf_acme *a, const struct tf_cert *cert, tf_acme_ari_cb cb,
                          void *arg)
 {
+    char *id = cert && cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
+    int rc = tf_acme_renewal_info_id(a, id, cb, arg);
+    free(id);
+    return rc;
+}
+
+int tf_acme_renewal_info_id(struct tf_acme *a, const char *cert_id, tf_acme_ari_cb cb,
+                            void *arg)
+{
     if (a->closing)
         return TF_ECLOSED;
     if (a->have_dir && !a->dir.renewal_info)
         return TF_ENOTFOUND;
-    char *id = cert ? tf_renew_cert_id(cert->leaf) : NULL;
-    if (!id)
+    if (!cert_id)
         return TF_EINVAL;
+    char *id = tf_strdup(cert_id);
     struct tf_acme_ari_op *op = tf_calloc(1, sizeof(*op));
     op->a = a;
     op->cert_id = id;

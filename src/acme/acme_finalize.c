@@ -41,6 +41,7 @@ static char *meta_json(struct tf_acme_order *o)
     cJSON_AddStringToObject(j, "serial", c->serial ? c->serial : "");
     cJSON_AddNumberToObject(j, "not_before", (double)c->not_before);
     cJSON_AddNumberToObject(j, "not_after", (double)c->not_after);
+    cJSON_AddStringToObject(j, "kind", c->kind == TF_CERT_RSA ? "rsa" : "ec");
     cJSON_AddNumberToObject(j, "obtained", (double)tf_wall_now());
     char *id = tf_renew_cert_id(c->leaf);
     if (id)

@@ -176,7 +176,8 @@ struct load_op {
     char *name, *chain;
     size_t chain_len;
     tf_acme_store_load_cb cb;      /* one of cb (chain and key texts) ... */
-    tf_acme_store_meta_cb meta_cb; /* ... or meta_cb (then meta.json is read third) */
+    tf_acme_store_meta_cb meta_cb; /* ... or meta_cb (then meta.json is read third) ... */
+    tf_acme_store_read_cb read_cb; /* ... or read_cb (the texts, not decoded) */
     struct tf_cert *cert;          /* meta_cb: the certificate while meta.json is read */
     void *arg;
 };
@@ -233,6 +234,15 @@ static void on_load_key(int err, char *data, size_t len, void *arg)
 {
     struct load_op *op = arg;
     struct tf_cert *c = NULL;
+    if (op->read_cb) {
+        op->read_cb(err, err ? NULL : op->chain, op->chain_len, err ? NULL : data, len, op->arg);
+        if (data) {
+            OPENSSL_cleanse(data, len);
+            free(data);
+        }
+        load_op_free(op);
+        return;
+    }
     if (!err) {
         char why[200];
         char *path = tf_acme_store_key(op->name, "cert.pem");
@@ -267,6 +277,11 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
     struct load_op *op = arg;
     if (err) {
         free(data);
+        if (op->read_cb) {
+            op->read_cb(err, NULL, 0, NULL, 0, op->arg);
+            load_op_free(op);
+            return;
+        }
         load_end(op, err, NULL, NULL);
         return;
     }
@@ -276,7 +291,7 @@ static void on_load_chain(int err, char *data, size_t len, void *arg)
 }
 
 static int load_start(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
-                      tf_acme_store_meta_cb meta_cb, void *arg)
+                      tf_acme_store_meta_cb meta_cb, tf_acme_store_read_cb read_cb, void *arg)
 {
     char *key = tf_acme_store_key(name, "cert.pem");
     if (!key)
@@ -286,6 +301,7 @@ static int load_start(struct tf_storage *st, const char *name, tf_acme_store_loa
     op->name = tf_strdup(name);
     op->cb = cb;
     op->meta_cb = meta_cb;
+    op->read_cb = read_cb;
     op->arg = arg;
     int rc = tf_storage_get(st, key, on_load_chain, op);
     free(key);
@@ -299,13 +315,19 @@ static int load_start(struct tf_storage *st, const char *name, tf_acme_store_loa
 int tf_acme_store_load(struct tf_storage *st, const char *name, tf_acme_store_load_cb cb,
                        void *arg)
 {
-    return load_start(st, name, cb, NULL, arg);
+    return load_start(st, name, cb, NULL, NULL, arg);
+}
+
+int tf_acme_store_read(struct tf_storage *st, const char *name, tf_acme_store_read_cb cb,
+                       void *arg)
+{
+    return load_start(st, name, NULL, NULL, cb, arg);
 }
 
 int tf_acme_store_load_meta(struct tf_storage *st, const char *name, tf_acme_store_meta_cb cb,
                             void *arg)
 {
-    return load_start(st, name, NULL, cb, arg);
+    return load_start(st, name, NULL, cb, NULL, arg);
 }
 
 /* ---- load all ---- */
@@ -350,6 +372,9 @@ static int names_from_keys(char **keys, int n, char ***out)
  * a time leaves it idle between reads. Small, so that the loop never holds many decoded
  * certificates it has not handed over yet. */
 #define LOAD_WINDOW 8
+/* An index reads one small meta.json per name and holds no decoded certificate: more reads
+ * in flight keep the storage's threads (or the Redis pipeline) full. */
+#define INDEX_WINDOW 64
 
 struct all_op {
     struct tf_storage *st;
@@ -357,6 +382,11 @@ struct all_op {
     int n, next, active, loaded, skipped;
     tf_acme_store_each_cb each;
     tf_acme_store_all_cb done;
+    /* tf_acme_store_index_all: these instead of each and done */
+    tf_acme_store_index_cb each_ix;
+    tf_acme_store_indexed_cb done_ix;
+    int eager_max;
+    struct tf_acme_store_counts counts; /* index and decoded */
     void *arg;
 };
 
@@ -368,9 +398,12 @@ struct all_one {
 
 static void all_next(struct all_op *op);
 
-static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
+/* One name done: c (one reference, handed on) is decoded, or NULL with meta from
+ * meta.json. */
+static void all_one_end(struct all_one *one, int err, struct tf_cert *c,
+                        const struct tf_acme_store_meta *meta, const char *ca_id,
+                        const char *cert_id)
 {
-    struct all_one *one = arg;
     struct all_op *op = one->op;
     const char *name = op->names[one->i];
     free(one);
@@ -378,26 +411,115 @@ static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
         if (err != TF_EINVAL) /* TF_EINVAL was logged with its reason already */
             TF_WARN(STORE_MOD, "name=%s stored certificate skipped: %s", name, tf_strerror(err));
         op->skipped++;
+    } else if (op->each) {
+        op->loaded++;
+        op->each(name, c, ca_id, op->arg);
+    } else if (op->each_ix) {
+        op->loaded++;
+        struct tf_acme_store_meta from_cert;
+        if (!meta && c && op->n > op->eager_max) { /* indexing: decoded for want of meta */
+            from_cert = (struct tf_acme_store_meta){c->kind, c->not_before, c->not_after};
+            meta = &from_cert;
+        }
+        op->each_ix(name, c, meta, ca_id, cert_id, op->arg);
     } else {
         op->loaded++;
-        if (op->each)
-            op->each(name, c, ca_id, op->arg);
-        else
-            tf_cert_unref(c);
+        tf_cert_unref(c);
     }
     op->active--;
     all_next(op);
+}
+
+static void on_all_one(int err, struct tf_cert *c, const char *ca_id, void *arg)
+{
+    all_one_end(arg, err, c, NULL, ca_id, NULL);
+}
+
+/* ---- index: meta.json only ---- */
+
+/* What an index needs from name's meta.json (its name, key kind and validity) into *meta;
+ * false when the record is missing or lacks it. *ca_id and *cert_id are new strings or
+ * NULL. */
+static bool meta_read(const char *name, const char *data, size_t len,
+                      struct tf_acme_store_meta *meta, char **ca_id, char **cert_id)
+{
+    cJSON *j = data ? cJSON_ParseWithLength(data, len) : NULL;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "name");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(j, "not_before");
+    const cJSON *na = cJSON_GetObjectItemCaseSensitive(j, "not_after");
+    const cJSON *ca = cJSON_GetObjectItemCaseSensitive(j, "ca_id");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "cert_id");
+    bool ec = cJSON_IsString(kind) && strcmp(kind->valuestring, "ec") == 0;
+    bool rsa = cJSON_IsString(kind) && strcmp(kind->valuestring, "rsa") == 0;
+    bool ok = cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && (ec || rsa) &&
+              cJSON_IsNumber(nb) && cJSON_IsNumber(na) && na->valuedouble > nb->valuedouble;
+    if (ok) {
+        *meta = (struct tf_acme_store_meta){ec ? TF_CERT_EC : TF_CERT_RSA,
+                                            (int64_t)nb->valuedouble, (int64_t)na->valuedouble};
+        *ca_id = cJSON_IsString(ca) && ca->valuestring[0] ? tf_strdup(ca->valuestring) : NULL;
+        *cert_id = cJSON_IsString(id) && id->valuestring[0] ? tf_strdup(id->valuestring) : NULL;
+    }
+    cJSON_Delete(j);
+    return ok;
+}
+
+static void on_index_meta(int err, char *data, size_t len, void *arg)
+{
+    struct all_one *one = arg;
+    struct all_op *op = one->op;
+    const char *name = op->names[one->i];
+    char *ca_id = NULL, *cert_id = NULL;
+    struct tf_acme_store_meta meta;
+    bool ok = !err && meta_read(name, data, len, &meta, &ca_id, &cert_id);
+    free(data);
+    if (ok) {
+        op->counts.indexed++;
+        all_one_end(one, 0, NULL, &meta, ca_id, cert_id);
+    } else {
+        /* No usable record (stored by an older version, or damaged): decode it once. */
+        TF_DEBUG(STORE_MOD, "name=%s meta.json missing or incomplete: decoding the certificate",
+                 name);
+        op->counts.decoded++;
+        int rc = tf_acme_store_load_meta(op->st, name, on_all_one, one);
+        if (rc)
+            all_one_end(one, rc, NULL, NULL, NULL, NULL);
+    }
+    free(ca_id);
+    free(cert_id);
+}
+
+static int index_one(struct all_op *op, struct all_one *one)
+{
+    char *key = tf_acme_store_key(op->names[one->i], "meta.json");
+    int rc = key ? tf_storage_get(op->st, key, on_index_meta, one) : TF_EINVAL;
+    free(key);
+    return rc;
+}
+
+static void all_report(struct all_op *op, int err)
+{
+    if (op->done)
+        op->done(err, op->loaded, op->skipped, op->arg);
+    if (op->done_ix) {
+        op->counts.loaded = op->loaded;
+        op->counts.skipped = op->skipped;
+        op->counts.lazy = op->n > op->eager_max;
+        op->done_ix(err, &op->counts, op->arg);
+    }
 }
 
 /* Keep LOAD_WINDOW loads in flight; after the last one, report and free op. Storage never
  * calls back from inside a call, so on_all_one cannot re-enter this loop. */
 static void all_next(struct all_op *op)
 {
-    while (op->next < op->n && op->active < LOAD_WINDOW) {
+    bool index = op->each_ix && op->n > op->eager_max;
+    while (op->next < op->n && op->active < (index ? INDEX_WINDOW : LOAD_WINDOW)) {
         struct all_one *one = tf_calloc(1, sizeof(*one));
         one->op = op;
         one->i = op->next++;
-        if (tf_acme_store_load_meta(op->st, op->names[one->i], on_all_one, one) != 0) {
+        if ((index ? index_one(op, one)
+                   : tf_acme_store_load_meta(op->st, op->names[one->i], on_all_one, one)) != 0) {
             free(one);
             op->skipped++;
             continue;
@@ -406,8 +528,7 @@ static void all_next(struct all_op *op)
     }
     if (op->active > 0)
         return;
-    if (op->done)
-        op->done(0, op->loaded, op->skipped, op->arg);
+    all_report(op, 0);
     for (int i = 0; i < op->n; i++)
         free(op->names[i]);
     free(op->names);
@@ -427,26 +548,47 @@ static void on_all_list(int err, char **keys, int n, void *arg)
         free(keys[i]);
     free(keys);
     if (err) {
-        if (op->done)
-            op->done(err, 0, 0, op->arg);
+        all_report(op, err);
         free(op);
         return;
     }
     all_next(op);
 }
 
-int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
-                           tf_acme_store_all_cb done, void *arg)
+static struct all_op *all_new(struct tf_storage *st, void *arg)
 {
     struct all_op *op = tf_calloc(1, sizeof(*op));
     op->st = st;
-    op->each = each;
-    op->done = done;
     op->arg = arg;
-    int rc = tf_storage_list(st, "certs", on_all_list, op);
+    return op;
+}
+
+/* List the names, then load or index them (on_all_list); op is freed here on failure. */
+static int all_start(struct all_op *op)
+{
+    int rc = tf_storage_list(op->st, "certs", on_all_list, op);
     if (rc)
         free(op);
     return rc;
+}
+
+int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
+                           tf_acme_store_all_cb done, void *arg)
+{
+    struct all_op *op = all_new(st, arg);
+    op->each = each;
+    op->done = done;
+    return all_start(op);
+}
+
+int tf_acme_store_index_all(struct tf_storage *st, int eager_max, tf_acme_store_index_cb each,
+                            tf_acme_store_indexed_cb done, void *arg)
+{
+    struct all_op *op = all_new(st, arg);
+    op->each_ix = each;
+    op->done_ix = done;
+    op->eager_max = eager_max;
+    return all_start(op);
 }
 
 /* ---- synchronous listing ---- */

@@ -25,7 +25,8 @@
       "worker threads (default: number of online CPUs)")                                           \
     X("certs", OT_STR, 0, F(certs_dir), 0, 0, NULL, " DIR", N, "", "static certificates")          \
     X("cert-cache", OT_INT, 0, F(cert_cache), 1, 100000000, NULL, " N", Y, "10000",              \
-      "decoded --certs certificates kept in memory; a larger directory loads on first use")        \
+      "decoded certificates kept in memory; a larger --certs directory or managed store loads on " \
+      "first use")                                                                                 \
     X("default-cert", OT_STR, 0, F(default_cert), 0, 0, NULL, " NAME", N, "",                      \
       "certificate for clients without SNI, or with an unknown name when --allow/--ask "       \
       "are off (default: refuse)")                                                             \

@@ -153,6 +153,12 @@ static bool host_serves(void *arg, const char *name)
     return tf_certstore_lookup(s->certs, name) != NULL;
 }
 
+static void host_cache_replace(void *arg, struct tf_stubset *set, struct tf_stub *stub,
+                               struct tf_cert *cert)
+{
+    tf_server_cache_replace(arg, set, stub, cert);
+}
+
 static bool host_has_static(void *arg, const char *name)
 {
     const struct tf_server *s = arg;
@@ -538,6 +544,7 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             .has_static = host_has_static,
             .tickets = host_tickets,
             .set_tickets = host_set_tickets,
+            .cache_replace = host_cache_replace,
         };
         rc = tf_certmgr_start(&host, cfg, &s->certmgr, err, sizeof err);
         if (rc != 0) {

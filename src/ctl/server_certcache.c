@@ -7,10 +7,16 @@
  * cache's CLOCK hand, posts the evicted certificates to every worker to be freed after
  * their current callback, and answers the waiting workers with TF_WMSG_CERT_DONE. A file
  * that fails is logged here once; its stub is marked failed and workers refuse the name
- * without asking again.
+ * without asking again. A managed stub (source TF_SRC_ACME, --storage) loads the same way
+ * except that its chain and key are read through the storage (tf_certmgr_read_stored,
+ * asynchronous) before the thread pool decodes them.
  */
 #include "tlsfront/ctl/server.h"
 #include "tlsfront/base/log.h"
+#include "tlsfront/issue/certmgr.h"
+#include "tlsfront/tls/tls.h"
+
+#include <openssl/crypto.h>
 
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -32,6 +38,11 @@ struct load_job {
     struct tf_stub *stub;   /* one of set's */
     struct tf_cert *cert;   /* result (one reference) or NULL */
     uint64_t started_ns, took_ns;
+    char *chain, *key;     /* a managed stub: the texts read from the storage */
+    size_t chain_len, key_len;
+    bool transient;        /* the storage could not be read: not marked failed */
+    bool retried;          /* a managed stub's texts were read a second time */
+    bool replaced;         /* the manager put a new certificate in meanwhile: drop this */
     char err[256];
     struct waiter *waiters;
     size_t n_waiters, cap_waiters;
@@ -54,8 +65,29 @@ static void add_waiter(struct load_job *j, int worker, const char *name)
 static void load_work(uv_work_t *req)
 {
     struct load_job *j = req->data;
-    j->cert = tf_stub_load(j->set, j->stub, j->err, sizeof j->err);
+    if (j->stub->source == TF_SRC_ACME)
+        j->cert = tf_stub_decode(j->set, j->stub, j->chain, j->chain_len, j->key, j->key_len,
+                                 j->err, sizeof j->err);
+    else
+        j->cert = tf_stub_load(j->set, j->stub, j->err, sizeof j->err);
     j->took_ns = uv_hrtime() - j->started_ns;
+}
+
+static void texts_free(struct load_job *j)
+{
+    if (j->key)
+        OPENSSL_cleanse(j->key, j->key_len);
+    free(j->key);
+    free(j->chain);
+    j->key = j->chain = NULL;
+}
+
+static void job_free(struct load_job *j)
+{
+    texts_free(j);
+    tf_stubset_unref(j->set);
+    free(j->waiters);
+    free(j);
 }
 
 /* Hand evicted certificates to every worker; the last to release them frees them. */
@@ -77,17 +109,58 @@ static void answer(struct tf_server *s, int worker, const char *name, bool ok)
                                  ok ? TF_OUTCOME_READY : TF_OUTCOME_LOAD_FAILED);
 }
 
+static void on_stored_read(int err, const char *chain, size_t chain_len, const char *key,
+                           size_t key_len, void *arg);
+
+/* A managed certificate is saved key first, then chain: a read that fell between the two
+ * gets a pair that does not match. Read it once more before calling it broken. */
+static bool read_again(struct load_job *j)
+{
+    if (j->stub->source != TF_SRC_ACME || j->cert || j->transient || j->retried ||
+        j->replaced || !j->s->certmgr)
+        return false;
+    j->retried = true;
+    texts_free(j);
+    return tf_certmgr_read_stored(j->s->certmgr, tf_stub_name(j->set, j->stub, 0),
+                                  on_stored_read, j) == 0;
+}
+
+static void load_failed(struct tf_server *s, struct load_job *j, const char *crt)
+{
+    const char *name = j->n_waiters ? j->waiters[0].name : "-";
+    TF_STAT_ADD(&s->stats, cert_cache_load_failures, 1);
+    if (j->transient)
+        TF_WARN("server", "name=%s stored certificate %s: storage unavailable (%s): refused, "
+                          "read again on the next handshake", name, crt, j->err);
+    else if (j->stub->source == TF_SRC_ACME)
+        TF_WARN("server", "name=%s stored certificate %s: %s: the name is refused until it "
+                          "is renewed or tlsfront restarts", name, crt, j->err);
+    else
+        TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload", name, crt,
+                j->err);
+    if (!j->transient)
+        atomic_store_explicit(&j->stub->failed, 1, memory_order_release);
+}
+
 static void load_done(uv_work_t *req, int status)
 {
     struct load_job *j = req->data;
     struct tf_server *s = j->s;
     struct tf_stub *stub = j->stub;
+    if (!s->stopped && status == 0 && read_again(j))
+        return;
     char crt[1024], key[1024];
     if (tf_stub_paths(j->set, stub, crt, key, sizeof crt) < 0)
         snprintf(crt, sizeof crt, "%s/...", j->set->dir);
     stub->loading = NULL;
     if (s->stopped || status != 0) {
         tf_cert_unref(j->cert);
+        goto out;
+    }
+    if (j->replaced) { /* the new certificate is in: what this read is stale */
+        tf_cert_unref(j->cert);
+        for (size_t i = 0; i < j->n_waiters; i++)
+            answer(s, j->waiters[i].worker, j->waiters[i].name, true);
         goto out;
     }
     struct tf_stats *st = &s->stats;
@@ -102,17 +175,33 @@ static void load_done(uv_work_t *req, int status)
         TF_DEBUG("server", "name=%s loaded %s in %.1f ms", j->n_waiters ? j->waiters[0].name : "-",
                  crt, (double)j->took_ns / 1e6);
     } else {
-        TF_STAT_ADD(st, cert_cache_load_failures, 1);
-        TF_WARN("server", "name=%s file %s: %s: the name is refused until a reload",
-                j->n_waiters ? j->waiters[0].name : "-", crt, j->err);
-        atomic_store_explicit(&stub->failed, 1, memory_order_release);
+        load_failed(s, j, crt);
     }
     for (size_t i = 0; i < j->n_waiters; i++)
         answer(s, j->waiters[i].worker, j->waiters[i].name, j->cert != NULL);
 out:
-    tf_stubset_unref(j->set);
-    free(j->waiters);
-    free(j);
+    job_free(j);
+}
+
+/* A managed stub's texts arrived from the storage: decode them on the thread pool. */
+static void on_stored_read(int err, const char *chain, size_t chain_len, const char *key,
+                           size_t key_len, void *arg)
+{
+    struct load_job *j = arg;
+    int r = err;
+    if (!err && !j->s->stopped && !j->replaced) {
+        j->chain = tf_strndup(chain, chain_len);
+        j->chain_len = chain_len;
+        j->key = tf_strndup(key, key_len);
+        j->key_len = key_len;
+        r = uv_queue_work(&j->s->loop, &j->work, load_work, load_done);
+        if (r == 0)
+            return;
+    }
+    j->transient = err && err != UV_ENOENT && err != TF_EINVAL;
+    snprintf(j->err, sizeof j->err, "%s", err == UV_ENOENT ? "not in the storage any more"
+                                          : err ? tf_strerror(err) : uv_strerror(r));
+    load_done(&j->work, 0);
 }
 
 /* Start loading stub for worker's name; false when the thread pool refused the job. */
@@ -127,12 +216,15 @@ static bool start_load(struct tf_server *s, struct tf_stubset *set, struct tf_st
     j->started_ns = uv_hrtime();
     add_waiter(j, worker, name);
     tf_stubset_ref(set);
-    int r = uv_queue_work(&s->loop, &j->work, load_work, load_done);
+    bool stored = stub->source == TF_SRC_ACME;
+    int r = !stored    ? uv_queue_work(&s->loop, &j->work, load_work, load_done)
+            : s->certmgr ? tf_certmgr_read_stored(s->certmgr, tf_stub_name(set, stub, 0),
+                                                  on_stored_read, j)
+                         : TF_ECLOSED;
     if (r != 0) {
-        TF_ERROR("server", "name=%s loading from %s: %s", name, set->dir, uv_strerror(r));
-        tf_stubset_unref(set);
-        free(j->waiters);
-        free(j);
+        TF_ERROR("server", "name=%s loading from %s: %s", name, set->dir,
+                 stored ? tf_strerror(r) : uv_strerror(r));
+        job_free(j);
         return false;
     }
     stub->loading = j;
@@ -178,6 +270,27 @@ void tf_server_cache_prune(struct tf_server *s)
 {
     struct tf_certcache_retired *r = NULL;
     size_t ev = tf_certcache_prune(&s->cert_cache, set_in_use, s, &r);
+    post_retired(s, r);
+    TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
+    atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));
+}
+
+void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                             struct tf_cert *cert)
+{
+    if (s->stopped)
+        return;
+    struct tf_certcache_retired *r = NULL;
+    size_t ev = tf_certcache_evict(&s->cert_cache, stub, &r);
+    if (stub->loading)
+        ((struct load_job *)stub->loading)->replaced = true;
+    atomic_store_explicit(&stub->failed, 0, memory_order_release);
+    /* As for a load: no per-certificate contexts for what the cache holds. No worker has
+     * seen cert yet (it is in no store). */
+    if (!atomic_load_explicit(&cert->ctxs, memory_order_acquire))
+        tf_tls_cert_ctx_forbid(cert);
+    tf_cert_ref(cert);
+    ev += tf_certcache_install(&s->cert_cache, set, stub, cert, &r);
     post_retired(s, r);
     TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
     atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));

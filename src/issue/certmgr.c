@@ -102,30 +102,24 @@ void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
-    struct cm_managed *m = cm_find_managed(cm, name);
-    if (!m) {
-        m = tf_calloc(1, sizeof *m);
-        m->name = tf_strdup(name);
-        m->plan_i = CM_PLAN_NONE;
-        m->next = cm->managed;
-        cm->managed = m;
-        cm->n_managed++;
-        tf_lru_put(cm->by_name, name, m, TF_LRU_NEVER);
-    }
-    tf_cert_ref(cert);
-    tf_cert_unref(m->cert);
-    m->cert = cert;
+    struct cm_managed *m = cm_managed_get(cm, name);
     m->not_before = cert->not_before;
     m->not_after = cert->not_after;
     m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
     m->ca = ca;
-    if (cm->n_staged == cm->cap_staged) {
-        cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
-        cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+    /* Lazy: a name with a stub of the same kind keeps it, now standing for cert. */
+    if (!cm_lazy_replace(cm, m, cert)) {
+        tf_cert_ref(cert);
+        tf_cert_unref(m->cert);
+        m->cert = cert;
+        if (cm->n_staged == cm->cap_staged) {
+            cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
+            cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+        }
+        tf_cert_ref(cert);
+        cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
     }
-    tf_cert_ref(cert);
-    cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
     cm_schedule(cm, m, spread);
 }
 
@@ -348,8 +342,8 @@ void cm_order_admitted(struct cm_demand *d)
     struct tf_acme_order_opts opts = {0};
     char *replaces = NULL; /* ARI certID: RFC 9773 §5 */
     struct cm_managed *m = d->renewal ? cm_find_managed(cm, d->name) : NULL;
-    if (m && m->cert)
-        opts.replaces = replaces = tf_renew_cert_id(m->cert->leaf);
+    if (m)
+        opts.replaces = replaces = cm_cert_id(m);
     opts.profile = profile_for(cm->cfg, d->name);
     r = tf_acme_obtain(ca->acme, d->name, &opts, on_obtained, d);
     free(replaces);
@@ -445,20 +439,34 @@ void tf_certmgr_need(struct tf_certmgr *cm, int worker, const char *name)
 
 /* --- start-up -------------------------------------------------------------------------- */
 
-static void on_stored(const char *name, struct tf_cert *cert, const char *ca_id, void *arg)
+static void on_stored(const char *name, struct tf_cert *cert,
+                      const struct tf_acme_store_meta *meta, const char *ca_id,
+                      const char *cert_id, void *arg)
 {
     struct tf_certmgr *cm = arg;
+    int ca = cm_ca_index(cm, ca_id, name);
     /* The store is built once, in on_all_stored. */
-    cm_stage_cert(cm, name, cert, true, cm_ca_index(cm, ca_id, name));
+    if (meta)
+        cm_lazy_index(cm, name, cert, meta, ca, cert_id);
+    else
+        cm_stage_cert(cm, name, cert, true, ca);
     tf_cert_unref(cert);
 }
 
-static void on_all_stored(int err, int n_loaded, int n_skipped, void *arg)
+static void on_all_stored(int err, const struct tf_acme_store_counts *n, void *arg)
 {
     struct tf_certmgr *cm = arg;
     if (err != 0)
         TF_ERROR("certmgr", "loading stored certificates: %s", tf_strerror(err));
-    TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n_loaded, n_skipped);
+    cm->lazy = n->lazy;
+    if (n->lazy)
+        TF_INFO("certmgr", "stored certificates: %d indexed, %d skipped, %d of them decoded "
+                           "for want of a usable meta.json (more than --cert-cache %d: loaded "
+                           "on first use)",
+                n->loaded, n->skipped, n->decoded, cm->cfg->cert_cache);
+    else
+        TF_INFO("certmgr", "stored certificates: %d loaded, %d skipped", n->loaded, n->skipped);
+    cm_lazy_sealed(cm);
     cm_publish_staged(cm);
     cm->loaded = true;
     cm->host.publish_certs(cm->host.arg);
@@ -533,7 +541,7 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
         snprintf(err, errlen, "--ask: cannot set up the gate");
         return 2;
     }
-    int r = tf_acme_store_load_all(cm->storage, on_stored, on_all_stored, cm);
+    int r = tf_acme_store_index_all(cm->storage, cfg->cert_cache, on_stored, on_all_stored, cm);
     if (r != 0) {
         snprintf(err, errlen, "storage %s: %s", cfg->storage, tf_strerror(r));
         return 1;
@@ -594,9 +602,12 @@ static void close_step(void *arg)
     for (struct cm_managed *m = cm->managed, *n; m; m = n) {
         n = m->next;
         tf_cert_unref(m->cert);
+        free(m->cert_id);
         free(m->name);
         free(m);
     }
+    tf_stubset_unref(cm->mset);
+    cm->mset = NULL;
     tf_lru_free(cm->by_name);
     staged_clear(cm);
     free(cm->staged);

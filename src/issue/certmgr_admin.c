@@ -95,7 +95,7 @@ int tf_certmgr_renew_now(struct tf_certmgr *cm, const char *name)
     if (!m)
         return rc;
     TF_INFO("certmgr", "name=%s renewing now (operator; expires %lld)", name,
-            (long long)m->cert->not_after);
+            (long long)m->not_after);
     cm_renew_begin(cm, m);
     return 0;
 }
@@ -110,6 +110,7 @@ struct cm_action {
     void *arg;
     bool in_memory, revoked, backoff_cleared;
     char *serial;
+    int reason; /* revoke: the CRLReason code */
 };
 
 static struct cm_action *action_new(struct tf_certmgr *cm, const char *name,
@@ -143,6 +144,7 @@ bool cm_forget_memory(struct tf_certmgr *cm, const char *name)
     tf_lru_del(cm->by_name, name);
     cm_plan_remove(cm, m);
     tf_cert_unref(m->cert);
+    free(m->cert_id);
     free(m->name);
     free(m);
     struct tf_certstore *next = tf_certstore_without(cm->store, name);
@@ -292,13 +294,13 @@ static void add_time(cJSON *j, const char *key, int64_t t)
 
 static void add_cert(cJSON *j, const struct tf_certmgr *cm, const struct cm_managed *m)
 {
-    const struct tf_cert *c = m->cert;
+    const struct tf_cert *c = cm_decoded(cm, m); /* issuer, serial: NULL when not loaded */
     const char *dir = cm_ca_directory(cm, m->ca);
     cJSON_AddStringToObject(j, "ca", dir ? dir : "");
-    cJSON_AddStringToObject(j, "issuer", c->issuer ? c->issuer : "");
-    cJSON_AddStringToObject(j, "serial", c->serial ? c->serial : "");
-    cJSON_AddNumberToObject(j, "not_before", (double)c->not_before);
-    cJSON_AddNumberToObject(j, "not_after", (double)c->not_after);
+    cJSON_AddStringToObject(j, "issuer", c && c->issuer ? c->issuer : "");
+    cJSON_AddStringToObject(j, "serial", c && c->serial ? c->serial : "");
+    cJSON_AddNumberToObject(j, "not_before", (double)m->not_before);
+    cJSON_AddNumberToObject(j, "not_after", (double)m->not_after);
     cJSON_AddNumberToObject(j, "renew_at", (double)m->renew_at);
     if (m->ari_end > m->ari_start) {
         cJSON *w = cJSON_AddObjectToObject(j, "ari_window");
@@ -307,7 +309,7 @@ static void add_cert(cJSON *j, const struct tf_certmgr *cm, const struct cm_mana
     } else {
         cJSON_AddNullToObject(j, "ari_window");
     }
-    add_time(j, "last_used", atomic_load_explicit(&c->last_used, memory_order_relaxed));
+    add_time(j, "last_used", cm_last_used(cm, m));
     cJSON_AddBoolToObject(j, "renewing", m->renewing);
     cJSON_AddNumberToObject(j, "renewal_failures", m->failures);
 }
@@ -360,6 +362,25 @@ static void on_revoked(int err, const char *reason, void *arg)
     forget_start(x);
 }
 
+static int revoke_cert(struct cm_action *x, struct tf_cert *c)
+{
+    free(x->serial);
+    x->serial = tf_strdup(c->serial ? c->serial : "");
+    return tf_acme_revoke(x->cm->acme, c, x->reason, false, on_revoked, x);
+}
+
+static void on_revoke_read(int err, struct tf_cert *c, const char *ca_id, void *arg)
+{
+    struct cm_action *x = arg;
+    (void)ca_id;
+    int rc = err ? err : x->cm->closing ? TF_ECLOSED : revoke_cert(x, c);
+    tf_cert_unref(c);
+    if (rc) {
+        answer_error(x->cb, x->arg, rc, x->name, tf_strerror(rc));
+        action_free(x);
+    }
+}
+
 int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
                       tf_certmgr_action_cb cb, void *arg)
 {
@@ -368,8 +389,10 @@ int tf_certmgr_revoke(struct tf_certmgr *cm, const char *name, int reason,
     if (!m)
         return rc;
     struct cm_action *x = action_new(cm, name, cb, arg);
-    x->serial = tf_strdup(m->cert->serial ? m->cert->serial : "");
-    rc = tf_acme_revoke(cm->acme, m->cert, reason, false, on_revoked, x);
+    x->reason = reason;
+    struct tf_cert *c = cm_decoded(cm, m);
+    /* A stub not in the cache: its certificate is read from the storage first. */
+    rc = c ? revoke_cert(x, c) : tf_acme_store_load_meta(cm->storage, name, on_revoke_read, x);
     if (rc)
         action_free(x);
     return rc;

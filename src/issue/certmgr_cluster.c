@@ -120,7 +120,7 @@ static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert 
 {
     int ca = cm_ca_index(cm, ca_id, name);
     struct cm_managed *m = cm_find_managed(cm, name);
-    if (m && m->cert && X509_cmp(m->cert->leaf, cert->leaf) == 0)
+    if (m && cm_same_cert(cm, m, cert))
         return false;
     if (staged)
         cm_stage_cert(cm, name, cert, true, ca);

@@ -42,7 +42,8 @@ struct cm_demand {
 struct cm_managed {
     struct cm_managed *next;
     char *name;
-    struct tf_cert *cert;         /* one reference */
+    struct tf_cert *cert;         /* one reference; NULL while a managed stub stands for it */
+    char *cert_id;                /* ARI certID of a stub (from meta.json), else NULL */
     int64_t not_before, not_after; /* of cert, unix seconds */
     int64_t ari_start, ari_end;   /* the CA's last suggested window; 0 when none */
     int64_t renew_at;             /* unix seconds (tf_wall_now clock) */
@@ -56,6 +57,8 @@ struct cm_managed {
     int ca;                       /* index in cm->cas of the CA that issued it, as far as
                                    * this process knows (stored ones: 0, the first) */
     uint32_t seen_gen;            /* the last resync (cm->resync_gen) that listed it */
+    uint32_t stub;                /* 1 + its stub's index in cm->mset, or 0 (cert decoded);
+                                   * last, beside the other 32-bit fields: 128 bytes */
 };
 
 /* One CA of --acme-directory, in the order tried (certmgr_ca.c). */
@@ -109,6 +112,9 @@ struct tf_certmgr {
     uint64_t ari_answers;         /* ARI answers taken, for the metrics */
     int64_t timer_due;            /* unix seconds the renew timer fires at, 0 when idle */
     bool loaded;                  /* stored certificates loaded: requests are answered */
+    bool lazy;                    /* the store held more names than --cert-cache at start:
+                                   * managed certificates are stubs loaded on first use */
+    struct tf_stubset *mset;      /* lazy: the managed stubs (one reference), else NULL */
     bool closing;
     struct cm_queued *queued;     /* requests that arrived while loading */
     uv_timer_t renew_timer;
@@ -261,6 +267,33 @@ void cm_renew_done(struct tf_certmgr *cm, const char *name, bool ok);
 void cm_eager_start(struct tf_certmgr *cm);
 /* Start m's renewal now (no worker waits; the gates decide again). */
 void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
+
+/* certmgr_lazy.c: managed certificates as stubs (cm->lazy). */
+/* The entry of name, made (not yet scheduled, no certificate) when missing. */
+struct cm_managed *cm_managed_get(struct tf_certmgr *cm, const char *name);
+/* Index name as a managed stub (start-up, cm->mset being built): meta from its meta.json
+ * (cert_id may be NULL), or cert decoded for want of one (its certID is taken, the
+ * certificate itself is dropped). */
+void cm_lazy_index(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
+                   const struct tf_acme_store_meta *meta, int ca, const char *cert_id);
+/* After the index: seal cm->mset and make cm->store hold its stubs. */
+void cm_lazy_sealed(struct tf_certmgr *cm);
+/* A new certificate for m (obtained or announced): when m has a stub of cert's kind, the
+ * stub now stands for cert (its expiry updated, cert put in the host's cache in place of
+ * whatever the stub had loaded) and true is returned; the store is unchanged. Else false:
+ * m's stub is let go and cert is staged as a decoded certificate. */
+bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert);
+/* m's stub, or NULL. */
+struct tf_stub *cm_stub(const struct tf_certmgr *cm, const struct cm_managed *m);
+/* The ARI certID of m's certificate, a new string or NULL (no AKI). */
+char *cm_cert_id(const struct cm_managed *m);
+/* True when cert (decoded) is the one m holds (a stub: same certID and expiry). */
+bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
+                  const struct tf_cert *cert);
+/* The decoded certificate of m when it has one in memory (borrowed), else NULL. */
+struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m);
+/* When a handshake last chose m's certificate (unix seconds, 0: never). */
+int64_t cm_last_used(const struct tf_certmgr *cm, const struct cm_managed *m);
 
 /* certmgr_admin.c: remember (reason != NULL) or clear the last failure of name, shown by
  * tf_certmgr_detail; bounded, oldest dropped first. */

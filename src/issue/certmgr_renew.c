@@ -35,7 +35,8 @@ static uint64_t rnd64(void)
 struct ari_ctx {
     struct tf_certmgr *cm;
     char *name;
-    struct tf_cert *cert; /* reference: the certificate the answer is about */
+    struct tf_cert *cert; /* reference: the certificate the answer is about (NULL: a stub) */
+    int64_t not_after;    /* of that certificate */
 };
 
 static void set_renew_at(struct cm_managed *m, int64_t at)
@@ -51,7 +52,7 @@ static void on_ari(int err, const struct tf_acme_ari *ari, void *arg)
     struct tf_certmgr *cm = x->cm;
     cm->ari_inflight--;
     struct cm_managed *m = cm->closing ? NULL : cm_find_managed(cm, x->name);
-    if (m && m->cert == x->cert) {
+    if (m && m->cert == x->cert && m->not_after == x->not_after) {
         int64_t now = tf_wall_now();
         if (err == 0 && ari) {
             cm->ari_answers++;
@@ -78,11 +79,14 @@ int cm_poll_ari(struct tf_certmgr *cm, struct cm_managed *m)
     struct ari_ctx *x = tf_calloc(1, sizeof *x);
     x->cm = cm;
     x->name = tf_strdup(m->name);
-    x->cert = m->cert;
+    x->cert = m->cert; /* NULL for a stub: its expiry tells a renewal apart */
+    x->not_after = m->not_after;
     tf_cert_ref(m->cert);
     m->ari_next = tf_wall_now() + 3600; /* until the answer says otherwise */
     struct tf_acme *acme = m->ca < cm->n_cas ? cm->cas[m->ca].acme : cm->acme;
-    int rc = tf_acme_renewal_info(acme, m->cert, on_ari, x);
+    char *id = cm_cert_id(m);
+    int rc = tf_acme_renewal_info_id(acme, id, on_ari, x);
+    free(id);
     if (rc != 0) {
         m->ari_next = 0;
         tf_cert_unref(x->cert);
@@ -109,7 +113,7 @@ void cm_schedule(struct tf_certmgr *cm, struct cm_managed *m, bool spread)
 
 static bool used_recently(const struct tf_certmgr *cm, const struct cm_managed *m, int64_t now)
 {
-    int64_t last = atomic_load_explicit(&m->cert->last_used, memory_order_relaxed);
+    int64_t last = cm_last_used(cm, m);
     int64_t idle = (int64_t)cm->cfg->idle_name_days * 86400;
     return last == 0 || now - last < idle;
 }

@@ -125,6 +125,27 @@ static int on_demand(struct tf_conn *c, int *al)
     return SSL_CLIENT_HELLO_RETRY;
 }
 
+/* Renewal skips managed names nobody asked for: stamp the slot's managed certificates as
+ * the store holds them (a managed stub's time lives in its set's side array, found among
+ * the store's few sets: no lock, no system call); write only when the second changes. */
+static void touch_slot(const struct tf_certstore *st, const struct tf_cert_slot *slot)
+{
+    for (int k = 0; k < TF_CERT_KINDS; k++) {
+        struct tf_cert *cert = tf_slot_cert(slot, k);
+        struct tf_stub *stub = tf_slot_stub(slot, k);
+        _Atomic int64_t *last = NULL;
+        if (cert && cert->source == TF_SRC_ACME)
+            last = &cert->last_used;
+        else if (stub && stub->source == TF_SRC_ACME)
+            last = tf_stub_last_used(tf_certstore_stubset(st, stub), stub);
+        if (!last)
+            continue;
+        int64_t now = tf_wall_now();
+        if (atomic_load_explicit(last, memory_order_relaxed) != now)
+            atomic_store_explicit(last, now, memory_order_relaxed);
+    }
+}
+
 /* A --certs directory larger than --cert-cache is loaded on first use: copy the slot with
  * each stub replaced by its loaded certificate (tf_stub_resolve: lock-free, no system call).
  * Returns SSL_CLIENT_HELLO_SUCCESS with *out filled; RETRY when a stub is not loaded yet
@@ -189,12 +210,6 @@ static int use_slot(SSL *ssl, const struct tf_worker *w, const struct tf_cert_pa
             continue;
         if (!switched && SSL_use_cert_and_key(ssl, cert->leaf, cert->key, cert->chain, 1) != 1)
             return -1;
-        if (cert->source == TF_SRC_ACME) {
-            /* Renewal skips names nobody asked for; write only when the second changes. */
-            int64_t now = tf_wall_now();
-            if (atomic_load_explicit(&cert->last_used, memory_order_relaxed) != now)
-                atomic_store_explicit(&cert->last_used, now, memory_order_relaxed);
-        }
     }
     return 0;
 }
@@ -244,6 +259,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
+    touch_slot(w->certs, slot);
     tf_route_select(c->cfg, have ? c->sni : NULL, &c->route);
     c->alpn_sel.protos = c->route.alpn;
     c->alpn_sel.n_protos = c->route.n_alpn;

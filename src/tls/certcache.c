@@ -75,6 +75,21 @@ size_t tf_certcache_install(struct tf_certcache *cc, struct tf_stubset *set, str
     return evicted;
 }
 
+size_t tf_certcache_evict(struct tf_certcache *cc, const struct tf_stub *stub,
+                          struct tf_certcache_retired **retired)
+{
+    for (size_t i = 0; i < cc->n; i++) {
+        if (cc->ring[i].stub != stub)
+            continue;
+        evict(&cc->ring[i], retired);
+        cc->ring[i] = cc->ring[--cc->n]; /* the hand's order matters little: keep it dense */
+        if (cc->hand >= cc->n)
+            cc->hand = 0;
+        return 1;
+    }
+    return 0;
+}
+
 size_t tf_certcache_prune(struct tf_certcache *cc,
                           bool (*keep)(const struct tf_stubset *set, void *arg), void *arg,
                           struct tf_certcache_retired **retired)

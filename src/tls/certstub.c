@@ -7,6 +7,7 @@
  */
 #include "certload_int.h"
 #include "tlsfront/tls/certstub.h"
+#include "tlsfront/base/name.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -70,10 +71,37 @@ struct tf_stub *tf_stubset_add(struct tf_stubset *set, const char *names, int n_
     return s;
 }
 
+struct tf_stubset *tf_stubset_new_managed(const char *dir, size_t n)
+{
+    struct tf_stubset *set = tf_stubset_new(dir, n, n * 24);
+    set->last_used = tf_calloc(set->cap, sizeof *set->last_used);
+    return set;
+}
+
+size_t tf_stubset_add_managed(struct tf_stubset *set, const char *name, int kind,
+                              int64_t not_after)
+{
+    size_t len = strlen(name);
+    char rel[TF_NAME_MAX + 8];
+    snprintf(rel, sizeof rel, "%.*s.pem", (int)(len < TF_NAME_MAX ? len : TF_NAME_MAX), name);
+    size_t cap = set->cap;
+    struct tf_stub *s = tf_stubset_add(set, name, 1, rel, TF_STUB_KEY_IN);
+    s->source = TF_SRC_ACME;
+    s->kind = (uint8_t)kind;
+    s->not_after = not_after;
+    if (set->cap != cap) {
+        set->last_used = tf_realloc(set->last_used, set->cap * sizeof *set->last_used);
+        memset(set->last_used + cap, 0, (set->cap - cap) * sizeof *set->last_used);
+    }
+    return set->n - 1;
+}
+
 void tf_stubset_seal(struct tf_stubset *set)
 {
     set->cap = set->n ? set->n : 1;
     set->stubs = tf_realloc(set->stubs, set->cap * sizeof *set->stubs);
+    if (set->last_used)
+        set->last_used = tf_realloc(set->last_used, set->cap * sizeof *set->last_used);
     set->text_cap = set->text_len ? set->text_len : 1;
     set->text = tf_realloc(set->text, set->text_cap);
 }
@@ -90,6 +118,7 @@ void tf_stubset_unref(struct tf_stubset *set)
         return;
     /* The cache holds a set reference for every stub it loaded: none is loaded now. */
     free(set->stubs);
+    free(set->last_used);
     free(set->text);
     free(set->dir);
     free(set);
@@ -108,6 +137,11 @@ int tf_stub_paths(const struct tf_stubset *set, const struct tf_stub *s, char *c
 {
     const char *first = set->text + s->text;
     int path = TF_STUB_PATH(s->form);
+    if (s->source == TF_SRC_ACME) { /* the storage key of its chain; the key beside it */
+        int l1 = snprintf(crt, n, "%s/%s/cert.pem", set->dir, first);
+        int l2 = snprintf(key, n, "%s/%s/key.pem", set->dir, first);
+        return l1 < 0 || (size_t)l1 >= n || l2 < 0 || (size_t)l2 >= n ? -1 : 0;
+    }
     int len = path == TF_STUB_PATH_TEXT
                   ? snprintf(crt, n, "%s/%s", set->dir, tf_stub_name(set, s, s->n_names))
                   : snprintf(crt, n, "%s/%s%s", set->dir, first,
@@ -142,29 +176,18 @@ static const char *stub_mismatch(const struct tf_stubset *set, const struct tf_s
     return NULL;
 }
 
-struct tf_cert *tf_stub_load(const struct tf_stubset *set, const struct tf_stub *s, char *err,
-                             size_t errlen)
+struct tf_cert *tf_stub_decode(const struct tf_stubset *set, const struct tf_stub *s,
+                               const char *chain_pem, size_t chain_len, const char *key_pem,
+                               size_t key_len, char *err, size_t errlen)
 {
-    char crt[4096], key[4096], tmp[200];
-    char *buf[2] = {NULL, NULL};
-    size_t cap[2] = {0, 0}, len[2] = {0, 0};
+    char crt[4096], key[4096];
     struct tf_cert *c = NULL;
-    if (tf_stub_paths(set, s, crt, key, sizeof crt) < 0) {
-        snprintf(err, errlen, "path too long");
-        return NULL;
-    }
-    int rc = tf_certload_read(AT_FDCWD, crt, &buf[0], &cap[0], &len[0], NULL);
-    if (rc == 0 && key[0])
-        rc = tf_certload_read(AT_FDCWD, key, &buf[1], &cap[1], &len[1], NULL);
-    if (rc < 0) {
-        snprintf(err, errlen, "%s", tf_certload_read_problem(rc, tmp, sizeof tmp));
-        goto done;
-    }
+    if (tf_stub_paths(set, s, crt, key, sizeof crt) < 0)
+        snprintf(crt, sizeof crt, "%s", set->dir);
     struct parse_cache pc;
     memset(&pc, 0, sizeof pc); /* no shared key decoder: one key is decoded */
     pc.no_ctx = true;
-    rc = tf_certload_parse(buf[0], len[0], key[0] ? buf[1] : NULL, len[1], crt, &pc, &c, err,
-                           errlen);
+    int rc = tf_certload_parse(chain_pem, chain_len, key_pem, key_len, crt, &pc, &c, err, errlen);
     tf_certload_cache_free(&pc);
     const char *why = c ? stub_mismatch(set, s, c) : NULL;
     if (why) {
@@ -176,7 +199,31 @@ struct tf_cert *tf_stub_load(const struct tf_stubset *set, const struct tf_stub 
         c->source = (enum tf_cert_source)s->source;
     else if (rc == PARSE_CA)
         snprintf(err, errlen, "certificate has no DNS names");
-done:
+    return c;
+}
+
+struct tf_cert *tf_stub_load(const struct tf_stubset *set, const struct tf_stub *s, char *err,
+                             size_t errlen)
+{
+    char crt[4096], key[4096], tmp[200];
+    char *buf[2] = {NULL, NULL};
+    size_t cap[2] = {0, 0}, len[2] = {0, 0};
+    struct tf_cert *c = NULL;
+    if (s->source != TF_SRC_STATIC) {
+        snprintf(err, errlen, "a stored certificate is read through the storage");
+        return NULL;
+    }
+    if (tf_stub_paths(set, s, crt, key, sizeof crt) < 0) {
+        snprintf(err, errlen, "path too long");
+        return NULL;
+    }
+    int rc = tf_certload_read(AT_FDCWD, crt, &buf[0], &cap[0], &len[0], NULL);
+    if (rc == 0 && key[0])
+        rc = tf_certload_read(AT_FDCWD, key, &buf[1], &cap[1], &len[1], NULL);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", tf_certload_read_problem(rc, tmp, sizeof tmp));
+    else
+        c = tf_stub_decode(set, s, buf[0], len[0], key[0] ? buf[1] : NULL, len[1], err, errlen);
     free(buf[0]);
     free(buf[1]);
     return c;

@@ -11,33 +11,17 @@ are made once into the build directory and reused by later runs."""
 import os
 import random
 import re
-import shutil
 import signal
 import ssl
 import subprocess
-import threading
-import urllib.request
 
-from tfcommon import (BIN, SRC, Backend, bound, check, echo_handler, finish, start_tlsfront,
-                      tls_connect, tmpdir, wait_until)
+from tfcommon import (SRC, Backend, cert_cache_metrics, check, check_cached_sample, echo_handler,
+                      finish, many_certs, served_sans, start_tlsfront, tls_refusal, tmpdir,
+                      wait_until)
 
 N = 20000
 CACHE = 1000
 MKCERTS = os.path.join(SRC, "certs", "mkcerts.sh")
-
-
-def many_dir():
-    """The 20,000 certificates, made once next to the binary under test and kept."""
-    d = os.path.join(os.path.dirname(os.path.abspath(BIN)), "e2e-data", "many%d" % N)
-    if os.path.exists(os.path.join(d, "%d.many.test.pem" % N)):
-        return d
-    tmp = d + ".tmp%d" % os.getpid()
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    subprocess.run(["bash", MKCERTS, "many", tmp, str(N)], check=True, stdout=subprocess.DEVNULL)
-    shutil.rmtree(d, ignore_errors=True)
-    os.rename(tmp, d)
-    return d
 
 
 def leaf(d, base, names, layout, ca):
@@ -45,7 +29,7 @@ def leaf(d, base, names, layout, ca):
                    check=True, stdout=subprocess.DEVNULL)
 
 
-many = many_dir()
+many = many_certs(N)
 certs = os.path.join(tmpdir(), "certs")
 os.makedirs(certs)
 for f in os.listdir(many):
@@ -67,24 +51,16 @@ ctx = ssl.create_default_context(cafile=os.path.join(many, "ca.crt"))
 
 
 def metrics():
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % aport, timeout=bound(10)) as r:
-        text = r.read().decode()
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+    return cert_cache_metrics(aport)
 
 
 def served(name):
     """The DNS names of the certificate served for name (verified against the CA)."""
-    with tls_connect(port, name, ctx) as s:
-        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+    return served_sans(port, ctx, name)
 
 
 def refused(name):
-    try:
-        served(name)
-    except ssl.SSLError as e:
-        return str(e)
-    return None
+    return tls_refusal(served, name)
 
 
 # Files whose names do not tell the names: every SAN is served, not only the file name's.
@@ -99,39 +75,7 @@ for name, sans in (("www.certbot.test", ["certbot.test", "www.certbot.test"]),
 # A random sample, more names than the cache holds, from a few clients at once.
 rng = random.Random(int(os.environ.get("TF_SEED", "0")) or None)
 sample = rng.sample(range(1, N + 1), CACHE + 200)
-wrong, lock = [], threading.Lock()
-max_size = [0]
-
-
-def client(part):
-    for i in part:
-        name = "%d.many.test" % i
-        try:
-            got = served(name)
-        except (OSError, ssl.SSLError) as e:
-            got = "error %s" % e
-        if got != [name]:
-            with lock:
-                wrong.append((name, got))
-
-
-for start in range(0, len(sample), 300):
-    ts = [threading.Thread(target=client, args=(sample[start + k:start + 300:4],))
-          for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
-check(not wrong, "each of %d sampled names served with its own certificate (%s)"
-      % (len(sample), wrong[:3]))
-m = metrics()
-check(max_size[0] <= CACHE and m["tlsfront_cert_cache_size"] <= CACHE,
-      "the cache never held more than %d (at most %d seen)" % (CACHE, max_size[0]))
-check(m["tlsfront_cert_cache_evictions_total"] >= 200,
-      "certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
-check(m["tlsfront_cert_cache_loads_total"] >= len(sample),
-      "every sampled name was loaded once (%d loads)" % m["tlsfront_cert_cache_loads_total"])
+m = check_cached_sample(served, metrics, ["%d.many.test" % i for i in sample], CACHE, 300)
 
 # The first names loaded went first: served again, loaded again.
 before = m["tlsfront_cert_cache_loads_total"]

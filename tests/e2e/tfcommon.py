@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 BIN = os.environ.get("TLSFRONT_BIN", os.path.join(os.getcwd(), "tlsfront"))
 # The harness's own TLSFRONT_BIN is no setting of tlsfront's (which warns about unknown
@@ -228,6 +229,95 @@ def make_certs(d=None):
     subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "demo", d], check=True,
                    stdout=subprocess.DEVNULL)
     return d
+
+
+def many_certs(n):
+    """certs/mkcerts.sh many: n certificates <i>.many.test.pem (leaf then key) and ca.crt,
+    made once next to the binary under test and kept for later runs."""
+    d = os.path.join(os.path.dirname(os.path.abspath(BIN)), "e2e-data", "many%d" % n)
+    if os.path.exists(os.path.join(d, "%d.many.test.pem" % n)):
+        return d
+    tmp = d + ".tmp%d" % os.getpid()
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), "many", tmp, str(n)],
+                   check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(d, ignore_errors=True)
+    os.rename(tmp, d)
+    return d
+
+
+def served_sans(port, ctx, name):
+    """The DNS names of the certificate served for name (verified with ctx)."""
+    with tls_connect(port, name, ctx) as s:
+        return sorted(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "DNS")
+
+
+def tls_refusal(served, name):
+    """The TLS error served(name) raised (a refused handshake), or None when it was served."""
+    try:
+        served(name)
+    except ssl.SSLError as e:
+        return str(e)
+    return None
+
+
+def cert_cache_metrics(admin_port):
+    """The tlsfront_cert_cache_* families from the admin endpoint, by name."""
+    url = "http://127.0.0.1:%d/metrics" % admin_port
+    with urllib.request.urlopen(url, timeout=bound(10)) as r:
+        text = r.read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(tlsfront_cert_cache_\w+) (\S+)$", text, re.M)}
+
+
+def serve_sample(served, names, batch, after_batch):
+    """served(name) for every name, from four clients at once, batch names at a time,
+    after_batch() after each batch; returns the (name, what was served) pairs that were not
+    [name]."""
+    wrong, lock = [], threading.Lock()
+
+    def client(part):
+        for name in part:
+            try:
+                got = served(name)
+            except (OSError, ssl.SSLError) as e:
+                got = "error %s" % e
+            if got != [name]:
+                with lock:
+                    wrong.append((name, got))
+
+    for start in range(0, len(names), batch):
+        ts = [threading.Thread(target=client, args=(names[start + k:start + batch:4],))
+              for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        after_batch()
+    return wrong
+
+
+def check_cached_sample(served, metrics, names, cache, batch):
+    """Serve names (more of them than the cache holds) through serve_sample and check: each
+    served with its own certificate, the cache size (metrics() after each batch) never above
+    cache, certificates evicted and each name loaded. Returns the metrics after."""
+    max_size = [0]
+
+    def note_size():
+        max_size[0] = max(max_size[0], metrics()["tlsfront_cert_cache_size"])
+
+    wrong = serve_sample(served, names, batch, note_size)
+    check(not wrong, "each of %d sampled names served with its own certificate (%s)"
+          % (len(names), wrong[:3]))
+    m = metrics()
+    check(max_size[0] <= cache and m["tlsfront_cert_cache_size"] <= cache,
+          "the cache never held more than %d (at most %d seen)" % (cache, max_size[0]))
+    check(m["tlsfront_cert_cache_evictions_total"] >= len(names) - cache,
+          "certificates were evicted (%d)" % m["tlsfront_cert_cache_evictions_total"])
+    check(m["tlsfront_cert_cache_loads_total"] >= len(names),
+          "every sampled name was loaded (%d loads)" % m["tlsfront_cert_cache_loads_total"])
+    return m
 
 
 def start_tlsfront(args, env=None, wait=True, name="tlsfront"):

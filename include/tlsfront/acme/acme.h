@@ -217,6 +217,10 @@ typedef void (*tf_acme_ari_cb)(int err, const struct tf_acme_ari *ari, void *arg
  * certificate has no AKI, or TF_ECLOSED. */
 int tf_acme_renewal_info(struct tf_acme *a, const struct tf_cert *cert, tf_acme_ari_cb cb,
                          void *arg);
+/* The same for a certificate known by its ARI certID alone (a managed certificate indexed
+ * from its metadata; NULL: TF_EINVAL). cert_id is copied. */
+int tf_acme_renewal_info_id(struct tf_acme *a, const char *cert_id, tf_acme_ari_cb cb,
+                            void *arg);
 
 /* Revocation (RFC 8555 §7.6). reason: a CRLReason code from tf_acme_revoke_reason. With
  * with_cert_key the request is signed with the certificate's own key (jwk), else with the
@@ -293,6 +297,39 @@ typedef void (*tf_acme_store_each_cb)(const char *name, struct tf_cert *cert,
 typedef void (*tf_acme_store_all_cb)(int err, int n_loaded, int n_skipped, void *arg);
 int tf_acme_store_load_all(struct tf_storage *st, tf_acme_store_each_cb each,
                            tf_acme_store_all_cb done, void *arg);
+
+/* Index the store when it holds more than eager_max names (else load it as
+ * tf_acme_store_load_all does): read only each name's meta.json and hand its key kind and
+ * validity (meta) with the metadata's "ca_id" and "cert_id" (the ARI certID; borrowed for
+ * the call, may be NULL); cert is NULL then. A name whose meta.json is missing or lacks
+ * those fields is decoded once instead: cert is the decoded certificate (one reference,
+ * handed on), meta is taken from it, and it is counted in decoded. Not indexing: meta is
+ * NULL and cert decoded, as tf_acme_store_load_all hands it. */
+struct tf_acme_store_meta {
+    enum tf_cert_kind kind;
+    int64_t not_before, not_after;
+};
+typedef void (*tf_acme_store_index_cb)(const char *name, struct tf_cert *cert,
+                                       const struct tf_acme_store_meta *meta,
+                                       const char *ca_id, const char *cert_id, void *arg);
+struct tf_acme_store_counts {
+    int loaded, skipped; /* as tf_acme_store_all_cb's */
+    int indexed;         /* known from meta.json */
+    int decoded;         /* of those indexed, decoded for want of a usable meta.json */
+    bool lazy;           /* more than eager_max names: indexed */
+};
+typedef void (*tf_acme_store_indexed_cb)(int err, const struct tf_acme_store_counts *n,
+                                         void *arg);
+int tf_acme_store_index_all(struct tf_storage *st, int eager_max, tf_acme_store_index_cb each,
+                            tf_acme_store_indexed_cb done, void *arg);
+
+/* Read name's stored chain and key without decoding them (a stub's load: the caller decodes
+ * on the thread pool). cb runs once, later: err 0 with the texts (borrowed for the call; the
+ * key is wiped after), or the storage error (UV_ENOENT: not stored). */
+typedef void (*tf_acme_store_read_cb)(int err, const char *chain_pem, size_t chain_len,
+                                      const char *key_pem, size_t key_len, void *arg);
+int tf_acme_store_read(struct tf_storage *st, const char *name, tf_acme_store_read_cb cb,
+                       void *arg);
 
 /* Synchronous listing for `tlsfront certs` (never on a loop). */
 struct tf_acme_store_entry {

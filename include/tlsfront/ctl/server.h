@@ -83,7 +83,7 @@ int tf_server_admin_token(const struct tf_config *cfg, char **out, char *err, si
  * s (may be NULL: the token is only wiped) has one. */
 void tf_server_admin_set_token(struct tf_server *s, char *token);
 
-/* server_certcache.c: --certs stubs loaded on first use. init: the cache and its load
+/* server_certcache.c: stubs (--certs, or managed ones) loaded on first use. init: the cache and its load
  * histogram (before any worker starts); need_load: a worker's TF_SMSG_NEED_LOAD (control
  * loop); free: after the workers are joined. */
 void tf_server_cache_init(struct tf_server *s);
@@ -92,6 +92,11 @@ void tf_server_need_load(struct tf_server *s, int worker, const char *name);
  * reload), so the old index is freed at once rather than as the cache turns over. */
 void tf_server_cache_prune(struct tf_server *s);
 void tf_server_cache_free(struct tf_server *s);
+/* The certificate manager's hook (tf_certmgr_host.cache_replace): stub of set now stands for
+ * cert; the stub's loaded certificate (if any) is evicted, a load in flight is disregarded,
+ * a failure mark is cleared and cert installed (its own reference), evicting as a load does. */
+void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
+                             struct tf_cert *cert);
 
 /* Release everything (after tf_server_run, or after a failed tf_server_start). */
 void tf_server_free(struct tf_server *s);

@@ -8,6 +8,7 @@
 #ifndef TF_CERTMGR_H
 #define TF_CERTMGR_H
 
+#include "tlsfront/acme/acme.h"
 #include "tlsfront/base/metrics.h"
 #include "tlsfront/base/outcome.h"
 #include "tlsfront/base/stats.h"
@@ -54,6 +55,12 @@ struct tf_certmgr_host {
     bool (*serves)(void *arg, const char *name);
     /* True when a static (--certs) certificate covers name: it is never obtained or renewed. */
     bool (*has_static)(void *arg, const char *name);
+    /* Optional. A managed stub (one of set's, in the current store) now stands for cert,
+     * just obtained or announced: put cert in the host's cache of decoded certificates as
+     * the stub's, in place of what it had loaded (the hook takes its own reference on
+     * cert), so no handshake serves the old certificate and none waits for a load. */
+    void (*cache_replace)(void *arg, struct tf_stubset *set, struct tf_stub *stub,
+                          struct tf_cert *cert);
 };
 
 /* Create the manager for cfg (on-demand or eager names configured). host is copied; its arg
@@ -98,6 +105,11 @@ bool tf_certmgr_tickets_due(struct tf_certmgr *cm);
 
 /* The current managed-certificate store (borrowed). */
 const struct tf_certstore *tf_certmgr_store(const struct tf_certmgr *cm);
+/* A managed stub's load (the server's cache): read name's stored chain and key, not
+ * decoded, through the storage (asynchronous: never blocks the loop). Returns 0 (cb runs
+ * once, later) or an error (TF_ECLOSED while closing) and cb never runs. */
+int tf_certmgr_read_stored(struct tf_certmgr *cm, const char *name, tf_acme_store_read_cb cb,
+                           void *arg);
 
 /* Config reloaded: take the new gate settings (allow patterns, ask). */
 void tf_certmgr_reconfigure(struct tf_certmgr *cm, const struct tf_config *cfg);

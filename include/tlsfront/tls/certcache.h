@@ -56,6 +56,11 @@ size_t tf_certcache_prune(struct tf_certcache *cc,
                           bool (*keep)(const struct tf_stubset *set, void *arg), void *arg,
                           struct tf_certcache_retired **retired);
 
+/* Evict stub (when the ring holds it) into *retired as above: its certificate was replaced
+ * (a managed certificate renewed). O(ring). Returns the number evicted (0 or 1). */
+size_t tf_certcache_evict(struct tf_certcache *cc, const struct tf_stub *stub,
+                          struct tf_certcache_retired **retired);
+
 /* Decoded certificates in the cache now. */
 size_t tf_certcache_size(const struct tf_certcache *cc);
 

@@ -8,9 +8,12 @@
  * (tlsfront/tls/certcache.h) sets and clears. Stores (tlsfront/tls/certstore.h) put stubs
  * in their slots and hold a reference on each set they use.
  *
- * The load is one function, tf_stub_load, chosen by the stub's source: a file stub reads its
- * files. Another source (a stored certificate) needs its own load and a set of its own; the
- * rest (slots, cache, holding handshakes) is the same.
+ * The load is chosen by the stub's source: a file stub (TF_SRC_STATIC) reads its files
+ * (tf_stub_load); a managed stub (TF_SRC_ACME: a certificate in the --storage, indexed from
+ * its meta.json) has its chain and key read through the storage by the server's cache and
+ * decoded by tf_stub_decode. Managed stubs live in a set of their own (dir is the storage's
+ * "certs" folder, a stub's path is derived from its name), which also keeps one last-use
+ * time per stub in a side array; the rest (slots, cache, holding handshakes) is the same.
  */
 #ifndef TF_CERTSTUB_H
 #define TF_CERTSTUB_H
@@ -42,8 +45,9 @@ enum {
 
 /* One indexed certificate. Written once while its set is built, except: loaded (control
  * loop: release store; workers: acquire load), used (workers set it, the cache's hand clears
- * it, relaxed), failed (control loop sets it once, workers read it) and loading (control
- * loop only). */
+ * it, relaxed), failed (control loop sets it once, workers read it; a managed stub's is
+ * cleared when its certificate is renewed), loading (control loop only) and a managed
+ * stub's not_after (the control loop updates it on renewal; workers never read it). */
 struct tf_stub {
     _Atomic(struct tf_cert *) loaded; /* the decoded certificate (one reference, the cache's) */
     void *loading;                    /* the load in flight, or NULL */
@@ -57,8 +61,9 @@ struct tf_stub {
     _Atomic unsigned char failed; /* its files failed to load (logged once) */
 };
 
-/* Stubs of one directory, owned together. Immutable once built but for the stubs' atomic
- * fields. Shared by refcount: stores, the cache's ring and loads in flight hold one each. */
+/* Stubs of one directory (or the managed certificates), owned together. Immutable once
+ * built but for the stubs' fields named above and the last-use times. Shared by refcount:
+ * stores, the cache's ring and loads in flight hold one each. */
 struct tf_stubset {
     struct tf_ref ref;
     char *dir;              /* owned: the directory paths are relative to */
@@ -66,6 +71,9 @@ struct tf_stubset {
     size_t n, cap;
     char *text;             /* owned: names and paths, NUL-terminated */
     size_t text_len, text_cap;
+    /* A managed set only (else NULL): per stub, the unix second a handshake last chose it
+     * (workers write, renewal reads, relaxed); owned, cap entries. */
+    _Atomic int64_t *last_used;
 };
 
 /* What a handshake serves for a stub: its decoded certificate, or NULL when not loaded.
@@ -98,6 +106,20 @@ static inline bool tf_stubset_holds(const struct tf_stubset *set, const struct t
     return set && s >= set->stubs && s < set->stubs + set->n;
 }
 
+/* A new empty managed set (stubs of source TF_SRC_ACME, with last-use times) for the
+ * storage folder dir, refcount 1, room for n stubs. */
+struct tf_stubset *tf_stubset_new_managed(const char *dir, size_t n);
+/* Append a managed stub for one name (lower-cased, valid) of the given kind and expiry.
+ * Building only. Returns the stub's index. */
+size_t tf_stubset_add_managed(struct tf_stubset *set, const char *name, int kind,
+                              int64_t not_after);
+/* Where s's last use is kept, or NULL (not a managed set's stub). Lock-free. */
+static inline _Atomic int64_t *tf_stub_last_used(const struct tf_stubset *set,
+                                                 const struct tf_stub *s)
+{
+    return set && set->last_used ? &set->last_used[s - set->stubs] : NULL;
+}
+
 /* Name i (< s->n_names) of s, borrowed from set. */
 const char *tf_stub_name(const struct tf_stubset *set, const struct tf_stub *s, int i);
 /* The certificate file's path (dir/rel) and the key file's (empty when in the certificate
@@ -111,5 +133,11 @@ int tf_stub_paths(const struct tf_stubset *set, const struct tf_stub *s, char *c
  * with err saying so. Returns NULL and fills err on failure. */
 struct tf_cert *tf_stub_load(const struct tf_stubset *set, const struct tf_stub *s, char *err,
                              size_t errlen);
+/* tf_stub_load's decoding half, for texts read some other way (a managed stub's, from the
+ * storage): chain and key (key_pem may be NULL when chain_pem holds it), checked against
+ * the stub the same way. CPU-bound: the thread pool. */
+struct tf_cert *tf_stub_decode(const struct tf_stubset *set, const struct tf_stub *s,
+                               const char *chain_pem, size_t chain_len, const char *key_pem,
+                               size_t key_len, char *err, size_t errlen);
 
 #endif

@@ -5,7 +5,8 @@
  * wildcard, several names): an index gives the same names, kinds and expiry as a full
  * load, the DER walker reads every demo certificate without falling back to OpenSSL and
  * agrees with it, and a stub whose file changed, broke or went away fails to load with a
- * reason.
+ * reason. Managed stubs: paths from the name, decoding checked against the stub, last-use
+ * side array, and a replaced certificate evicted from the cache.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -264,6 +265,87 @@ static void test_too_large(void)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* A file's text (a new string), or NULL. */
+static char *read_text(const char *dir, const char *file, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "rb");
+    char *buf = tf_calloc(1, 65536);
+    *len = f ? fread(buf, 1, 65535, f) : 0;
+    if (f)
+        fclose(f);
+    if (*len == 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Managed stubs: their own set (source ACME, last-use side array kept as the set grows),
+ * paths derived from the name, no file load, decoding checked against the stub, and a
+ * replaced certificate evicted from the cache. */
+static void test_managed(void)
+{
+    struct tf_stubset *set = tf_stubset_new_managed("certs", 1);
+    CHECK_EQ_INT((int)tf_stubset_add_managed(set, "a.test", TF_CERT_EC, 100), 0);
+    CHECK_EQ_INT((int)tf_stubset_add_managed(set, "example.test", TF_CERT_EC, 123), 1);
+    CHECK_EQ_INT((int)tf_stubset_add_managed(set, "rsa.test", TF_CERT_RSA, 200), 2);
+    atomic_store(tf_stub_last_used(set, &set->stubs[2]), 77);
+    tf_stubset_seal(set);
+    struct tf_stub *ex = &set->stubs[1];
+    CHECK(ex->source == TF_SRC_ACME && ex->kind == TF_CERT_EC && ex->not_after == 123);
+    CHECK(strcmp(tf_stub_name(set, ex, 0), "example.test") == 0);
+    CHECK_EQ_INT((int)set->text_len, 7 + 13 + 9); /* the names alone */
+    CHECK(atomic_load(tf_stub_last_used(set, ex)) == 0);
+    CHECK(atomic_load(tf_stub_last_used(set, &set->stubs[2])) == 77);
+    struct tf_stubset *files = fake_set(1);
+    CHECK(tf_stub_last_used(files, &files->stubs[0]) == NULL);
+    tf_stubset_unref(files);
+
+    char crt[256], key[256], err[256] = "";
+    CHECK_EQ_INT(tf_stub_paths(set, ex, crt, key, sizeof crt), 0);
+    CHECK(strcmp(crt, "certs/example.test/cert.pem") == 0);
+    CHECK(strcmp(key, "certs/example.test/key.pem") == 0);
+    CHECK(tf_stub_load(set, ex, err, sizeof err) == NULL && strstr(err, "storage"));
+
+    size_t cl = 0, kl = 0;
+    char *chain = read_text(g_dir, "example.crt", &cl), *pkey = read_text(g_dir, "example.key", &kl);
+    CHECK(chain && pkey);
+    struct tf_cert *c = tf_stub_decode(set, ex, chain, cl, pkey, kl, err, sizeof err);
+    CHECK(c && c->source == TF_SRC_ACME);
+    struct tf_cert *bad = tf_stub_decode(set, &set->stubs[0], chain, cl, pkey, kl, err, sizeof err);
+    CHECK(bad == NULL && strstr(err, "names changed"));
+    bad = tf_stub_decode(set, &set->stubs[2], chain, cl, pkey, kl, err, sizeof err);
+    CHECK(bad == NULL && strstr(err, "key type changed"));
+    free(chain);
+    free(pkey);
+
+    /* The store finds the set of a managed stub (the handshake's last-use stamp). */
+    struct tf_certstore *st = tf_certstore_from_stubs(set);
+    const struct tf_cert_slot *slot = tf_certstore_lookup(st, "example.test");
+    CHECK(slot && tf_slot_stub(slot, TF_CERT_EC) == ex);
+    CHECK(tf_certstore_stubset(st, ex) == set);
+
+    /* Replacement: the stub's loaded certificate leaves the ring and is retired. */
+    struct tf_certcache cc;
+    struct tf_certcache_retired *r = NULL;
+    tf_certcache_init(&cc, 2);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, ex, c, &r), 0);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, &set->stubs[0], fake(), &r), 0);
+    CHECK_EQ_INT(tf_certcache_evict(&cc, ex, &r), 1);
+    CHECK(r && r->n == 1 && r->certs[0] == c && atomic_load(&ex->loaded) == NULL);
+    CHECK_EQ_INT(tf_certcache_evict(&cc, ex, &r), 0);
+    CHECK_EQ_INT(tf_certcache_size(&cc), 1);
+    CHECK_EQ_INT(tf_certcache_install(&cc, set, ex, fake(), &r), 0);
+    CHECK(tf_stub_resolve(ex) != NULL);
+    tf_certcache_free(&cc, &r);
+    atomic_store(&r->pending, 1);
+    tf_certcache_retired_release(r);
+    tf_certstore_unref(st);
+    tf_stubset_unref(set);
+}
+
 static void test_changed_files(void)
 {
     char err[256];
@@ -305,6 +387,7 @@ int main(void)
     CHECK_EQ_INT(rc, 0);
     if (rc == 0) {
         TF_TEST_RUN(test_index_is_load);
+        TF_TEST_RUN(test_managed);
         TF_TEST_RUN(test_too_large);
         TF_TEST_RUN(test_changed_files);
     }
