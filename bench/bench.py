@@ -27,6 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = ["haproxy", "hitch", "nginx", "nginx-stream", "caddy"]
 ROWS = ["tlsfront", "tlsfront-w2"] + PEERS
+# Figures 1-2 only: tlsfront in mode=http with its default backend keep-alive pool, the row
+# compared with nginx http (which keeps idle upstream connections too).
+HS_ROWS = ["tlsfront-http"]
 # Shown in figures 1-2 but not a peer: nginx http without upstream keepalive, i.e. a backend
 # connection per client connection, as tlsfront (TCP mode), hitch and nginx-stream make.
 REF_ROWS = ["nginx-nokeep"]
@@ -118,6 +121,8 @@ def start_row(w, row, kind):
         return S.start_tlsfront(w, row, c["dir"], b)
     if row == "tlsfront-w2":
         return S.start_tlsfront(w, row, c["dir"], b, workers=2)
+    if row == "tlsfront-http":
+        return S.start_tlsfront(w, row, c["dir"], b, mode="http")
     if row == "haproxy":
         return S.start_haproxy(w, row, c["pem"], b)
     if row == "hitch":
@@ -138,7 +143,7 @@ def handshakes(w, cfg, figs):
     seconds each; the report takes each row's ratio to the best peer per rotation, so the
     fast swings of a shared VM (a row measured a minute later can run 30 % slower) hit both
     sides of every ratio."""
-    rows = [r for r in ROWS + REF_ROWS if not w.args.rows or r in w.args.rows]
+    rows = [r for r in ROWS + HS_ROWS + REF_ROWS if not w.args.rows or r in w.args.rows]
     for kind in ("ec", "rsa"):
         n = cfg["hs_ec"] if kind == "ec" else cfg["hs_rsa"]
         hs = ["--n", n, "--conc", cfg["conc"], "--warmup", cfg["warmup"], "--time", 120]

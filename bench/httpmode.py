@@ -69,8 +69,7 @@ def start(w, row):
     if row == "tlsfront tcp":
         return S.start_tlsfront(w, "tlsfront-tcp", w.certdir, b)
     if row == "tlsfront http":
-        return S.start_tlsfront(w, "tlsfront-http", w.certdir, b,
-                                extra=["--backend", "127.0.0.1:%d,mode=http" % b])
+        return S.start_tlsfront(w, "tlsfront-http", w.certdir, b, mode="http")
     if row == "haproxy tcp":
         return S.start_haproxy(w, "haproxy-tcp", w.pem, b)
     return haproxy_http(w, "haproxy-http", w.pem, b)

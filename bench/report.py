@@ -1,7 +1,10 @@
 """report.py: turn bench.py's raw measurements into the markdown table, the raw JSON and the
 target verdicts. Medians and min-max over rounds; each column also as a ratio to the best
-peer (the best of haproxy, hitch, nginx, nginx-stream and caddy in the same run), and
-tlsfront's figures as multiples of the floors."""
+peer in the same run, and tlsfront's figures as multiples of the floors. The best peer is
+the best of haproxy, hitch, nginx, nginx-stream and caddy, except in the handshake figures
+(1, 2), where each row meets the best peer of its kind: a TCP-mode row (one backend
+connection per client connection) the best TCP peer, an HTTP row (backend connections kept
+alive and reused) the best HTTP peer; and in the latency figure (4): the best TCP peer."""
 import json
 import os
 import platform
@@ -11,7 +14,14 @@ import time
 
 PEERS = ["haproxy", "hitch", "nginx", "nginx-stream", "caddy"]
 TCP_PEERS = ["haproxy", "hitch", "nginx-stream"]
-ROWS = ["tlsfront", "tlsfront-w2"] + PEERS + ["nginx-nokeep"]  # the last: a reference row
+# HTTP reverse proxies that keep idle backend connections and reuse them: nginx http
+# (`keepalive 64` upstream) and Caddy (reverse_proxy keeps idle upstream connections too)
+HTTP_PEERS = ["nginx", "caddy"]
+# the rows compared with HTTP_PEERS in figures 1-2 (nginx-nokeep: a reference row, nginx
+# http without upstream keepalive); every other row is compared with TCP_PEERS there
+HTTP_ROWS = ["tlsfront-http"] + HTTP_PEERS + ["nginx-nokeep"]
+BY_KIND = "by kind"  # a table's peers: TCP_PEERS or HTTP_PEERS, after the row
+ROWS = ["tlsfront", "tlsfront-w2", "tlsfront-http"] + PEERS + ["nginx-nokeep"]
 
 # key -> {metric name in the table: field in loadgen's JSON}
 FIELDS = {
@@ -104,11 +114,17 @@ def best_peer(res, key, metric, better, peers=PEERS):
     return (min(vs) if better == "low" else max(vs))
 
 
+def peers_of(peers, row):
+    if peers == BY_KIND:
+        return HTTP_PEERS if row in HTTP_ROWS else TCP_PEERS
+    return peers
+
+
 def ratio_to_best(res, key, row, metric, better, peers=PEERS):
     """(stat of row / best peer per round, best peer): the best peer is the one with the best
     median; the ratio is taken within each round, where both were measured close together,
-    and summarised by its median (and min-max)."""
-    _, who = best_peer(res, key, metric, better, peers)
+    and summarised by its median (and min-max). peers: a list, or BY_KIND."""
+    _, who = best_peer(res, key, metric, better, peers_of(peers, row))
     per = res.get("rounds", {}).get(key, {})
     a, b = per.get(row, {}).get(metric, {}), per.get(who, {}).get(metric, {})
     rs = [a[k] / b[k] for k in a if a[k] is not None and b.get(k)]
@@ -128,18 +144,23 @@ def _cell(s, digits):
                            _fmt(s["max"], digits))
 
 
+BY_KIND_NOTE = ("× best: a TCP-mode row (%s) against the best TCP peer (%s), an HTTP row "
+                "(%s) against the best HTTP peer (%s)." % (
+                    ", ".join(r for r in ROWS if r not in HTTP_ROWS), ", ".join(TCP_PEERS),
+                    ", ".join(HTTP_ROWS), ", ".join(HTTP_PEERS)))
+
 # (key, metric, label, better, digits, peers)
 TABLES = [
     ("1. Full handshakes (TLS 1.3, new connection + one small request)", [
-        ("hs_ec_full", "cpu", "ECDSA P-256: server CPU-s / 1,000", "low", 3, PEERS),
-        ("hs_ec_full", "rate", "ECDSA hs/s", "high", 0, PEERS),
-        ("hs_rsa_full", "cpu", "RSA-2048: server CPU-s / 1,000", "low", 3, PEERS),
-        ("hs_rsa_full", "rate", "RSA hs/s", "high", 0, PEERS)]),
+        ("hs_ec_full", "cpu", "ECDSA P-256: server CPU-s / 1,000", "low", 3, BY_KIND),
+        ("hs_ec_full", "rate", "ECDSA hs/s", "high", 0, BY_KIND),
+        ("hs_rsa_full", "cpu", "RSA-2048: server CPU-s / 1,000", "low", 3, BY_KIND),
+        ("hs_rsa_full", "rate", "RSA hs/s", "high", 0, BY_KIND)]),
     ("2. Resumed handshakes (session tickets)", [
-        ("hs_ec_res", "cpu", "ECDSA cert: server CPU-s / 1,000", "low", 3, PEERS),
-        ("hs_ec_res", "rate", "hs/s", "high", 0, PEERS),
-        ("hs_rsa_res", "cpu", "RSA cert: server CPU-s / 1,000", "low", 3, PEERS),
-        ("hs_rsa_res", "rate", "hs/s", "high", 0, PEERS)]),
+        ("hs_ec_res", "cpu", "ECDSA cert: server CPU-s / 1,000", "low", 3, BY_KIND),
+        ("hs_ec_res", "rate", "hs/s", "high", 0, BY_KIND),
+        ("hs_rsa_res", "cpu", "RSA cert: server CPU-s / 1,000", "low", 3, BY_KIND),
+        ("hs_rsa_res", "rate", "hs/s", "high", 0, BY_KIND)]),
     ("3. Bulk, 100 MB on one connection", [
         ("bulk_down", "mbs", "download MB/s", "high", 0, PEERS),
         ("bulk_down", "cpu_gb", "down: server CPU-s/GB", "low", 3, PEERS),
@@ -160,6 +181,8 @@ def _table(res, title, cols):
     if not present:
         return []
     out = ["### " + title, ""]
+    if any(c[5] == BY_KIND for c in cols):
+        out += [BY_KIND_NOTE, ""]
     head = "| row |" + "".join(" %s | × best |" % c[2] for c in cols)
     out += [head, "|---|" + "---:|---:|" * len(cols)]
     for row in present:
@@ -203,17 +226,23 @@ def targets(res):
     """[(target, value, limit, ok)] for the tlsfront row."""
     out = []
 
-    def vs_best(name, key, metric, better, limit, peers=PEERS):
-        rs, who = ratio_to_best(res, key, "tlsfront", metric, better, peers)
+    def vs_best(name, key, metric, better, limit, peers=PEERS, row="tlsfront", kind=""):
+        rs, who = ratio_to_best(res, key, row, metric, better, peers)
         if rs is None:
             return
         r = rs["median"]
         ok = r <= limit if better == "low" else r >= limit
-        out.append(("%s vs best peer (%s)" % (name, who), r, ("≤ " if better == "low" else "≥ ")
-                    + "%.2f" % limit, ok))
+        out.append(("%s vs best %speer (%s)" % (name, kind, who), r,
+                    ("≤ " if better == "low" else "≥ ") + "%.2f" % limit, ok))
 
-    vs_best("full hs ECDSA CPU", "hs_ec_full", "cpu", "low", 1.0)
-    vs_best("full hs RSA CPU", "hs_rsa_full", "cpu", "low", 1.0)
+    def hs_vs_best(name, key):
+        """TCP mode against the TCP peers, HTTP mode against the HTTP peers."""
+        vs_best("%s, TCP mode" % name, key, "cpu", "low", 1.0, TCP_PEERS, kind="TCP ")
+        vs_best("%s, HTTP mode (tlsfront-http)" % name, key, "cpu", "low", 1.0, HTTP_PEERS,
+                row="tlsfront-http", kind="HTTP ")
+
+    hs_vs_best("full hs ECDSA CPU", "hs_ec_full")
+    hs_vs_best("full hs RSA CPU", "hs_rsa_full")
     for key, lib, name in (("hs_ec_full", "libssl_ec_full", "full hs ECDSA CPU"),
                            ("hs_rsa_full", "libssl_rsa_full", "full hs RSA CPU")):
         t, lv = med(res, key, "tlsfront", "cpu"), med(res, lib, "floor", "cpu")
@@ -223,14 +252,14 @@ def targets(res):
     if cg:
         out.append(("instructions per full hs vs libssl floor (callgrind)", cg["ratio"], "≤ 1.02",
                     cg["ratio"] <= 1.02))
-    vs_best("resumed hs CPU (ECDSA cert)", "hs_ec_res", "cpu", "low", 1.0)
-    vs_best("resumed hs CPU (RSA cert)", "hs_rsa_res", "cpu", "low", 1.0)
+    hs_vs_best("resumed hs CPU (ECDSA cert)", "hs_ec_res")
+    hs_vs_best("resumed hs CPU (RSA cert)", "hs_rsa_res")
     for d in ("down", "up"):
         vs_best("bulk %s server CPU/GB" % d, "bulk_" + d, "cpu_gb", "low", 1.0)
         vs_best("bulk %s whole-bench CPU/GB" % d, "bulk_" + d, "sys_gb", "low", 1.0)
         vs_best("bulk %s MB/s" % d, "bulk_" + d, "mbs", "high", 1.0)
-    vs_best("latency p50", "lat", "p50", "low", 1.0, TCP_PEERS)
-    vs_best("latency p99", "lat", "p99", "low", 1.0, TCP_PEERS)
+    vs_best("latency p50", "lat", "p50", "low", 1.0, TCP_PEERS, kind="TCP ")
+    vs_best("latency p99", "lat", "p99", "low", 1.0, TCP_PEERS, kind="TCP ")
     vs_best("idle KiB per connection", "idle", "kib", "low", 0.75)
     for n in (100000, 10000):
         key = "many_%d" % n
@@ -269,11 +298,13 @@ def markdown(res):
                " (uncommitted changes)" if m["tlsfront_tree_dirty"] else "", m["haproxy"],
                m["hitch"], m["nginx"], m["caddy"]),
            "Every terminator: one worker/thread pinned to core 0 (tlsfront-w2: two workers on "
-           "the same core); load generator and backend on core 1. Handshakes (1, 2): every "
+           "the same core; tlsfront-http, figures 1-2: mode=http with its backend keep-alive "
+           "pool); load generator and backend on core 1. Handshakes (1, 2): every "
            "server up at once, the rows taking turns, %d rotations; bulk and latency: %d "
            "interleaved rounds; idle memory: %d round(s)%s. Cells: median (min–max); × best: "
            "the median of the row's per-round ratios to the best peer (the peer with the best "
-           "median). Run time %.0f s, load average at the end %s." % (
+           "median; in figures 1-2 the best of the row's kind, TCP or HTTP, as each table says; "
+           "in figure 4 the best TCP peer). Run time %.0f s, load average at the end %s." % (
                cfg.get("hs_rounds", cfg["rounds"]), cfg["rounds"], cfg["idle_rounds"],
                " (quick mode: fewer rounds and connections than the full run)"
                if m["mode"] == "quick" else "", m["elapsed_s"], " ".join(m["loadavg_end"])), ""]

@@ -110,9 +110,11 @@ def _write(path, text):
     return path
 
 
-def start_tlsfront(w, name, certdir, backend, workers=1, extra=(), port=None):
+def start_tlsfront(w, name, certdir, backend, workers=1, extra=(), port=None, mode="tcp"):
+    """mode="http": the backend in mode=http, with the default backend keep-alive pool."""
     port = port or free_port()
-    argv = [w.tlsfront, "--listen", "127.0.0.1:%d" % port, "--backend", "127.0.0.1:%d" % backend,
+    argv = [w.tlsfront, "--listen", "127.0.0.1:%d" % port,
+            "--backend", "127.0.0.1:%d%s" % (backend, ",mode=http" if mode == "http" else ""),
             "--workers", str(workers), "--log-level", "warn", "--idle-timeout", "10m",
             "--max-connections", "12000", "--access-log", "off"]
     if certdir:
