@@ -43,7 +43,7 @@ struct rw_field {
 struct tf_http_rw {
     llhttp_t ll;
     char *client_addr, *host, *proto;
-    bool trust_xff, add_forwarded, allow_connect;
+    bool trust_xff, add_forwarded, allow_connect, keep_backend;
     size_t max_header;
     enum rw_phase phase;
     enum rw_pause pause;      /* why llhttp_execute() last returned HPE_PAUSED */
@@ -258,6 +258,7 @@ struct tf_http_rw *tf_http_rw_new(const struct tf_http_rw_opts *opts)
     rw->trust_xff = opts->trust_xff;
     rw->add_forwarded = opts->add_forwarded;
     rw->allow_connect = opts->allow_connect;
+    rw->keep_backend = opts->keep_backend;
     rw->max_header =
         opts->max_header_bytes ? opts->max_header_bytes : TF_HTTP_RW_DEFAULT_MAX_HEADER;
     llhttp_init(&rw->ll, HTTP_REQUEST, &rw_settings);
@@ -297,6 +298,11 @@ unsigned long tf_http_rw_requests(const struct tf_http_rw *rw)
 bool tf_http_rw_mid_request(const struct tf_http_rw *rw)
 {
     return rw->mid_request;
+}
+
+bool tf_http_rw_closed(const struct tf_http_rw *rw)
+{
+    return rw->phase == PH_CLOSED;
 }
 
 static int fail(struct tf_http_rw *rw, int err, int status, const char *reason)
@@ -380,7 +386,9 @@ static bool is_hop(const struct tf_http_rw *rw, const struct rw_field *f)
 }
 
 /* Connection without the tokens that name our headers: a client listing X-Forwarded-For
- * there would make a proxying backend drop the header we set (hop-by-hop abuse). */
+ * there would make a proxying backend drop the header we set (hop-by-hop abuse). With
+ * keep_backend, also without "close": the client's connection ends after this request
+ * (rw->keep_alive, from the client's own head), the backend's may serve the next client. */
 static void emit_connection(struct tf_http_rw *rw, const struct rw_field *f,
                             struct tf_buf_sink *out)
 {
@@ -396,7 +404,8 @@ static void emit_connection(struct tf_http_rw *rw, const struct rw_field *f,
         while (v < te && (*v == ' ' || *v == '\t'))
             v++;
         size_t n = trim_ows(v, (size_t)(te - v));
-        if (n && !is_ours(v, n)) {
+        bool close = n == 5 && strncasecmp(v, "close", 5) == 0;
+        if (n && !is_ours(v, n) && !(close && rw->keep_backend)) {
             if (out->len > first)
                 sink_puts(out, ", ");
             tf_buf_sink_append(out, v, n);

@@ -12,7 +12,8 @@
  * tf_pump_to_backend(), tf_pump_to_client() and tf_pump_finish().
  *
  * Keep-alive pool (--backend-keepalive): a backend connection goes back to the worker's pool
- * only when the client has finished (its EOF) and the exchange on it is clean: every request
+ * only when the client has finished (its EOF, or the response to its "Connection: close"
+ * request, a close the rewriter keeps from the backend) and the exchange on it is clean: every request
  * forwarded whole and answered by a complete response, both sides allowing keep-alive, no
  * tunnel, nothing queued. A backend connection thus serves one client connection at a time,
  * so two clients' requests never share it. A connection taken from the pool may turn out to
@@ -68,6 +69,7 @@ struct tf_httpmode {
     bool req_keepalive;           /* the last forwarded request allows a next one */
     bool resp_keepalive;          /* ... and so does the last final response */
     bool eof_wait;                /* the client is done: pool (or close) once all answered */
+    bool keep_backend;            /* pooling possible: the client's close is not forwarded */
     bool got_resp;                /* a byte came from this backend connection */
     bool replay_ok;               /* the requests in replay are idempotent and all there */
     struct tf_buf_sink replay;    /* sent on a pooled connection before its first answer */
@@ -198,6 +200,8 @@ struct tf_httpmode *tf_httpmode_new(struct tf_conn *c)
         .add_forwarded = cfg->forwarded,
         .allow_connect = c->route.backend->connect,
     };
+    o.keep_backend = h->keep_backend =
+        cfg->backend_keepalive > 0 && c->route.backend->proxy == TF_PROXY_NONE;
     h->c = c;
     h->rw = tf_http_rw_new(&o);
     llhttp_init(&h->mirror, HTTP_REQUEST, &mirror_settings);
@@ -299,11 +303,23 @@ static void after_feed(struct tf_conn *c, struct tf_httpmode *h, int rc)
     }
 }
 
+static void end_exchange(struct tf_conn *c, struct tf_httpmode *h);
+
+/* The client is done (its EOF, or its "Connection: close" request read whole, a close the
+ * backend never saw) and every answer went out: nobody else would end the exchange. */
+static bool client_done(const struct tf_conn *c, const struct tf_httpmode *h)
+{
+    return (h->eof_wait || (h->keep_backend && tf_http_rw_closed(h->rw))) &&
+           h->done >= tf_httpmode_requests(h) && !c->closing && !c->finishing;
+}
+
 void tf_httpmode_client_data(struct tf_conn *c, const char *data, size_t len)
 {
     struct tf_httpmode *h = c->http;
     h->out.len = 0;
     after_feed(c, h, tf_http_rw_feed(h->rw, data, len, &h->out));
+    if (client_done(c, h)) /* the backend answered before the request's end */
+        end_exchange(c, h);
 }
 
 /* The response to the held upgrade request is here: tunnel, or go on parsing requests. */
@@ -324,8 +340,6 @@ static void upgrade_answer(struct tf_conn *c, struct tf_httpmode *h)
 }
 
 /* --- response side ------------------------------------------------------------------- */
-
-static void end_exchange(struct tf_conn *c, struct tf_httpmode *h);
 
 static bool has_field(const struct tf_buf_sink *head, const char *name)
 {
@@ -456,7 +470,7 @@ void tf_httpmode_backend_data(struct tf_conn *c, const char *data, size_t len)
      * that a deferred error page does not wait for bytes that never come. */
     if (!c->closing && !c->finishing && !h->resp_raw && !h->in_head)
         resp_body(c, h, data, 0);
-    if (h->eof_wait && h->done >= tf_httpmode_requests(h) && !c->closing && !c->finishing)
+    if (client_done(c, h))
         end_exchange(c, h);
     /* Only now, with every byte of this read handled: releasing the client runs its buffered
      * requests through the rewriter and h->out, which must not interleave with the
@@ -520,8 +534,8 @@ static bool idle_now(const struct tf_conn *c, const struct tf_httpmode *h)
            c->backend.wq == 0 && !c->backend.held;
 }
 
-/* The client finished and every response went out: the backend connection goes to the pool
- * when it can, and the client gets close_notify and FIN. */
+/* The client finished and every response went out (client_done()): the backend connection
+ * goes to the pool when it can, and the client gets close_notify and FIN. */
 static void end_exchange(struct tf_conn *c, struct tf_httpmode *h)
 {
     h->eof_wait = false;

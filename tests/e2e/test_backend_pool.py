@@ -133,6 +133,39 @@ good = sum(get("example.test", b"/off/%d" % i, off_port)[0] == 200 for i in rang
 check(good == 10 and be.b.conns - before == 10,
       "pool off: 10 requests, 10 backend connections (%d)" % (be.b.conns - before))
 
+step("clients that say Connection: close: their close stays theirs, the backend's is pooled")
+
+
+def get_close(i, p=None):
+    """A request with Connection: close; (status, body, what came after the response, head
+    the backend saw). The client keeps its side open: tlsfront must end the connection."""
+    s = tls_connect(p or port, "example.test", ctx, timeout=bound(10))
+    try:
+        s.sendall(b"GET /close/%d HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n" % i)
+        r = Reader(s)
+        st, _, body = r.response()
+        return st, body, r.rest()
+    except (EOFError, OSError, ValueError) as e:
+        return None, repr(e).encode(), None
+    finally:
+        s.close()
+
+
+before = be.b.conns
+res = [get_close(i) for i in range(30)]
+good = sum(st == 200 and b"GET /close/%d " % i in body for i, (st, body, _) in enumerate(res))
+check(good == 30, "30 Connection: close requests answered with their own response (%d)" % good)
+check(all(rest == b"" for _, _, rest in res),
+      "each client connection ended by tlsfront after its response (%s)" %
+      [rest for _, _, rest in res if rest != b""][:2])
+check(be.b.conns - before <= CAP, "pooled backend connections served them: %d new for 30 clients"
+      % (be.b.conns - before))
+check(not any(b"\r\nconnection: close" in body.lower() for _, body, _ in res),
+      "the backend never saw the client's close")
+st, body, rest = get_close(99, off_port)
+check(st == 200 and b"\r\nConnection: close\r\n" in body and rest == b"",
+      "pool off: the close goes to the backend, as before (%s)" % st)
+
 step("a backend that closes its idle connections")
 errors = []
 for i in range(60):

@@ -42,6 +42,11 @@ struct tf_http_rw_opts {
     bool add_forwarded;      /* also write RFC 7239 Forwarded */
     bool allow_connect;      /* forward CONNECT (else refused with 405: a 2xx would turn
                               * the connection into a tunnel nobody checks) */
+    bool keep_backend;       /* the backend connection may outlive the client's (a keep-alive
+                              * pool): a "close" option in the client's Connection field is
+                              * the client's alone (RFC 9110 section 7.6.1) and is not
+                              * forwarded; the caller ends the client's connection after the
+                              * response (tf_http_rw_closed()) */
     size_t max_header_bytes; /* request line + header fields; 0 = the default (32 KiB) */
 };
 
@@ -72,6 +77,9 @@ unsigned long tf_http_rw_requests(const struct tf_http_rw *rw);
  * earlier call, its body is not complete). After an error this means the backend may already
  * be answering it: the caller must not send the error page in its place, just close. */
 bool tf_http_rw_mid_request(const struct tf_http_rw *rw);
+/* Whether the client's last request ended its side of the connection ("Connection: close",
+ * or HTTP/1.0 without keep-alive), completely read: nothing more will be forwarded. */
+bool tf_http_rw_closed(const struct tf_http_rw *rw);
 
 /* The backend accepted the upgrade (101, or 2xx to CONNECT): the held bytes are appended
  * to out and from now on feed passes everything through verbatim. */

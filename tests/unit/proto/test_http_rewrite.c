@@ -283,6 +283,40 @@ static void test_http10_and_close(void)
     tf_http_rw_free(rw);
 }
 
+/* keep_backend (a pooled backend): the client's "close" option is not forwarded, other
+ * Connection options are, and the rewriter still ends the client's side after the request;
+ * without it the close goes to the backend as sent. */
+static void test_close_kept_from_backend(void)
+{
+    struct tf_http_rw_opts o = {.client_addr = CLIENT, .host = "sni.example", .keep_backend = true};
+    struct tf_http_rw *rw = tf_http_rw_new(&o);
+    struct tf_buf_sink out = {0};
+    const char *in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n";
+    const char *want = "GET / HTTP/1.1\r\nHost: a\r\n" OURS("a") "\r\n";
+    CHECK(!tf_http_rw_closed(rw));
+    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
+    CHECK(out_is(&out, want, strlen(want)));
+    CHECK(tf_http_rw_closed(rw));
+    tf_buf_sink_free(&out);
+    tf_http_rw_free(rw);
+
+    rw = tf_http_rw_new(&o);
+    in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Close, x-thing\r\nX-Thing: 1\r\n\r\n";
+    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
+    CHECK_EQ_INT(count(&out, "\r\nConnection: x-thing\r\n"), 1);
+    CHECK(tf_http_rw_closed(rw));
+    tf_buf_sink_free(&out);
+    tf_http_rw_free(rw);
+
+    rw = mk(CLIENT, false, false, 0);
+    in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
+    CHECK_EQ_INT(count(&out, "\r\nConnection: close\r\n"), 1);
+    CHECK(tf_http_rw_closed(rw));
+    tf_buf_sink_free(&out);
+    tf_http_rw_free(rw);
+}
+
 struct bad_case {
     const char *name;
     const char *in;
@@ -609,6 +643,7 @@ int main(void)
     TF_TEST_RUN(test_xff_spoofing);
     TF_TEST_RUN(test_forwarded);
     TF_TEST_RUN(test_http10_and_close);
+    TF_TEST_RUN(test_close_kept_from_backend);
     TF_TEST_RUN(test_bad_table);
     TF_TEST_RUN(test_bad_after_good);
     TF_TEST_RUN(test_header_caps);
