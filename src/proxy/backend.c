@@ -110,9 +110,13 @@ static void connect_addr(struct tf_conn *c, const struct sockaddr *sa)
     c->backend.open = true;
     c->backend.sock->data = c;
     c->dial->req.data = c;
+    c->backend.reading = false; /* a new socket (after a failed address, too) */
     r = uv_tcp_connect(&c->dial->req, c->backend.sock, sa, on_connect);
-    if (r != 0)
+    if (r != 0) {
         fail(c, r);
+        return;
+    }
+    tf_pump_read_connecting(c);
 }
 
 static void try_next(struct tf_conn *c)

@@ -185,6 +185,10 @@ bool tf_httpmode_backend_stale(struct tf_conn *c);
 /* pump.c: data in both directions. */
 void tf_pump_client_data(struct tf_conn *c);   /* decrypt and forward the TLS input */
 void tf_pump_start_backend(struct tf_conn *c); /* backend connected: flush and start reading */
+/* The backend socket is connecting: read it from now on (libuv calls the read callback only
+ * after the connect callback), so that its registration with epoll covers both directions
+ * from the first: one epoll_ctl saved per backend connection. */
+void tf_pump_read_connecting(struct tf_conn *c);
 void tf_pump_flush_tls(struct tf_conn *c);     /* send the TLS records written so far */
 void tf_pump_tls_out(void *arg, const char *data, size_t len); /* tlsbio flush callback */
 void tf_pump_client_eof(struct tf_conn *c);    /* client finished sending */

@@ -386,6 +386,11 @@ void tf_pump_finish(struct tf_conn *c, enum tf_conn_end reason)
     tf_conn_linger(c);
 }
 
+void tf_pump_read_connecting(struct tf_conn *c)
+{
+    (void)start_reading(c, &c->backend); /* failing, tf_pump_start_backend() tries again */
+}
+
 void tf_pump_start_backend(struct tf_conn *c)
 {
     struct tf_side *b = &c->backend;
