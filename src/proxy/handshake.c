@@ -275,7 +275,7 @@ static int tls_ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
                          EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
 {
     struct tf_conn *c = tf_tlsbio_arg(ssl);
-    return tf_tickets_cb(c->w->tickets, c->w->lib, key_name, iv, ctx, hctx, enc,
+    return tf_tickets_cb(c->w->tickets, c->w->lib, &c->w->ivs, key_name, iv, ctx, hctx, enc,
                          SSL_version(ssl) == TLS1_3_VERSION);
 }
 

@@ -68,14 +68,27 @@ static int set_hmac(EVP_MAC_CTX *hctx, const struct tf_ticket_key *k)
     return EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, params) == 1;
 }
 
-int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, unsigned char key_name[16],
-                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew)
+static int next_iv(OSSL_LIB_CTX *lib, struct tf_ticket_ivs *ivs, unsigned char *iv)
+{
+    if (ivs->left == 0) {
+        if (RAND_bytes_ex(lib, ivs->buf, sizeof ivs->buf, 0) != 1)
+            return -1;
+        ivs->left = TF_TICKET_IV_BATCH;
+    }
+    ivs->left--;
+    memcpy(iv, ivs->buf + (size_t)ivs->left * EVP_MAX_IV_LENGTH, EVP_MAX_IV_LENGTH);
+    return 0;
+}
+
+int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, struct tf_ticket_ivs *ivs,
+                  unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                  EVP_MAC_CTX *hctx, int enc, bool renew)
 {
     if (!ring || ring->n == 0)
         return enc ? -1 : 0; /* no keys: no ticket issued / ticket ignored (full handshake) */
     if (enc) {
         const struct tf_ticket_key *k = &ring->keys[0];
-        if (RAND_bytes_ex(lib, iv, EVP_MAX_IV_LENGTH, 0) != 1)
+        if (next_iv(lib, ivs, iv) != 0)
             return -1;
         memcpy(key_name, k->name, sizeof k->name);
         if (EVP_EncryptInit_ex(ctx, ring->aes, NULL, k->aes, iv) != 1 || !set_hmac(hctx, k))

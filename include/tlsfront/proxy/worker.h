@@ -99,6 +99,7 @@ struct tf_worker {
     SSL_CTX *ssl_ctx;
     struct tf_certstore *certs;
     struct tf_ticket_ring *tickets;
+    struct tf_ticket_ivs ivs;       /* the ticket IVs of this worker's handshakes */
 
     struct tf_challenges *challenges; /* pending TLS-ALPN-01 challenges (may be NULL) */
 

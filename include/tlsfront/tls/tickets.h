@@ -26,6 +26,17 @@ struct tf_ticket_ring {
     EVP_CIPHER *aes;             /* AES-256-CBC fetched once: no implicit fetch per ticket */
 };
 
+/* Ticket IVs (AES-CBC: each must be unpredictable; once used it is public, in the ticket),
+ * drawn from the library context's random generator TF_TICKET_IV_BATCH at a time: one
+ * RAND_bytes_ex, with the getpid() system call of its fork check, per batch instead of per
+ * ticket. One per worker, touched only on its thread; all zero is empty. (tlsfront does not
+ * fork, so no two processes hold the same batch.) */
+#define TF_TICKET_IV_BATCH 64
+struct tf_ticket_ivs {
+    unsigned left; /* unused IVs at the start of buf */
+    unsigned char buf[TF_TICKET_IV_BATCH * EVP_MAX_IV_LENGTH];
+};
+
 /* A new ring: a fresh random key first, then up to TF_TICKET_KEYS-1 keys of prev (may be
  * NULL). Returns NULL if the random generator fails. */
 struct tf_ticket_ring *tf_tickets_rotate(const struct tf_ticket_ring *prev);
@@ -36,13 +47,14 @@ void tf_tickets_ref(struct tf_ticket_ring *r);
 void tf_tickets_unref(struct tf_ticket_ring *r);
 
 /* The OpenSSL callback body: ring is the caller's current ring (may be NULL: no tickets), lib
- * the library context whose random generator makes the IV (the worker's, tls.h; NULL: the
- * default). Same contract as SSL_CTX_set_tlsext_ticket_key_evp_cb's callback. A ticket that decrypts
+ * the library context whose random generator makes the IVs (the worker's, tls.h; NULL: the
+ * default), ivs the caller's batch of them. Same contract as SSL_CTX_set_tlsext_ticket_key_evp_cb's callback. A ticket that decrypts
  * returns 2 (renew: OpenSSL issues a fresh ticket in this handshake) when it was sealed with
  * an older key or when renew is set, 1 otherwise (no new ticket). The caller sets renew for
  * TLS 1.3, whose clients use each ticket once (RFC 8446, C.4): a resumption that hands out
  * no ticket leaves the client nothing for its next connection. */
-int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, unsigned char key_name[16],
-                  unsigned char *iv, EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc, bool renew);
+int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, struct tf_ticket_ivs *ivs,
+                  unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                  EVP_MAC_CTX *hctx, int enc, bool renew);
 
 #endif

@@ -2,7 +2,8 @@
  * test_tickets.c: the session ticket key ring and the ticket callback body: a ticket sealed
  * under one ring opens under it and under the next rotations while its key is kept, the
  * callback asks OpenSSL to renew (return 2) for an older key and whenever the caller says so
- * (TLS 1.3) and not otherwise, unknown keys and a missing ring mean a full handshake.
+ * (TLS 1.3) and not otherwise, unknown keys and a missing ring mean a full handshake; IVs
+ * drawn in batches are all different, across batches too, and every ticket still opens.
  */
 #include "tf_test.h"
 #include "tlsfront/tls/tickets.h"
@@ -41,12 +42,13 @@ struct sealed {
 };
 
 static const unsigned char PLAIN[16] = "a session state";
+static struct tf_ticket_ivs ivs; /* the worker's, for these tests */
 
 static int seal(const struct tf_ticket_ring *r, struct sealed *t)
 {
     struct cb_ctx x;
     cb_open(&x);
-    int rc = tf_tickets_cb(r, NULL, t->name, t->iv, x.c, x.h, 1, false);
+    int rc = tf_tickets_cb(r, NULL, &ivs, t->name, t->iv, x.c, x.h, 1, false);
     int n = 0, m = 0;
     if (rc == 1 && (EVP_EncryptUpdate(x.c, t->ct, &n, PLAIN, sizeof PLAIN) != 1 ||
                     EVP_EncryptFinal_ex(x.c, t->ct + n, &m) != 1))
@@ -61,7 +63,7 @@ static int open_ticket(const struct tf_ticket_ring *r, struct sealed *t, bool re
 {
     struct cb_ctx x;
     cb_open(&x);
-    int rc = tf_tickets_cb(r, NULL, t->name, t->iv, x.c, x.h, 0, renew);
+    int rc = tf_tickets_cb(r, NULL, &ivs, t->name, t->iv, x.c, x.h, 0, renew);
     if (rc > 0) {
         unsigned char out[64];
         int n = 0, m = 0;
@@ -107,9 +109,29 @@ static void test_no_ring(void)
     CHECK_EQ_INT(open_ticket(NULL, &t, true), 0);
 }
 
+static void test_iv_batches(void)
+{
+    enum { N = 2 * TF_TICKET_IV_BATCH + 3 };
+    static struct sealed t[N];
+    struct tf_ticket_ring *r = tf_tickets_rotate(NULL);
+    CHECK(r != NULL);
+    memset(&ivs, 0, sizeof ivs);
+    int bad = 0, same = 0;
+    for (int i = 0; i < N; i++) {
+        bad += seal(r, &t[i]) != 1 || open_ticket(r, &t[i], true) != 2;
+        for (int j = 0; j < i; j++)
+            same += memcmp(t[i].iv, t[j].iv, sizeof t[i].iv) == 0;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(same, 0);
+    CHECK(ivs.left == TF_TICKET_IV_BATCH - 3); /* three batches drawn, three IVs used of the last */
+    tf_tickets_unref(r);
+}
+
 int main(void)
 {
     TF_TEST_RUN(test_renew);
     TF_TEST_RUN(test_no_ring);
+    TF_TEST_RUN(test_iv_batches);
     return TF_TEST_DONE();
 }
