@@ -162,6 +162,7 @@ static bool take_pooled(struct tf_conn *c)
     c->backend.sock = &bc->tcp;
     c->backend.open = true;
     bc->tcp.data = c;
+    c->backend.reading = true; /* it never stopped: tf_bconn_read hands its reads to us now */
     c->backend_reused = true;
     tf_conn_connected(c);
     tf_pump_start_backend(c);
@@ -172,11 +173,12 @@ void tf_backend_release(struct tf_conn *c)
 {
     const struct tf_backend *b = c->route.backend;
     struct tf_bconn *bc = c->bconn;
-    uv_read_stop((uv_stream_t *)&bc->tcp);
+    bool reading = c->backend.reading; /* kept on: tf_bconn_read hands reads to the pool */
     c->backend.reading = false;
     c->backend.open = false;
     c->bconn = NULL;
-    tf_pool_put(c->w->pool, b->host, b->port, bc, c->w->draining ? 0 : c->cfg->backend_keepalive,
+    tf_pool_put(c->w->pool, b->host, b->port, bc, reading,
+                c->w->draining ? 0 : c->cfg->backend_keepalive,
                 c->cfg->backend_keepalive_timeout_ms);
 }
 

@@ -8,6 +8,7 @@
  * to handle (http_mode.c retries idempotent requests once). Never writes to a backend.
  */
 #include "backend_pool_int.h"
+#include "conn_int.h"
 #include "tlsfront/base/common.h"
 #include "tlsfront/base/stats.h"
 
@@ -124,6 +125,22 @@ static void on_idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     drop(bc->key->pool, bc);
 }
 
+void tf_bconn_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    if (((struct tf_bconn *)h)->key)
+        on_idle_alloc(h, size, buf);
+    else
+        on_pump_alloc(h, size, buf);
+}
+
+void tf_bconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    if (((struct tf_bconn *)s)->key)
+        on_idle_read(s, nread, buf);
+    else
+        tf_pump_backend_read(s, nread, buf);
+}
+
 /* Close what is past its deadline, then wait for the next deadline. */
 static void on_sweep(uv_timer_t *t)
 {
@@ -152,8 +169,7 @@ struct tf_bconn *tf_pool_take(struct tf_pool *p, const char *host, uint16_t port
         TF_STAT_ADD(p->stats, pool_misses, 1);
         return NULL;
     }
-    unlink_idle(p, bc);
-    uv_read_stop((uv_stream_t *)&bc->tcp);
+    unlink_idle(p, bc); /* key NULL: its reads go to the pump from now on */
     bc->tcp.data = NULL;
     TF_STAT_ADD(p->stats, pool_hits, 1);
     return bc;
@@ -169,7 +185,7 @@ static struct tf_bconn *oldest(struct tf_pool_key *k)
 }
 
 void tf_pool_put(struct tf_pool *p, const char *host, uint16_t port, struct tf_bconn *bc,
-                 int cap, uint32_t idle_ms)
+                 bool reading, int cap, uint32_t idle_ms)
 {
     if (p->closed || cap <= 0) {
         uv_close((uv_handle_t *)&bc->tcp, tf_bconn_on_closed);
@@ -188,7 +204,7 @@ void tf_pool_put(struct tf_pool *p, const char *host, uint16_t port, struct tf_b
     k->n_idle++;
     p->n_idle++;
     bc->expires = uv_now(p->loop) + idle_ms;
-    if (uv_read_start((uv_stream_t *)&bc->tcp, on_idle_alloc, on_idle_read) != 0) {
+    if (!reading && uv_read_start((uv_stream_t *)&bc->tcp, tf_bconn_alloc, tf_bconn_read) != 0) {
         drop(p, bc);
         return;
     }

@@ -33,6 +33,12 @@ struct tf_bconn {
 struct tf_bconn *tf_bconn_new(uv_loop_t *loop, int *err);
 /* The close callback for a tf_bconn's tcp that only frees it. */
 void tf_bconn_on_closed(uv_handle_t *h);
+/* The read callbacks of every backend connection (uv_read_start is called with these only):
+ * an idle one's reads go to the pool, an owned one's to the pump (tf_pump_backend_read). A
+ * connection handed over between the two keeps reading: libuv would otherwise forget its
+ * epoll registration at the stop and pay a failing EPOLL_CTL_ADD and a MOD at the start. */
+void tf_bconn_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+void tf_bconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 struct tf_stats;
 /* The worker's pool; stats (borrowed, process-wide) counts its hits and misses. */
@@ -42,14 +48,14 @@ struct tf_pool *tf_pool_new(uv_loop_t *loop, struct tf_stats *stats);
 void tf_pool_close(struct tf_pool *p);
 void tf_pool_free(struct tf_pool *p);
 
-/* An idle connection to host:port, reading stopped and tcp.data unset, or NULL (counted as a
- * hit or a miss). The caller owns it from now on. */
+/* An idle connection to host:port, still reading (tf_bconn_read) with tcp.data unset, or NULL
+ * (counted as a hit or a miss). The caller owns it from now on and sets tcp.data at once. */
 struct tf_bconn *tf_pool_take(struct tf_pool *p, const char *host, uint16_t port);
-/* Park bc (owned by the caller until now, reading stopped, no write or shutdown pending) as
- * idle for host:port. When the key already holds cap idle connections, the oldest is closed
+/* Park bc (owned by the caller until now, no write or shutdown pending; reading: whether it
+ * is reading with tf_bconn_read) as idle for host:port. When the key already holds cap idle connections, the oldest is closed
  * first; cap 0 or a closed pool closes bc. idle_ms: how long it may idle before it is closed. */
 void tf_pool_put(struct tf_pool *p, const char *host, uint16_t port, struct tf_bconn *bc,
-                 int cap, uint32_t idle_ms);
+                 bool reading, int cap, uint32_t idle_ms);
 /* Idle connections held now (all keys). */
 int tf_pool_idle(const struct tf_pool *p);
 

@@ -204,6 +204,8 @@ void tf_pump_hold_client(struct tf_conn *c, bool hold);
  * the client, discard what the client still sends, close on its EOF or a short timer. */
 void tf_pump_finish(struct tf_conn *c, enum tf_conn_end reason);
 void on_pump_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+/* What a backend connection's reads do while a client connection owns it (tf_bconn_read). */
+void tf_pump_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* backend.c */
 void tf_backend_connect(struct tf_conn *c);

@@ -8,6 +8,7 @@
  * http_mode.c on its way in both directions; mode=tcp stays a straight copy. Never frees the
  * connection: errors go through tf_conn_close(), answers-then-close through tf_pump_finish().
  */
+#include "backend_pool_int.h"
 #include "conn_int.h"
 #include "tlsfront/base/log.h"
 #include "tlsfront/tls/tls.h"
@@ -26,7 +27,6 @@ struct tf_wreq {
     char data[];
 };
 
-static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static struct tf_side *other(struct tf_conn *c, struct tf_side *s)
@@ -53,8 +53,9 @@ static int start_reading(struct tf_conn *c, struct tf_side *s)
 {
     if (s->reading || s->eof || s->hold || c->closing || (c->finishing && s == &c->backend))
         return 0;
-    int r = uv_read_start((uv_stream_t *)s->sock, on_pump_alloc,
-                          s == &c->client ? on_client_read : on_backend_read);
+    int r = s == &c->client
+                ? uv_read_start((uv_stream_t *)s->sock, on_pump_alloc, on_client_read)
+                : uv_read_start((uv_stream_t *)s->sock, tf_bconn_alloc, tf_bconn_read);
     if (r == 0)
         s->reading = true;
     return r;
@@ -295,7 +296,7 @@ static void backend_eof(struct tf_conn *c)
     shutdown_side(c, &c->client);
 }
 
-static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void tf_pump_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tf_conn *c = s->data;
     if (c->closing || c->finishing || nread == 0)
