@@ -288,33 +288,30 @@ static void test_http10_and_close(void)
  * without it the close goes to the backend as sent. */
 static void test_close_kept_from_backend(void)
 {
-    struct tf_http_rw_opts o = {.client_addr = CLIENT, .host = "sni.example", .keep_backend = true};
-    struct tf_http_rw *rw = tf_http_rw_new(&o);
-    struct tf_buf_sink out = {0};
-    const char *in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n";
-    const char *want = "GET / HTTP/1.1\r\nHost: a\r\n" OURS("a") "\r\n";
-    CHECK(!tf_http_rw_closed(rw));
-    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
-    CHECK(out_is(&out, want, strlen(want)));
-    CHECK(tf_http_rw_closed(rw));
-    tf_buf_sink_free(&out);
-    tf_http_rw_free(rw);
-
-    rw = tf_http_rw_new(&o);
-    in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Close, x-thing\r\nX-Thing: 1\r\n\r\n";
-    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
-    CHECK_EQ_INT(count(&out, "\r\nConnection: x-thing\r\n"), 1);
-    CHECK(tf_http_rw_closed(rw));
-    tf_buf_sink_free(&out);
-    tf_http_rw_free(rw);
-
-    rw = mk(CLIENT, false, false, 0);
-    in = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
-    CHECK_EQ_INT(count(&out, "\r\nConnection: close\r\n"), 1);
-    CHECK(tf_http_rw_closed(rw));
-    tf_buf_sink_free(&out);
-    tf_http_rw_free(rw);
+    static const struct {
+        bool keep;
+        const char *conn, *want; /* the client's Connection field, what the backend gets */
+    } cases[] = {
+        {true, "close", "GET / HTTP/1.1\r\nHost: a\r\n" OURS("a") "\r\n"},
+        {true, "Close, x-thing", "\r\nConnection: x-thing\r\n"},
+        {false, "close", "\r\nConnection: close\r\n"},
+    };
+    for (size_t i = 0; i < TF_ARRAY_LEN(cases); i++) {
+        struct tf_http_rw_opts o = {.client_addr = CLIENT, .host = "sni.example",
+                                    .keep_backend = cases[i].keep};
+        struct tf_http_rw *rw = tf_http_rw_new(&o);
+        struct tf_buf_sink out = {0};
+        char in[256];
+        snprintf(in, sizeof in, "GET / HTTP/1.1\r\nHost: a\r\nConnection: %s\r\n\r\nGET /2",
+                 cases[i].conn);
+        CHECK(!tf_http_rw_closed(rw));
+        CHECK_EQ_INT(tf_http_rw_feed(rw, in, strlen(in), &out), 0);
+        CHECK_EQ_INT(count(&out, cases[i].want), 1);
+        CHECK_EQ_INT(count(&out, "GET /2"), 0);
+        CHECK(tf_http_rw_closed(rw));
+        tf_buf_sink_free(&out);
+        tf_http_rw_free(rw);
+    }
 }
 
 struct bad_case {
