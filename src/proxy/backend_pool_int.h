@@ -52,8 +52,9 @@ void tf_pool_free(struct tf_pool *p);
  * (counted as a hit or a miss). The caller owns it from now on and sets tcp.data at once. */
 struct tf_bconn *tf_pool_take(struct tf_pool *p, const char *host, uint16_t port);
 /* Park bc (owned by the caller until now, no write or shutdown pending; reading: whether it
- * is reading with tf_bconn_read) as idle for host:port. When the key already holds cap idle connections, the oldest is closed
- * first; cap 0 or a closed pool closes bc. idle_ms: how long it may idle before it is closed. */
+ * is reading with tf_bconn_read) as idle for host:port. When the key already holds cap idle
+ * connections, the oldest is closed first; cap 0 or a closed pool closes bc. idle_ms: how long it
+ * may idle before it is closed. */
 void tf_pool_put(struct tf_pool *p, const char *host, uint16_t port, struct tf_bconn *bc,
                  bool reading, int cap, uint32_t idle_ms);
 /* Idle connections held now (all keys). */

@@ -13,8 +13,8 @@
  *
  * Keep-alive pool (--backend-keepalive): a backend connection goes back to the worker's pool
  * only when the client has finished (its EOF, or the response to its "Connection: close"
- * request, a close the rewriter keeps from the backend) and the exchange on it is clean: every request
- * forwarded whole and answered by a complete response, both sides allowing keep-alive, no
+ * request, a close the rewriter keeps from the backend) and the exchange on it is clean: every
+ * request forwarded whole and answered by a complete response, both sides allowing keep-alive, no
  * tunnel, nothing queued. A backend connection thus serves one client connection at a time,
  * so two clients' requests never share it. A connection taken from the pool may turn out to
  * have been closed by the backend meanwhile: the requests sent on it are kept (capped) until

@@ -53,9 +53,8 @@ static int start_reading(struct tf_conn *c, struct tf_side *s)
 {
     if (s->reading || s->eof || s->hold || c->closing || (c->finishing && s == &c->backend))
         return 0;
-    int r = s == &c->client
-                ? uv_read_start((uv_stream_t *)s->sock, on_pump_alloc, on_client_read)
-                : uv_read_start((uv_stream_t *)s->sock, tf_bconn_alloc, tf_bconn_read);
+    int r = s == &c->client ? uv_read_start((uv_stream_t *)s->sock, on_pump_alloc, on_client_read)
+                            : uv_read_start((uv_stream_t *)s->sock, tf_bconn_alloc, tf_bconn_read);
     if (r == 0)
         s->reading = true;
     return r;

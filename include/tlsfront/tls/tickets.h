@@ -48,9 +48,10 @@ void tf_tickets_unref(struct tf_ticket_ring *r);
 
 /* The OpenSSL callback body: ring is the caller's current ring (may be NULL: no tickets), lib
  * the library context whose random generator makes the IVs (the worker's, tls.h; NULL: the
- * default), ivs the caller's batch of them. Same contract as SSL_CTX_set_tlsext_ticket_key_evp_cb's callback. A ticket that decrypts
- * returns 2 (renew: OpenSSL issues a fresh ticket in this handshake) when it was sealed with
- * an older key or when renew is set, 1 otherwise (no new ticket). The caller sets renew for
+ * default), ivs the caller's batch of them. Same contract as the callback of
+ * SSL_CTX_set_tlsext_ticket_key_evp_cb. A ticket that decrypts returns 2 (renew: OpenSSL
+ * issues a fresh ticket in this handshake) when it was sealed with an older key or when
+ * renew is set, 1 otherwise (no new ticket). The caller sets renew for
  * TLS 1.3, whose clients use each ticket once (RFC 8446, C.4): a resumption that hands out
  * no ticket leaves the client nothing for its next connection. */
 int tf_tickets_cb(const struct tf_ticket_ring *ring, OSSL_LIB_CTX *lib, struct tf_ticket_ivs *ivs,

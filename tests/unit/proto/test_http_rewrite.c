@@ -297,8 +297,8 @@ static void test_close_kept_from_backend(void)
         {false, "close", "\r\nConnection: close\r\n"},
     };
     for (size_t i = 0; i < TF_ARRAY_LEN(cases); i++) {
-        struct tf_http_rw_opts o = {.client_addr = CLIENT, .host = "sni.example",
-                                    .keep_backend = cases[i].keep};
+        struct tf_http_rw_opts o = {
+            .client_addr = CLIENT, .host = "sni.example", .keep_backend = cases[i].keep};
         struct tf_http_rw *rw = tf_http_rw_new(&o);
         struct tf_buf_sink out = {0};
         char in[256];
