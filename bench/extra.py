@@ -163,7 +163,8 @@ def _rss_kib(pid):
 
 def many_certs(w, cfg):
     """Start-up and RSS (part "startup"), then the handshake figures of many_hs.py (parts
-    "hot", "cold", "callgrind"); w.args.many picks the parts (default: all)."""
+    "hot", "cold", "callgrind"; "cachesim" only when named); w.args.many picks the parts
+    (default: all but cachesim)."""
     parts = set(w.args.many or ("startup", "hot", "cold", "callgrind"))
     sizes = [10000] if w.args.quick else [10000, 100000]
     for n in sizes if "startup" in parts else ():
@@ -194,6 +195,8 @@ def many_certs(w, cfg):
         many_hs.handshakes(w, cfg, n, full, _bench_cache(), one, hs)
     if "callgrind" in parts:
         many_hs.callgrind(w, n, full, _bench_cache(), one)
+    if "cachesim" in parts:
+        many_hs.cachesim(w, n, full, _bench_cache(), one)
 
 
 # ---- figure 7: on-demand issuance against pebble ----

@@ -28,6 +28,10 @@ struct tf_cert {
     X509 *leaf;                  /* owned (one reference) */
     STACK_OF(X509) *chain;       /* intermediates, owned; may be empty, never NULL */
     EVP_PKEY *key;               /* owned */
+    /* per-worker contexts with only this certificate, built on first use:
+     * tf_tls_cert_ctx_get (tls.h); owned. Next to leaf, chain and key: the handshake reads
+     * the four together (one cache line, not two, for a certificate not in the CPU caches) */
+    _Atomic(struct tf_tls_cert_ctxs *) ctxs;
     enum tf_cert_kind kind;
     enum tf_cert_source source;
     char *path;                  /* file it came from, or storage name; owned */
@@ -36,9 +40,6 @@ struct tf_cert {
     int64_t not_before, not_after; /* unix seconds */
     char *issuer;                /* one-line issuer DN, owned */
     char *serial;                /* hex, owned */
-    _Atomic(struct tf_tls_cert_ctxs *) ctxs; /* per-worker contexts with only this
-                                    certificate, built on first use: tf_tls_cert_ctx_get
-                                    (tls.h); owned */
     _Atomic int64_t last_used;   /* unix seconds a handshake last chose it (ACME certs only);
                                     written by workers, read by renewal */
 };
