@@ -149,52 +149,42 @@ static void staged_clear(struct tf_certmgr *cm)
     cm->n_staged = 0;
 }
 
-/* The staged stubs still current into the store (certificates first: a name staged both
- * ways keeps only what it has now). */
-static void publish_staged_stubs(struct tf_certmgr *cm)
+/* The manager's store becomes next (its reference moves here). */
+static void store_take(struct tf_certmgr *cm, struct tf_certstore *next)
 {
-    struct tf_stubset **sets = tf_calloc(cm->n_staged, sizeof *sets);
-    struct tf_stub **stubs = tf_calloc(cm->n_staged, sizeof *stubs);
-    size_t n = 0;
-    for (size_t i = 0; i < cm->n_staged; i++) {
-        struct cm_managed *m = cm_find_managed(cm, cm->staged[i].name);
-        if (m && cm->staged[i].stub && !m->cert && cm_stub(cm, m, NULL) == cm->staged[i].stub) {
-            sets[n] = cm->staged[i].set;
-            stubs[n++] = cm->staged[i].stub;
-        }
-    }
-    if (n) {
-        struct tf_certstore *next = tf_certstore_with_stubs(cm->store, sets, stubs, n);
-        tf_certstore_unref(cm->store);
-        cm->store = next;
-    }
-    free(sets);
-    free(stubs);
+    tf_certstore_unref(cm->store);
+    cm->store = next;
 }
 
 void cm_publish_staged(struct tf_certmgr *cm)
 {
-    if (cm->n_staged == 0)
+    size_t n = cm->n_staged, nc = 0, ns = 0;
+    if (n == 0)
         return;
-    struct tf_cert **certs = tf_calloc(cm->n_staged, sizeof *certs);
-    const char **names = tf_calloc(cm->n_staged, sizeof *names);
-    size_t n = 0;
-    for (size_t i = 0; i < cm->n_staged; i++) {
-        /* A name staged twice (or replaced since) keeps the certificate it has now. */
-        struct cm_managed *m = cm_find_managed(cm, cm->staged[i].name);
-        if (m && cm->staged[i].cert && m->cert == cm->staged[i].cert) {
-            certs[n] = cm->staged[i].cert;
-            names[n++] = cm->staged[i].name;
+    struct tf_cert **certs = tf_calloc(n, sizeof *certs);
+    const char **names = tf_calloc(n, sizeof *names);
+    struct tf_stubset **sets = tf_calloc(n, sizeof *sets);
+    struct tf_stub **stubs = tf_calloc(n, sizeof *stubs);
+    for (size_t i = 0; i < n; i++) {
+        /* A name staged twice (or replaced since) keeps what it has now. */
+        const struct cm_staged *g = &cm->staged[i];
+        struct cm_managed *m = cm_find_managed(cm, g->name);
+        if (m && g->cert && m->cert == g->cert) {
+            certs[nc] = g->cert;
+            names[nc++] = g->name;
+        } else if (m && g->stub && !m->cert && cm_stub(cm, m, NULL) == g->stub) {
+            sets[ns] = g->set;
+            stubs[ns++] = g->stub;
         }
     }
-    if (n) {
-        struct tf_certstore *next = tf_certstore_with_each(cm->store, certs, names, n);
-        tf_certstore_unref(cm->store);
-        cm->store = next;
-    }
+    if (nc)
+        store_take(cm, tf_certstore_with_each(cm->store, certs, names, nc));
+    if (ns)
+        store_take(cm, tf_certstore_with_stubs(cm->store, sets, stubs, ns));
     free(certs);
     free(names);
-    publish_staged_stubs(cm);
+    free(sets);
+    free(stubs);
     staged_clear(cm);
     if (cm->loaded)
         cm->host.publish_certs(cm->host.arg);

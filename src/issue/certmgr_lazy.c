@@ -39,7 +39,7 @@ struct cm_managed *cm_managed_get(struct tf_certmgr *cm, const char *name)
 
 /* The first live set's room, and the most a live set reserves (each next one doubles). */
 #define CM_LIVE_FIRST 256
-#define CM_LIVE_MAX 65536
+#define CM_LIVE_MAX (1 << 20)
 /* Text reserved per stub of a live set (its name and a NUL; a longer name fills it sooner). */
 #define CM_LIVE_TEXT 40
 

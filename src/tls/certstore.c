@@ -366,9 +366,10 @@ struct tf_certstore *tf_certstore_with_stubs(const struct tf_certstore *base,
         extra += stubs[i]->n_names;
     struct tf_certstore *st = store_clone(base, extra);
     for (size_t i = 0; i < n; i++) {
+        const struct tf_stub *s = stubs[i];
         add_set(st, sets[i]);
-        for (int j = 0; j < stubs[i]->n_names; j++)
-            with_val(st, (uintptr_t)stubs[i] | 1, stubs[i]->kind, tf_stub_name(sets[i], stubs[i], j));
+        for (int j = 0; j < s->n_names; j++)
+            with_val(st, (uintptr_t)s | 1, s->kind, tf_stub_name(sets[i], s, j));
     }
     return store_finish(st);
 }
