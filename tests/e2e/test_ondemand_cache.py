@@ -1,16 +1,16 @@
 """Certificates obtained on demand while running are bounded by --cert-cache like every
 other cached certificate: tlsfront starts with an empty --storage directory (a store small
-enough to be decoded in full), --cert-cache 3, and obtains 8 names from pebble, one
-connection each. The handshakes held while a name is issued get its new certificate with no
-load; the cache never holds more than 3 certificates (the rest are evicted); every name,
+enough to be decoded in full), --cert-cache 3, and obtains 8 names from pebble (the first
+from four clients at once). The handshakes held while a name is issued get its new
+certificate with no load; the cache never holds more than 3 certificates (the rest are evicted); every name,
 the first (evicted) ones included, is served again with the certificate it was issued,
 loaded back from the storage (the loads counter grows) with no new order. The listing and the
 tlsfront_certificates gauge show each name once; a forgotten name leaves the cache at once;
 a renewed evicted name is served with its new certificate; after a SIGHUP reload the names
 are still served."""
-import os
 import re
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from clusterctl import admin_call, admin_port, fetch, pebble_root_file, secret_file
 from pebblectl import Pebble
@@ -55,7 +55,14 @@ def orders_ok():
 
 names = ["n%d.live.test" % i for i in range(N)]
 serials, sizes = {}, []
-for name in names:
+# The first name from four clients at once: every handshake held during its order gets it.
+with ThreadPoolExecutor(4) as ex:
+    got = list(ex.map(lambda _: fetch(rootf, port, names[0]), range(4)))
+check(len({g[0] for g in got}) == 1 and all(b"live backend" in g[1] for g in got),
+      "four handshakes held during one order all served its certificate")
+serials[names[0]] = got[0][0]
+sizes.append(cache_size())
+for name in names[1:]:
     serials[name], reply = fetch(rootf, port, name)
     check(b"live backend" in reply, "%s obtained and proxied on its first connection" % name)
     sizes.append(cache_size())
