@@ -135,6 +135,8 @@ bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert
         m->stub = 0; /* the store's slot gets cert itself */
         return false;
     }
+    if (fresh && stub) /* a key type change: the new stub takes the old one's place */
+        cm->host.cache_replace(cm->host.arg, set, stub, NULL);
     if (fresh)
         stub = live_stub(cm, m, cert->kind, cert->not_after, &set);
     /* Only the control loop reads a stub's expiry (store building); workers read the

@@ -368,8 +368,17 @@ struct tf_certstore *tf_certstore_with_stubs(const struct tf_certstore *base,
     for (size_t i = 0; i < n; i++) {
         const struct tf_stub *s = stubs[i];
         add_set(st, sets[i]);
-        for (int j = 0; j < s->n_names; j++)
-            with_val(st, (uintptr_t)s | 1, s->kind, tf_stub_name(sets[i], s, j));
+        for (int j = 0; j < s->n_names; j++) {
+            const char *name = tf_stub_name(sets[i], s, j);
+            with_val(st, (uintptr_t)s | 1, s->kind, name);
+            /* The storage keeps one certificate per managed name: a managed stub of the
+             * other kind could only load this one, which is not of its kind. */
+            int other = s->kind == TF_CERT_EC ? TF_CERT_RSA : TF_CERT_EC;
+            struct tf_cs_entry *e = find(st, name, hash_name(name));
+            const struct tf_stub *o = tf_slot_stub(&e->slot, other);
+            if (s->source == TF_SRC_ACME && o && o->source == TF_SRC_ACME)
+                e->slot.v[other] = 0;
+        }
     }
     return store_finish(st);
 }

@@ -152,7 +152,9 @@ struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
                                             struct tf_cert *const *certs,
                                             const char *const *only, size_t n);
 /* tf_certstore_with_each for stubs: stubs[i] (one of sets[i], which the new store takes a
- * reference on) under each of its names, by the same rule. Managed stubs obtained while
+ * reference on) under each of its names, by the same rule; a managed stub also takes its
+ * name from a managed stub of the other kind (the storage keeps one certificate per managed
+ * name, so that stub could only load one of the wrong kind). Managed stubs obtained while
  * running are published this way. base is unchanged. */
 struct tf_certstore *tf_certstore_with_stubs(const struct tf_certstore *base,
                                              struct tf_stubset *const *sets,

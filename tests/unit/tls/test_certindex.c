@@ -388,6 +388,17 @@ static void test_live(void)
     tf_certstore_foreach(st3, count_names, &names);
     CHECK_EQ_INT((int)tf_certstore_count(st3), 1); /* a.test forgotten: its stub not listed */
     CHECK_EQ_INT(names, 1);
+
+    /* b.test's key type changes: its new stub takes the old one's place, both kinds. */
+    struct tf_stubset *set2 = tf_stubset_new_live("certs", 4, 160);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(set2, "b.test", TF_CERT_EC, 300), 0);
+    struct tf_stub *b2 = &set2->stubs[0];
+    struct tf_certstore *st4 = tf_certstore_with_stubs(st3, &set2, &b2, 1);
+    slot = tf_certstore_lookup(st4, "b.test");
+    CHECK(slot && tf_slot_stub(slot, TF_CERT_EC) == b2 && slot->v[TF_CERT_RSA] == 0);
+    CHECK_EQ_INT((int)tf_certstore_count(st4), 1);
+    tf_certstore_unref(st4);
+    tf_stubset_unref(set2);
     tf_certstore_unref(st);
     tf_certstore_unref(st2);
     tf_certstore_unref(st3);
