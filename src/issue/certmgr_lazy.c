@@ -130,13 +130,15 @@ bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert
      * storage), and a new stub is made only while running (start-up decodes a small store
      * in full). */
     if (!cm->host.cache_replace || !stored || (fresh && !cm->loaded)) {
-        if (stub && !fresh)
-            cm->host.cache_replace(cm->host.arg, set, stub, NULL); /* unreachable now */
+        if (stub && !fresh && cm->host.cache_replace) /* unreachable now */
+            cm->host.cache_replace(cm->host.arg, set, stub, NULL);
         m->stub = 0; /* the store's slot gets cert itself */
         return false;
     }
-    if (fresh && stub) /* a key type change: the new stub takes the old one's place */
+    if (fresh && stub) { /* a key type change: the new stub takes the old one's place */
         cm->host.cache_replace(cm->host.arg, set, stub, NULL);
+        set->n_dropped++;
+    }
     if (fresh)
         stub = live_stub(cm, m, cert->kind, cert->not_after, &set);
     /* Only the control loop reads a stub's expiry (store building); workers read the
@@ -155,6 +157,8 @@ void cm_lazy_forget(struct tf_certmgr *cm, struct cm_managed *m)
 {
     struct tf_stubset *set = NULL;
     struct tf_stub *stub = cm_stub(cm, m, &set);
+    if (stub)
+        set->n_dropped++; /* the store is made without its name next */
     if (stub && cm->host.cache_replace && !cm->closing)
         cm->host.cache_replace(cm->host.arg, set, stub, NULL);
 }

@@ -484,7 +484,8 @@ const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, co
 
 /* Call fn(set, stub, arg) for each managed stub (a set with last-use times) that st's table
  * holds: those sets grow while running and keep the stubs of forgotten names, so only the
- * table says which are st's. A managed stub has one name: it is met once. */
+ * table says which are st's (O(names): the listing). A managed stub has one name: it is
+ * met once. */
 static void each_managed_stub(const struct tf_certstore *st,
                               void (*fn)(const struct tf_stubset *set, const struct tf_stub *s,
                                          void *arg),
@@ -504,21 +505,11 @@ static void each_managed_stub(const struct tf_certstore *st,
     }
 }
 
-static void count_one(const struct tf_stubset *set, const struct tf_stub *s, void *arg)
-{
-    (void)set;
-    (void)s;
-    (*(size_t *)arg)++;
-}
-
 size_t tf_certstore_count(const struct tf_certstore *st)
 {
-    if (!st)
-        return 0;
-    size_t n = st->n_certs;
-    for (size_t i = 0; i < st->n_sets; i++)
-        n += st->sets[i]->last_used ? 0 : st->sets[i]->n;
-    each_managed_stub(st, count_one, &n);
+    size_t n = st ? st->n_certs : 0;
+    for (size_t i = 0; st && i < st->n_sets; i++)
+        n += st->sets[i]->n - st->sets[i]->n_dropped;
     return n;
 }
 

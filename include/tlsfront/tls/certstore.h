@@ -183,16 +183,17 @@ struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
  * Lock-free and safe from any thread: a store never changes after construction. */
 const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, const char *name);
 
-/* Number of distinct certificates (stubs included: every stub of a --certs set, the managed
- * stubs its table holds), and of names (keys). */
+/* Number of distinct certificates (stubs included: every stub of its sets but those the
+ * manager dropped, so O(sets); for a managed set that grows while running this counts the
+ * newest store's, which is what the server asks), and of names (keys). */
 size_t tf_certstore_count(const struct tf_certstore *st);
 size_t tf_certstore_names(const struct tf_certstore *st);
 /* Bytes the store's index takes: its table, key arena and certificate list, and its stub
  * sets (stubs and text) in full; decoded certificates are not counted. */
 size_t tf_certstore_index_bytes(const struct tf_certstore *st);
 
-/* Call fn for each distinct certificate (each once, even when it has several names), stubs
- * counted as tf_certstore_count does. A
+/* Call fn for each distinct certificate (each once, even when it has several names): every
+ * stub of a --certs set, and the managed stubs st's table holds (O(names)). A
  * store holds one reference on each; the last tf_certstore_unref drops them. A stub is
  * shown as a certificate of its names, kind, source, expiry and path, with nothing decoded
  * (no leaf, key, issuer or serial), valid during the call only. */

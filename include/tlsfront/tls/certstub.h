@@ -76,6 +76,9 @@ struct tf_stubset {
     /* A managed set only (else NULL): per stub, the unix second a handshake last chose it
      * (workers write, renewal reads, relaxed); owned, cap entries. */
     _Atomic int64_t *last_used;
+    /* A managed set only: its stubs the manager let go since (a name forgotten, or given a
+     * stub of the other kind); the newest store no longer holds them (control loop). */
+    size_t n_dropped;
 };
 
 /* What a handshake serves for a stub: its decoded certificate, or NULL when not loaded.
