@@ -24,6 +24,7 @@ static void on_saved(int err, void *arg)
 {
     struct tf_acme_order *o = arg;
     o->storage_busy = false;
+    o->not_stored = err != 0;
     if (err)
         TF_WARN(ACME_MOD, "name=%s certificate not stored: %s (it is used anyway)", o->name,
                 tf_strerror(err));

@@ -162,6 +162,7 @@ struct tf_acme_order {
     /* what is in flight (at most one of these at a time) */
     struct tf_acme_call *call;
     bool timer_armed, work_busy, storage_busy, ensure_busy;
+    bool not_stored;          /* the certificate's save failed (tf_acme_result.not_stored) */
     uv_timer_t timer;
     tf_acme_order_step timer_step;
     uv_work_t work;

@@ -93,7 +93,8 @@ static void order_finish(struct tf_acme_order *o, bool from_storage)
     o->finished = true;
     tf_acme_order_unpublish(o);
     log_outcome(o, from_storage);
-    struct tf_acme_result res = {.name = o->name, .from_storage = from_storage};
+    struct tf_acme_result res = {.name = o->name, .from_storage = from_storage,
+                                 .not_stored = o->not_stored};
     if (!o->err) {
         res.chain_pem = o->chain_pem;
         res.chain_len = strlen(o->chain_pem);

@@ -284,13 +284,15 @@ void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct
     size_t ev = tf_certcache_evict(&s->cert_cache, stub, &r);
     if (stub->loading)
         ((struct load_job *)stub->loading)->replaced = true;
-    atomic_store_explicit(&stub->failed, 0, memory_order_release);
-    /* As for a load: no per-certificate contexts for what the cache holds. No worker has
-     * seen cert yet (it is in no store). */
-    if (!atomic_load_explicit(&cert->ctxs, memory_order_acquire))
-        tf_tls_cert_ctx_forbid(cert);
-    tf_cert_ref(cert);
-    ev += tf_certcache_install(&s->cert_cache, set, stub, cert, &r);
+    if (cert) {
+        atomic_store_explicit(&stub->failed, 0, memory_order_release);
+        /* As for a load: no per-certificate contexts for what the cache holds. No worker
+         * has seen cert yet (it is in no store). */
+        if (!atomic_load_explicit(&cert->ctxs, memory_order_acquire))
+            tf_tls_cert_ctx_forbid(cert);
+        tf_cert_ref(cert);
+        ev += tf_certcache_install(&s->cert_cache, set, stub, cert, &r);
+    }
     post_retired(s, r);
     TF_STAT_ADD(&s->stats, cert_cache_evictions, ev);
     atomic_store(&s->stats.cert_cache_size, (long long)tf_certcache_size(&s->cert_cache));

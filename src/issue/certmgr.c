@@ -91,14 +91,34 @@ struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name)
  * certificate). Only the ordered name is published: extra SANs the CA put in the
  * certificate are not ours to serve (operators' static certificates, by contrast, serve
  * every name they carry). */
-void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca)
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca,
+                        bool stored)
 {
-    cm_stage_cert(cm, name, cert, false, ca);
+    cm_stage_cert(cm, name, cert, false, ca, stored);
     cm_publish_staged(cm);
 }
 
+static struct cm_staged *staged_add(struct tf_certmgr *cm, const char *name)
+{
+    if (cm->n_staged == cm->cap_staged) {
+        cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
+        cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
+    }
+    struct cm_staged *st = &cm->staged[cm->n_staged++];
+    *st = (struct cm_staged){.name = tf_strdup(name)};
+    return st;
+}
+
+void cm_stage_stub(struct tf_certmgr *cm, const char *name, struct tf_stubset *set,
+                   struct tf_stub *stub)
+{
+    struct cm_staged *st = staged_add(cm, name);
+    st->set = set;
+    st->stub = stub;
+}
+
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
-                   int ca)
+                   int ca, bool stored)
 {
     /* Not yet visible to any worker: mark it managed so static certificates win merges. */
     cert->source = TF_SRC_ACME;
@@ -108,17 +128,14 @@ void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert
     m->obtained_at = spread ? 0 : tf_wall_now();
     m->failures = 0;
     m->ca = ca;
-    /* Lazy: a name with a stub of the same kind keeps it, now standing for cert. */
-    if (!cm_lazy_replace(cm, m, cert)) {
+    /* A stub (the name's own, or a new one while running) stands for cert, which goes to
+     * the server's cache: it is evicted and loaded again like any cached certificate. */
+    if (!cm_lazy_replace(cm, m, cert, stored)) {
         tf_cert_ref(cert);
         tf_cert_unref(m->cert);
         m->cert = cert;
-        if (cm->n_staged == cm->cap_staged) {
-            cm->cap_staged = cm->cap_staged ? 2 * cm->cap_staged : 64;
-            cm->staged = tf_realloc(cm->staged, cm->cap_staged * sizeof *cm->staged);
-        }
         tf_cert_ref(cert);
-        cm->staged[cm->n_staged++] = (struct cm_staged){tf_strdup(name), cert};
+        staged_add(cm, name)->cert = cert;
     }
     cm_schedule(cm, m, spread);
 }
@@ -132,26 +149,42 @@ static void staged_clear(struct tf_certmgr *cm)
     cm->n_staged = 0;
 }
 
-void cm_publish_staged(struct tf_certmgr *cm)
+/* The manager's store becomes next (its reference moves here). */
+static void store_take(struct tf_certmgr *cm, struct tf_certstore *next)
 {
-    if (cm->n_staged == 0)
-        return;
-    struct tf_cert **certs = tf_calloc(cm->n_staged, sizeof *certs);
-    const char **names = tf_calloc(cm->n_staged, sizeof *names);
-    size_t n = 0;
-    for (size_t i = 0; i < cm->n_staged; i++) {
-        /* A name staged twice (or replaced since) keeps the certificate it has now. */
-        struct cm_managed *m = cm_find_managed(cm, cm->staged[i].name);
-        if (m && m->cert == cm->staged[i].cert) {
-            certs[n] = cm->staged[i].cert;
-            names[n++] = cm->staged[i].name;
-        }
-    }
-    struct tf_certstore *next = tf_certstore_with_each(cm->store, certs, names, n);
     tf_certstore_unref(cm->store);
     cm->store = next;
+}
+
+void cm_publish_staged(struct tf_certmgr *cm)
+{
+    size_t n = cm->n_staged, nc = 0, ns = 0;
+    if (n == 0)
+        return;
+    struct tf_cert **certs = tf_calloc(n, sizeof *certs);
+    const char **names = tf_calloc(n, sizeof *names);
+    struct tf_stubset **sets = tf_calloc(n, sizeof *sets);
+    struct tf_stub **stubs = tf_calloc(n, sizeof *stubs);
+    for (size_t i = 0; i < n; i++) {
+        /* A name staged twice (or replaced since) keeps what it has now. */
+        const struct cm_staged *g = &cm->staged[i];
+        struct cm_managed *m = cm_find_managed(cm, g->name);
+        if (m && g->cert && m->cert == g->cert) {
+            certs[nc] = g->cert;
+            names[nc++] = g->name;
+        } else if (m && g->stub && !m->cert && cm_stub(cm, m, NULL) == g->stub) {
+            sets[ns] = g->set;
+            stubs[ns++] = g->stub;
+        }
+    }
+    if (nc)
+        store_take(cm, tf_certstore_with_each(cm->store, certs, names, nc));
+    if (ns)
+        store_take(cm, tf_certstore_with_stubs(cm->store, sets, stubs, ns));
     free(certs);
     free(names);
+    free(sets);
+    free(stubs);
     staged_clear(cm);
     if (cm->loaded)
         cm->host.publish_certs(cm->host.arg);
@@ -227,7 +260,7 @@ static void on_obtained(int err, const struct tf_acme_result *res, void *arg)
         if (!renewal)
             tf_histogram_observe(cm->host.issue_seconds,
                                  (double)(tf_mono_ms() - d->created_ms) / 1000.0);
-        cm_publish_cert_ca(cm, d->name, res->cert, d->ca);
+        cm_publish_cert_ca(cm, d->name, res->cert, d->ca, !res->not_stored);
         cm_note_error(cm, d->name, NULL);
         if (!res->from_storage) {
             cm_cluster_announce_cert(cm, d->name);
@@ -449,7 +482,7 @@ static void on_stored(const char *name, struct tf_cert *cert,
     if (meta)
         cm_lazy_index(cm, name, cert, meta, ca, cert_id);
     else
-        cm_stage_cert(cm, name, cert, true, ca);
+        cm_stage_cert(cm, name, cert, true, ca, true);
     tf_cert_unref(cert);
 }
 
@@ -606,8 +639,7 @@ static void close_step(void *arg)
         free(m->name);
         free(m);
     }
-    tf_stubset_unref(cm->mset);
-    cm->mset = NULL;
+    cm_lazy_free(cm);
     tf_lru_free(cm->by_name);
     staged_clear(cm);
     free(cm->staged);

@@ -143,6 +143,7 @@ bool cm_forget_memory(struct tf_certmgr *cm, const char *name)
     cm->n_managed--;
     tf_lru_del(cm->by_name, name);
     cm_plan_remove(cm, m);
+    cm_lazy_forget(cm, m);
     tf_cert_unref(m->cert);
     free(m->cert_id);
     free(m->name);

@@ -123,9 +123,9 @@ static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert 
     if (m && cm_same_cert(cm, m, cert))
         return false;
     if (staged)
-        cm_stage_cert(cm, name, cert, true, ca);
+        cm_stage_cert(cm, name, cert, true, ca, true);
     else
-        cm_publish_cert_ca(cm, name, cert, ca);
+        cm_publish_cert_ca(cm, name, cert, ca, true);
     return true;
 }
 

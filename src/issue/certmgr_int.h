@@ -57,7 +57,7 @@ struct cm_managed {
     int ca;                       /* index in cm->cas of the CA that issued it, as far as
                                    * this process knows (stored ones: 0, the first) */
     uint32_t seen_gen;            /* the last resync (cm->resync_gen) that listed it */
-    uint32_t stub;                /* 1 + its stub's index in cm->mset, or 0 (cert decoded);
+    uint32_t stub;                /* 1 + its stub's number (cm_stub), or 0 (cert decoded);
                                    * last, beside the other 32-bit fields: 128 bytes */
 };
 
@@ -72,10 +72,21 @@ struct cm_ca {
 
 #define CM_PLAN_NONE ((size_t)-1)
 
-/* A certificate adopted but not yet in the store (cm_stage_cert, cm_publish_staged). */
+/* A certificate adopted but not yet in the store (cm_stage_cert, cm_publish_staged):
+ * decoded, or a managed stub that now stands for it. */
 struct cm_staged {
     char *name;
-    struct tf_cert *cert; /* one reference */
+    struct tf_cert *cert;   /* one reference, or NULL for a stub */
+    struct tf_stubset *set; /* a stub's set (borrowed: cm->msets holds it), else NULL */
+    struct tf_stub *stub;
+};
+
+/* A managed stub set: the one indexed at start, or a live one that names obtained while
+ * running go to (tlsfront/tls/certstub.h). Stubs are numbered across the sets: set k's
+ * stub i is number base + i, and the bases leave room for each set's capacity. */
+struct cm_mset {
+    struct tf_stubset *set; /* one reference */
+    uint32_t base;
 };
 
 struct tf_certmgr {
@@ -113,8 +124,11 @@ struct tf_certmgr {
     int64_t timer_due;            /* unix seconds the renew timer fires at, 0 when idle */
     bool loaded;                  /* stored certificates loaded: requests are answered */
     bool lazy;                    /* the store held more names than --cert-cache at start:
-                                   * managed certificates are stubs loaded on first use */
-    struct tf_stubset *mset;      /* lazy: the managed stubs (one reference), else NULL */
+                                   * stored certificates are stubs loaded on first use */
+    struct cm_mset *msets;        /* the managed stub sets (start-up's first when lazy), and
+                                   * the live ones of certificates obtained while running */
+    size_t n_msets;
+    size_t live_cap;              /* the room of the next live set */
     bool closing;
     struct cm_queued *queued;     /* requests that arrived while loading */
     uv_timer_t renew_timer;
@@ -153,13 +167,19 @@ struct cm_queued {
  * cm_ca_index of their metadata's ca_id).
  * Takes its own reference on cert. */
 void cm_stage_cert(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, bool spread,
-                   int ca);
+                   int ca, bool stored);
+/* Stage stub (of set) for name: cm_publish_staged puts it in the store. */
+void cm_stage_stub(struct tf_certmgr *cm, const char *name, struct tf_stubset *set,
+                   struct tf_stub *stub);
 /* Put every staged certificate still current into the store, then (once loaded) have the
  * host publish it; nothing happens when nothing is staged. */
 void cm_publish_staged(struct tf_certmgr *cm);
 /* Add or replace the managed certificate of name, issued by CA number ca, and publish it
- * now (one issued or announced certificate). Takes its own reference on cert. */
-void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca);
+ * now (one issued or announced certificate). Takes its own reference on cert. stored:
+ * cert is in the storage (false: its save failed, so it stays decoded: nothing could load
+ * it again once evicted). */
+void cm_publish_cert_ca(struct tf_certmgr *cm, const char *name, struct tf_cert *cert, int ca,
+                        bool stored);
 struct cm_managed *cm_find_managed(struct tf_certmgr *cm, const char *name);
 void cm_start_order(struct cm_demand *d);
 /* d passed every budget check: start its order. */
@@ -271,20 +291,29 @@ void cm_renew_begin(struct tf_certmgr *cm, struct cm_managed *m);
 /* certmgr_lazy.c: managed certificates as stubs (cm->lazy). */
 /* The entry of name, made (not yet scheduled, no certificate) when missing. */
 struct cm_managed *cm_managed_get(struct tf_certmgr *cm, const char *name);
-/* Index name as a managed stub (start-up, cm->mset being built): meta from its meta.json
+/* Index name as a managed stub (start-up, cm->msets[0] being built): meta from its meta.json
  * (cert_id may be NULL), or cert decoded for want of one (its certID is taken, the
  * certificate itself is dropped). */
 void cm_lazy_index(struct tf_certmgr *cm, const char *name, struct tf_cert *cert,
                    const struct tf_acme_store_meta *meta, int ca, const char *cert_id);
-/* After the index: seal cm->mset and make cm->store hold its stubs. */
+/* After the index: seal cm->msets[0] and make cm->store hold its stubs. */
 void cm_lazy_sealed(struct tf_certmgr *cm);
 /* A new certificate for m (obtained or announced): when m has a stub of cert's kind, the
  * stub now stands for cert (its expiry updated, cert put in the host's cache in place of
- * whatever the stub had loaded) and true is returned; the store is unchanged. Else false:
- * m's stub is let go and cert is staged as a decoded certificate. */
-bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert);
-/* m's stub, or NULL. */
-struct tf_stub *cm_stub(const struct tf_certmgr *cm, const struct cm_managed *m);
+ * whatever the stub had loaded; the store is unchanged). Else, while running (and when
+ * stored: the storage can load it again), m gets a new stub in a live set, staged for the
+ * store, with cert in the host's cache as its loaded certificate, so it is evicted and
+ * loaded again like any stub. Either way true is returned. Else false: m's stub is let go
+ * and the caller stages cert as a decoded certificate. */
+bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert,
+                     bool stored);
+/* m's stub, or NULL; *set (may be NULL) its set. */
+struct tf_stub *cm_stub(const struct tf_certmgr *cm, const struct cm_managed *m,
+                        struct tf_stubset **set);
+/* m is being dropped (forgotten): the host's cache lets go of its stub's certificate. */
+void cm_lazy_forget(struct tf_certmgr *cm, struct cm_managed *m);
+/* Let go of every stub set (closing). */
+void cm_lazy_free(struct tf_certmgr *cm);
 /* The ARI certID of m's certificate, a new string or NULL (no AKI). */
 char *cm_cert_id(const struct cm_managed *m);
 /* True when cert (decoded) is the one m holds (a stub: same certID and expiry). */

@@ -307,13 +307,19 @@ struct tf_stubset *tf_certstore_stubset(const struct tf_certstore *st, const str
     return NULL;
 }
 
-/* Put cert under one lower-cased name of st, unless an operator's cert holds its place. */
-static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *name)
+/* Put v (a certificate, or a stub with the low bit set) of kind under one lower-cased name
+ * of st, unless an operator's certificate holds its place. */
+static void with_val(struct tf_certstore *st, uintptr_t v, int kind, const char *name)
 {
     struct tf_cs_entry *e = upsert(st, name, hash_name(name));
-    uintptr_t cur = e->slot.v[cert->kind];
-    if (!cur || val_source(cur) == (int)cert->source || cert->source == TF_SRC_STATIC)
-        e->slot.v[cert->kind] = (uintptr_t)cert;
+    uintptr_t cur = e->slot.v[kind];
+    if (!cur || val_source(cur) == val_source(v) || val_source(v) == TF_SRC_STATIC)
+        e->slot.v[kind] = v;
+}
+
+static void with_one(struct tf_certstore *st, struct tf_cert *cert, const char *name)
+{
+    with_val(st, (uintptr_t)cert, cert->kind, name);
 }
 
 /* Put cert into st under only (see tf_certstore_with), or under all its names. */
@@ -348,6 +354,32 @@ struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
     struct tf_certstore *st = store_clone(base, extra);
     for (size_t i = 0; i < n; i++)
         with_cert(st, certs[i], only ? only[i] : NULL);
+    return store_finish(st);
+}
+
+struct tf_certstore *tf_certstore_with_stubs(const struct tf_certstore *base,
+                                             struct tf_stubset *const *sets,
+                                             struct tf_stub *const *stubs, size_t n)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += stubs[i]->n_names;
+    struct tf_certstore *st = store_clone(base, extra);
+    for (size_t i = 0; i < n; i++) {
+        const struct tf_stub *s = stubs[i];
+        add_set(st, sets[i]);
+        for (int j = 0; j < s->n_names; j++) {
+            const char *name = tf_stub_name(sets[i], s, j);
+            with_val(st, (uintptr_t)s | 1, s->kind, name);
+            /* The storage keeps one certificate per managed name: a managed stub of the
+             * other kind could only load this one, which is not of its kind. */
+            int other = s->kind == TF_CERT_EC ? TF_CERT_RSA : TF_CERT_EC;
+            struct tf_cs_entry *e = find(st, name, hash_name(name));
+            const struct tf_stub *o = tf_slot_stub(&e->slot, other);
+            if (s->source == TF_SRC_ACME && o && o->source == TF_SRC_ACME)
+                e->slot.v[other] = 0;
+        }
+    }
     return store_finish(st);
 }
 
@@ -450,11 +482,34 @@ const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, co
     return e ? &e->slot : NULL;
 }
 
+/* Call fn(set, stub, arg) for each managed stub (a set with last-use times) that st's table
+ * holds: those sets grow while running and keep the stubs of forgotten names, so only the
+ * table says which are st's (O(names): the listing). A managed stub has one name: it is
+ * met once. */
+static void each_managed_stub(const struct tf_certstore *st,
+                              void (*fn)(const struct tf_stubset *set, const struct tf_stub *s,
+                                         void *arg),
+                              void *arg)
+{
+    bool any = false;
+    for (size_t i = 0; i < st->n_sets; i++)
+        any |= st->sets[i]->last_used != NULL;
+    for (size_t i = 0; any && i < st->cap; i++) {
+        const struct tf_cs_entry *e = &st->tab[i];
+        for (int k = 0; e->key != NO_KEY && k < TF_CERT_KINDS; k++) {
+            const struct tf_stub *s = tf_slot_stub(&e->slot, k);
+            const struct tf_stubset *set = s ? tf_certstore_stubset(st, s) : NULL;
+            if (set && set->last_used)
+                fn(set, s, arg);
+        }
+    }
+}
+
 size_t tf_certstore_count(const struct tf_certstore *st)
 {
     size_t n = st ? st->n_certs : 0;
     for (size_t i = 0; st && i < st->n_sets; i++)
-        n += st->sets[i]->n;
+        n += st->sets[i]->n - st->sets[i]->n_dropped;
     return n;
 }
 
@@ -493,16 +548,31 @@ size_t tf_certstore_index_bytes(const struct tf_certstore *st)
     return n;
 }
 
+struct view_arg {
+    void (*fn)(const struct tf_cert *c, void *arg);
+    void *arg;
+};
+
+static void view_one(const struct tf_stubset *set, const struct tf_stub *s, void *arg)
+{
+    struct view_arg *v = arg;
+    stub_view(set, s, v->fn, v->arg);
+}
+
 void tf_certstore_foreach(const struct tf_certstore *st,
                           void (*fn)(const struct tf_cert *c, void *arg), void *arg)
 {
-    for (size_t i = 0; st && i < st->n_certs; i++)
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_certs; i++)
         fn(st->certs[i], arg);
-    for (size_t i = 0; st && i < st->n_sets; i++) {
+    for (size_t i = 0; i < st->n_sets; i++) {
         const struct tf_stubset *set = st->sets[i];
-        for (size_t j = 0; j < set->n; j++)
+        for (size_t j = 0; !set->last_used && j < set->n; j++)
             stub_view(set, &set->stubs[j], fn, arg);
     }
+    struct view_arg v = {fn, arg};
+    each_managed_stub(st, view_one, &v);
 }
 
 void tf_certstore_ref(struct tf_certstore *st)

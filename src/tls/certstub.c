@@ -2,7 +2,8 @@
  * certstub.c: stub sets (tlsfront/tls/certstub.h): building one (flat arrays, no
  * allocation per certificate), reading a stub's names and paths back, and loading a stub's
  * files. The set never changes after tf_stubset_seal but for the stubs' atomic fields, which
- * belong to the cache and the control loop. Blocking file I/O in tf_stub_load only (thread
+ * belong to the cache and the control loop, and the stubs appended to a live set in its
+ * reserved room. Blocking file I/O in tf_stub_load only (thread
  * pool); never logs.
  */
 #include "certload_int.h"
@@ -94,6 +95,22 @@ size_t tf_stubset_add_managed(struct tf_stubset *set, const char *name, int kind
         memset(set->last_used + cap, 0, (set->cap - cap) * sizeof *set->last_used);
     }
     return set->n - 1;
+}
+
+struct tf_stubset *tf_stubset_new_live(const char *dir, size_t n, size_t text_cap)
+{
+    struct tf_stubset *set = tf_stubset_new(dir, n, text_cap);
+    set->last_used = tf_calloc(set->cap, sizeof *set->last_used);
+    return set;
+}
+
+long tf_stubset_append_managed(struct tf_stubset *set, const char *name, int kind,
+                               int64_t not_after)
+{
+    /* A managed stub's text is its name alone (its path is the name + ".pem"). */
+    if (set->n == set->cap || set->text_len + strlen(name) + 1 > set->text_cap)
+        return -1;
+    return (long)tf_stubset_add_managed(set, name, kind, not_after);
 }
 
 void tf_stubset_seal(struct tf_stubset *set)

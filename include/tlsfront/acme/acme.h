@@ -173,6 +173,7 @@ struct tf_acme_result {
     size_t key_len;
     struct tf_cert *cert;
     bool from_storage;           /* another process (or an earlier order) stored it */
+    bool not_stored;             /* the storage refused it: it is only in memory */
     /* failure */
     const char *reason;          /* one line, never NULL on failure */
     const struct tf_acme_problem *problem; /* the CA's problem document, or NULL */

@@ -94,7 +94,9 @@ void tf_server_cache_prune(struct tf_server *s);
 void tf_server_cache_free(struct tf_server *s);
 /* The certificate manager's hook (tf_certmgr_host.cache_replace): stub of set now stands for
  * cert; the stub's loaded certificate (if any) is evicted, a load in flight is disregarded,
- * a failure mark is cleared and cert installed (its own reference), evicting as a load does. */
+ * a failure mark is cleared and cert installed (its own reference), evicting as a load does.
+ * cert NULL: the stub is dropped (its name forgotten): evicted, and a load in flight
+ * disregarded, nothing installed. */
 void tf_server_cache_replace(struct tf_server *s, struct tf_stubset *set, struct tf_stub *stub,
                              struct tf_cert *cert);
 

@@ -55,10 +55,13 @@ struct tf_certmgr_host {
     bool (*serves)(void *arg, const char *name);
     /* True when a static (--certs) certificate covers name: it is never obtained or renewed. */
     bool (*has_static)(void *arg, const char *name);
-    /* Optional. A managed stub (one of set's, in the current store) now stands for cert,
-     * just obtained or announced: put cert in the host's cache of decoded certificates as
-     * the stub's, in place of what it had loaded (the hook takes its own reference on
-     * cert), so no handshake serves the old certificate and none waits for a load. */
+    /* Optional. A managed stub (one of set's, in the current store or about to be put
+     * there) now stands for cert, just obtained or announced: put cert in the host's cache
+     * of decoded certificates as the stub's, in place of what it had loaded (the hook takes
+     * its own reference on cert), so no handshake serves the old certificate and none
+     * waits for a load. cert NULL: the stub leaves the store (its name is forgotten): drop
+     * what it had loaded. Without it, managed certificates obtained while running stay
+     * decoded outside any cache. */
     void (*cache_replace)(void *arg, struct tf_stubset *set, struct tf_stub *stub,
                           struct tf_cert *cert);
 };

@@ -152,6 +152,14 @@ struct tf_certstore *tf_certstore_with(const struct tf_certstore *base, struct t
 struct tf_certstore *tf_certstore_with_each(const struct tf_certstore *base,
                                             struct tf_cert *const *certs,
                                             const char *const *only, size_t n);
+/* tf_certstore_with_each for stubs: stubs[i] (one of sets[i], which the new store takes a
+ * reference on) under each of its names, by the same rule; a managed stub also takes its
+ * name from a managed stub of the other kind (the storage keeps one certificate per managed
+ * name, so that stub could only load one of the wrong kind). Managed stubs obtained while
+ * running are published this way. base is unchanged. */
+struct tf_certstore *tf_certstore_with_stubs(const struct tf_certstore *base,
+                                             struct tf_stubset *const *sets,
+                                             struct tf_stub *const *stubs, size_t n);
 /* A new store holding everything in base (may be NULL) but the entry of name (exact key,
  * "*.parent" included; compared without case). A certificate left without any name drops
  * out. base is unchanged. O(names in base). */
@@ -176,14 +184,17 @@ struct tf_certstore *tf_certstore_merge(const struct tf_certstore *static_store,
  * Lock-free and safe from any thread: a store never changes after construction. */
 const struct tf_cert_slot *tf_certstore_lookup(const struct tf_certstore *st, const char *name);
 
-/* Number of distinct certificates (stubs of its sets included), and of names (keys). */
+/* Number of distinct certificates (stubs included: every stub of its sets but those the
+ * manager dropped, so O(sets); for a managed set that grows while running this counts the
+ * newest store's, which is what the server asks), and of names (keys). */
 size_t tf_certstore_count(const struct tf_certstore *st);
 size_t tf_certstore_names(const struct tf_certstore *st);
 /* Bytes the store's index takes: its table, key arena and certificate list, and its stub
  * sets (stubs and text) in full; decoded certificates are not counted. */
 size_t tf_certstore_index_bytes(const struct tf_certstore *st);
 
-/* Call fn for each distinct certificate (each once, even when it has several names). A
+/* Call fn for each distinct certificate (each once, even when it has several names): every
+ * stub of a --certs set, and the managed stubs st's table holds (O(names)). A
  * store holds one reference on each; the last tf_certstore_unref drops them. A stub is
  * shown as a certificate of its names, kind, source, expiry and path, with nothing decoded
  * (no leaf, key, issuer or serial), valid during the call only. */

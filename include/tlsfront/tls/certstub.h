@@ -62,8 +62,10 @@ struct tf_stub {
 };
 
 /* Stubs of one directory (or the managed certificates), owned together. Immutable once
- * built but for the stubs' fields named above and the last-use times. Shared by refcount:
- * stores, the cache's ring and loads in flight hold one each. */
+ * built but for the stubs' fields named above and the last-use times, except a live set
+ * (tf_stubset_new_live): the control loop appends stubs to it while it is published, into
+ * room reserved when it was made, so no stub, last-use time or name ever moves. Shared by
+ * refcount: stores, the cache's ring and loads in flight hold one each. */
 struct tf_stubset {
     struct tf_ref ref;
     char *dir;              /* owned: the directory paths are relative to */
@@ -74,6 +76,9 @@ struct tf_stubset {
     /* A managed set only (else NULL): per stub, the unix second a handshake last chose it
      * (workers write, renewal reads, relaxed); owned, cap entries. */
     _Atomic int64_t *last_used;
+    /* A managed set only: its stubs the manager let go since (a name forgotten, or given a
+     * stub of the other kind); the newest store no longer holds them (control loop). */
+    size_t n_dropped;
 };
 
 /* What a handshake serves for a stub: its decoded certificate, or NULL when not loaded.
@@ -100,10 +105,11 @@ struct tf_stub *tf_stubset_add(struct tf_stubset *set, const char *names, int n_
 void tf_stubset_seal(struct tf_stubset *set);
 void tf_stubset_ref(struct tf_stubset *set);
 void tf_stubset_unref(struct tf_stubset *set);
-/* Whether s is one of set's stubs. */
+/* Whether s is one of set's stubs (any thread: a live set's n changes, its room does not;
+ * a sealed set's room is its n). */
 static inline bool tf_stubset_holds(const struct tf_stubset *set, const struct tf_stub *s)
 {
-    return set && s >= set->stubs && s < set->stubs + set->n;
+    return set && s >= set->stubs && s < set->stubs + set->cap;
 }
 
 /* A new empty managed set (stubs of source TF_SRC_ACME, with last-use times) for the
@@ -113,6 +119,13 @@ struct tf_stubset *tf_stubset_new_managed(const char *dir, size_t n);
  * Building only. Returns the stub's index. */
 size_t tf_stubset_add_managed(struct tf_stubset *set, const char *name, int kind,
                               int64_t not_after);
+/* A new empty live managed set for names obtained while running: room for n stubs and
+ * text_cap bytes of names, fixed (see struct tf_stubset), refcount 1. */
+struct tf_stubset *tf_stubset_new_live(const char *dir, size_t n, size_t text_cap);
+/* Append a managed stub to a live set (control loop, the set may be published). Returns
+ * the stub's index, or -1 when the set has no room left for it. */
+long tf_stubset_append_managed(struct tf_stubset *set, const char *name, int kind,
+                               int64_t not_after);
 /* Where s's last use is kept, or NULL (not a managed set's stub). Lock-free. */
 static inline _Atomic int64_t *tf_stub_last_used(const struct tf_stubset *set,
                                                  const struct tf_stub *s)

@@ -6,7 +6,8 @@
  * load, the DER walker reads every demo certificate without falling back to OpenSSL and
  * agrees with it, and a stub whose file changed, broke or went away fails to load with a
  * reason. Managed stubs: paths from the name, decoding checked against the stub, last-use
- * side array, and a replaced certificate evicted from the cache.
+ * side array, and a replaced certificate evicted from the cache. Live managed sets (names
+ * obtained while running): appended to while published, and what a store counts and lists.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -346,6 +347,68 @@ static void test_managed(void)
     tf_stubset_unref(set);
 }
 
+static void count_names(const struct tf_cert *c, void *arg)
+{
+    *(int *)arg += c->n_names;
+}
+
+/* A live set grows while published: its stubs never move, a full one says so; a store lists
+ * only the managed stubs its table holds (not those appended after it was built, nor those
+ * of a name it dropped), and counts its sets' stubs less those the manager dropped. */
+static void test_live(void)
+{
+    struct tf_stubset *set = tf_stubset_new_live("certs", 2, 20);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(set, "a.test", TF_CERT_EC, 100), 0);
+    struct tf_stub *a = &set->stubs[0];
+    struct tf_certstore *st = tf_certstore_with_stubs(NULL, &set, &a, 1);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(set, "b.test", TF_CERT_RSA, 200), 1);
+    CHECK(&set->stubs[0] == a && set->cap == 2 && tf_stubset_holds(set, &set->stubs[1]));
+    CHECK_EQ_INT((int)tf_stubset_append_managed(set, "c.test", TF_CERT_EC, 300), -1); /* full */
+    struct tf_stubset *roomy = tf_stubset_new_live("certs", 8, 16);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(roomy, "long-name-here.test", 0, 1), -1);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(roomy, "d.test", 0, 1), 0);
+    tf_stubset_unref(roomy);
+    CHECK(tf_stub_last_used(set, &set->stubs[1]) != NULL);
+
+    const struct tf_cert_slot *slot = tf_certstore_lookup(st, "a.test");
+    CHECK(slot && tf_slot_stub(slot, TF_CERT_EC) == a && tf_certstore_stubset(st, a) == set);
+    CHECK(tf_certstore_lookup(st, "b.test") == NULL);
+    int names = 0;
+    tf_certstore_foreach(st, count_names, &names);
+    CHECK_EQ_INT(names, 1); /* b.test came after st */
+
+    struct tf_stub *b = &set->stubs[1];
+    struct tf_certstore *st2 = tf_certstore_with_stubs(st, &set, &b, 1);
+    slot = tf_certstore_lookup(st2, "b.test");
+    CHECK(slot && tf_slot_stub(slot, TF_CERT_RSA) == b);
+    CHECK_EQ_INT((int)tf_certstore_count(st2), 2);
+    struct tf_certstore *st3 = tf_certstore_without(st2, "a.test");
+    set->n_dropped++; /* as the manager does when it forgets a name */
+    names = 0;
+    tf_certstore_foreach(st3, count_names, &names);
+    CHECK_EQ_INT((int)tf_certstore_count(st3), 1); /* a.test forgotten: its stub not listed */
+    CHECK_EQ_INT(names, 1);
+
+    /* b.test's key type changes: its new stub takes the old one's place, both kinds. */
+    struct tf_stubset *set2 = tf_stubset_new_live("certs", 4, 160);
+    CHECK_EQ_INT((int)tf_stubset_append_managed(set2, "b.test", TF_CERT_EC, 300), 0);
+    struct tf_stub *b2 = &set2->stubs[0];
+    struct tf_certstore *st4 = tf_certstore_with_stubs(st3, &set2, &b2, 1);
+    slot = tf_certstore_lookup(st4, "b.test");
+    CHECK(slot && tf_slot_stub(slot, TF_CERT_EC) == b2 && slot->v[TF_CERT_RSA] == 0);
+    set->n_dropped++;
+    names = 0;
+    tf_certstore_foreach(st4, count_names, &names);
+    CHECK_EQ_INT(names, 1);
+    CHECK_EQ_INT((int)tf_certstore_count(st4), 1);
+    tf_certstore_unref(st4);
+    tf_stubset_unref(set2);
+    tf_certstore_unref(st);
+    tf_certstore_unref(st2);
+    tf_certstore_unref(st3);
+    tf_stubset_unref(set);
+}
+
 static void test_changed_files(void)
 {
     char err[256];
@@ -373,6 +436,7 @@ int main(void)
 {
     tf_log_setup(TF_LOG_ERROR, false);
     TF_TEST_RUN(test_clock);
+    TF_TEST_RUN(test_live);
     const char *src = getenv("TF_SRC"), *tmp = getenv("TMPDIR");
     char root[150], cmd[1024];
     snprintf(root, sizeof root, "%s/tf_certindex_XXXXXX", tmp ? tmp : "/tmp");
