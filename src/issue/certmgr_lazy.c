@@ -118,6 +118,15 @@ static struct tf_stub *live_stub(struct tf_certmgr *cm, struct cm_managed *m, in
     return &ms->set->stubs[i];
 }
 
+/* Let a stub go: the next store is made without it (counted out of the certificate count),
+ * and the cache drops what it had loaded, so it is never served again. */
+static void drop_stub(struct tf_certmgr *cm, struct tf_stubset *set, struct tf_stub *stub)
+{
+    set->n_dropped++;
+    if (cm->host.cache_replace && !cm->closing)
+        cm->host.cache_replace(cm->host.arg, set, stub, NULL);
+}
+
 bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert *cert,
                      bool stored)
 {
@@ -130,15 +139,13 @@ bool cm_lazy_replace(struct tf_certmgr *cm, struct cm_managed *m, struct tf_cert
      * storage), and a new stub is made only while running (start-up decodes a small store
      * in full). */
     if (!cm->host.cache_replace || !stored || (fresh && !cm->loaded)) {
-        if (stub && !fresh && cm->host.cache_replace) /* unreachable now */
-            cm->host.cache_replace(cm->host.arg, set, stub, NULL);
+        if (stub) /* a renewal the storage did not keep: its old stub could load only that */
+            drop_stub(cm, set, stub);
         m->stub = 0; /* the store's slot gets cert itself */
         return false;
     }
-    if (fresh && stub) { /* a key type change: the new stub takes the old one's place */
-        cm->host.cache_replace(cm->host.arg, set, stub, NULL);
-        set->n_dropped++;
-    }
+    if (fresh && stub) /* a key type change: the new stub takes the old one's place */
+        drop_stub(cm, set, stub);
     if (fresh)
         stub = live_stub(cm, m, cert->kind, cert->not_after, &set);
     /* Only the control loop reads a stub's expiry (store building); workers read the
@@ -158,9 +165,7 @@ void cm_lazy_forget(struct tf_certmgr *cm, struct cm_managed *m)
     struct tf_stubset *set = NULL;
     struct tf_stub *stub = cm_stub(cm, m, &set);
     if (stub)
-        set->n_dropped++; /* the store is made without its name next */
-    if (stub && cm->host.cache_replace && !cm->closing)
-        cm->host.cache_replace(cm->host.arg, set, stub, NULL);
+        drop_stub(cm, set, stub);
 }
 
 void cm_lazy_free(struct tf_certmgr *cm)
