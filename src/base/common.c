@@ -6,6 +6,7 @@
 #include "tlsfront/base/log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,18 @@ void *tf_calloc(size_t n, size_t size)
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
         oom(n * size);
+    return p;
+}
+
+void *tf_calloc_aligned(size_t n, size_t size, size_t align)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n ? n : 1, size ? size : 1, &total))
+        oom(SIZE_MAX);
+    void *p = NULL;
+    if (posix_memalign(&p, align, total) != 0)
+        oom(total);
+    memset(p, 0, total);
     return p;
 }
 

@@ -218,19 +218,52 @@ int tf_histogram_init(struct tf_histogram *h, const double *bounds, int n)
     return 0;
 }
 
+/* The bucket value falls in: the first bound it does not exceed, else +Inf. */
+static int bucket_of(const struct tf_histogram *h, double value)
+{
+    int i = 0;
+    while (i < h->n_bounds && value > h->bounds[i])
+        i++;
+    return i;
+}
+
 void tf_histogram_observe(struct tf_histogram *h, double value)
 {
     if (isnan(value))
         return;
-    int i = 0;
-    while (i < h->n_bounds && value > h->bounds[i])
-        i++;
+    int i = bucket_of(h, value);
     atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
     /* No fetch_add for floating atomics in C11: a compare-exchange loop, still lock-free. */
     double old = atomic_load_explicit(&h->sum, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&h->sum, &old, old + value, memory_order_relaxed,
                                                   memory_order_relaxed))
         ;
+}
+
+void tf_histogram_observe_own(struct tf_histogram *h, double value)
+{
+    if (isnan(value))
+        return;
+    int i = bucket_of(h, value);
+    atomic_store_explicit(&h->counts[i],
+                          atomic_load_explicit(&h->counts[i], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&h->sum, atomic_load_explicit(&h->sum, memory_order_relaxed) + value,
+                          memory_order_relaxed);
+}
+
+void tf_histogram_fold(struct tf_histogram *dst, const struct tf_histogram *src)
+{
+    assert(dst->n_bounds == src->n_bounds);
+    for (int i = 0; i <= dst->n_bounds; i++)
+        atomic_store_explicit(&dst->counts[i],
+                              atomic_load_explicit(&dst->counts[i], memory_order_relaxed) +
+                                  atomic_load_explicit(&src->counts[i], memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_store_explicit(&dst->sum,
+                          atomic_load_explicit(&dst->sum, memory_order_relaxed) +
+                              atomic_load_explicit(&src->sum, memory_order_relaxed),
+                          memory_order_relaxed);
 }
 
 void tf_metrics_histogram(struct tf_metrics_buf *b, const char *name, const char *help,

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include <signal.h>
+#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,7 +553,8 @@ int tf_server_start(struct tf_server *s, struct tf_config *cfg, int argc, char *
             return rc;
         }
     }
-    s->workers = tf_calloc((size_t)s->n_workers, sizeof *s->workers);
+    s->workers = tf_calloc_aligned((size_t)s->n_workers, sizeof *s->workers,
+                                   alignof(struct tf_worker));
     for (int i = 0; i < s->n_workers; i++) {
         tf_config_ref(cfg);
         SSL_CTX_up_ref(s->ssl_ctxs[i]);

@@ -43,7 +43,7 @@ static bool srv_storage_up(void *arg)
 }
 
 /* --cert-cache: --certs certificates loaded on first use (server_certcache.c). */
-static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
+static void cache_metrics(struct tf_stats *st, struct tf_wstats *ws, struct tf_metrics_buf *out)
 {
     tf_metrics_gauge(out, "tlsfront_cert_cache_size",
                      "Decoded --certs certificates in the cache now (at most --cert-cache).",
@@ -53,10 +53,10 @@ static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
         atomic_ullong *v;
     } counters[] = {
         {"tlsfront_cert_cache_hits_total",
-         "Handshakes for an indexed name whose certificate was loaded.", &st->cert_cache_hits},
+         "Handshakes for an indexed name whose certificate was loaded.", &ws->cert_cache_hits},
         {"tlsfront_cert_cache_misses_total",
          "Handshakes held because their name's certificate was not loaded.",
-         &st->cert_cache_misses},
+         &ws->cert_cache_misses},
         {"tlsfront_cert_cache_loads_total", "Certificates loaded into the cache.",
          &st->cert_cache_loads},
         {"tlsfront_cert_cache_load_failures_total",
@@ -72,60 +72,68 @@ static void cache_metrics(struct tf_stats *st, struct tf_metrics_buf *out)
                          &st->cert_load_seconds);
 }
 
-static void conn_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+/* The workers' own counters (stats.h), summed. */
+static void workers_sum(struct tf_server *s, struct tf_wstats *sum)
+{
+    tf_wstats_init(sum);
+    for (int i = 0; i < s->n_started; i++)
+        tf_wstats_fold(sum, &s->workers[i].ws);
+}
+
+static void conn_metrics(struct tf_server *s, struct tf_wstats *ws, struct tf_metrics_buf *out)
 {
     struct tf_stats *st = &s->stats;
     tf_metrics_gauge(out, "tlsfront_connections_open", "Client connections open now.", NULL,
                      LOAD(st, conns_open));
     tf_metrics_counter(out, "tlsfront_connections_total", "Client connections accepted.", NULL,
-                       LOAD(st, conns_total));
+                       LOAD(ws, conns_total));
     tf_metrics_counter(out, "tlsfront_connections_refused_total",
                        "Connections closed at accept by max_connections.",
                        "reason=\"max_connections\"", LOAD(st, conns_refused));
     tf_metrics_counter(out, "tlsfront_handshakes_total", "TLS handshakes by result.",
-                       "result=\"ok\"", LOAD(st, hs_ok));
+                       "result=\"ok\"", LOAD(ws, hs_ok));
     tf_metrics_counter(out, "tlsfront_handshakes_total", NULL, "result=\"failed\"",
-                       LOAD(st, hs_failed));
+                       LOAD(ws, hs_failed));
     tf_metrics_counter(out, "tlsfront_handshakes_total", NULL, "result=\"timeout\"",
-                       LOAD(st, hs_timeout));
+                       LOAD(ws, hs_timeout));
     tf_metrics_counter(out, "tlsfront_handshakes_version_total",
                        "Completed handshakes by TLS version.", "version=\"TLSv1.2\"",
-                       LOAD(st, hs_tls12));
+                       LOAD(ws, hs_tls12));
     tf_metrics_counter(out, "tlsfront_handshakes_version_total", NULL, "version=\"TLSv1.3\"",
-                       LOAD(st, hs_tls13));
+                       LOAD(ws, hs_tls13));
     tf_metrics_counter(out, "tlsfront_handshakes_resumed_total",
                        "Completed handshakes that resumed a session.", NULL,
-                       LOAD(st, hs_resumed));
+                       LOAD(ws, hs_resumed));
     tf_metrics_histogram(out, "tlsfront_handshake_duration_seconds",
-                         "Accept to finished handshake.", NULL, &st->hs_seconds);
+                         "Accept to finished handshake.", NULL, &ws->hs_seconds);
     tf_metrics_counter(out, "tlsfront_bytes_total", "Plaintext bytes forwarded (closed "
-                       "connections).", "direction=\"client_to_backend\"", LOAD(st, bytes_in));
+                       "connections).", "direction=\"client_to_backend\"", LOAD(ws, bytes_in));
     tf_metrics_counter(out, "tlsfront_bytes_total", NULL, "direction=\"backend_to_client\"",
-                       LOAD(st, bytes_out));
+                       LOAD(ws, bytes_out));
     tf_metrics_counter(out, "tlsfront_acme_challenges_served_total",
                        "TLS-ALPN-01 validation handshakes answered.", NULL,
-                       LOAD(st, acme_challenges_served));
+                       LOAD(ws, acme_challenges_served));
     tf_metrics_counter(out, "tlsfront_backend_pool_total",
                        "mode=http backend connections wanted: from the keep-alive pool (hit) "
-                       "or newly connected (miss).", "result=\"hit\"", LOAD(st, pool_hits));
+                       "or newly connected (miss).", "result=\"hit\"", LOAD(ws, pool_hits));
     tf_metrics_counter(out, "tlsfront_backend_pool_total", NULL, "result=\"miss\"",
-                       LOAD(st, pool_misses));
+                       LOAD(ws, pool_misses));
     tf_metrics_counter(out, "tlsfront_backend_pool_stale_retries_total",
                        "Pooled backend connections found closed, requests sent again on a new "
-                       "one.", NULL, LOAD(st, pool_stale_retries));
+                       "one.", NULL, LOAD(ws, pool_stale_retries));
     tf_metrics_gauge(out, "tlsfront_held_handshakes", "Handshakes held for a certificate now.",
                      NULL, LOAD(st, held_now));
     tf_metrics_counter(out, "tlsfront_held_handshakes_total", "Handshakes ever held.", NULL,
-                       LOAD(st, held_total));
+                       LOAD(ws, held_total));
     tf_metrics_counter(out, "tlsfront_held_refused_total", "Holds refused by --max-held*.",
                        NULL, LOAD(st, held_refused));
     tf_metrics_counter(out, "tlsfront_malloc_trims_total",
                        "Free heap memory returned to the system after a burst of held "
-                       "handshakes.", NULL, LOAD(st, malloc_trims));
-    cache_metrics(st, out);
+                       "handshakes.", NULL, LOAD(ws, malloc_trims));
+    cache_metrics(st, ws, out);
 }
 
-static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)
+static void route_metrics(struct tf_server *s, struct tf_wstats *ws, struct tf_metrics_buf *out)
 {
     struct tf_metrics_buf lb;
     tf_metrics_buf_init(&lb);
@@ -140,7 +148,7 @@ static void route_metrics(struct tf_server *s, struct tf_metrics_buf *out)
         tf_metrics_label(&lb, "route", route);
         tf_metrics_counter(out, "tlsfront_backend_connect_errors_total",
                            "Backend connections that failed, by route.", lb.data,
-                           LOAD(&s->stats, backend_errors_route[i]));
+                           LOAD(ws, backend_errors_route[i]));
     }
     tf_metrics_buf_free(&lb);
 }
@@ -168,8 +176,10 @@ static void srv_metrics(void *arg, struct tf_metrics_buf *out)
     struct tf_server *s = arg;
     tf_metrics_gauge(out, "tlsfront_build_info", "Build information.",
                      "version=\"" TLSFRONT_VERSION "\"", 1);
-    conn_metrics(s, out);
-    route_metrics(s, out);
+    struct tf_wstats ws;
+    workers_sum(s, &ws);
+    conn_metrics(s, &ws, out);
+    route_metrics(s, &ws, out);
     log_metrics(s, out);
     tf_metrics_gauge(out, "tlsfront_certificates", "Certificates being served.", NULL,
                      (double)tf_certstore_count(s->certs));
@@ -320,8 +330,6 @@ static void srv_action(void *arg, const struct tf_admin_action *act, struct tf_a
 
 void tf_server_stats_init(struct tf_server *s)
 {
-    tf_histogram_init(&s->stats.hs_seconds, tf_metrics_handshake_bounds,
-                      tf_metrics_handshake_nbounds);
     tf_histogram_init(&s->stats.issue_seconds, tf_metrics_issuance_bounds,
                       tf_metrics_issuance_nbounds);
 }

@@ -29,8 +29,8 @@ static int route_slot(const struct tf_conn *c)
 
 static void fail(struct tf_conn *c, int err)
 {
-    TF_STAT_ADD(c->w->stats, backend_errors, 1);
-    TF_STAT_ADD(c->w->stats, backend_errors_route[route_slot(c)], 1);
+    TF_WSTAT_ADD(&c->w->ws, backend_errors, 1);
+    TF_WSTAT_ADD(&c->w->ws, backend_errors_route[route_slot(c)], 1);
     TF_INFO("backend", "conn=%llx name=%s backend %s:%u: %s", (unsigned long long)c->id,
             c->sni[0] ? c->sni : "-", c->route.backend->host, c->route.backend->port,
             tf_strerror(err));
@@ -185,7 +185,7 @@ void tf_backend_release(struct tf_conn *c)
 void tf_backend_reconnect(struct tf_conn *c)
 {
     struct tf_side *s = &c->backend;
-    TF_STAT_ADD(c->w->stats, pool_stale_retries, 1);
+    TF_WSTAT_ADD(&c->w->ws, pool_stale_retries, 1);
     if (s->open) {
         uv_read_stop((uv_stream_t *)s->sock);
         s->open = false;

@@ -27,7 +27,7 @@ struct tf_pool_key {
 /* Owned by the worker (tf_pool_new .. tf_pool_free). */
 struct tf_pool {
     uv_loop_t *loop;
-    struct tf_stats *stats;
+    struct tf_wstats *stats;
     struct tf_pool_key *keys;
     uv_timer_t timer;      /* the earliest idle deadline */
     bool closed;
@@ -56,7 +56,7 @@ static void on_timer_closed(uv_handle_t *h)
     (void)h; /* the pool is freed after the loop ended (tf_pool_free) */
 }
 
-struct tf_pool *tf_pool_new(uv_loop_t *loop, struct tf_stats *stats)
+struct tf_pool *tf_pool_new(uv_loop_t *loop, struct tf_wstats *stats)
 {
     struct tf_pool *p = tf_calloc(1, sizeof *p);
     p->loop = loop;
@@ -166,12 +166,12 @@ struct tf_bconn *tf_pool_take(struct tf_pool *p, const char *host, uint16_t port
     struct tf_pool_key *k = p->closed ? NULL : find_key(p, host, port, false);
     struct tf_bconn *bc = k ? k->idle : NULL;
     if (!bc) {
-        TF_STAT_ADD(p->stats, pool_misses, 1);
+        TF_WSTAT_ADD(p->stats, pool_misses, 1);
         return NULL;
     }
     unlink_idle(p, bc); /* key NULL: its reads go to the pump from now on */
     bc->tcp.data = NULL;
-    TF_STAT_ADD(p->stats, pool_hits, 1);
+    TF_WSTAT_ADD(p->stats, pool_hits, 1);
     return bc;
 }
 

@@ -40,9 +40,9 @@ void tf_bconn_on_closed(uv_handle_t *h);
 void tf_bconn_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
 void tf_bconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-struct tf_stats;
-/* The worker's pool; stats (borrowed, process-wide) counts its hits and misses. */
-struct tf_pool *tf_pool_new(uv_loop_t *loop, struct tf_stats *stats);
+struct tf_wstats;
+/* The worker's pool; stats (borrowed, the worker's own) counts its hits and misses. */
+struct tf_pool *tf_pool_new(uv_loop_t *loop, struct tf_wstats *stats);
 /* Close every idle connection and stop the sweep timer; the pool is freed by tf_pool_free
  * once the loop has run the close callbacks (safe to call twice). */
 void tf_pool_close(struct tf_pool *p);

@@ -176,7 +176,7 @@ void tf_conn_accept(struct tf_worker *w, uv_stream_t *listener)
     w->conns = c;
     w->n_conns++;
     TF_STAT_ADD(w->stats, conns_open, 1);
-    TF_STAT_ADD(w->stats, conns_total, 1);
+    TF_WSTAT_ADD(&w->ws, conns_total, 1);
 
     uv_tcp_init(&w->loop, &c->tcp);
     c->client.open = true;
@@ -210,7 +210,7 @@ void tf_conn_touch(struct tf_conn *c)
 
 static void record_handshake(struct tf_conn *c)
 {
-    struct tf_stats *st = c->w->stats;
+    struct tf_wstats *st = &c->w->ws;
     const unsigned char *proto = NULL;
     unsigned int plen = 0;
     SSL_get0_alpn_selected(c->ssl, &proto, &plen);
@@ -220,21 +220,21 @@ static void record_handshake(struct tf_conn *c)
             c->alpn = c->route.alpn[i];
     c->tls_version = SSL_get_version(c->ssl);
     c->resumed = SSL_session_reused(c->ssl);
-    tf_histogram_observe(&st->hs_seconds, (double)(uv_hrtime() - c->start_ns) / 1e9);
-    TF_STAT_ADD(st, hs_ok, 1);
+    tf_histogram_observe_own(&st->hs_seconds, (double)(uv_hrtime() - c->start_ns) / 1e9);
+    TF_WSTAT_ADD(st, hs_ok, 1);
     if (c->resumed)
-        TF_STAT_ADD(st, hs_resumed, 1);
+        TF_WSTAT_ADD(st, hs_resumed, 1);
     if (SSL_version(c->ssl) == TLS1_3_VERSION)
-        TF_STAT_ADD(st, hs_tls13, 1);
+        TF_WSTAT_ADD(st, hs_tls13, 1);
     else
-        TF_STAT_ADD(st, hs_tls12, 1);
+        TF_WSTAT_ADD(st, hs_tls12, 1);
 }
 
 static void handshake_done(struct tf_conn *c)
 {
     if (c->alpn_sel.acme) {
         /* RFC 8737 §3: the validator only needs the handshake; send nothing and close. */
-        TF_STAT_ADD(c->w->stats, acme_challenges_served, 1);
+        TF_WSTAT_ADD(&c->w->ws, acme_challenges_served, 1);
         c->tls_version = SSL_get_version(c->ssl);
         c->alpn = TF_ALPN01_PROTO;
         c->end = TF_CONN_END_ACME_CHALLENGE; /* the validator may already be gone: that is fine */
@@ -296,7 +296,7 @@ static void drive_handshake(struct tf_conn *c)
     if (tf_log_enabled(TF_LOG_DEBUG))
         tf_log_ssl(TF_LOG_DEBUG, "conn", "handshake");
     tf_tls_clear_errors();
-    TF_STAT_ADD(c->w->stats, hs_failed, 1);
+    TF_WSTAT_ADD(&c->w->ws, hs_failed, 1);
     tf_conn_close(c, c->end ? c->end : TF_CONN_END_HANDSHAKE_FAILED);
 }
 
@@ -391,12 +391,12 @@ void tf_conn_on_timeout(struct tf_conn *c)
         return;
     }
     if (c->state == TF_CONN_HANDSHAKE) {
-        TF_STAT_ADD(c->w->stats, hs_timeout, 1);
+        TF_WSTAT_ADD(&c->w->ws, hs_timeout, 1);
         tf_conn_close(c, TF_CONN_END_HANDSHAKE_TIMEOUT);
         return;
     }
     if (c->state == TF_CONN_CONNECTING) {
-        TF_STAT_ADD(c->w->stats, backend_errors, 1);
+        TF_WSTAT_ADD(&c->w->ws, backend_errors, 1);
         TF_INFO("conn", "conn=%llx name=%s backend %s:%u: connect timed out",
                 (unsigned long long)c->id, c->sni[0] ? c->sni : "-", c->route.backend->host,
                 c->route.backend->port);
@@ -473,7 +473,7 @@ void tf_conn_hold(struct tf_conn *c)
     w->held = c;
     w->n_held++;
     TF_STAT_ADD(w->stats, held_now, 1);
-    TF_STAT_ADD(w->stats, held_total, 1);
+    TF_WSTAT_ADD(&w->ws, held_total, 1);
     tf_deadline_set(c, c->cfg->hold_timeout_ms);
     /* One request per name per worker: the control loop answers every waiter of the name. */
     for (struct tf_conn *o = c->held_next; o; o = o->held_next)
@@ -548,8 +548,8 @@ static void conn_free(struct tf_conn *c)
     struct tf_worker *w = c->w;
     if (c->cfg->access_log)
         access_log(c);
-    TF_STAT_ADD(w->stats, bytes_in, c->bytes_in);
-    TF_STAT_ADD(w->stats, bytes_out, c->bytes_out);
+    TF_WSTAT_ADD(&w->ws, bytes_in, c->bytes_in);
+    TF_WSTAT_ADD(&w->ws, bytes_out, c->bytes_out);
     tf_pump_free_held(c);
     tf_httpmode_free(c->http);
     free(c->pin);

@@ -177,7 +177,7 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
     }
     if (!missing) {
         if (c->load_holds == 0)
-            TF_STAT_ADD(c->w->stats, cert_cache_hits, 1);
+            TF_WSTAT_ADD(&c->w->ws, cert_cache_hits, 1);
         return SSL_CLIENT_HELLO_SUCCESS;
     }
     if (c->hold == TF_HOLD_WAITING)
@@ -189,7 +189,7 @@ static int resolve_slot(struct tf_conn *c, const struct tf_cert_slot *slot,
     if (hold_capped(c))
         return SSL_CLIENT_HELLO_ERROR;
     if (c->load_holds++ == 0)
-        TF_STAT_ADD(c->w->stats, cert_cache_misses, 1);
+        TF_WSTAT_ADD(&c->w->ws, cert_cache_misses, 1);
     c->hold_load = true;
     tf_conn_hold(c);
     return SSL_CLIENT_HELLO_RETRY;

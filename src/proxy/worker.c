@@ -206,7 +206,7 @@ static void maybe_trim(struct tf_worker *w)
     w->held_ended = w->held_ended_tick = 0;
     w->trim_ms = now;
     if (release_free_heap())
-        TF_STAT_ADD(w->stats, malloc_trims, 1);
+        TF_WSTAT_ADD(&w->ws, malloc_trims, 1);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -228,6 +228,7 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
                     struct tf_ticket_ring *tickets)
 {
     w->stats = stats;
+    tf_wstats_init(&w->ws);
     w->ctl = ctl;
     w->id = id;
     w->cfg = cfg;
@@ -248,7 +249,7 @@ int tf_worker_start(struct tf_worker *w, struct tf_stats *stats, struct tf_mailb
     atomic_store(&w->heartbeat_ms, tf_mono_ms());
     uv_timer_start(&w->heartbeat, on_heartbeat, 1000, 1000);
     uv_unref((uv_handle_t *)&w->heartbeat);
-    w->pool = tf_pool_new(&w->loop, w->stats);
+    w->pool = tf_pool_new(&w->loop, &w->ws);
     w->deadlines = tf_deadlines_new(&w->loop);
     w->listeners = tf_calloc((size_t)n_fds, sizeof *w->listeners);
     w->listener_proxy = tf_calloc((size_t)n_fds, sizeof *w->listener_proxy);

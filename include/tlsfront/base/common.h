@@ -29,6 +29,9 @@ const char *tf_strerror(int err);
 void *tf_malloc(size_t n);
 void *tf_calloc(size_t n, size_t size);
 void *tf_realloc(void *p, size_t n);
+/* n zeroed elements of size bytes at an address aligned to align (a power of two, a multiple
+ * of sizeof(void *)), for types declared with alignas; release with free(). */
+void *tf_calloc_aligned(size_t n, size_t size, size_t align);
 char *tf_strdup(const char *s);
 char *tf_strndup(const char *s, size_t n);
 /* printf into a fresh heap string; aborts on allocation failure. */

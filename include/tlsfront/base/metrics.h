@@ -71,6 +71,12 @@ struct tf_histogram {
 int tf_histogram_init(struct tf_histogram *h, const double *bounds, int n);
 /* Record one value (any thread, lock-free). NaN is ignored. */
 void tf_histogram_observe(struct tf_histogram *h, double value);
+/* Record one value into a histogram only the calling thread writes (others may read it):
+ * plain relaxed loads and stores, no read-modify-write. NaN is ignored. */
+void tf_histogram_observe_own(struct tf_histogram *h, double value);
+/* Add src's counts and sum into dst, the caller's own (same bounds: a programming error
+ * otherwise, asserted). */
+void tf_histogram_fold(struct tf_histogram *dst, const struct tf_histogram *src);
 /* Write the family: _bucket{le=...} cumulative lines, _sum and _count. labels as above
  * (le is appended to them). */
 void tf_metrics_histogram(struct tf_metrics_buf *b, const char *name, const char *help,

@@ -78,7 +78,10 @@ struct tf_wmsg {
 };
 
 struct tf_worker {
-    struct tf_stats *stats;         /* borrowed: the process-wide counters (atomics) */
+    struct tf_stats *stats;         /* borrowed: the process-wide gauges and rare counters */
+    struct tf_wstats ws;            /* this worker's own counters (stats.h), read by the
+                                     * admin endpoint; the array of workers is allocated
+                                     * aligned (tf_calloc_aligned) */
     struct tf_mailbox *ctl;         /* borrowed: the control loop's mailbox (TF_SMSG_*) */
     int id;                         /* 0 .. n_workers-1 */
     int n_workers;                  /* set by the server before tf_worker_start */
