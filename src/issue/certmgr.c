@@ -561,6 +561,8 @@ int tf_certmgr_start(const struct tf_certmgr_host *host, const struct tf_config 
     cm->budget = budget_for(cfg);
     uv_timer_init(cm->loop, &cm->renew_timer);
     cm->renew_timer.data = cm;
+    uv_timer_init(cm->loop, &cm->resync_timer);
+    cm->resync_timer.data = cm;
     struct tf_acme_responder resp = {cm_responder_publish, cm_responder_unpublish, cm, NULL};
     cm_cluster_start(cm, &resp);
     if (cm_cas_start(cm, cfg, &resp, err, errlen) != 0)
@@ -702,8 +704,9 @@ void tf_certmgr_close(struct tf_certmgr *cm, void (*done)(void *arg), void *arg)
         free(q);
     }
     cm->queued = NULL;
-    cm->pending_closes = 1; /* the timer; the rest are added as they are started */
+    cm->pending_closes = 2; /* the timers; the rest are added as they are started */
     uv_close((uv_handle_t *)&cm->renew_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cm->resync_timer, on_timer_closed);
     if (cm->gate) {
         cm->pending_closes++;
         tf_gate_close(cm->gate, close_step, cm);

@@ -200,20 +200,63 @@ static void on_resync_each(const char *name, struct tf_cert *cert, const char *c
 }
 
 static void catch_up(struct tf_certmgr *cm, bool listed);
+static void start_resync(struct tf_certmgr *cm);
+
+static void on_resync_retry(uv_timer_t *t)
+{
+    struct tf_certmgr *cm = t->data;
+    if (!cm->closing && !cm->resyncing)
+        start_resync(cm);
+}
+
+/* The store could not be listed (its connection may still be coming back while the
+ * subscription already is): the resync is tried again after a backoff of 250 ms doubling to
+ * 10 s, until one succeeds; only then is the catch-up run, on a complete listing. */
+static void retry_resync(struct tf_certmgr *cm, int err)
+{
+    uint32_t delay = cm->resync_backoff_ms ? cm->resync_backoff_ms : 250;
+    cm->resync_backoff_ms = TF_MIN(delay * 2, 10000);
+    TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s; again in %u ms",
+            tf_strerror(err), delay);
+    uv_timer_start(&cm->resync_timer, on_resync_retry, delay, 0);
+}
 
 static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
 {
     struct tf_certmgr *cm = arg;
     cm->resyncing = false;
-    if (err)
-        TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s", tf_strerror(err));
-    else
-        TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
-                n_loaded, n_skipped);
     if (cm->closing)
         return;
+    if (cm->resync_again) { /* the listing may predate the later gap: list again */
+        cm->resync_again = false;
+        cm_publish_staged(cm);
+        start_resync(cm);
+        return;
+    }
+    if (err) {
+        cm_publish_staged(cm); /* what was read before the failure */
+        retry_resync(cm, err);
+        return;
+    }
+    cm->resync_backoff_ms = 0;
+    TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
+            n_loaded, n_skipped);
     cm_publish_staged(cm);
-    catch_up(cm, err == 0);
+    catch_up(cm, true);
+}
+
+/* Reload every stored certificate: each one seen is marked with a new generation, so the
+ * catch-up knows which names held here the listing no longer showed. */
+static void start_resync(struct tf_certmgr *cm)
+{
+    uv_timer_stop(&cm->resync_timer);
+    cm->resync_again = false;
+    cm->resync_gen++;
+    int rc = tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm);
+    if (rc == 0)
+        cm->resyncing = true;
+    else
+        retry_resync(cm, rc);
 }
 
 /* ---- challenges ------------------------------------------------------------------------ */
@@ -472,11 +515,10 @@ static void on_message(const char *msg, size_t len, void *arg)
         return;
     if (!msg) {
         cm_tickets_sync(cm, false);
-        if (cm->resyncing || !cm->loaded)
-            return;
-        cm->resync_gen++;
-        if (tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm) == 0)
-            cm->resyncing = true;
+        if (cm->resyncing)
+            cm->resync_again = true;
+        else if (cm->loaded)
+            start_resync(cm);
         return;
     }
     char kind[16], node[17], name[256] = "";

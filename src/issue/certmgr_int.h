@@ -139,7 +139,10 @@ struct tf_certmgr {
     /* cluster (certmgr_cluster.c): the store is shared with other nodes */
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
+    bool resync_again;            /* another gap while resyncing: once more when it ends */
     uint32_t resync_gen;          /* counts the resyncs after a gap (certmgr_cluster.c) */
+    uv_timer_t resync_timer;      /* a resync the store failed is tried again (backoff) */
+    uint32_t resync_backoff_ms;   /* the next retry's delay; 0: no retry since the last one */
     char node_id[17];             /* random, tells our own announcements apart */
     struct tf_lru *errors;        /* name -> struct cm_error: last failure (certmgr_admin.c) */
 };

@@ -239,11 +239,16 @@ class Balancer(_Listener):
 class Relay(_Listener):
     """A TCP relay on 127.0.0.1:0 in front of a Redis server (its port), for a node that must
     miss announcements for real: cut() closes every relayed connection and refuses new ones
-    (accepted, then closed at once) until restore(). url is what --storage takes."""
+    (accepted, then closed at once) until restore(). restore(commands_after=s) lets the
+    subscriber (a connection whose first command is SUBSCRIBE) back at once and the node's
+    command connection only s seconds later: the order in which a loaded machine may bring
+    them back. url is what --storage takes."""
 
     def __init__(self, port):
         self.target = port
         self.cut_off = False
+        self.commands_at = 0.0
+        self.refused_commands = 0
         self.conns = []
         super().__init__()
 
@@ -262,14 +267,32 @@ class Relay(_Listener):
                 pass
             c.close()
 
-    def restore(self):
+    def restore(self, commands_after=0.0):
         with self.lock:
             self.cut_off = False
+            self.commands_at = time.monotonic() + commands_after
+
+    def _held_back(self, c):
+        """Whether c is a command connection that must wait (restore's commands_after)."""
+        if time.monotonic() >= self.commands_at:
+            return False
+        c.settimeout(5)
+        try:
+            first = c.recv(64, socket.MSG_PEEK)
+        except OSError:
+            return True
+        finally:
+            c.settimeout(None)
+        if b"SUBSCRIBE" in first.upper():
+            return False
+        with self.lock:
+            self.refused_commands += 1
+        return True
 
     def _take(self, c):
         try:
-            b = None if self.cut_off else socket.create_connection(("127.0.0.1", self.target),
-                                                                  timeout=10)
+            b = None if self.cut_off or self._held_back(c) else socket.create_connection(
+                ("127.0.0.1", self.target), timeout=10)
             if b:
                 b.settimeout(None)  # a subscriber's connection idles between messages
         except OSError:

@@ -83,9 +83,13 @@ st, doc = call(admin_a, "DELETE", "/certs/" + NAME)
 check(st == 200 and doc["forgotten_storage"], "DELETE on A while B is cut off: %s" % doc)
 check(managed(admin_b, NAME), "node B, cut off, still holds the name")
 
-relay.restore()
+# The subscriber comes back at once, B's command connection 3 s later: the gap is noticed
+# while the store cannot be read yet, and the reload must be tried again, not given up.
+relay.restore(commands_after=3.0)
 check(pb.wait_for(r"reloaded stored certificates after a gap", timeout=60) is not None,
       "node B resyncs after the gap")
+check(relay.refused_commands > 0, "node B's command connection was held back (%d refused)"
+      % relay.refused_commands)
 check(wait_until(lambda: not managed(admin_b, NAME), timeout=30, step=0.1),
       "node B drops the name forgotten during the gap")
 check(pb.wait_for(r"caught up after a gap: 1 names forgotten elsewhere dropped, 1 withdrawn "
