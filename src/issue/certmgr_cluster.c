@@ -23,6 +23,7 @@
 #include "tlsfront/base/log.h"
 #include "tlsfront/store/storage_cluster.h"
 
+#include <limits.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -187,15 +188,31 @@ void cm_cluster_check_stored(struct cm_demand *d)
     }
 }
 
-static void on_resync_each(const char *name, struct tf_cert *cert, const char *ca_id,
-                           void *arg)
+/* One stored name of a resync. Not indexing (meta NULL): cert is decoded, taken unless it is
+ * the one served. Indexing (a lazy store: only meta.json was read): a name whose metadata
+ * matches what is held here costs nothing more; one that changed, or is new here, is read
+ * in full, as the announcement that was missed would have had it read; a name decoded for
+ * want of a usable meta.json (cert set) is taken as when not indexing. */
+static void on_resync_each(const char *name, struct tf_cert *cert,
+                           const struct tf_acme_store_meta *meta, const char *ca_id,
+                           const char *cert_id, void *arg)
 {
     struct tf_certmgr *cm = arg;
     struct cm_managed *m = cm_find_managed(cm, name);
     if (m)
         m->seen_gen = cm->resync_gen;
-    if (!cm->closing)
+    if (cm->closing) {
+        tf_cert_unref(cert);
+        return;
+    }
+    if (cert) {
         take_stored(cm, name, cert, ca_id, true);
+    } else if (!m || !cm_same_meta(cm, m, meta, cert_id)) {
+        cm->resync_reads++;
+        struct cmc_req *r = req_new(cm, name);
+        if (tf_acme_store_load_meta(cm->storage, name, on_announced_cert, r) != 0)
+            req_free(r);
+    }
     tf_cert_unref(cert);
 }
 
@@ -221,7 +238,7 @@ static void retry_resync(struct tf_certmgr *cm, int err)
     uv_timer_start(&cm->resync_timer, on_resync_retry, delay, 0);
 }
 
-static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
+static void on_resync_done(int err, const struct tf_acme_store_counts *n, void *arg)
 {
     struct tf_certmgr *cm = arg;
     cm->resyncing = false;
@@ -239,20 +256,28 @@ static void on_resync_done(int err, int n_loaded, int n_skipped, void *arg)
         return;
     }
     cm->resync_backoff_ms = 0;
-    TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
-            n_loaded, n_skipped);
+    if (n->lazy)
+        TF_INFO(CM_MOD, "re-indexed stored certificates after a gap: %d indexed, %d skipped, "
+                        "%u changed or new read in full",
+                n->loaded, n->skipped, cm->resync_reads);
+    else
+        TF_INFO(CM_MOD, "reloaded stored certificates after a gap: %d loaded, %d skipped",
+                n->loaded, n->skipped);
     cm_publish_staged(cm);
     catch_up(cm, true);
 }
 
-/* Reload every stored certificate: each one seen is marked with a new generation, so the
- * catch-up knows which names held here the listing no longer showed. */
+/* Reload every stored certificate, or with a lazy store index every stored name again:
+ * each one seen is marked with a new generation, so the catch-up knows which names held
+ * here the listing no longer showed. */
 static void start_resync(struct tf_certmgr *cm)
 {
     uv_timer_stop(&cm->resync_timer);
     cm->resync_again = false;
     cm->resync_gen++;
-    int rc = tf_acme_store_load_all(cm->storage, on_resync_each, on_resync_done, cm);
+    cm->resync_reads = 0;
+    int rc = tf_acme_store_index_all(cm->storage, cm->lazy ? 0 : INT_MAX, on_resync_each,
+                                     on_resync_done, cm);
     if (rc == 0)
         cm->resyncing = true;
     else

@@ -140,6 +140,7 @@ struct tf_certmgr {
     bool cluster;
     bool resyncing;               /* reloading every stored certificate after a gap */
     bool resync_again;            /* another gap while resyncing: once more when it ends */
+    uint32_t resync_reads;        /* names a lazy resync read in full (changed or new) */
     uint32_t resync_gen;          /* counts the resyncs after a gap (certmgr_cluster.c) */
     uv_timer_t resync_timer;      /* a resync the store failed is tried again (backoff) */
     uint32_t resync_backoff_ms;   /* the next retry's delay; 0: no retry since the last one */
@@ -322,6 +323,10 @@ char *cm_cert_id(const struct cm_managed *m);
 /* True when cert (decoded) is the one m holds (a stub: same certID and expiry). */
 bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
                   const struct tf_cert *cert);
+/* Whether m holds the certificate meta.json describes (the same ARI certID, expiry and
+ * kind): a lazy resync reads only names for which it does not. */
+bool cm_same_meta(const struct tf_certmgr *cm, const struct cm_managed *m,
+                  const struct tf_acme_store_meta *meta, const char *cert_id);
 /* The decoded certificate of m when it has one in memory (borrowed), else NULL. */
 struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m);
 /* When a handshake last chose m's certificate (unix seconds, 0: never). */

@@ -202,6 +202,25 @@ bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
     return same;
 }
 
+bool cm_same_meta(const struct tf_certmgr *cm, const struct cm_managed *m,
+                  const struct tf_acme_store_meta *meta, const char *cert_id)
+{
+    const struct tf_stub *stub = m->cert ? NULL : cm_stub(cm, m, NULL);
+    if (!meta || (!m->cert && !stub))
+        return false;
+    int64_t not_before = m->cert ? m->cert->not_before : m->not_before;
+    int64_t not_after = m->cert ? m->cert->not_after : m->not_after;
+    int kind = m->cert ? (int)m->cert->kind : (int)stub->kind;
+    /* Without a certID on either side (a meta.json written without one, a leaf without
+     * AKI), the validity to the second tells a renewed certificate apart. */
+    char *ours = cm_cert_id(m);
+    bool same_id = ours && cert_id ? strcmp(ours, cert_id) == 0 : !ours && !cert_id;
+    bool same = same_id && not_before == meta->not_before && not_after == meta->not_after &&
+                kind == (int)meta->kind;
+    free(ours);
+    return same;
+}
+
 struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m)
 {
     struct tf_stub *stub = m->cert ? NULL : cm_stub(cm, m, NULL);
