@@ -255,6 +255,8 @@ static void on_resync_done(int err, const struct tf_acme_store_counts *n, void *
         retry_resync(cm, err);
         return;
     }
+    if (cm->resync_backoff_ms) /* the ring's fetch at the gap failed as the reload did */
+        cm_tickets_sync(cm, false);
     cm->resync_backoff_ms = 0;
     if (n->lazy)
         TF_INFO(CM_MOD, "re-indexed stored certificates after a gap: %d indexed, %d skipped, "
