@@ -4,6 +4,7 @@ round-robin balancer (one backend per new connection, in turn) that counts conne
 backend, a TCP relay in front of Redis that a test can cut, the setup every cluster test
 shares (Cluster) and admin API calls with a token. All are stopped by the test that started
 them (the Redis server by its PID)."""
+import calendar
 import http.client
 import json
 import os
@@ -14,7 +15,8 @@ import threading
 import time
 
 from pebblectl import Pebble
-from tfcommon import SRC, Proc, ask_server, bound, free_port, read_to_eof, tmpdir
+from tfcommon import (SRC, Proc, ask_server, bound, free_port, many_certs, read_to_eof,
+                      tmpdir)
 
 
 class Redis:
@@ -336,3 +338,38 @@ def fetch(rootf, port, name, timeout=60):
         s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % name.encode())
         data = read_to_eof(s)
     return x509.load_der_x509_certificate(der).serial_number, data
+
+
+def _resp(*args):
+    """One Redis command in the protocol's wire form."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def redis_fill_many(port, n):
+    """Write the first n certificates of many_certs(3000) into the Redis store on port, in
+    the storage layout (cert.pem, key.pem, meta.json with kind and validity, no certID), as
+    if obtained earlier: a store a node indexes at start."""
+    from cryptography import x509
+    import warnings
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* later
+    many = many_certs(3000)  # the set test_managed_cache makes
+    cmds = []
+    for i in range(1, n + 1):
+        name = "%d.many.test" % i
+        with open(os.path.join(many, name + ".pem")) as f:
+            pem = f.read()
+        cut = pem.index("-----BEGIN PRIVATE KEY-----")
+        c = x509.load_pem_x509_certificate(pem[:cut].encode())
+        meta = {"name": name, "kind": "ec",
+                "not_before": calendar.timegm(c.not_valid_before.utctimetuple()),
+                "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
+        for f, v in (("cert.pem", pem[:cut]), ("key.pem", pem[cut:]),
+                     ("meta.json", json.dumps(meta))):
+            cmds.append(_resp("SET", "tlsfront:v:certs/%s/%s" % (name, f), v))
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=b"".join(cmds), check=True,
+                   stdout=subprocess.DEVNULL)
+    return many

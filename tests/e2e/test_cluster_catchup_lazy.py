@@ -7,48 +7,14 @@ misses the forget) and obtains a third (B misses the announcement). Once the rel
 (the subscriber first, the command connection 3 s later), B's resync reads only meta.json
 for the stored names and reads in full only the two that changed or are new to it, then
 drops the forgotten name and serves A's certificates."""
-import calendar
-import json
-import os
-import subprocess
-import warnings
-
-from cryptography import x509
 from clusterctl import (Cluster, Relay, admin_call, admin_managed, admin_port, ask_yes,
-                        secret_file)
-from tfcommon import (Backend, check, finish, http_handler, many_certs,
-                      start_tlsfront, wait_until)
+                        redis_fill_many, secret_file)
+from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
 
 N, CACHE = 300, 100
 TOKEN = "cluster-catchup-lazy-0123456789"
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
-
-many = many_certs(3000)  # the set test_managed_cache makes; its first N names
 cl = Cluster(balancer=False)  # pebble validates through node A, which is never cut off
-
-
-def resp(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-cmds = []
-for i in range(1, N + 1):
-    name = "%d.many.test" % i
-    with open(os.path.join(many, name + ".pem")) as f:
-        pem = f.read()
-    cut = pem.index("-----BEGIN PRIVATE KEY-----")
-    c = x509.load_pem_x509_certificate(pem[:cut].encode())
-    meta = {"name": name, "kind": "ec",
-            "not_before": calendar.timegm(c.not_valid_before.utctimetuple()),
-            "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
-    for f, v in (("cert.pem", pem[:cut]), ("key.pem", pem[cut:]), ("meta.json", json.dumps(meta))):
-        cmds.append(resp("SET", "tlsfront:v:certs/%s/%s" % (name, f), v))
-subprocess.run(["redis-cli", "-p", str(cl.redis.port), "--pipe"], input=b"".join(cmds),
-               check=True, stdout=subprocess.DEVNULL)
+redis_fill_many(cl.redis.port, N)
 
 ask_url, asked = ask_yes()
 tokf = secret_file(TOKEN)

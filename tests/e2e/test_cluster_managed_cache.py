@@ -4,50 +4,23 @@ holds 1,000 certificates (written here in the storage layout, meta.json included
 serves a sample of names with the right certificate from Redis, the cache stays within its
 bound. A name node A obtains from pebble is served by node B (announced: B makes it a stub);
 after A renews it, B serves the new certificate, not the old one it had loaded."""
-import calendar
-import json
 import os
 import random
 import ssl
-import subprocess
 import warnings
 
-from cryptography import x509
-from clusterctl import Cluster, admin_call, admin_managed, admin_port, secret_file
-from tfcommon import (Backend, cert_cache_metrics, check, finish, http_handler, many_certs,
-                      served_sans, start_tlsfront, tls_refusal, wait_until)
+from clusterctl import (Cluster, admin_call, admin_managed, admin_port, redis_fill_many,
+                        secret_file)
+from tfcommon import (Backend, cert_cache_metrics, check, finish, served_sans,
+                      http_handler, start_tlsfront, tls_refusal, wait_until)
 
 N = 1000
 CACHE = 100
 TOKEN = "s3cret-token-0123456789abcdef"
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
 
-many = many_certs(3000)  # the set test_managed_cache makes; its first N names
 cl = Cluster(balancer=False)  # pebble validates through node A
-
-
-def resp(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else a.encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-cmds = []
-for i in range(1, N + 1):
-    name = "%d.many.test" % i
-    with open(os.path.join(many, name + ".pem")) as f:
-        pem = f.read()
-    cut = pem.index("-----BEGIN PRIVATE KEY-----")
-    c = x509.load_pem_x509_certificate(pem[:cut].encode())
-    meta = {"name": name, "kind": "ec",
-            "not_before": calendar.timegm(c.not_valid_before.utctimetuple()),
-            "not_after": calendar.timegm(c.not_valid_after.utctimetuple())}
-    for f, v in (("cert.pem", pem[:cut]), ("key.pem", pem[cut:]), ("meta.json", json.dumps(meta))):
-        cmds.append(resp("SET", "tlsfront:v:certs/%s/%s" % (name, f), v))
-subprocess.run(["redis-cli", "-p", str(cl.redis.port), "--pipe"], input=b"".join(cmds),
-               check=True, stdout=subprocess.DEVNULL)
+many = redis_fill_many(cl.redis.port, N)
 
 tokf = secret_file(TOKEN)
 backend = Backend(http_handler(b"hi"))
