@@ -23,7 +23,6 @@
 #include "tlsfront/base/log.h"
 #include "tlsfront/store/storage_cluster.h"
 
-#include <limits.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -269,7 +268,7 @@ static void on_resync_done(int err, const struct tf_acme_store_counts *n, void *
     catch_up(cm, true);
 }
 
-/* Reload every stored certificate, or with a lazy store index every stored name again:
+/* Reload every stored certificate, or with a large store index every stored name again:
  * each one seen is marked with a new generation, so the catch-up knows which names held
  * here the listing no longer showed. */
 static void start_resync(struct tf_certmgr *cm)
@@ -278,8 +277,10 @@ static void start_resync(struct tf_certmgr *cm)
     cm->resync_again = false;
     cm->resync_gen++;
     cm->resync_reads = 0;
-    int rc = tf_acme_store_index_all(cm->storage, cm->lazy ? 0 : INT_MAX, on_resync_each,
-                                     on_resync_done, cm);
+    /* Indexed as at start-up once the store holds more than --cert-cache names (however
+     * small it was then): a resync never decodes more than the cache holds. */
+    int rc = tf_acme_store_index_all(cm->storage, cm->lazy ? 0 : cm->cfg->cert_cache,
+                                     on_resync_each, on_resync_done, cm);
     if (rc == 0)
         cm->resyncing = true;
     else
