@@ -3,7 +3,7 @@
 cost against the same number of single-worker processes sharing the port (SO_REUSEPORT).
 
     bench/multicore.py floor [--n 1000] [--rounds 5]
-    bench/multicore.py server [--workers 1,2] [--rounds 5] [--n 4000] [--conc 32]
+    bench/multicore.py server [--workers 1,2] [--rounds 5] [--n 4000] [--conc 32] [--clients K]
                               [--tlsfront build/tlsfront] [--base OLD_BINARY]
                               [--peers nginx,haproxy] [--server-cores 0-1] [--client-cores 0-1]
 
@@ -22,7 +22,11 @@ kernel's per-process CPU clocks (not wall throughput, which a shared machine mak
 handshakes/s is printed beside it. Rows take turns within each round; medians and min-max,
 and each row's CPU as a ratio to procs:new of the same round.
 On a machine with many cores, give the server W cores and the client the others, e.g.
---workers 1,2,4,8 --server-cores 0-7 --client-cores 8-15.
+--workers 1,2,4,8 --server-cores 0-7 --client-cores 8-15 --clients 8: each row with W
+workers is pinned to the first W of --server-cores, and with --clients K, K loadgen
+processes run at once (one loadgen process keeps about one server core busy) and the server's
+CPU is read from /proc around them. bench/device.sh carries all of it to a machine where
+nothing is installed.
 
 Builds bench/floor.c, bench/lockcount.c, bench/loadgen.c and bench/backend.c into
 $TLSFRONT_BENCH_BIN (default /tmp/tlsfront-multicore-bin). Every process started is stopped by
@@ -51,6 +55,8 @@ def log(msg):
 
 def build_tools():
     out = os.environ.get("TLSFRONT_BENCH_BIN", "/tmp/tlsfront-multicore-bin")
+    if os.environ.get("TLSFRONT_BENCH_PREBUILT"):  # bench/device.sh: no compiler there
+        return out
     os.makedirs(out, exist_ok=True)
     b = lambda *a: subprocess.run(["gcc"] + CFLAGS + list(a), check=True, cwd=ROOT)
     b("-o", os.path.join(out, "floor"), "bench/floor.c", "-lssl", "-lcrypto", "-lpthread")
@@ -62,7 +68,7 @@ def build_tools():
 
 def make_cert(work):
     mk = os.path.join(ROOT, "certs", "mkcerts.sh")
-    run = lambda *a: subprocess.run(["bash", mk] + list(a), check=True, capture_output=True)
+    run = lambda *a: subprocess.run(["bash", mk] + list(a), check=True, stdout=subprocess.DEVNULL)
     run("ca", os.path.join(work, "ca"))
     d = os.path.join(work, "certs-ec")
     run("leaf", d, "leaf", SNI, "--ca", os.path.join(work, "ca"))
@@ -167,7 +173,7 @@ class Group:
 def start_row(a, work, row, w, cert, backend):
     certdir, crt, key = cert
     kind, _, binname = row.partition(":")
-    cores = a.server_cores
+    cores = first_cores(a.server_cores, w)
     if kind in ("threads", "procs"):
         binary = a.tlsfront if binname == "new" else a.base
         port = S.free_port()
@@ -193,12 +199,35 @@ def start_row(a, work, row, w, cert, backend):
     raise SystemExit("unknown row " + row)
 
 
+def first_cores(spec, w):
+    """The first w CPUs of a taskset list such as "0-7" or "0,2,4" (all of them when it has
+    fewer): W workers are pinned to W cores, as the issue's figure was measured."""
+    cpus = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus += range(int(lo), int(hi or lo) + 1)
+    return ",".join(map(str, cpus[:w] if len(cpus) >= w else cpus))
+
+
 class _Work:
     def __init__(self, d):
         self.dir = d
 
 
+def proc_cpu_s(pids):
+    """utime + stime of pids (every thread), seconds, from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def loadgen(a, out, g, backend_pid):
+    if a.clients > 1:
+        return loadgen_many(a, out, g)
     argv = ["taskset", "-c", a.client_cores, os.path.join(out, "loadgen"), "hs", g.addr, SNI,
             "--n", str(a.n), "--conc", str(a.conc), "--warmup", str(max(a.conc * 4, 200)),
             "--pids", ",".join(map(str, g.pids)), "--sys-pids", str(backend_pid)]
@@ -209,6 +238,31 @@ def loadgen(a, out, g, backend_pid):
     d = json.loads(r.stdout)
     d["hs_per_s"] = a.n / (time.monotonic() - t0)  # wall, start-up of loadgen included
     return d
+
+
+def loadgen_many(a, out, g):
+    """--clients K: K loadgen processes at once on the client cores (one cannot keep several
+    server cores busy), a.n handshakes in all, after a warm-up run. The server's CPU is read
+    from /proc around the whole run (10 ms ticks: give it seconds of work)."""
+    def argv(n, conc):
+        return ["taskset", "-c", a.client_cores, os.path.join(out, "loadgen"), "hs", g.addr,
+                SNI, "--n", str(n), "--conc", str(conc), "--warmup", "0",
+                "--pids", ",".join(map(str, g.pids))]
+    subprocess.run(argv(max(a.conc * 4, 200), a.conc), capture_output=True, check=True,
+                   timeout=600)
+    per = a.n // a.clients
+    cpu0, t0 = proc_cpu_s(g.pids), time.monotonic()
+    procs = [subprocess.Popen(argv(per, max(a.conc // a.clients, 1)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(a.clients)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    wall = time.monotonic() - t0
+    cpu = proc_cpu_s(g.pids) - cpu0
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0:
+            raise SystemExit("loadgen against %s failed: %s" % (g.name, err.strip()))
+    n = per * a.clients
+    return {"mode": "hs", "n": n, "clients": a.clients, "wall_s": wall, "server_cpu_s": cpu,
+            "cpu_s_per_1000": cpu / n * 1000, "hs_per_s": n / wall}
 
 
 def start_backend(out, work, cores):
@@ -263,6 +317,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--n", type=int, default=0, help="handshakes per worker (floor) or run")
     ap.add_argument("--conc", type=int, default=32)
+    ap.add_argument("--clients", type=int, default=1,
+                    help="loadgen processes at once (server: to keep W server cores busy)")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--tlsfront", default=os.path.join(ROOT, "build", "tlsfront"))
     ap.add_argument("--base", help="an older tlsfront binary, measured the same two ways")

@@ -222,7 +222,8 @@ def start_nginx(w, name, crt, key, backend, stream=False, keepalive=True, worker
     v = {"d": d, "port": port, "backend": backend, "crt": crt, "key": key, "suite": SUITE,
          "keepalive": "keepalive 64;" if keepalive else ""}
     body = (_NGINX_STREAM if stream else _NGINX_HTTP) % v
-    load = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" if stream else ""
+    mods = os.environ.get("TLSFRONT_NGINX_MODULES", "/usr/lib/nginx/modules")  # device.sh
+    load = "load_module %s/ngx_stream_module.so;\n" % mods if stream else ""
     cfg = _write(os.path.join(d, "nginx.conf"), load + """daemon off;
 master_process on;
 user root;
