@@ -129,13 +129,26 @@ static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert 
     return true;
 }
 
+static void resync_later(struct tf_certmgr *cm);
+
+/* The store did not answer (its connection down or too slow), rather than answer "none". */
+static bool store_unavailable(int err)
+{
+    return err == UV_ECONNREFUSED || err == UV_ECONNRESET || err == UV_ENOTCONN ||
+           err == UV_ETIMEDOUT || err == UV_EPIPE || err == TF_ETIMEDOUT;
+}
+
 static void on_announced_cert(int err, struct tf_cert *cert, const char *ca_id, void *arg)
 {
     struct cmc_req *r = arg;
     struct tf_certmgr *cm = r->cm;
     if (err) {
-        TF_WARN(CM_MOD, "name=%s announced certificate not loaded: %s", r->name,
-                tf_strerror(err));
+        bool later = store_unavailable(err) && !cm->closing;
+        TF_WARN(CM_MOD, "name=%s announced certificate not loaded: %s%s", r->name,
+                tf_strerror(err), later ? " (caught up when the storage answers)" : "");
+        /* An announcement the store could not serve is as good as missed: a gap. */
+        if (later)
+            resync_later(cm);
     } else if (!cm->closing && take_stored(cm, r->name, cert, ca_id, false)) {
         cm->stats.cluster_certs_received++;
         TF_INFO(CM_MOD, "name=%s certificate from another node (serial %s)", r->name,
@@ -232,8 +245,12 @@ static void retry_resync(struct tf_certmgr *cm, int err)
 {
     uint32_t delay = cm->resync_backoff_ms ? cm->resync_backoff_ms : 250;
     cm->resync_backoff_ms = TF_MIN(delay * 2, 10000);
-    TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s; again in %u ms",
-            tf_strerror(err), delay);
+    if (err)
+        TF_WARN(CM_MOD, "reloading stored certificates after a gap: %s; again in %u ms",
+                tf_strerror(err), delay);
+    else
+        TF_INFO(CM_MOD, "an announcement was missed: stored certificates reloaded in %u ms",
+                delay);
     uv_timer_start(&cm->resync_timer, on_resync_retry, delay, 0);
 }
 
@@ -266,6 +283,15 @@ static void on_resync_done(int err, const struct tf_acme_store_counts *n, void *
                 n->loaded, n->skipped);
     cm_publish_staged(cm);
     catch_up(cm, true);
+}
+
+/* A resync soon (a missed announcement): after the current one, or on the retry timer. */
+static void resync_later(struct tf_certmgr *cm)
+{
+    if (cm->resyncing)
+        cm->resync_again = true;
+    else if (cm->loaded && !uv_is_active((uv_handle_t *)&cm->resync_timer))
+        retry_resync(cm, 0);
 }
 
 /* Reload every stored certificate, or with a large store index every stored name again:

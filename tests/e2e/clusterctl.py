@@ -244,7 +244,8 @@ class Relay(_Listener):
     (accepted, then closed at once) until restore(). restore(commands_after=s) lets the
     subscriber (a connection whose first command is SUBSCRIBE) back at once and the node's
     command connection only s seconds later: the order in which a loaded machine may bring
-    them back. url is what --storage takes."""
+    them back. cut_commands(s) closes the command connections alone and refuses new ones
+    for s seconds, while the subscriber stays. url is what --storage takes."""
 
     def __init__(self, port):
         self.target = port
@@ -252,6 +253,7 @@ class Relay(_Listener):
         self.commands_at = 0.0
         self.refused_commands = 0
         self.conns = []
+        self.command_conns = []
         super().__init__()
 
     @property
@@ -274,26 +276,38 @@ class Relay(_Listener):
             self.cut_off = False
             self.commands_at = time.monotonic() + commands_after
 
-    def _held_back(self, c):
-        """Whether c is a command connection that must wait (restore's commands_after)."""
-        if time.monotonic() >= self.commands_at:
-            return False
+    def cut_commands(self, seconds):
+        with self.lock:
+            self.commands_at = time.monotonic() + seconds
+            conns, self.command_conns = self.command_conns, []
+            self.conns = [c for c in self.conns if c not in conns]
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    @staticmethod
+    def _is_subscriber(c):
+        """Whether c's first command is SUBSCRIBE (a node's command connection starts with
+        AUTH, SELECT or PING)."""
         c.settimeout(5)
         try:
-            first = c.recv(64, socket.MSG_PEEK)
+            return b"SUBSCRIBE" in c.recv(64, socket.MSG_PEEK).upper()
         except OSError:
-            return True
+            return False
         finally:
             c.settimeout(None)
-        if b"SUBSCRIBE" in first.upper():
-            return False
-        with self.lock:
-            self.refused_commands += 1
-        return True
 
     def _take(self, c):
+        sub = self._is_subscriber(c)
+        held = not sub and time.monotonic() < self.commands_at
+        if held:
+            with self.lock:
+                self.refused_commands += 1
         try:
-            b = None if self.cut_off or self._held_back(c) else socket.create_connection(
+            b = None if self.cut_off or held else socket.create_connection(
                 ("127.0.0.1", self.target), timeout=10)
             if b:
                 b.settimeout(None)  # a subscriber's connection idles between messages
@@ -306,6 +320,8 @@ class Relay(_Listener):
                     b.close()
                 return
             self.conns += [c, b]
+            if not sub:
+                self.command_conns += [c, b]
         for src, dst in ((c, b), (b, c)):
             threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 

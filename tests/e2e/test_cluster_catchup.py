@@ -101,4 +101,17 @@ orders = peb.orders()
 s2 = serial(port_b, NAME)
 check(s2 != s1 and peb.orders() == orders + 1, "node B's next handshake orders the name again")
 check(len(asked) == 3, "node B asked --ask for it (%d asks)" % len(asked))
+
+# B's command connection alone goes for 3 s (its subscriber stays, so no gap is seen): the
+# announcement of a certificate A obtains meanwhile reaches B, which cannot read it. B
+# catches up once the store answers, without a handshake asking it for the name.
+LATE = "late.ca.test"
+bal.backends = [port_a]  # pebble validates through A: B cannot read challenges meanwhile
+relay.cut_commands(3.0)
+s_late = serial(port_a, LATE)
+check(pb.wait_for(r"name=late\.ca\.test announced certificate not loaded", timeout=30)
+      is not None, "node B cannot load the certificate announced while its store is down")
+check(wait_until(lambda: managed(admin_b, LATE), timeout=60, step=0.2),
+      "node B loads it once the store answers again")
+check(serial(port_b, LATE) == s_late, "node B serves A's certificate for it")
 finish()
