@@ -264,7 +264,11 @@ def main():
     elapsed = time.monotonic() - t0
     meta = report.environment(w, args, cfg, figs, elapsed)
     res = report.summarize(w.records, meta)
-    ok_targets = report.write(res, w.records, meta, args.out, args.docs)
+    # A run of some figures, rows or parts of figure 6 writes partial-MODE.*: latest-MODE.*
+    # (and the docs' table) stay the last complete run's.
+    partial = figs != default_figs or bool(args.rows) or bool(args.many)
+    ok_targets = report.write(res, w.records, meta, args.out, None if partial else args.docs,
+                              "partial-" if partial else "latest-")
     log("done in %.0f s; results in %s" % (elapsed, args.out))
     if not args.keep and ok:
         subprocess.run(["rm", "-rf", w.dir])

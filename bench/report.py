@@ -420,11 +420,11 @@ def _extra_tables(res):
     return out
 
 
-def write(res, records, meta, outdir, docs):
-    """Write OUT/latest-MODE.{md,json}; returns True when every target was met."""
+def write(res, records, meta, outdir, docs, prefix="latest-"):
+    """Write OUT/PREFIXMODE.{md,json}; returns True when every target was met."""
     os.makedirs(outdir, exist_ok=True)
     md = markdown(res)
-    base = os.path.join(outdir, "latest-" + meta["mode"])
+    base = os.path.join(outdir, prefix + meta["mode"])
     with open(base + ".md", "w") as f:
         f.write(md)
     with open(base + ".json", "w") as f:

@@ -4,7 +4,8 @@
 # the bench's own C tools (loadgen, backend, floor), then runs bench/bench.py, which starts
 # everything on loopback, measures, stops what it started, and writes
 # bench/results/latest-{quick,full}.{md,json} (and, in full mode, the table in
-# docs/benchmarks.md).
+# docs/benchmarks.md); a run of some figures, rows or figure 6 parts writes
+# bench/results/partial-{quick,full}.{md,json} instead (not kept by git).
 #
 #   bench/run.sh [--quick] [--check] [--head] [--figs 1,3] [--rows tlsfront,nginx]
 #                [--rounds N] [--many startup,hot,cold,callgrind] [--no-docs] [--keep]
@@ -44,6 +45,11 @@ if [ $HEAD -eq 1 ]; then
   export TLSFRONT_BENCH_REV="$(git -C "$ROOT" rev-parse --short HEAD) (HEAD, clean)"
 fi
 echo "bench: building tlsfront (Release) from $SRC in $BUILD" >&2
+# A build folder configured from the other source (--head or not) is configured afresh.
+if [ -f "$BUILD/tlsfront/CMakeCache.txt" ] &&
+   ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$SRC" "$BUILD/tlsfront/CMakeCache.txt"; then
+  rm -rf "$BUILD/tlsfront"
+fi
 # -g only adds symbols (for perf and callgrind); the code is the same as a plain Release
 cmake -S "$SRC" -B "$BUILD/tlsfront" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g -DTLSFRONT_TESTS=OFF >/dev/null
 cmake --build "$BUILD/tlsfront" -j"$(nproc)" --target tlsfront >/dev/null
