@@ -642,6 +642,7 @@ static void close_step(void *arg)
         free(m);
     }
     cm_lazy_free(cm);
+    cm_cluster_free(cm);
     tf_lru_free(cm->by_name);
     staged_clear(cm);
     free(cm->staged);

@@ -38,6 +38,7 @@ struct cmc_req {
     char *name;
     int worker;            /* challenge lookup: the worker to answer, else -1 */
     struct cm_demand *d;   /* storage check: the demand */
+    bool resync_read;      /* a resync's read in full (counted in resync_inflight) */
     char *msg;             /* challenge: the announcement sent once the value is written */
     void (*done)(void *ctx);
     void *ctx;
@@ -130,6 +131,7 @@ static bool take_stored(struct tf_certmgr *cm, const char *name, struct tf_cert 
 }
 
 static void resync_later(struct tf_certmgr *cm);
+static void resync_read_next(struct tf_certmgr *cm);
 
 /* The store did not answer (its connection down or too slow), rather than answer "none". */
 static bool store_unavailable(int err)
@@ -162,6 +164,10 @@ static void on_announced_cert(int err, struct tf_cert *cert, const char *ca_id, 
             }
     }
     tf_cert_unref(cert);
+    if (r->resync_read) {
+        cm->resync_inflight--;
+        resync_read_next(cm);
+    }
     req_free(r);
 }
 
@@ -221,11 +227,48 @@ static void on_resync_each(const char *name, struct tf_cert *cert,
         take_stored(cm, name, cert, ca_id, true);
     } else if (!m || !cm_same_meta(cm, m, meta, cert_id)) {
         cm->resync_reads++;
-        struct cmc_req *r = req_new(cm, name);
-        if (tf_acme_store_load_meta(cm->storage, name, on_announced_cert, r) != 0)
-            req_free(r);
+        struct cm_queued *q = tf_calloc(1, sizeof *q);
+        q->name = tf_strdup(name);
+        if (cm->resync_q_tail)
+            cm->resync_q_tail->next = q;
+        else
+            cm->resync_q = q;
+        cm->resync_q_tail = q;
+        resync_read_next(cm);
     }
     tf_cert_unref(cert);
+}
+
+/* Reads in full that a resync queued, CM_RESYNC_READS at a time: after a long gap many
+ * names may have changed, and each read holds its texts and then a decoded certificate. */
+#define CM_RESYNC_READS 32
+
+static void resync_read_next(struct tf_certmgr *cm)
+{
+    while (cm->resync_q && cm->resync_inflight < CM_RESYNC_READS && !cm->closing) {
+        struct cm_queued *q = cm->resync_q;
+        cm->resync_q = q->next;
+        if (!cm->resync_q)
+            cm->resync_q_tail = NULL;
+        struct cmc_req *r = req_new(cm, q->name);
+        r->resync_read = true;
+        free(q->name);
+        free(q);
+        if (tf_acme_store_load_meta(cm->storage, r->name, on_announced_cert, r) == 0)
+            cm->resync_inflight++;
+        else
+            req_free(r);
+    }
+}
+
+void cm_cluster_free(struct tf_certmgr *cm)
+{
+    for (struct cm_queued *q = cm->resync_q, *n; q; q = n) {
+        n = q->next;
+        free(q->name);
+        free(q);
+    }
+    cm->resync_q = cm->resync_q_tail = NULL;
 }
 
 static void catch_up(struct tf_certmgr *cm, bool listed);

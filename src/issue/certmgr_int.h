@@ -141,6 +141,10 @@ struct tf_certmgr {
     bool resyncing;               /* reloading every stored certificate after a gap */
     bool resync_again;            /* another gap while resyncing: once more when it ends */
     uint32_t resync_reads;        /* names a lazy resync read in full (changed or new) */
+    struct cm_queued *resync_q;   /* names a resync will read in full, at most
+                                   * CM_RESYNC_READS at a time (certmgr_cluster.c) */
+    struct cm_queued *resync_q_tail;
+    int resync_inflight;
     uint32_t resync_gen;          /* counts the resyncs after a gap (certmgr_cluster.c) */
     uv_timer_t resync_timer;      /* a resync the store failed is tried again (backoff) */
     uint32_t resync_backoff_ms;   /* the next retry's delay; 0: no retry since the last one */
@@ -225,6 +229,8 @@ void cm_cluster_announce_action(struct tf_certmgr *cm, const char *kind, const c
 /* d (one waiting worker, nothing started): serve what the store holds, else gate and
  * order; a store that cannot be read refuses d ("storage_unavailable"). */
 void cm_cluster_check_stored(struct cm_demand *d);
+/* Let go of the names a resync had yet to read (closing). */
+void cm_cluster_free(struct tf_certmgr *cm);
 
 /* certmgr_budget.c: the cluster-wide budget (a single-node store: cm_order_admitted now). */
 /* d passed the local budget of CA d->ca: count it in that CA's shared windows, then order or

@@ -365,16 +365,16 @@ def _resp(*args):
     return out
 
 
-def redis_fill_many(port, n):
-    """Write the first n certificates of many_certs(3000) into the Redis store on port, in
-    the storage layout (cert.pem, key.pem, meta.json with kind and validity, no certID), as
-    if obtained earlier: a store a node indexes at start."""
+def redis_fill_many(port, n, first=1):
+    """Write n certificates of many_certs(3000) from number first on into the Redis store on
+    port, in the storage layout (cert.pem, key.pem, meta.json with kind and validity, no
+    certID), as if obtained earlier: a store a node indexes at start."""
     from cryptography import x509
     import warnings
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* later
     many = many_certs(3000)  # the set test_managed_cache makes
     cmds = []
-    for i in range(1, n + 1):
+    for i in range(first, first + n):
         name = "%d.many.test" % i
         with open(os.path.join(many, name + ".pem")) as f:
             pem = f.read()

@@ -3,10 +3,11 @@ pebble: two nodes share one Redis that holds 300 certificates (written here in t
 layout, meta.json without a certID), more than --cert-cache 100, so both index the store and
 decode nothing at start. Node B reaches Redis through a TCP relay the test cuts. While B is
 cut off, node A renews one name B holds (B misses the new certificate), forgets another (B
-misses the forget) and obtains a third (B misses the announcement). Once the relay is back
-(the subscriber first, the command connection 3 s later), B's resync reads only meta.json
-for the stored names and reads in full only the two that changed or are new to it, then
-drops the forgotten name and serves A's certificates."""
+misses the forget) and obtains a third (B misses the announcement), and 100 more names are
+stored behind B's back. Once the relay is back (the subscriber first, the command connection
+3 s later), B's resync reads only meta.json for the stored names and reads in full only the
+102 that changed or are new to it (32 at a time), then drops the forgotten name and serves
+A's certificates and the new names."""
 from clusterctl import (Cluster, Relay, admin_call, admin_managed, admin_port, ask_yes,
                         redis_fill_many, secret_file)
 from tfcommon import Backend, check, finish, http_handler, start_tlsfront, wait_until
@@ -60,13 +61,16 @@ renewed = serial(port_a, RENEW)
 st, doc = call(admin_a, "DELETE", "/certs/" + GONE)
 check(st == 200 and doc["forgotten_storage"], "DELETE on A while B is cut off: %s" % doc)
 new_serial = serial(port_a, NEW)
+EXTRA = 100
+redis_fill_many(cl.redis.port, EXTRA, first=N + 1)
 check(serial(port_b, RENEW) == first[RENEW] and admin_managed(TOKEN, admin_b, GONE),
       "node B, cut off, still serves the old certificate and holds the forgotten name")
 
 relay.restore(commands_after=3.0)
 check(pb.wait_for(r"re-indexed stored certificates after a gap: %d indexed, 0 skipped, "
-                  r"2 changed or new read in full" % (N + 2), timeout=60) is not None,
-      "node B re-indexes the store and reads only the renewed and the new name in full")
+                  r"%d changed or new read in full" % (N + 2 + EXTRA, 2 + EXTRA), timeout=60)
+      is not None, "node B re-indexes the store and reads in full only the renewed name and "
+      "the names new to it")
 check(relay.refused_commands > 0, "node B's command connection was held back (%d refused)"
       % relay.refused_commands)
 check(wait_until(lambda: not admin_managed(TOKEN, admin_b, GONE), timeout=30, step=0.1),
@@ -77,4 +81,7 @@ orders = cl.peb.orders()
 check(wait_until(lambda: admin_managed(TOKEN, admin_b, NEW), timeout=30, step=0.1)
       and serial(port_b, NEW) == new_serial and cl.peb.orders() == orders,
       "node B serves A's certificate for the name obtained during the gap, no new order")
+extra = ["%d.many.test" % i for i in (N + 1, N + EXTRA // 2, N + EXTRA)]
+check(wait_until(lambda: all(admin_managed(TOKEN, admin_b, n) for n in extra), timeout=30,
+                 step=0.2), "node B holds the names stored behind its back (%s)" % extra)
 finish()
