@@ -3,7 +3,9 @@
  * certs/<name>/cert.pem (chain, leaf first) and certs/<name>/meta.json, plus the paused
  * markers acme/<ca-id>/paused/<name>. Saves write the key first, then the chain, then the
  * metadata, so a crash in between leaves a pair the loader rejects (mismatch) rather than a
- * chain without its key; forgetting deletes in the reverse order. Loading checks that key and leaf match; loading everything skips
+ * chain without its key; a write that fails after the key (a full disk) deletes the name's
+ * files, so a failed save leaves the old certificate or none; forgetting deletes in the
+ * reverse order. Loading checks that key and leaf match; loading everything skips
  * (and logs) what does not, and reads meta.json with each certificate for the id of the CA
  * that issued it (tf_acme_store_load_meta). Also the synchronous listing for `tlsfront certs`.
  */
@@ -62,15 +64,18 @@ char *tf_acme_paused_key(const char *ca_id, const char *name)
 
 struct save_op {
     struct tf_storage *st;
+    char *name;
     char *keys[3], *data[3];
     bool secret[3];
     int step;
+    int err; /* the failed write, while the partly stored certificate is removed */
     tf_storage_done_cb cb;
     void *arg;
 };
 
 static void save_op_free(struct save_op *op)
 {
+    free(op->name);
     for (int i = 0; i < 3; i++) {
         free(op->keys[i]);
         if (op->data[i])
@@ -80,6 +85,23 @@ static void save_op_free(struct save_op *op)
     free(op);
 }
 
+static void on_save_undone(int err, void *arg)
+{
+    struct save_op *op = arg;
+    if (err && err != UV_ENOENT)
+        TF_WARN(STORE_MOD, "name=%s removing the partly stored certificate: %s", op->name,
+                tf_strerror(err));
+    else
+        TF_INFO(STORE_MOD, "name=%s partly stored certificate removed (none is stored now)",
+                op->name);
+    op->cb(op->err, op->arg);
+    save_op_free(op);
+}
+
+/* A write that fails after the key was written would leave a key without its chain (a new
+ * name) or a new key beside the old chain (a renewal): neither loads, and the key is a
+ * secret left behind. So the name's files are then deleted, and the storage holds a
+ * certificate whole or not at all. A failed key write changed nothing: the old stays. */
 static void on_save_step(int err, void *arg)
 {
     struct save_op *op = arg;
@@ -89,6 +111,13 @@ static void on_save_step(int err, void *arg)
                              op->secret[i], on_save_step, op);
         if (!err)
             return;
+    }
+    if (err && op->step > 0) {
+        op->err = err;
+        int rc = tf_acme_store_forget(op->st, op->name, on_save_undone, op);
+        if (rc)
+            on_save_undone(rc, op);
+        return;
     }
     op->cb(err, op->arg);
     save_op_free(op);
@@ -103,6 +132,7 @@ int tf_acme_store_save(struct tf_storage *st, const char *name, const char *chai
         return TF_EINVAL;
     struct save_op *op = tf_calloc(1, sizeof(*op));
     op->st = st;
+    op->name = tf_strdup(name);
     op->cb = cb;
     op->arg = arg;
     op->keys[0] = k;

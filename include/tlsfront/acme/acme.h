@@ -268,7 +268,9 @@ char *tf_acme_store_key(const char *name, const char *file);
 /* "acme/<ca-id>/paused/<name>", a new string or NULL. */
 char *tf_acme_paused_key(const char *ca_id, const char *name);
 
-/* Store chain, key (0600) and meta.json for name; cb runs once. The strings are copied. */
+/* Store chain, key (0600) and meta.json for name; cb runs once. The strings are copied. On
+ * an error the storage holds name's old certificate (the key could not be written) or none
+ * (a later write failed: what was written is deleted before cb runs). */
 int tf_acme_store_save(struct tf_storage *st, const char *name, const char *chain_pem,
                        const char *key_pem, const char *meta_json, tf_storage_done_cb cb,
                        void *arg);

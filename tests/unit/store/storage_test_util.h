@@ -157,6 +157,23 @@ static inline int renew_wait(struct tf_storage *s, const char *name, uint32_t le
     return done_wait(s, tf_storage_renew(s, name, lease, on_done, &r), &r);
 }
 
+/* Writes past limit bytes of a file fail with EFBIG, as a full disk fails them with ENOSPC
+ * (RLIMIT_FSIZE binds root too), until fsize_restore(saved). */
+static inline void fsize_limit(rlim_t limit, struct rlimit *saved)
+{
+    CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, saved), 0);
+    struct rlimit small = *saved;
+    small.rlim_cur = limit;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &small), 0);
+}
+
+static inline void fsize_restore(const struct rlimit *saved)
+{
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, saved), 0);
+    signal(SIGXFSZ, SIG_DFL);
+}
+
 /* ---- the store contract, shared by the filesystem and the Redis store's tests ---- */
 
 /* Round trips on a fresh store: overwrite, an empty value, a missing key, a key below a

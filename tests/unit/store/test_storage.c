@@ -240,17 +240,12 @@ static void test_failed_writes_keep_old(void)
     /* 1. Mid-write: RLIMIT_FSIZE binds root too, so a 64 KiB value fails after 4 KiB of the
      * temp file have been written (EFBIG), just like a full disk would. */
     CHECK_EQ_INT(put_str(s, "k", "old value", true), 0);
-    struct rlimit saved, small;
-    CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, &saved), 0);
-    small = saved;
-    small.rlim_cur = 4096;
-    signal(SIGXFSZ, SIG_IGN);
-    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct rlimit saved;
+    fsize_limit(4096, &saved);
     char *big = tf_malloc(65536);
     memset(big, 'n', 65536);
     CHECK_EQ_INT(put_wait(s, "k", big, 65536, true), UV_EFBIG);
-    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &saved), 0);
-    signal(SIGXFSZ, SIG_DFL);
+    fsize_restore(&saved);
     free(big);
     char *v = get_wait(s, "k", &err);
     CHECK_EQ_STR(v, "old value");
