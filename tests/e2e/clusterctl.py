@@ -241,16 +241,16 @@ class Balancer(_Listener):
 class Relay(_Listener):
     """A TCP relay on 127.0.0.1:0 in front of a Redis server (its port), for a node that must
     miss announcements for real: cut() closes every relayed connection and refuses new ones
-    (accepted, then closed at once) until restore(). restore(commands_after=s) lets the
+    (accepted, then closed at once) until restore(). restore(commands=False) lets the
     subscriber (a connection whose first command is SUBSCRIBE) back at once and the node's
-    command connection only s seconds later: the order in which a loaded machine may bring
-    them back. cut_commands(s) closes the command connections alone and refuses new ones
-    for s seconds, while the subscriber stays. url is what --storage takes."""
+    command connection only at allow_commands(): the order in which a loaded machine may
+    bring them back. cut_commands() closes the command connections alone and refuses new
+    ones until allow_commands(), while the subscriber stays. url is what --storage takes."""
 
     def __init__(self, port):
         self.target = port
         self.cut_off = False
-        self.commands_at = 0.0
+        self.commands_held = False
         self.refused_commands = 0
         self.conns = []
         self.command_conns = []
@@ -271,14 +271,18 @@ class Relay(_Listener):
                 pass
             c.close()
 
-    def restore(self, commands_after=0.0):
+    def restore(self, commands=True):
         with self.lock:
             self.cut_off = False
-            self.commands_at = time.monotonic() + commands_after
+            self.commands_held = not commands
 
-    def cut_commands(self, seconds):
+    def allow_commands(self):
         with self.lock:
-            self.commands_at = time.monotonic() + seconds
+            self.commands_held = False
+
+    def cut_commands(self):
+        with self.lock:
+            self.commands_held = True
             conns, self.command_conns = self.command_conns, []
             self.conns = [c for c in self.conns if c not in conns]
         for c in conns:
@@ -302,7 +306,7 @@ class Relay(_Listener):
 
     def _take(self, c):
         sub = self._is_subscriber(c)
-        held = not sub and time.monotonic() < self.commands_at
+        held = not sub and self.commands_held
         if held:
             with self.lock:
                 self.refused_commands += 1
