@@ -264,12 +264,8 @@ class Relay(_Listener):
         with self.lock:
             self.cut_off = True
             conns, self.conns = self.conns, []
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+            self.command_conns = []
+        self._close(conns)
 
     def restore(self, commands=True):
         with self.lock:
@@ -285,6 +281,10 @@ class Relay(_Listener):
             self.commands_held = True
             conns, self.command_conns = self.command_conns, []
             self.conns = [c for c in self.conns if c not in conns]
+        self._close(conns)
+
+    @staticmethod
+    def _close(conns):
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
