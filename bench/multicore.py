@@ -201,12 +201,12 @@ def start_row(a, work, row, w, cert, backend):
 
 def first_cores(spec, w):
     """The first w CPUs of a taskset list such as "0-7" or "0,2,4" (all of them when it has
-    fewer): W workers are pinned to W cores, as the issue's figure was measured."""
+    fewer): W workers pinned to W cores."""
     cpus = []
     for part in spec.split(","):
         lo, _, hi = part.partition("-")
         cpus += range(int(lo), int(hi or lo) + 1)
-    return ",".join(map(str, cpus[:w] if len(cpus) >= w else cpus))
+    return ",".join(map(str, cpus[:w]))
 
 
 class _Work:

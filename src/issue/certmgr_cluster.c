@@ -227,13 +227,10 @@ static void on_resync_each(const char *name, struct tf_cert *cert,
         take_stored(cm, name, cert, ca_id, true);
     } else if (!m || !cm_same_meta(cm, m, meta, cert_id)) {
         cm->resync_reads++;
-        struct cm_queued *q = tf_calloc(1, sizeof *q);
+        struct cm_queued *q = tf_calloc(1, sizeof *q); /* in any order */
         q->name = tf_strdup(name);
-        if (cm->resync_q_tail)
-            cm->resync_q_tail->next = q;
-        else
-            cm->resync_q = q;
-        cm->resync_q_tail = q;
+        q->next = cm->resync_q;
+        cm->resync_q = q;
         resync_read_next(cm);
     }
     tf_cert_unref(cert);
@@ -248,8 +245,6 @@ static void resync_read_next(struct tf_certmgr *cm)
     while (cm->resync_q && cm->resync_inflight < CM_RESYNC_READS && !cm->closing) {
         struct cm_queued *q = cm->resync_q;
         cm->resync_q = q->next;
-        if (!cm->resync_q)
-            cm->resync_q_tail = NULL;
         struct cmc_req *r = req_new(cm, q->name);
         r->resync_read = true;
         free(q->name);
@@ -261,6 +256,7 @@ static void resync_read_next(struct tf_certmgr *cm)
     }
 }
 
+/* Also when a resync starts: its own listing queues again what still differs. */
 void cm_cluster_free(struct tf_certmgr *cm)
 {
     for (struct cm_queued *q = cm->resync_q, *n; q; q = n) {
@@ -268,7 +264,7 @@ void cm_cluster_free(struct tf_certmgr *cm)
         free(q->name);
         free(q);
     }
-    cm->resync_q = cm->resync_q_tail = NULL;
+    cm->resync_q = NULL;
 }
 
 static void catch_up(struct tf_certmgr *cm, bool listed);
@@ -303,15 +299,14 @@ static void on_resync_done(int err, const struct tf_acme_store_counts *n, void *
     cm->resyncing = false;
     if (cm->closing)
         return;
-    if (cm->resync_again) { /* the listing may predate the later gap: list again */
-        cm->resync_again = false;
-        cm_publish_staged(cm);
-        start_resync(cm);
-        return;
-    }
-    if (err) {
+    if (err) { /* after a backoff, even with another gap meanwhile: it lists anyway */
         cm_publish_staged(cm); /* what was read before the failure */
         retry_resync(cm, err);
+        return;
+    }
+    if (cm->resync_again) { /* the listing may predate the later gap: list again */
+        cm_publish_staged(cm);
+        start_resync(cm);
         return;
     }
     if (cm->resync_backoff_ms) /* the ring's fetch at the gap failed as the reload did */
@@ -346,6 +341,7 @@ static void start_resync(struct tf_certmgr *cm)
     cm->resync_again = false;
     cm->resync_gen++;
     cm->resync_reads = 0;
+    cm_cluster_free(cm); /* reads an earlier resync had yet to start */
     /* Indexed as at start-up once the store holds more than --cert-cache names (however
      * small it was then): a resync never decodes more than the cache holds. */
     int rc = tf_acme_store_index_all(cm->storage, cm->lazy ? 0 : cm->cfg->cert_cache,

@@ -141,9 +141,8 @@ struct tf_certmgr {
     bool resyncing;               /* reloading every stored certificate after a gap */
     bool resync_again;            /* another gap while resyncing: once more when it ends */
     uint32_t resync_reads;        /* names a lazy resync read in full (changed or new) */
-    struct cm_queued *resync_q;   /* names a resync will read in full, at most
-                                   * CM_RESYNC_READS at a time (certmgr_cluster.c) */
-    struct cm_queued *resync_q_tail;
+    struct cm_queued *resync_q;   /* names the current resync has yet to read in full, at
+                                   * most CM_RESYNC_READS at a time (certmgr_cluster.c) */
     int resync_inflight;
     uint32_t resync_gen;          /* counts the resyncs after a gap (certmgr_cluster.c) */
     uv_timer_t resync_timer;      /* a resync the store failed is tried again (backoff) */
@@ -326,11 +325,11 @@ void cm_lazy_forget(struct tf_certmgr *cm, struct cm_managed *m);
 void cm_lazy_free(struct tf_certmgr *cm);
 /* The ARI certID of m's certificate, a new string or NULL (no AKI). */
 char *cm_cert_id(const struct cm_managed *m);
-/* True when cert (decoded) is the one m holds (a stub: same certID and expiry). */
+/* True when cert (decoded) is the one m holds (a stub: cm_same_meta of cert's). */
 bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
                   const struct tf_cert *cert);
-/* Whether m holds the certificate meta.json describes (the same ARI certID, expiry and
- * kind): a lazy resync reads only names for which it does not. */
+/* Whether m holds the certificate meta describes (the same ARI certID, or none on both
+ * sides, validity and kind): a lazy resync reads only names for which it does not. */
 bool cm_same_meta(const struct tf_certmgr *cm, const struct cm_managed *m,
                   const struct tf_acme_store_meta *meta, const char *cert_id);
 /* The decoded certificate of m when it has one in memory (borrowed), else NULL. */

@@ -191,13 +191,10 @@ bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
         return false;
     if (m->cert)
         return m->cert == cert || X509_cmp(m->cert->leaf, cert->leaf) == 0;
-    const struct tf_stub *stub = cm_stub(cm, m, NULL);
-    if (!stub)
-        return false;
-    /* A stub is known by its certID (issuer key and serial) and validity. */
+    /* A stub is known by its certID (issuer key and serial), validity and kind. */
+    struct tf_acme_store_meta meta = {cert->kind, cert->not_before, cert->not_after};
     char *theirs = cert->leaf ? tf_renew_cert_id(cert->leaf) : NULL;
-    bool same = m->cert_id && theirs && strcmp(m->cert_id, theirs) == 0 &&
-                m->not_after == cert->not_after && stub->kind == (uint8_t)cert->kind;
+    bool same = cm_same_meta(cm, m, &meta, theirs);
     free(theirs);
     return same;
 }
@@ -205,20 +202,23 @@ bool cm_same_cert(const struct tf_certmgr *cm, const struct cm_managed *m,
 bool cm_same_meta(const struct tf_certmgr *cm, const struct cm_managed *m,
                   const struct tf_acme_store_meta *meta, const char *cert_id)
 {
-    const struct tf_stub *stub = m->cert ? NULL : cm_stub(cm, m, NULL);
-    if (!meta || (!m->cert && !stub))
-        return false;
-    int64_t not_before = m->cert ? m->cert->not_before : m->not_before;
-    int64_t not_after = m->cert ? m->cert->not_after : m->not_after;
-    int kind = m->cert ? (int)m->cert->kind : (int)stub->kind;
+    struct tf_acme_store_meta ours;
+    if (m->cert) {
+        ours = (struct tf_acme_store_meta){m->cert->kind, m->cert->not_before,
+                                           m->cert->not_after};
+    } else {
+        const struct tf_stub *stub = cm_stub(cm, m, NULL);
+        if (!stub)
+            return false;
+        ours = (struct tf_acme_store_meta){stub->kind, m->not_before, m->not_after};
+    }
     /* Without a certID on either side (a meta.json written without one, a leaf without
      * AKI), the validity to the second tells a renewed certificate apart. */
-    char *ours = cm_cert_id(m);
-    bool same_id = ours && cert_id ? strcmp(ours, cert_id) == 0 : !ours && !cert_id;
-    bool same = same_id && not_before == meta->not_before && not_after == meta->not_after &&
-                kind == (int)meta->kind;
-    free(ours);
-    return same;
+    char *id = cm_cert_id(m);
+    bool same_id = id && cert_id ? strcmp(id, cert_id) == 0 : !id && !cert_id;
+    free(id);
+    return same_id && ours.kind == meta->kind && ours.not_before == meta->not_before &&
+           ours.not_after == meta->not_after;
 }
 
 struct tf_cert *cm_decoded(const struct tf_certmgr *cm, const struct cm_managed *m)

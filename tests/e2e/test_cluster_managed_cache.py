@@ -7,7 +7,6 @@ after A renews it, B serves the new certificate, not the old one it had loaded."
 import os
 import random
 import ssl
-import warnings
 
 from clusterctl import (Cluster, admin_call, admin_managed, admin_port, redis_fill_many,
                         secret_file)
@@ -17,7 +16,6 @@ from tfcommon import (Backend, cert_cache_metrics, check, finish, served_sans,
 N = 1000
 CACHE = 100
 TOKEN = "s3cret-token-0123456789abcdef"
-warnings.filterwarnings("ignore", category=DeprecationWarning)  # not_valid_* on new versions
 
 cl = Cluster(balancer=False)  # pebble validates through node A
 many = redis_fill_many(cl.redis.port, N)
